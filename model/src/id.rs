@@ -1,0 +1,144 @@
+//! Document ids: opaque strings, unique across all tables, that tell their table.
+//!
+//! An id is 20 bytes, the table's number (4 bytes, big-endian) then 16 bytes chosen by the
+//! inserting transaction, written as 36 lowercase base32 characters over those bytes plus a
+//! 2-byte checksum, so a mistyped or truncated id is caught before any lookup.
+
+use std::fmt;
+
+pub const ID_BYTES: usize = 20;
+const TEXT_LEN: usize = 36;
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocumentId([u8; ID_BYTES]);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdError {
+    pub given: String,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.given.chars().take(64).collect();
+        write!(f, "malformed document id {shown:?}: {}", self.reason)
+    }
+}
+
+impl std::error::Error for IdError {}
+
+impl DocumentId {
+    pub fn new(table_number: u32, unique: [u8; 16]) -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        bytes[..4].copy_from_slice(&table_number.to_be_bytes());
+        bytes[4..].copy_from_slice(&unique);
+        DocumentId(bytes)
+    }
+
+    pub fn table_number(&self) -> u32 {
+        u32::from_be_bytes(self.0[..4].try_into().expect("4 bytes"))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; ID_BYTES] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(DocumentId(bytes.try_into().ok()?))
+    }
+
+    /// Parses the string form, checking length, alphabet and checksum.
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let fail = |reason| IdError {
+            given: text.to_owned(),
+            reason,
+        };
+        if text.len() != TEXT_LEN {
+            return Err(fail("an id is 36 characters"));
+        }
+        let mut bits: u128 = 0;
+        let mut nbits = 0;
+        let mut raw = Vec::with_capacity(ID_BYTES + 2);
+        for c in text.bytes() {
+            let v = ALPHABET
+                .iter()
+                .position(|&a| a == c)
+                .ok_or_else(|| fail("an id uses only 0-9 and lowercase base32 letters"))?;
+            bits = (bits << 5) | v as u128;
+            nbits += 5;
+            if nbits >= 8 {
+                nbits -= 8;
+                raw.push((bits >> nbits) as u8);
+                bits &= (1 << nbits) - 1;
+            }
+        }
+        if bits != 0 || raw.len() != ID_BYTES + 2 {
+            return Err(fail("an id's padding bits must be zero"));
+        }
+        let (body, sum) = raw.split_at(ID_BYTES);
+        if checksum(body) != [sum[0], sum[1]] {
+            return Err(fail("checksum does not match"));
+        }
+        Ok(DocumentId(body.try_into().expect("20 bytes")))
+    }
+}
+
+fn checksum(bytes: &[u8]) -> [u8; 2] {
+    // Fletcher-16: catches every single-character change and every transposition of two.
+    let (mut a, mut b) = (0u16, 0u16);
+    for &byte in bytes {
+        a = (a + byte as u16) % 255;
+        b = (b + a) % 255;
+    }
+    [a as u8, b as u8]
+}
+
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut raw = self.0.to_vec();
+        raw.extend_from_slice(&checksum(&self.0));
+        let mut text = String::with_capacity(TEXT_LEN);
+        let mut bits: u32 = 0;
+        let mut nbits = 0;
+        for byte in raw {
+            bits = (bits << 8) | byte as u32;
+            nbits += 8;
+            while nbits >= 5 {
+                nbits -= 5;
+                text.push(ALPHABET[((bits >> nbits) & 31) as usize] as char);
+            }
+            bits &= (1 << nbits) - 1;
+        }
+        if nbits > 0 {
+            text.push(ALPHABET[((bits << (5 - nbits)) & 31) as usize] as char);
+        }
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocumentId({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_corruption() {
+        let id = DocumentId::new(7, *b"0123456789abcdef");
+        let text = id.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(DocumentId::parse(&text).unwrap(), id);
+        assert_eq!(DocumentId::parse(&text).unwrap().table_number(), 7);
+        let mut corrupted = text.clone().into_bytes();
+        corrupted[10] = if corrupted[10] == b'a' { b'b' } else { b'a' };
+        let err = DocumentId::parse(std::str::from_utf8(&corrupted).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(DocumentId::parse("short").is_err());
+        assert!(DocumentId::parse(&"U".repeat(36)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The value model shared by the runtime and guest modules (PROTOCOL.md section 1).
+//!
+//! - [`value`]: the value type and its total order.
+//! - [`json`]: the wire JSON form.
+//! - [`binary`]: the compact binary form for storage and the host ABI.
+//! - [`key`]: the order-preserving form for index keys.
+//! - [`id`]: document ids.
+//! - [`limits`]: named resource limits.
+
+pub mod binary;
+pub mod id;
+pub mod json;
+pub mod key;
+pub mod limits;
+pub mod value;
+
+pub use id::DocumentId;
+pub use value::{Object, Value};

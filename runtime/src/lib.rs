@@ -1,0 +1,3 @@
+//! The runtime host. See ARCHITECTURE.md for the map.
+
+pub mod store;

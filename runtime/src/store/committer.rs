@@ -1,0 +1,283 @@
+//! The single committer: validates each transaction's read set against the writes committed
+//! since it began (optimistic concurrency, serializable), assigns commit timestamps, writes a
+//! whole group of commits with one synced write, and only then publishes the new timestamp
+//! to readers. Durable before visible: nothing is readable or acknowledged before the sync.
+
+use super::catalog::{
+    index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
+};
+use super::engine::{CommitRecord, EngineError, Space, Timestamp, Write};
+use super::error::StoreError;
+use super::read_set::NormalizedReadSet;
+use super::transaction::DocumentWrite;
+use super::{Published, Shared};
+use model::DocumentId;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+/// How many recent commits are kept for validation. A transaction that began before the
+/// oldest of them cannot be checked and is treated as conflicting (and retried).
+const MAX_RECENT_COMMITS: usize = 50_000;
+/// Most transactions folded into one synced write.
+const MAX_GROUP: usize = 1024;
+
+pub(crate) struct CommitRequest {
+    pub begin_ts: Timestamp,
+    pub reads: NormalizedReadSet,
+    pub writes: BTreeMap<DocumentId, DocumentWrite>,
+    pub new_tables: Vec<Arc<TableInfo>>,
+}
+
+pub(crate) type Reply = SyncSender<Result<Timestamp, StoreError>>;
+
+/// What a commit wrote, as index and catalog keys: what conflicts and subscriptions match.
+#[derive(Clone, Debug)]
+pub struct CommittedKeys {
+    pub ts: Timestamp,
+    pub keys: Arc<Vec<(Space, Vec<u8>)>>,
+}
+
+pub(crate) struct CommitterState {
+    pub last_ts: Timestamp,
+    pub catalog: Arc<Catalog>,
+    recent: VecDeque<CommittedKeys>,
+    /// Commits at or before this timestamp are no longer in `recent`.
+    horizon: Timestamp,
+    last_creation_time: HashMap<TableNumber, f64>,
+    failed: Option<String>,
+}
+
+impl CommitterState {
+    pub fn new(
+        last_ts: Timestamp,
+        catalog: Arc<Catalog>,
+        last_creation_time: HashMap<TableNumber, f64>,
+    ) -> Self {
+        CommitterState {
+            last_ts,
+            catalog,
+            recent: VecDeque::new(),
+            horizon: last_ts,
+            last_creation_time,
+            failed: None,
+        }
+    }
+
+    /// The next commit timestamp: nanoseconds since the epoch, kept strictly increasing.
+    pub fn next_ts(&self) -> Timestamp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        now.max(self.last_ts + 1)
+    }
+
+    fn table_of_key(&self, space: Space, key: &[u8]) -> String {
+        match space {
+            Space::Catalog => key
+                .get(1..)
+                .and_then(|k| model::key::decode(k).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "?".into()),
+            _ => index_id_of_key(key)
+                .and_then(|i| self.catalog.table_of_index(i))
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| "?".into()),
+        }
+    }
+
+    /// Serializable validation: no commit after `begin_ts` wrote a key this one read.
+    fn validate(&self, request: &CommitRequest) -> Result<(), StoreError> {
+        if request.begin_ts < self.horizon {
+            let table = request
+                .writes
+                .values()
+                .next()
+                .and_then(|w| self.catalog.table_by_number(w.table))
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| "?".into());
+            return Err(StoreError::Conflict { table, attempts: 1 });
+        }
+        let first_newer = self.recent.partition_point(|c| c.ts <= request.begin_ts);
+        for commit in self.recent.range(first_newer..) {
+            for (space, key) in commit.keys.iter() {
+                if request.reads.contains(*space, key) {
+                    return Err(StoreError::Conflict {
+                        table: self.table_of_key(*space, key),
+                        attempts: 1,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a validated request into stored writes at `ts`, settling creation times and
+    /// recording its keys for later validations.
+    fn apply(&mut self, request: CommitRequest, ts: Timestamp) -> CommitRecord {
+        let mut writes = Vec::new();
+        let mut keys = Vec::new();
+        for table in request.new_tables {
+            let key = table_catalog_key(&table.name);
+            writes.push(Write {
+                space: Space::Catalog,
+                key: key.clone(),
+                value: Some(table.encode()),
+            });
+            keys.push((Space::Catalog, key));
+            self.catalog = Arc::new(self.catalog.with(table));
+        }
+        let mut writes_in = request.writes;
+        // Creation times are strictly increasing per table, in commit order; inserts of one
+        // transaction keep the order their provisional times give them.
+        let mut inserts: Vec<(f64, DocumentId)> = writes_in
+            .iter()
+            .filter(|(_, w)| w.old.is_none() && w.new.is_some())
+            .map(|(id, w)| (w.new.as_ref().expect("insert").creation_time, *id))
+            .collect();
+        inserts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (_, id) in inserts {
+            let write = writes_in.get_mut(&id).expect("listed above");
+            let doc = write.new.as_mut().expect("insert");
+            let last = self.last_creation_time.entry(write.table).or_insert(f64::MIN);
+            if doc.creation_time <= *last {
+                doc.creation_time = last.next_up();
+            }
+            *last = doc.creation_time;
+        }
+        for (id, write) in writes_in {
+            let table = self
+                .catalog
+                .table_by_number(write.table)
+                .expect("a written table is in the catalog or created by the same commit")
+                .clone();
+            let new = write.new;
+            writes.push(Write {
+                space: Space::Documents,
+                key: id.as_bytes().to_vec(),
+                value: new.as_ref().map(|d| d.encode()),
+            });
+            for index in &table.indexes {
+                let old_key = write.old.as_ref().map(|d| index_key(index, &id, d));
+                let new_key = new.as_ref().map(|d| index_key(index, &id, d));
+                if old_key != new_key {
+                    if let Some(k) = &old_key {
+                        writes.push(Write {
+                            space: Space::Indexes,
+                            key: k.clone(),
+                            value: None,
+                        });
+                    }
+                    if let Some(k) = &new_key {
+                        writes.push(Write {
+                            space: Space::Indexes,
+                            key: k.clone(),
+                            value: Some(Vec::new()),
+                        });
+                    }
+                }
+                // Both keys conflict even when equal: the document behind them changed.
+                keys.extend(old_key.into_iter().map(|k| (Space::Indexes, k)));
+                keys.extend(new_key.into_iter().map(|k| (Space::Indexes, k)));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        self.remember(CommittedKeys {
+            ts,
+            keys: Arc::new(keys),
+        });
+        self.last_ts = ts;
+        CommitRecord { ts, writes }
+    }
+
+    /// What readers may see once the commits applied so far are durable.
+    pub fn published(&self) -> Published {
+        Published {
+            ts: self.last_ts,
+            catalog: self.catalog.clone(),
+            last_creation_time: Arc::new(self.last_creation_time.clone()),
+        }
+    }
+
+    pub fn remember(&mut self, committed: CommittedKeys) {
+        self.recent.push_back(committed);
+        while self.recent.len() > MAX_RECENT_COMMITS {
+            let dropped = self.recent.pop_front().expect("non-empty");
+            self.horizon = dropped.ts;
+        }
+    }
+
+    pub fn fail(&mut self, error: &EngineError) {
+        self.failed = Some(error.0.clone());
+    }
+}
+
+/// Commits a group of requests with one durable write and publishes the result.
+pub(crate) fn commit_group(
+    shared: &Shared,
+    state: &mut CommitterState,
+    requests: Vec<CommitRequest>,
+) -> Vec<Result<Timestamp, StoreError>> {
+    if let Some(reason) = &state.failed {
+        return requests
+            .iter()
+            .map(|_| Err(failed_error(reason)))
+            .collect();
+    }
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut records = Vec::new();
+    for request in requests {
+        match state.validate(&request) {
+            Ok(()) => {
+                let ts = state.next_ts();
+                records.push(state.apply(request, ts));
+                outcomes.push(Ok(ts));
+            }
+            Err(conflict) => outcomes.push(Err(conflict)),
+        }
+    }
+    if records.is_empty() {
+        return outcomes;
+    }
+    if let Err(e) = shared.engine.write(&records) {
+        // The in-memory state now runs ahead of the disk; refuse every later commit.
+        tracing::error!(error = %e, "durable write failed; the store refuses further commits");
+        state.fail(&e);
+        return outcomes
+            .into_iter()
+            .map(|o| o.and_then(|_| Err(failed_error(&e.0))))
+            .collect();
+    }
+    shared.publish(state.published());
+    outcomes
+}
+
+fn failed_error(reason: &str) -> StoreError {
+    StoreError::Engine(EngineError(format!(
+        "an earlier durable write failed ({reason}); restart the store"
+    )))
+}
+
+/// The committer thread: takes whatever requests are waiting, up to `MAX_GROUP`, and commits
+/// them as one group. Requests that arrive during a sync form the next group.
+pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let (requests_only, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let outcomes = {
+            let mut state = shared.state.lock();
+            commit_group(&shared, &mut state, requests_only)
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+    }
+}

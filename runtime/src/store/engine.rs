@@ -1,0 +1,115 @@
+//! The narrow storage trait every layer above talks to.
+//!
+//! A storage engine is a multi-version ordered key-value store: every write carries the commit
+//! timestamp it belongs to, and every read names the timestamp it reads as of, so "a snapshot"
+//! is just a timestamp. That is the model of the distributed stores a later backend will sit on
+//! (TiKV, Postgres-wire distributed SQL), and it keeps RocksDB types out of this module.
+//!
+//! Keys within a space must be prefix-free (no key is a proper prefix of another): index keys
+//! end with a fixed-width document id and document keys are fixed-width ids, so this holds.
+
+use std::fmt;
+use std::ops::Bound;
+
+/// A commit timestamp. Strictly increasing, one per committed transaction; 0 is "before
+/// everything".
+pub type Timestamp = u64;
+
+/// The key spaces of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Space {
+    /// Document id (20 bytes) to the stored document.
+    Documents,
+    /// Index key (index id, encoded fields, document id) to an empty value.
+    Indexes,
+    /// Catalog entries: tables and indexes, versioned like data so they change in transactions.
+    Catalog,
+}
+
+pub const ALL_SPACES: [Space; 3] = [Space::Documents, Space::Indexes, Space::Catalog];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// A half-open or closed range of keys in one space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let after_start = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let before_end = match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        after_start && before_end
+    }
+
+    pub fn point(key: Vec<u8>) -> Self {
+        KeyRange {
+            start: Bound::Included(key.clone()),
+            end: Bound::Included(key),
+        }
+    }
+}
+
+/// One key written by a commit: `None` deletes it as of the commit's timestamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub space: Space,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// One committed transaction as the engine stores it and as the commit log replays it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub ts: Timestamp,
+    pub writes: Vec<Write>,
+}
+
+#[derive(Debug)]
+pub struct EngineError(pub String);
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage engine: {}", self.0)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A lazy scan of live entries as of a timestamp; each item is `(key, value)`.
+pub type Scan<'a> = Box<dyn Iterator<Item = EngineResult<(Vec<u8>, Vec<u8>)>> + 'a>;
+
+pub trait StorageEngine: Send + Sync + 'static {
+    /// The value of `key` as of `ts`: the newest version at or before `ts`, unless deleted.
+    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>>;
+
+    /// Live entries of `range` as of `ts`, in `order`. Lazy: it reads only what is consumed.
+    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_>;
+
+    /// Writes a group of commits atomically, and returns only once they are durable on disk.
+    /// Timestamps in the group are strictly increasing and above every earlier commit.
+    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()>;
+
+    /// The newest durable commit timestamp (0 for an empty store).
+    fn latest_ts(&self) -> Timestamp;
+
+    /// Committed records with `ts > after`, oldest first, at most `limit` of them: the ordered
+    /// commit log another process can tail.
+    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>>;
+}

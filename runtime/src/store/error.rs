@@ -1,0 +1,68 @@
+//! Store errors. Each names what failed, the rule or limit, and the value given.
+
+use super::engine::EngineError;
+use model::id::IdError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid document for table {table:?}: {reason}")]
+    InvalidDocument { table: String, reason: String },
+
+    #[error("{what} exceeds the limit {limit} ({max}): got {given}")]
+    LimitExceeded {
+        limit: &'static str,
+        what: String,
+        max: usize,
+        given: usize,
+    },
+
+    #[error("invalid {kind} name {given:?}: names start with a letter and use only letters, digits and '_', at most 64 bytes")]
+    InvalidName { kind: String, given: String },
+
+    #[error("document id {id} belongs to no table (table number {table_number} does not exist)")]
+    UnknownTableOfId { id: String, table_number: u32 },
+
+    #[error("table {table:?} does not exist")]
+    UnknownTable { table: String },
+
+    #[error("table {table:?} has no index {index:?} (it has: {available})")]
+    UnknownIndex {
+        table: String,
+        index: String,
+        available: String,
+    },
+
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+
+    #[error("document {id} does not exist in table {table:?}")]
+    NotFound { table: String, id: String },
+
+    #[error("invalid range on index {table}.{index}: {reason}")]
+    InvalidRange {
+        table: String,
+        index: String,
+        reason: String,
+    },
+
+    #[error("a query cannot write: {operation} on table {table:?} was attempted from a read-only transaction")]
+    ReadOnly { operation: &'static str, table: String },
+
+    #[error("write conflict on table {table:?}: another transaction changed what this one read, and it still conflicted after {attempts} attempts")]
+    Conflict { table: String, attempts: u32 },
+
+    #[error("index {table}.{index} already exists with different fields")]
+    IndexExists { table: String, index: String },
+
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}

@@ -1,0 +1,378 @@
+//! The document store: tables of documents with indexes, and serializable transactions that
+//! are all-or-nothing and durable before they are visible.
+//!
+//! - [`engine`]: the narrow storage trait (multi-version: a snapshot is a timestamp).
+//! - [`rocks`]: its RocksDB implementation.
+//! - [`catalog`]: tables, indexes and how documents map to index keys.
+//! - [`transaction`]: reads, the write overlay and the read set.
+//! - [`committer`]: validation, group commit, publication.
+
+pub mod catalog;
+pub mod committer;
+pub mod document;
+pub mod engine;
+pub mod error;
+pub mod index_range;
+pub mod read_set;
+pub mod rocks;
+pub mod transaction;
+
+pub use catalog::{TableInfo, BY_CREATION_TIME, BY_ID};
+pub use document::Document;
+pub use engine::{Order, StorageEngine, Timestamp};
+pub use error::StoreError;
+pub use index_range::IndexRange;
+pub use transaction::{Page, Patch, Transaction, Usage};
+
+use catalog::{check_name, index_key, Catalog, IndexInfo, TableNumber};
+use committer::{CommitRequest, CommitterState, CommittedKeys, Reply};
+use document::StoredDocument;
+use engine::{CommitRecord, KeyRange, Space, Write};
+use model::DocumentId;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Optimistic attempts before a mutation runs serially against the latest state.
+pub const OPTIMISTIC_ATTEMPTS: u32 = 4;
+
+/// What readers may see: the newest durable commit and the catalog as of it.
+pub(crate) struct Published {
+    pub ts: Timestamp,
+    pub catalog: Arc<Catalog>,
+    pub last_creation_time: Arc<HashMap<TableNumber, f64>>,
+}
+
+pub(crate) struct Shared {
+    pub engine: Box<dyn StorageEngine>,
+    published: RwLock<Arc<Published>>,
+    pub state: Mutex<CommitterState>,
+    next_table_number: AtomicU32,
+    next_index_id: AtomicU32,
+    pub stats: MutationStats,
+}
+
+impl Shared {
+    pub fn publish(&self, published: Published) {
+        *self.published.write() = Arc::new(published);
+    }
+
+    fn published(&self) -> Arc<Published> {
+        self.published.read().clone()
+    }
+
+    pub fn allocate_table_number(&self) -> TableNumber {
+        self.next_table_number.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    pub fn allocate_index_id(&self) -> catalog::IndexId {
+        self.next_index_id.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+}
+
+/// Counters of how mutations committed, for benchmarks and diagnostics.
+#[derive(Debug, Default)]
+pub struct MutationStats {
+    pub committed: AtomicU64,
+    pub conflict_retries: AtomicU64,
+    pub serial_runs: AtomicU64,
+}
+
+/// The result of a committed mutation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed<T> {
+    pub value: T,
+    pub ts: Timestamp,
+    /// 1 when the first optimistic attempt committed.
+    pub attempts: u32,
+}
+
+pub struct Store {
+    shared: Arc<Shared>,
+    requests: Option<mpsc::Sender<(CommitRequest, Reply)>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens (or creates) the RocksDB store in `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::with_engine(Box::new(rocks::RocksEngine::open(path)?))
+    }
+
+    /// Opens a store over any storage engine.
+    pub fn with_engine(engine: Box<dyn StorageEngine>) -> Result<Store, StoreError> {
+        let ts = engine.latest_ts();
+        let mut catalog = Catalog::default();
+        let everything = KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        };
+        for entry in engine.scan(Space::Catalog, &everything, ts, Order::Asc) {
+            let (_, value) = entry?;
+            let table = TableInfo::decode(&value).map_err(StoreError::Corrupt)?;
+            catalog = catalog.with(Arc::new(table));
+        }
+        let mut last_creation_time = HashMap::new();
+        for table in catalog.tables() {
+            let index = table.by_creation_time();
+            let range = IndexRange::all().to_key_range(&table.name, index)?;
+            if let Some(entry) = engine.scan(Space::Indexes, &range, ts, Order::Desc).next() {
+                let (key, _) = entry?;
+                if let Ok((Some(model::Value::Float64(ct)), _)) = model::key::decode_prefix(&key[4..]) {
+                    last_creation_time.insert(table.number, ct);
+                }
+            }
+        }
+        let catalog = Arc::new(catalog);
+        let shared = Arc::new(Shared {
+            next_table_number: AtomicU32::new(catalog.max_table_number() + 1),
+            next_index_id: AtomicU32::new(catalog.max_index_id() + 1),
+            published: RwLock::new(Arc::new(Published {
+                ts,
+                catalog: catalog.clone(),
+                last_creation_time: Arc::new(last_creation_time.clone()),
+            })),
+            state: Mutex::new(CommitterState::new(ts, catalog, last_creation_time)),
+            engine,
+            stats: MutationStats::default(),
+        });
+        let (sender, receiver) = mpsc::channel();
+        let committer = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn({
+                let shared = shared.clone();
+                move || committer::run(shared, receiver)
+            })
+            .expect("spawning the committer thread");
+        Ok(Store {
+            shared,
+            requests: Some(sender),
+            committer: Some(committer),
+        })
+    }
+
+    /// The newest durable, visible commit timestamp.
+    pub fn latest_ts(&self) -> Timestamp {
+        self.shared.published().ts
+    }
+
+    pub fn engine(&self) -> &dyn StorageEngine {
+        self.shared.engine.as_ref()
+    }
+
+    pub fn stats(&self) -> &MutationStats {
+        &self.shared.stats
+    }
+
+    /// The tables that exist as of the latest commit.
+    pub fn tables(&self) -> Vec<Arc<TableInfo>> {
+        self.shared.published().catalog.tables().cloned().collect()
+    }
+
+    /// A read-write transaction at the latest commit.
+    pub fn begin(&self) -> Transaction {
+        Transaction::new(self.shared.clone(), &self.shared.published(), false)
+    }
+
+    /// A read-only transaction at the latest commit: every write is refused.
+    pub fn begin_read_only(&self) -> Transaction {
+        Transaction::new(self.shared.clone(), &self.shared.published(), true)
+    }
+
+    fn request(tx: Transaction) -> CommitRequest {
+        CommitRequest {
+            begin_ts: tx.begin_ts,
+            reads: tx.reads.normalize(),
+            writes: tx.writes,
+            new_tables: tx.new_tables.into_values().collect(),
+        }
+    }
+
+    /// Commits once, without retrying: `Err(Conflict)` if a concurrent commit changed what
+    /// `tx` read. Returns the commit timestamp once the commit is durable and visible.
+    /// A transaction without writes commits nothing and returns its begin timestamp.
+    pub fn commit(&self, tx: Transaction) -> Result<Timestamp, StoreError> {
+        if !tx.has_writes() {
+            return Ok(tx.begin_ts);
+        }
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.requests
+            .as_ref()
+            .expect("committer runs while the store is open")
+            .send((Self::request(tx), reply))
+            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
+        let result = outcome
+            .recv()
+            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
+        if result.is_ok() {
+            self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        result
+    }
+
+    /// Runs `body` as a mutation: optimistically up to `OPTIMISTIC_ATTEMPTS` times, retrying
+    /// on conflict with a short randomized backoff, then once more serially against the
+    /// latest state with the committer held, which cannot conflict. So a mutation on a hot
+    /// document always makes progress instead of failing after retries. `body` may run more
+    /// than once and must have no effects outside the transaction.
+    pub fn run_mutation<T, E: From<StoreError>>(
+        &self,
+        mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
+    ) -> Result<Committed<T>, E> {
+        for attempt in 1..=OPTIMISTIC_ATTEMPTS {
+            let mut tx = self.begin();
+            let value = body(&mut tx)?;
+            match self.commit(tx) {
+                Ok(ts) => {
+                    return Ok(Committed {
+                        value,
+                        ts,
+                        attempts: attempt,
+                    })
+                }
+                Err(e) if e.is_conflict() => {
+                    self.shared
+                        .stats
+                        .conflict_retries
+                        .fetch_add(1, AtomicOrdering::Relaxed);
+                    backoff(attempt);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.shared.stats.serial_runs.fetch_add(1, AtomicOrdering::Relaxed);
+        let mut state = self.shared.state.lock();
+        // With the committer held, the published state is the latest and nothing can commit
+        // between this begin and this commit.
+        let mut tx = Transaction::new(self.shared.clone(), &self.shared.published(), false);
+        let value = body(&mut tx)?;
+        if !tx.has_writes() {
+            return Ok(Committed {
+                value,
+                ts: tx.begin_ts,
+                attempts: OPTIMISTIC_ATTEMPTS + 1,
+            });
+        }
+        let outcome = committer::commit_group(&self.shared, &mut state, vec![Self::request(tx)])
+            .pop()
+            .expect("one outcome per request");
+        drop(state);
+        match outcome {
+            Ok(ts) => {
+                self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+                Ok(Committed {
+                    value,
+                    ts,
+                    attempts: OPTIMISTIC_ATTEMPTS + 1,
+                })
+            }
+            Err(StoreError::Conflict { table, .. }) => Err(StoreError::Conflict {
+                table,
+                attempts: OPTIMISTIC_ATTEMPTS + 1,
+            }
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Declares an index over `fields` (dot-separated paths) of `table`, creating the table if
+    /// needed and filling the index from existing documents in the same commit. Declaring an
+    /// index that exists with the same fields does nothing.
+    pub fn define_index(&self, table: &str, name: &str, fields: &[&str]) -> Result<Timestamp, StoreError> {
+        check_name("table", table)?;
+        check_name("index", name)?;
+        if fields.is_empty() || fields.iter().any(|f| f.is_empty() || f.starts_with('$') || f.split('.').any(str::is_empty)) {
+            return Err(StoreError::InvalidRange {
+                table: table.into(),
+                index: name.into(),
+                reason: format!("index fields must be non-empty dot-separated paths, got {fields:?}"),
+            });
+        }
+        let mut state = self.shared.state.lock();
+        let existing = state.catalog.table(table).cloned();
+        if let Some(index) = existing.as_ref().and_then(|t| t.index(name)) {
+            return if index.fields.iter().map(String::as_str).eq(fields.iter().copied()) {
+                Ok(state.last_ts)
+            } else {
+                Err(StoreError::IndexExists {
+                    table: table.into(),
+                    index: name.into(),
+                })
+            };
+        }
+        let mut info = match &existing {
+            Some(t) => (**t).clone(),
+            None => TableInfo {
+                number: self.shared.allocate_table_number(),
+                name: table.to_owned(),
+                indexes: vec![
+                    IndexInfo { id: self.shared.allocate_index_id(), name: BY_ID.into(), fields: vec![] },
+                    IndexInfo {
+                        id: self.shared.allocate_index_id(),
+                        name: BY_CREATION_TIME.into(),
+                        fields: vec![catalog::CREATION_TIME_FIELD.into()],
+                    },
+                ],
+            },
+        };
+        let index = IndexInfo {
+            id: self.shared.allocate_index_id(),
+            name: name.to_owned(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        };
+        let ts = state.next_ts();
+        let catalog_key = catalog::table_catalog_key(table);
+        let mut keys = vec![(Space::Catalog, catalog_key.clone())];
+        let mut writes = Vec::new();
+        // Backfill from every existing document of the table.
+        let table_docs = KeyRange {
+            start: Bound::Included(info.number.to_be_bytes().to_vec()),
+            end: Bound::Excluded((info.number + 1).to_be_bytes().to_vec()),
+        };
+        for entry in self.shared.engine.scan(Space::Documents, &table_docs, state.last_ts, Order::Asc) {
+            let (id_bytes, bytes) = entry?;
+            let id = DocumentId::from_bytes(&id_bytes)
+                .ok_or_else(|| StoreError::Corrupt("document key is not an id".into()))?;
+            let doc = StoredDocument::decode(&bytes)?;
+            let key = index_key(&index, &id, &doc);
+            keys.push((Space::Indexes, key.clone()));
+            writes.push(Write { space: Space::Indexes, key, value: Some(Vec::new()) });
+        }
+        info.indexes.push(index);
+        let info = Arc::new(info);
+        writes.push(Write { space: Space::Catalog, key: catalog_key, value: Some(info.encode()) });
+        self.shared.engine.write(&[CommitRecord { ts, writes }])?;
+        state.catalog = Arc::new(state.catalog.with(info));
+        state.last_ts = ts;
+        keys.sort();
+        state.remember(CommittedKeys { ts, keys: Arc::new(keys) });
+        self.shared.publish(state.published());
+        Ok(ts)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel ends the committer once it has answered every request.
+        self.requests.take();
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Randomized backoff: spreads retries of transactions that collided so they do not
+/// collide again in lockstep.
+fn backoff(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let micros = (50u64 << attempt.min(6)) + jitter % 200;
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}

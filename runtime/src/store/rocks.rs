@@ -1,0 +1,402 @@
+//! The RocksDB storage engine: multi-version keys over column families.
+//!
+//! Each stored key is the logical key followed by the bitwise complement of its commit
+//! timestamp (8 bytes, big-endian), so the versions of one key sit together, newest first.
+//! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `log` column family holds every
+//! commit's writes keyed by timestamp: the ordered commit log. All of a group of commits goes
+//! into one `WriteBatch` written with `sync`, so a group is durable or absent as a whole.
+
+use super::engine::*;
+use model::binary::write_varint;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+const CF_DOCUMENTS: &str = "documents";
+const CF_INDEXES: &str = "indexes";
+const CF_CATALOG: &str = "catalog";
+const CF_LOG: &str = "log";
+const CF_META: &str = "meta";
+const FORMAT_KEY: &[u8] = b"format";
+/// Written on creation and checked on every open, so a folder of something else is refused.
+pub const FORMAT: &[u8] = b"runtime-store/1";
+
+pub struct RocksEngine {
+    db: DB,
+    latest: AtomicU64,
+    path: PathBuf,
+}
+
+fn err(e: impl std::fmt::Display) -> EngineError {
+    EngineError(e.to_string())
+}
+
+fn versioned(key: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 8);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(!ts).to_be_bytes());
+    out
+}
+
+/// Splits a stored key into the logical key and its commit timestamp.
+fn split(stored: &[u8]) -> EngineResult<(&[u8], Timestamp)> {
+    if stored.len() < 8 {
+        return Err(EngineError(format!("stored key of {} bytes has no version", stored.len())));
+    }
+    let (key, version) = stored.split_at(stored.len() - 8);
+    Ok((key, !u64::from_be_bytes(version.try_into().expect("8 bytes"))))
+}
+
+fn is_version_of(stored: &[u8], key: &[u8]) -> bool {
+    stored.len() == key.len() + 8 && stored.starts_with(key)
+}
+
+/// `None` for a deletion marker.
+fn unwrap_value(stored: &[u8]) -> EngineResult<Option<Vec<u8>>> {
+    match stored.split_first() {
+        Some((1, rest)) => Ok(Some(rest.to_vec())),
+        Some((0, [])) => Ok(None),
+        _ => Err(EngineError("stored value has a bad marker".into())),
+    }
+}
+
+fn fsync_dir(path: &Path) -> EngineResult<()> {
+    std::fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| EngineError(format!("syncing directory {}: {e}", path.display())))
+}
+
+impl RocksEngine {
+    /// Opens the store in `path`, creating it if the folder is absent or empty. A non-empty
+    /// folder that is not a store of this format is refused with an error that says so.
+    pub fn open(path: &Path) -> EngineResult<Self> {
+        let existed_nonempty = std::fs::read_dir(path)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if existed_nonempty && !path.join("CURRENT").exists() {
+            return Err(EngineError(format!(
+                "{} is not empty and is not a data folder of this runtime; choose an empty or new folder",
+                path.display()
+            )));
+        }
+        if !path.exists() {
+            std::fs::create_dir_all(path)
+                .map_err(|e| EngineError(format!("creating {}: {e}", path.display())))?;
+            // The new directory entry itself must survive a crash.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(parent)?;
+            }
+        }
+
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.increase_parallelism(2);
+        options.set_max_background_jobs(2);
+        let families = [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG, CF_META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(err)?;
+        fsync_dir(path)?;
+
+        let meta = db.cf_handle(CF_META).expect("meta family");
+        match db.get_cf(meta, FORMAT_KEY).map_err(err)? {
+            Some(found) if found == FORMAT => {}
+            Some(found) => {
+                return Err(EngineError(format!(
+                    "{} holds data of format {:?}, this runtime reads {:?}",
+                    path.display(),
+                    String::from_utf8_lossy(&found),
+                    String::from_utf8_lossy(FORMAT)
+                )))
+            }
+            None if existed_nonempty => {
+                return Err(EngineError(format!(
+                    "{} is a RocksDB database but not a data folder of this runtime",
+                    path.display()
+                )))
+            }
+            None => {
+                let mut sync = WriteOptions::default();
+                sync.set_sync(true);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, FORMAT_KEY, FORMAT);
+                db.write_opt(batch, &sync).map_err(err)?;
+            }
+        }
+
+        let latest = {
+            let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
+            iter.seek_to_last();
+            iter.status().map_err(err)?;
+            match iter.key() {
+                Some(k) => u64::from_be_bytes(
+                    k.try_into().map_err(|_| EngineError("bad commit log key".into()))?,
+                ),
+                None => 0,
+            }
+        };
+        Ok(RocksEngine {
+            db,
+            latest: AtomicU64::new(latest),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, space: Space) -> &ColumnFamily {
+        let name = match space {
+            Space::Documents => CF_DOCUMENTS,
+            Space::Indexes => CF_INDEXES,
+            Space::Catalog => CF_CATALOG,
+        };
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+}
+
+impl StorageEngine for RocksEngine {
+    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(versioned(key, 0));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(space), options);
+        iter.seek(versioned(key, ts));
+        iter.status().map_err(err)?;
+        match (iter.key(), iter.value()) {
+            (Some(stored), Some(value)) if is_version_of(stored, key) => unwrap_value(value),
+            _ => Ok(None),
+        }
+    }
+
+    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
+        let mut options = ReadOptions::default();
+        match &range.start {
+            Bound::Included(s) | Bound::Excluded(s) => options.set_iterate_lower_bound(s.clone()),
+            Bound::Unbounded => {}
+        }
+        match &range.end {
+            Bound::Included(e) => options.set_iterate_upper_bound(versioned(e, 0)),
+            Bound::Excluded(e) => options.set_iterate_upper_bound(e.clone()),
+            Bound::Unbounded => {}
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(space), options);
+        match order {
+            Order::Asc => iter.seek_to_first(),
+            Order::Desc => iter.seek_to_last(),
+        }
+        Box::new(VersionedScan {
+            iter,
+            ts,
+            order,
+            range: range.clone(),
+            done: false,
+        })
+    }
+
+    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
+        let mut batch = WriteBatch::default();
+        let log = self.db.cf_handle(CF_LOG).expect("log family");
+        let mut stored = Vec::new();
+        for commit in commits {
+            for write in &commit.writes {
+                stored.clear();
+                match &write.value {
+                    Some(v) => {
+                        stored.push(1);
+                        stored.extend_from_slice(v);
+                    }
+                    None => stored.push(0),
+                }
+                batch.put_cf(self.cf(write.space), versioned(&write.key, commit.ts), &stored);
+            }
+            batch.put_cf(log, commit.ts.to_be_bytes(), encode_log_entry(&commit.writes));
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync).map_err(err)?;
+        if let Some(last) = commits.last() {
+            self.latest.store(last.ts, AtomicOrdering::Release);
+        }
+        Ok(())
+    }
+
+    fn latest_ts(&self) -> Timestamp {
+        self.latest.load(AtomicOrdering::Acquire)
+    }
+
+    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
+        let mut iter = self
+            .db
+            .raw_iterator_cf(self.db.cf_handle(CF_LOG).expect("log family"));
+        iter.seek((after.saturating_add(1)).to_be_bytes());
+        let mut out = Vec::new();
+        while out.len() < limit && iter.valid() {
+            let (key, value) = (iter.key().expect("valid"), iter.value().expect("valid"));
+            let ts = u64::from_be_bytes(
+                key.try_into().map_err(|_| EngineError("bad commit log key".into()))?,
+            );
+            if ts > after {
+                out.push(CommitRecord {
+                    ts,
+                    writes: decode_log_entry(value)?,
+                });
+            }
+            iter.next();
+        }
+        iter.status().map_err(err)?;
+        Ok(out)
+    }
+}
+
+/// Walks stored versions and yields, per logical key, the newest version at or before `ts`.
+struct VersionedScan<'a> {
+    iter: DBRawIterator<'a>,
+    ts: Timestamp,
+    order: Order,
+    range: KeyRange,
+    done: bool,
+}
+
+impl VersionedScan<'_> {
+    fn step(&mut self) -> EngineResult<Option<(Vec<u8>, Vec<u8>)>> {
+        loop {
+            if !self.iter.valid() {
+                self.iter.status().map_err(err)?;
+                return Ok(None);
+            }
+            let (key, _) = split(self.iter.key().expect("valid"))?;
+            let key = key.to_vec();
+            let before_start = match &self.range.start {
+                Bound::Included(s) => key.as_slice() < s.as_slice(),
+                Bound::Excluded(s) => key.as_slice() <= s.as_slice(),
+                Bound::Unbounded => false,
+            };
+            let after_end = match &self.range.end {
+                Bound::Included(e) => key.as_slice() > e.as_slice(),
+                Bound::Excluded(e) => key.as_slice() >= e.as_slice(),
+                Bound::Unbounded => false,
+            };
+            // Walk every version of this key; keep the newest one visible at `ts`.
+            let mut visible: Option<Vec<u8>> = None;
+            while self.iter.valid() && is_version_of(self.iter.key().expect("valid"), &key) {
+                let (_, version) = split(self.iter.key().expect("valid"))?;
+                let newer_seen = visible.is_some() && self.order == Order::Asc;
+                if version <= self.ts && !newer_seen {
+                    visible = Some(self.iter.value().expect("valid").to_vec());
+                }
+                match self.order {
+                    Order::Asc => self.iter.next(),
+                    Order::Desc => self.iter.prev(),
+                }
+            }
+            match self.order {
+                Order::Asc if after_end => return Ok(None),
+                Order::Desc if before_start => return Ok(None),
+                _ if before_start || after_end => continue,
+                _ => {}
+            }
+            if let Some(stored) = visible {
+                if let Some(value) = unwrap_value(&stored)? {
+                    return Ok(Some((key, value)));
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for VersionedScan<'_> {
+    type Item = EngineResult<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+const SPACE_DOCUMENTS: u8 = 0;
+const SPACE_INDEXES: u8 = 1;
+const SPACE_CATALOG: u8 = 2;
+
+fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_varint(&mut out, writes.len() as u64);
+    for w in writes {
+        out.push(match w.space {
+            Space::Documents => SPACE_DOCUMENTS,
+            Space::Indexes => SPACE_INDEXES,
+            Space::Catalog => SPACE_CATALOG,
+        });
+        write_varint(&mut out, w.key.len() as u64);
+        out.extend_from_slice(&w.key);
+        match &w.value {
+            Some(v) => {
+                out.push(1);
+                write_varint(&mut out, v.len() as u64);
+                out.extend_from_slice(v);
+            }
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
+    let bad = || EngineError("malformed commit log entry".into());
+    let mut pos = 0;
+    let varint = |pos: &mut usize| -> EngineResult<usize> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*pos).ok_or_else(bad)?;
+            *pos += 1;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v as usize);
+            }
+        }
+        Err(bad())
+    };
+    let count = varint(&mut pos)?;
+    let mut writes = Vec::with_capacity(count.min(bytes.len()));
+    for _ in 0..count {
+        let space = match bytes.get(pos).ok_or_else(bad)? {
+            &SPACE_DOCUMENTS => Space::Documents,
+            &SPACE_INDEXES => Space::Indexes,
+            &SPACE_CATALOG => Space::Catalog,
+            _ => return Err(bad()),
+        };
+        pos += 1;
+        let len = varint(&mut pos)?;
+        let key = bytes.get(pos..pos + len).ok_or_else(bad)?.to_vec();
+        pos += len;
+        let present = *bytes.get(pos).ok_or_else(bad)?;
+        pos += 1;
+        let value = if present == 1 {
+            let len = varint(&mut pos)?;
+            let v = bytes.get(pos..pos + len).ok_or_else(bad)?.to_vec();
+            pos += len;
+            Some(v)
+        } else {
+            None
+        };
+        writes.push(Write { space, key, value });
+    }
+    Ok(writes)
+}

@@ -1,0 +1,556 @@
+//! A transaction: reads at its begin timestamp, writes into an overlay it reads back, and a
+//! read set of the index key intervals it actually consumed.
+//!
+//! Nothing here touches storage for writing: dropping a transaction discards it whole, and
+//! only the committer turns an overlay into stored writes, so a failure of any kind leaves
+//! nothing half-written.
+
+use super::catalog::{
+    check_name, id_from_index_key, index_key, table_catalog_key, Catalog, IndexInfo, TableInfo,
+    TableNumber, BY_CREATION_TIME, BY_ID, CREATION_TIME_FIELD,
+};
+use super::document::{validate_fields, Document, StoredDocument};
+use super::engine::{KeyRange, Order, Space, Timestamp};
+use super::error::StoreError;
+use super::index_range::IndexRange;
+use super::read_set::ReadSet;
+use super::{Published, Shared};
+use model::limits::*;
+use model::{DocumentId, Object, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// One document's change in the overlay: `old` is the committed version at the begin
+/// timestamp (`None` if it did not exist), `new` the version to commit (`None` deletes).
+#[derive(Clone, Debug)]
+pub(crate) struct DocumentWrite {
+    pub table: TableNumber,
+    pub old: Option<StoredDocument>,
+    pub new: Option<StoredDocument>,
+}
+
+/// Counters checked against the limits of `model::limits`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub documents_read: usize,
+    pub bytes_read: usize,
+    pub index_ranges_read: usize,
+    pub documents_written: usize,
+    pub bytes_written: usize,
+}
+
+/// One page of an index scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    pub documents: Vec<Document>,
+    /// Where the next page starts: pass it back as `after` to continue the same scan.
+    pub cursor: Option<Vec<u8>>,
+    /// True when the range holds nothing beyond this page.
+    pub is_done: bool,
+}
+
+/// A patch: `Some(value)` sets a field, `None` removes it.
+pub type Patch = BTreeMap<String, Option<Value>>;
+
+pub struct Transaction {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) begin_ts: Timestamp,
+    pub(crate) catalog: Arc<Catalog>,
+    read_only: bool,
+    pub(crate) new_tables: BTreeMap<String, Arc<TableInfo>>,
+    pub(crate) writes: BTreeMap<DocumentId, DocumentWrite>,
+    pub(crate) reads: ReadSet,
+    usage: Usage,
+    rng_state: u64,
+    now_ms: f64,
+    last_creation_time: HashMap<TableNumber, f64>,
+    /// The newest creation time per table as of the begin timestamp, so this transaction's
+    /// inserts sort after every committed one in its own reads too.
+    committed_creation_time: Arc<HashMap<TableNumber, f64>>,
+}
+
+impl Transaction {
+    pub(crate) fn new(shared: Arc<Shared>, published: &Published, read_only: bool) -> Self {
+        let begin_ts = published.ts;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        Transaction {
+            shared,
+            begin_ts,
+            catalog: published.catalog.clone(),
+            read_only,
+            new_tables: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            reads: ReadSet::default(),
+            usage: Usage::default(),
+            rng_state: begin_ts ^ (now_ms.to_bits()).rotate_left(17),
+            now_ms,
+            last_creation_time: HashMap::new(),
+            committed_creation_time: published.last_creation_time.clone(),
+        }
+    }
+
+    /// The commit timestamp this transaction reads as of.
+    pub fn begin_ts(&self) -> Timestamp {
+        self.begin_ts
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Seeds the generator behind new document ids, so that a re-execution of the same call
+    /// makes the same writes.
+    pub fn set_seed(&mut self, seed: u64) {
+        self.rng_state = seed;
+    }
+
+    /// Freezes the time this transaction sees (milliseconds since the Unix epoch).
+    pub fn set_now_ms(&mut self, now_ms: f64) {
+        self.now_ms = now_ms;
+    }
+
+    pub fn now_ms(&self) -> f64 {
+        self.now_ms
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The index key intervals read so far: what a subscription to this transaction's
+    /// result depends on.
+    pub fn read_set(&self) -> &ReadSet {
+        &self.reads
+    }
+
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty() || !self.new_tables.is_empty()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64: tiny, fast, and plenty for unique ids from a 64-bit seed.
+        self.rng_state = self.rng_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn table_by_name(&mut self, name: &str) -> Option<Arc<TableInfo>> {
+        if let Some(t) = self.new_tables.get(name).or_else(|| self.catalog.table(name)) {
+            return Some(t.clone());
+        }
+        // Record that the table was absent, so its creation by another transaction is a
+        // conflict for a writer and an invalidation for a subscriber.
+        self.reads
+            .add(Space::Catalog, KeyRange::point(table_catalog_key(name)));
+        None
+    }
+
+    fn table_by_number(&self, number: TableNumber) -> Option<Arc<TableInfo>> {
+        self.catalog
+            .table_by_number(number)
+            .or_else(|| self.new_tables.values().find(|t| t.number == number))
+            .cloned()
+    }
+
+    fn ensure_writable(&self, operation: &'static str, table: &str) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                operation,
+                table: table.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn table_for_write(&mut self, name: &str) -> Result<Arc<TableInfo>, StoreError> {
+        if let Some(table) = self.table_by_name(name) {
+            return Ok(table);
+        }
+        check_name("table", name)?;
+        let number = self.shared.allocate_table_number();
+        let table = Arc::new(TableInfo {
+            number,
+            name: name.to_owned(),
+            indexes: vec![
+                IndexInfo {
+                    id: self.shared.allocate_index_id(),
+                    name: BY_ID.into(),
+                    fields: vec![],
+                },
+                IndexInfo {
+                    id: self.shared.allocate_index_id(),
+                    name: BY_CREATION_TIME.into(),
+                    fields: vec![CREATION_TIME_FIELD.into()],
+                },
+            ],
+        });
+        self.new_tables.insert(name.to_owned(), table.clone());
+        Ok(table)
+    }
+
+    fn count_range(&mut self) -> Result<(), StoreError> {
+        self.usage.index_ranges_read += 1;
+        check_limit(
+            "MAX_INDEX_RANGES_READ",
+            "index ranges read in one transaction",
+            MAX_INDEX_RANGES_READ,
+            self.usage.index_ranges_read,
+        )
+    }
+
+    fn count_read(&mut self, bytes: usize) -> Result<(), StoreError> {
+        self.usage.documents_read += 1;
+        self.usage.bytes_read += bytes;
+        check_limit(
+            "MAX_DOCUMENTS_READ",
+            "documents read in one transaction",
+            MAX_DOCUMENTS_READ,
+            self.usage.documents_read,
+        )?;
+        check_limit(
+            "MAX_BYTES_READ",
+            "bytes read in one transaction",
+            MAX_BYTES_READ,
+            self.usage.bytes_read,
+        )
+    }
+
+    fn count_write(&mut self, bytes: usize) -> Result<(), StoreError> {
+        self.usage.documents_written = self.writes.len();
+        self.usage.bytes_written += bytes;
+        check_limit(
+            "MAX_DOCUMENTS_WRITTEN",
+            "documents written in one transaction",
+            MAX_DOCUMENTS_WRITTEN,
+            self.usage.documents_written,
+        )?;
+        check_limit(
+            "MAX_BYTES_WRITTEN",
+            "bytes written in one transaction",
+            MAX_BYTES_WRITTEN,
+            self.usage.bytes_written,
+        )
+    }
+
+    /// Reads the committed version of a document at the begin timestamp.
+    fn read_committed(&mut self, id: &DocumentId) -> Result<Option<StoredDocument>, StoreError> {
+        match self
+            .shared
+            .engine
+            .get(Space::Documents, id.as_bytes(), self.begin_ts)?
+        {
+            Some(bytes) => {
+                self.count_read(bytes.len())?;
+                Ok(Some(StoredDocument::decode(&bytes)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a document by id, recording the point read.
+    pub fn get(&mut self, id: DocumentId) -> Result<Option<Document>, StoreError> {
+        let (_, current) = self.current(id)?;
+        Ok(current.map(|doc| Document::from_stored(id, doc)))
+    }
+
+    /// Parses an id given as text, then reads it.
+    pub fn get_str(&mut self, id: &str) -> Result<Option<Document>, StoreError> {
+        self.get(DocumentId::parse(id)?)
+    }
+
+    /// The table of `id` and its current version as this transaction sees it.
+    fn current(
+        &mut self,
+        id: DocumentId,
+    ) -> Result<(Arc<TableInfo>, Option<StoredDocument>), StoreError> {
+        let table = self
+            .table_by_number(id.table_number())
+            .ok_or_else(|| StoreError::UnknownTableOfId {
+                id: id.to_string(),
+                table_number: id.table_number(),
+            })?;
+        self.count_range()?;
+        let by_id_key = by_id_key(table.by_id(), &id);
+        self.reads.add(Space::Indexes, KeyRange::point(by_id_key));
+        let current = match self.writes.get(&id) {
+            Some(write) => write.new.clone(),
+            None => self.read_committed(&id)?,
+        };
+        Ok((table, current))
+    }
+
+    /// Inserts a document into `table`, creating the table on first insert.
+    pub fn insert(&mut self, table: &str, fields: Object) -> Result<DocumentId, StoreError> {
+        self.ensure_writable("insert", table)?;
+        let size = validate_fields(table, &fields)?;
+        let info = self.table_for_write(table)?;
+        let mut unique = [0u8; 16];
+        unique[..8].copy_from_slice(&self.next_random().to_le_bytes());
+        unique[8..].copy_from_slice(&self.next_random().to_le_bytes());
+        let id = DocumentId::new(info.number, unique);
+        // A point read of the new id: two transactions that drew the same id conflict.
+        self.reads
+            .add(Space::Indexes, KeyRange::point(by_id_key(info.by_id(), &id)));
+        // Provisional: the committer moves it later only if a concurrent insert took it.
+        let floor = self
+            .last_creation_time
+            .get(&info.number)
+            .or_else(|| self.committed_creation_time.get(&info.number));
+        let creation_time = match floor {
+            Some(last) if *last >= self.now_ms => last.next_up(),
+            _ => self.now_ms,
+        };
+        self.last_creation_time.insert(info.number, creation_time);
+        self.writes.insert(
+            id,
+            DocumentWrite {
+                table: info.number,
+                old: None,
+                new: Some(StoredDocument {
+                    creation_time,
+                    fields,
+                }),
+            },
+        );
+        self.count_write(size)?;
+        Ok(id)
+    }
+
+    fn write_existing(
+        &mut self,
+        id: DocumentId,
+        operation: &'static str,
+        change: impl FnOnce(StoredDocument) -> Result<Option<StoredDocument>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (table, current) = self.current(id)?;
+        self.ensure_writable(operation, &table.name)?;
+        let current = current.ok_or_else(|| StoreError::NotFound {
+            table: table.name.clone(),
+            id: id.to_string(),
+        })?;
+        // Not in the overlay means `current` came from storage: it is the committed version.
+        let old = match self.writes.get(&id) {
+            Some(previous) => previous.old.clone(),
+            None => Some(current.clone()),
+        };
+        let new = change(current)?;
+        let size = match &new {
+            Some(doc) => validate_fields(&table.name, &doc.fields)?,
+            None => 0,
+        };
+        self.writes.insert(
+            id,
+            DocumentWrite {
+                table: table.number,
+                old,
+                new,
+            },
+        );
+        self.count_write(size)
+    }
+
+    /// Shallow merge: each `Some` sets a top-level field, each `None` removes it.
+    pub fn patch(&mut self, id: DocumentId, patch: Patch) -> Result<(), StoreError> {
+        self.write_existing(id, "patch", |mut doc| {
+            for (field, value) in patch {
+                match value {
+                    Some(v) => doc.fields.insert(field, v),
+                    None => doc.fields.remove(&field),
+                };
+            }
+            Ok(Some(doc))
+        })
+    }
+
+    /// Replaces every user field, keeping `_id` and `_creationTime`.
+    pub fn replace(&mut self, id: DocumentId, fields: Object) -> Result<(), StoreError> {
+        self.write_existing(id, "replace", |doc| {
+            Ok(Some(StoredDocument {
+                creation_time: doc.creation_time,
+                fields,
+            }))
+        })
+    }
+
+    pub fn delete(&mut self, id: DocumentId) -> Result<(), StoreError> {
+        self.write_existing(id, "delete", |_| Ok(None))
+    }
+
+    /// Reads up to `limit` documents of `range` over `index` of `table`, in `order`,
+    /// continuing after `after` (a page's cursor) if given. Records exactly the key interval
+    /// consumed: the whole range when it is exhausted, else up to the last document returned.
+    pub fn scan(
+        &mut self,
+        table: &str,
+        index: &str,
+        range: &IndexRange,
+        order: Order,
+        limit: usize,
+        after: Option<&[u8]>,
+    ) -> Result<Page, StoreError> {
+        self.count_range()?;
+        let Some(info) = self.table_by_name(table) else {
+            return Ok(Page {
+                documents: vec![],
+                cursor: None,
+                is_done: true,
+            });
+        };
+        let index_info = info
+            .index(index)
+            .ok_or_else(|| StoreError::UnknownIndex {
+                table: table.to_owned(),
+                index: index.to_owned(),
+                available: info
+                    .indexes
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?
+            .clone();
+        let mut key_range = range.to_key_range(table, &index_info)?;
+        if let Some(cursor) = after {
+            match order {
+                Order::Asc => key_range.start = Bound::Excluded(cursor.to_vec()),
+                Order::Desc => key_range.end = Bound::Excluded(cursor.to_vec()),
+            }
+        }
+
+        // The overlay's documents in this range, in scan order; stored entries of documents
+        // the overlay holds are skipped, since the overlay decides for them.
+        let mut pending: Vec<(Vec<u8>, DocumentId, StoredDocument)> = self
+            .writes
+            .iter()
+            .filter(|(_, w)| w.table == info.number)
+            .filter_map(|(id, w)| {
+                let doc = w.new.as_ref()?;
+                let key = index_key(&index_info, id, doc);
+                key_range
+                    .contains(&key)
+                    .then(|| (key, *id, doc.clone()))
+            })
+            .collect();
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        if order == Order::Desc {
+            pending.reverse();
+        }
+        let mut pending = pending.into_iter().peekable();
+
+        let shared = self.shared.clone();
+        let mut stored = shared
+            .engine
+            .scan(Space::Indexes, &key_range, self.begin_ts, order)
+            .filter(|entry| match entry {
+                Ok((key, _)) => id_from_index_key(key).is_none_or(|id| !self.writes.contains_key(&id)),
+                Err(_) => true,
+            })
+            .peekable();
+
+        let mut documents = Vec::new();
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut fetched = Vec::new();
+        let is_done = loop {
+            let next_stored = match stored.peek() {
+                Some(Ok((key, _))) => Some(key.clone()),
+                Some(Err(_)) => {
+                    let Some(Err(e)) = stored.next() else { unreachable!() };
+                    return Err(e.into());
+                }
+                None => None,
+            };
+            let take_pending = match (pending.peek(), &next_stored) {
+                (None, None) => break true,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((pk, _, _)), Some(sk)) => match order {
+                    Order::Asc => pk < sk,
+                    Order::Desc => pk > sk,
+                },
+            };
+            if documents.len() >= limit {
+                break false;
+            }
+            if take_pending {
+                let (key, id, doc) = pending.next().expect("peeked");
+                documents.push(Document::from_stored(id, doc));
+                last_key = Some(key);
+            } else {
+                let (key, _) = stored.next().expect("peeked").expect("checked");
+                let id = id_from_index_key(&key)
+                    .ok_or_else(|| StoreError::Corrupt("index key without a document id".into()))?;
+                // Keep the document's position; fetch it once the scan is released.
+                fetched.push((documents.len(), id));
+                documents.push(Document {
+                    id,
+                    creation_time: 0.0,
+                    fields: Object::new(),
+                });
+                last_key = Some(key);
+            }
+        };
+        drop(stored);
+        for (position, id) in fetched {
+            let doc = self.read_committed(&id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("index entry for {id} has no document"))
+            })?;
+            documents[position] = Document::from_stored(id, doc);
+        }
+
+        let consumed = match (&last_key, is_done) {
+            (Some(last), false) => match order {
+                Order::Asc => KeyRange {
+                    start: key_range.start.clone(),
+                    end: Bound::Included(last.clone()),
+                },
+                Order::Desc => KeyRange {
+                    start: Bound::Included(last.clone()),
+                    end: key_range.end.clone(),
+                },
+            },
+            _ => key_range,
+        };
+        self.reads.add(Space::Indexes, consumed);
+        Ok(Page {
+            documents,
+            cursor: if is_done { None } else { last_key },
+            is_done,
+        })
+    }
+
+    /// All documents of a range, in order, up to `limit`.
+    pub fn query(
+        &mut self,
+        table: &str,
+        index: &str,
+        range: &IndexRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        Ok(self.scan(table, index, range, order, limit, None)?.documents)
+    }
+}
+
+pub(crate) fn by_id_key(by_id: &IndexInfo, id: &DocumentId) -> Vec<u8> {
+    let mut key = by_id.id.to_be_bytes().to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn check_limit(limit: &'static str, what: &str, max: usize, given: usize) -> Result<(), StoreError> {
+    if given > max {
+        return Err(StoreError::LimitExceeded {
+            limit,
+            what: what.to_owned(),
+            max,
+            given,
+        });
+    }
+    Ok(())
+}

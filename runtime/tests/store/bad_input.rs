@@ -1,0 +1,149 @@
+//! Bad input: each a clear error naming the rule or limit and what was given; nothing written.
+
+use crate::temp_store;
+use model::limits::{MAX_DOCUMENT_BYTES, MAX_INDEX_RANGES_READ, MAX_NESTING_DEPTH};
+use model::{obj, DocumentId, Object, Value};
+use runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
+
+/// Asserts the store holds exactly the `count` documents of table `t` it held before.
+fn assert_untouched(store: &Store, before_ts: u64) {
+    assert_eq!(store.latest_ts(), before_ts, "nothing was committed");
+}
+
+fn seeded() -> (Store, tempfile::TempDir, DocumentId) {
+    let (store, dir) = temp_store();
+    let mut tx = store.begin();
+    let id = tx.insert("t", obj! { "a" => 1i64 }).unwrap();
+    store.commit(tx).unwrap();
+    (store, dir, id)
+}
+
+#[test]
+fn oversized_document() {
+    let (store, _dir, _) = seeded();
+    let before = store.latest_ts();
+    let big = Value::Bytes(vec![7; MAX_DOCUMENT_BYTES]);
+    let err = store
+        .run_mutation(|tx| tx.insert("t", obj! { "blob" => big.clone() }))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::LimitExceeded { limit: "MAX_DOCUMENT_BYTES", .. }), "{text}");
+    assert!(text.contains(&MAX_DOCUMENT_BYTES.to_string()) && text.contains("\"t\""), "{text}");
+    assert_untouched(&store, before);
+}
+
+#[test]
+fn nesting_too_deep() {
+    let (store, _dir, _) = seeded();
+    let before = store.latest_ts();
+    let mut deep = Value::Null;
+    for _ in 0..MAX_NESTING_DEPTH {
+        deep = Value::Array(vec![deep]);
+    }
+    let err = store
+        .run_mutation(|tx| tx.insert("t", obj! { "deep" => deep.clone() }))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::LimitExceeded { limit: "MAX_NESTING_DEPTH", given, .. } if given == MAX_NESTING_DEPTH + 1), "{text}");
+    // One level less is accepted.
+    let Value::Array(mut inner) = deep else { unreachable!() };
+    let ok = inner.pop().unwrap();
+    store.run_mutation(|tx| tx.insert("t", obj! { "deep" => ok.clone() })).unwrap();
+    assert_eq!(store.latest_ts() > before, true);
+}
+
+#[test]
+fn dollar_and_reserved_field_names() {
+    let (store, _dir, id) = seeded();
+    let before = store.latest_ts();
+    let nested_dollar: Object = obj! { "outer" => Value::Object(obj! { "$inc" => 1i64 }) };
+    for (fields, needle) in [
+        (obj! { "$set" => 1i64 }, "$set"),
+        (nested_dollar, "$inc"),
+        (obj! { "_id" => "mine" }, "_id"),
+    ] {
+        let err = store.run_mutation(|tx| tx.insert("t", fields.clone())).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidDocument { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+        let err = store.run_mutation(|tx| tx.replace(id, fields.clone())).unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert_untouched(&store, before);
+    assert_eq!(store.begin().get(id).unwrap().unwrap().fields, obj! { "a" => 1i64 });
+}
+
+#[test]
+fn unknown_table_in_get() {
+    let (store, _dir, _) = seeded();
+    let stranger = DocumentId::new(999, [1; 16]);
+    let err = store.begin().get(stranger).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownTableOfId { table_number: 999, .. }), "{err}");
+    assert!(err.to_string().contains(&stranger.to_string()), "{err}");
+    // Scanning a table that does not exist is simply empty.
+    assert!(store.begin().query("nope", BY_ID, &IndexRange::all(), Order::Asc, 5).unwrap().is_empty());
+    let err = store.begin().query("t", "by_nothing", &IndexRange::all(), Order::Asc, 5).unwrap_err();
+    assert!(err.to_string().contains("by_nothing") && err.to_string().contains("by_id"), "{err}");
+}
+
+#[test]
+fn malformed_id() {
+    let (store, _dir, id) = seeded();
+    for bad in ["", "not-an-id", &id.to_string()[1..], &format!("{}x", &id.to_string()[..35])] {
+        let err = store.begin().get_str(bad).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidId(_)), "{bad:?}: {err}");
+        assert!(err.to_string().contains("malformed document id"), "{err}");
+    }
+}
+
+#[test]
+fn invalid_table_names_and_ranges() {
+    let (store, _dir, _) = seeded();
+    let before = store.latest_ts();
+    for name in ["", "1abc", "has space", "x".repeat(65).as_str()] {
+        let err = store.run_mutation(|tx| tx.insert(name, obj! {})).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidName { .. }), "{name:?}: {err}");
+    }
+    // A range constraining more fields than the index has.
+    let err = store
+        .begin()
+        .query("t", BY_ID, &IndexRange::all().eq(1i64), Order::Asc, 1)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRange { .. }), "{err}");
+    assert_untouched(&store, before);
+}
+
+#[test]
+fn too_many_index_ranges() {
+    let (store, _dir, id) = seeded();
+    let mut tx = store.begin_read_only();
+    for _ in 0..MAX_INDEX_RANGES_READ {
+        tx.get(id).unwrap();
+    }
+    let err = tx.get(id).unwrap_err();
+    assert!(matches!(err, StoreError::LimitExceeded { limit: "MAX_INDEX_RANGES_READ", .. }), "{err}");
+}
+
+#[test]
+fn queries_cannot_write() {
+    let (store, _dir, id) = seeded();
+    let mut tx = store.begin_read_only();
+    assert!(matches!(tx.insert("t", obj! {}), Err(StoreError::ReadOnly { .. })));
+    assert!(matches!(tx.delete(id), Err(StoreError::ReadOnly { .. })));
+}
+
+#[test]
+fn missing_document_in_patch() {
+    let (store, _dir, id) = seeded();
+    store.run_mutation(|tx| tx.delete(id)).unwrap();
+    let err = store.run_mutation(|tx| tx.patch(id, Default::default())).unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+#[test]
+fn not_our_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let err = Store::open(dir.path()).err().expect("refused");
+    assert!(err.to_string().contains("not a data folder"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "hello");
+}

@@ -1,0 +1,251 @@
+use crate::temp_store;
+use model::{obj, Value};
+use runtime::store::{IndexRange, Order, Patch, Store, StoreError, BY_CREATION_TIME, BY_ID};
+
+#[test]
+fn insert_get_patch_replace_delete() {
+    let (store, _dir) = temp_store();
+    let mut tx = store.begin();
+    let id = tx.insert("messages", obj! { "user" => "ada", "body" => "hi", "n" => 1i64 }).unwrap();
+    // Read-your-own-writes inside the transaction.
+    assert_eq!(tx.get(id).unwrap().unwrap().fields["body"], Value::from("hi"));
+    let ts1 = store.commit(tx).unwrap();
+    assert!(ts1 > 0);
+
+    let mut tx = store.begin();
+    let doc = tx.get(id).unwrap().expect("committed document");
+    assert_eq!(doc.fields["user"], Value::from("ada"));
+    let whole = doc.to_value();
+    assert_eq!(whole.as_object().unwrap()["_id"], Value::String(id.to_string()));
+    assert!(whole.as_object().unwrap()["_creationTime"].as_f64().unwrap() > 1.6e12);
+
+    let mut patch = Patch::new();
+    patch.insert("body".into(), Some(Value::from("hello")));
+    patch.insert("n".into(), None);
+    tx.patch(id, patch).unwrap();
+    let ts2 = store.commit(tx).unwrap();
+    assert!(ts2 > ts1, "timestamps increase");
+
+    let mut tx = store.begin_read_only();
+    let doc = tx.get(id).unwrap().unwrap();
+    assert_eq!(doc.fields, obj! { "user" => "ada", "body" => "hello" });
+
+    let mut tx = store.begin();
+    tx.replace(id, obj! { "only" => true }).unwrap();
+    store.commit(tx).unwrap();
+    let mut tx = store.begin();
+    let replaced = tx.get(id).unwrap().unwrap();
+    assert_eq!(replaced.fields, obj! { "only" => true });
+    assert_eq!(replaced.creation_time, doc.creation_time, "replace keeps _creationTime");
+    tx.delete(id).unwrap();
+    assert_eq!(tx.get(id).unwrap(), None, "a delete is visible to its own transaction");
+    store.commit(tx).unwrap();
+    assert_eq!(store.begin().get(id).unwrap(), None);
+    assert!(store.begin().query("messages", BY_ID, &IndexRange::all(), Order::Asc, 10).unwrap().is_empty());
+}
+
+#[test]
+fn snapshot_reads_do_not_see_later_commits() {
+    let (store, _dir) = temp_store();
+    let mut tx = store.begin();
+    let id = tx.insert("t", obj! { "v" => 1i64 }).unwrap();
+    store.commit(tx).unwrap();
+
+    let mut reader = store.begin_read_only();
+    let mut writer = store.begin();
+    writer.patch(id, [("v".to_string(), Some(Value::from(2i64)))].into()).unwrap();
+    store.commit(writer).unwrap();
+    assert_eq!(reader.get(id).unwrap().unwrap().fields["v"], Value::from(1i64));
+    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["v"], Value::from(2i64));
+}
+
+#[test]
+fn creation_times_strictly_increase_within_a_table() {
+    let (store, _dir) = temp_store();
+    // Many inserts in one transaction share one frozen clock.
+    let mut tx = store.begin();
+    tx.set_now_ms(1_700_000_000_000.0);
+    for i in 0..50i64 {
+        tx.insert("events", obj! { "i" => i }).unwrap();
+    }
+    store.commit(tx).unwrap();
+    // A second transaction with a clock in the past still lands after them.
+    let mut tx = store.begin();
+    tx.set_now_ms(1_000.0);
+    tx.insert("events", obj! { "i" => 50i64 }).unwrap();
+    store.commit(tx).unwrap();
+
+    let docs = store
+        .begin()
+        .query("events", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 100)
+        .unwrap();
+    let order: Vec<i64> = docs.iter().map(|d| d.fields["i"].as_i64().unwrap()).collect();
+    assert_eq!(order, (0..51).collect::<Vec<_>>());
+    for pair in docs.windows(2) {
+        assert!(pair[0].creation_time < pair[1].creation_time, "{pair:?}");
+    }
+}
+
+#[test]
+fn user_indexes_support_prefix_ranges_order_and_pagination() {
+    let (store, _dir) = temp_store();
+    store.define_index("scores", "by_player_score", &["player", "score"]).unwrap();
+    let mut tx = store.begin();
+    for (player, score) in [("ann", 5i64), ("bob", 3), ("ann", 9), ("ann", 1), ("bob", 7), ("cat", 2)] {
+        tx.insert("scores", obj! { "player" => player, "score" => score }).unwrap();
+    }
+    store.commit(tx).unwrap();
+    let scores = |docs: Vec<runtime::store::Document>| -> Vec<i64> {
+        docs.iter().map(|d| d.fields["score"].as_i64().unwrap()).collect()
+    };
+    let mut tx = store.begin_read_only();
+    let ann = IndexRange::all().eq("ann");
+    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()), [1, 5, 9]);
+    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Desc, 2).unwrap()), [9, 5]);
+    let mid = IndexRange::all().eq("ann").gt(1i64).lte(9i64);
+    assert_eq!(scores(tx.query("scores", "by_player_score", &mid, Order::Asc, 10).unwrap()), [5, 9]);
+
+    // Pagination: pages of two over every document, ascending and descending.
+    for order in [Order::Asc, Order::Desc] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = tx
+                .scan("scores", "by_player_score", &IndexRange::all(), order, 2, cursor.as_deref())
+                .unwrap();
+            seen.extend(page.documents.iter().map(|d| d.fields["score"].as_i64().unwrap()));
+            if page.is_done {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        let mut expected = vec![1, 5, 9, 3, 7, 2];
+        if order == Order::Desc {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{order:?}");
+    }
+
+    // The index follows patches: moving a score re-sorts it.
+    let first = tx.query("scores", "by_player_score", &ann, Order::Asc, 1).unwrap()[0].id;
+    let mut tx = store.begin();
+    tx.patch(first, [("score".to_string(), Some(Value::from(100i64)))].into()).unwrap();
+    // The overlay is merged into scans of the same transaction.
+    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()), [5, 9, 100]);
+    store.commit(tx).unwrap();
+    assert_eq!(
+        scores(store.begin().query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()),
+        [5, 9, 100]
+    );
+}
+
+#[test]
+fn defining_an_index_backfills_existing_documents() {
+    let (store, _dir) = temp_store();
+    let mut tx = store.begin();
+    for c in ["red", "blue", "red"] {
+        tx.insert("cars", obj! { "color" => c }).unwrap();
+    }
+    store.commit(tx).unwrap();
+    store.define_index("cars", "by_color", &["color"]).unwrap();
+    let reds = store
+        .begin()
+        .query("cars", "by_color", &IndexRange::all().eq("red"), Order::Asc, 10)
+        .unwrap();
+    assert_eq!(reds.len(), 2);
+    // Same definition again is a no-op; a different one is refused.
+    store.define_index("cars", "by_color", &["color"]).unwrap();
+    assert!(matches!(
+        store.define_index("cars", "by_color", &["model"]),
+        Err(StoreError::IndexExists { .. })
+    ));
+}
+
+#[test]
+fn data_and_indexes_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let id;
+    let last_ct;
+    {
+        let store = Store::open(&path).unwrap();
+        store.define_index("people", "by_name", &["name"]).unwrap();
+        let mut tx = store.begin();
+        id = tx.insert("people", obj! { "name" => "grace" }).unwrap();
+        store.commit(tx).unwrap();
+        last_ct = store.begin().get(id).unwrap().unwrap().creation_time;
+    }
+    let store = Store::open(&path).unwrap();
+    let mut tx = store.begin();
+    assert_eq!(tx.get(id).unwrap().unwrap().fields["name"], Value::from("grace"));
+    let found = tx.query("people", "by_name", &IndexRange::all().eq("grace"), Order::Asc, 5).unwrap();
+    assert_eq!(found.len(), 1);
+    // Creation times keep increasing across restarts, whatever the clock says.
+    tx.set_now_ms(0.0);
+    let newer = tx.insert("people", obj! { "name" => "linus" }).unwrap();
+    store.commit(tx).unwrap();
+    assert!(store.begin().get(newer).unwrap().unwrap().creation_time > last_ct);
+}
+
+#[test]
+fn failed_transactions_leave_nothing_behind() {
+    let (store, _dir) = temp_store();
+    let result: Result<_, StoreError> = store.run_mutation(|tx| {
+        tx.insert("t", obj! { "a" => 1i64 })?;
+        // A later failure inside the same mutation: nothing of it may be written.
+        tx.insert("t", obj! { "$bad" => 1i64 })?;
+        Ok(())
+    });
+    assert!(matches!(result, Err(StoreError::InvalidDocument { .. })), "{result:?}");
+    assert!(store.tables().is_empty(), "not even the table was created");
+    assert_eq!(store.latest_ts(), 0);
+}
+
+#[test]
+fn commit_log_can_be_tailed_in_order() {
+    let (store, _dir) = temp_store();
+    let mut stamps = Vec::new();
+    for i in 0..5i64 {
+        let mut tx = store.begin();
+        tx.insert("log", obj! { "i" => i }).unwrap();
+        stamps.push(store.commit(tx).unwrap());
+    }
+    let records = store.engine().log_after(stamps[1], 100).unwrap();
+    assert_eq!(records.iter().map(|r| r.ts).collect::<Vec<_>>(), stamps[2..]);
+    assert!(records.iter().all(|r| !r.writes.is_empty()));
+}
+
+#[test]
+fn read_sets_record_only_what_was_consumed() {
+    let (store, _dir) = temp_store();
+    let mut tx = store.begin();
+    for i in 0..10i64 {
+        tx.insert("nums", obj! { "i" => i }).unwrap();
+    }
+    tx.insert("other", obj! {}).unwrap();
+    store.commit(tx).unwrap();
+    // Take the 3 newest: a later insert (newer creation time) falls in the consumed range,
+    // an older document's patch below the third does not.
+    let mut reader = store.begin_read_only();
+    let newest = reader.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    assert_eq!(newest.len(), 3);
+
+    let oldest = store.begin().query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 1).unwrap()[0].id;
+    let mut old_write = store.begin();
+    old_write.patch(oldest, [("i".to_string(), Some(Value::from(-1i64)))].into()).unwrap();
+    let mut new_write = store.begin();
+    new_write.insert("nums", obj! { "i" => 10i64 }).unwrap();
+    // Writers that read the same range conflict only with the insert, not the old patch.
+    let mut rw = store.begin();
+    rw.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    rw.insert("other", obj! {}).unwrap();
+    store.commit(old_write).unwrap();
+    let mut rw2 = store.begin();
+    rw2.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    rw2.insert("other", obj! {}).unwrap();
+    store.commit(rw).expect("a write outside the consumed range is no conflict");
+    store.commit(new_write).unwrap();
+    let err = store.commit(rw2).unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { table, .. } if table == "nums"), "{err}");
+    assert!(!reader.read_set().is_empty());
+}

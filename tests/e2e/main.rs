@@ -1,0 +1,3 @@
+//! End-to-end tests: real processes, real files.
+
+mod store_crash;
