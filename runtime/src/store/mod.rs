@@ -15,6 +15,7 @@ pub mod error;
 pub mod index_range;
 pub mod read_set;
 pub mod rocks;
+mod serial;
 pub mod transaction;
 
 pub use catalog::{TableInfo, BY_CREATION_TIME, BY_ID};
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Optimistic attempts before a mutation runs serially against the latest state.
-pub const OPTIMISTIC_ATTEMPTS: u32 = 4;
+pub const OPTIMISTIC_ATTEMPTS: u32 = 3;
 
 /// What readers may see: the newest durable commit and the catalog as of it.
 pub(crate) struct Published {
@@ -62,7 +63,7 @@ impl Shared {
         *self.published.write() = Arc::new(published);
     }
 
-    fn published(&self) -> Arc<Published> {
+    pub(crate) fn published(&self) -> Arc<Published> {
         self.published.read().clone()
     }
 
@@ -94,6 +95,7 @@ pub struct Committed<T> {
 
 pub struct Store {
     shared: Arc<Shared>,
+    serial: serial::SerialLane,
     requests: Option<mpsc::Sender<(CommitRequest, Reply)>>,
     committer: Option<JoinHandle<()>>,
 }
@@ -151,6 +153,7 @@ impl Store {
             .expect("spawning the committer thread");
         Ok(Store {
             shared,
+            serial: serial::SerialLane::default(),
             requests: Some(sender),
             committer: Some(committer),
         })
@@ -216,10 +219,10 @@ impl Store {
     }
 
     /// Runs `body` as a mutation: optimistically up to `OPTIMISTIC_ATTEMPTS` times, retrying
-    /// on conflict with a short randomized backoff, then once more serially against the
-    /// latest state with the committer held, which cannot conflict. So a mutation on a hot
-    /// document always makes progress instead of failing after retries. `body` may run more
-    /// than once and must have no effects outside the transaction.
+    /// on conflict with a short randomized backoff, then once more in the serial lane, against
+    /// the latest state with the committer held, where it cannot conflict (see `serial`). So a
+    /// mutation on a hot document always makes progress instead of failing after retries.
+    /// `body` may run more than once and must have no effects outside the transaction.
     pub fn run_mutation<T, E: From<StoreError>>(
         &self,
         mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
@@ -246,38 +249,9 @@ impl Store {
             }
         }
         self.shared.stats.serial_runs.fetch_add(1, AtomicOrdering::Relaxed);
-        let mut state = self.shared.state.lock();
-        // With the committer held, the published state is the latest and nothing can commit
-        // between this begin and this commit.
-        let mut tx = Transaction::new(self.shared.clone(), &self.shared.published(), false);
-        let value = body(&mut tx)?;
-        if !tx.has_writes() {
-            return Ok(Committed {
-                value,
-                ts: tx.begin_ts,
-                attempts: OPTIMISTIC_ATTEMPTS + 1,
-            });
-        }
-        let outcome = committer::commit_group(&self.shared, &mut state, vec![Self::request(tx)])
-            .pop()
-            .expect("one outcome per request");
-        drop(state);
-        match outcome {
-            Ok(ts) => {
-                self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
-                Ok(Committed {
-                    value,
-                    ts,
-                    attempts: OPTIMISTIC_ATTEMPTS + 1,
-                })
-            }
-            Err(StoreError::Conflict { table, .. }) => Err(StoreError::Conflict {
-                table,
-                attempts: OPTIMISTIC_ATTEMPTS + 1,
-            }
-            .into()),
-            Err(e) => Err(e.into()),
-        }
+        let committed = self.serial.run(&self.shared, &mut body, OPTIMISTIC_ATTEMPTS + 1)?;
+        self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+        Ok(committed)
     }
 
     /// Declares an index over `fields` (dot-separated paths) of `table`, creating the table if

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// One document's change in the overlay: `old` is the committed version at the begin
 /// timestamp (`None` if it did not exist), `new` the version to commit (`None` deletes).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DocumentWrite {
     pub table: TableNumber,
     pub old: Option<StoredDocument>,
@@ -38,6 +38,14 @@ pub struct Usage {
     pub index_ranges_read: usize,
     pub documents_written: usize,
     pub bytes_written: usize,
+}
+
+/// The overlay as it was at some point, to return to if what follows fails.
+#[derive(Clone)]
+pub(crate) struct Savepoint {
+    pub writes: BTreeMap<DocumentId, DocumentWrite>,
+    pub new_tables: BTreeMap<String, Arc<TableInfo>>,
+    last_creation_time: HashMap<TableNumber, f64>,
 }
 
 /// One page of an index scan.
@@ -131,6 +139,26 @@ impl Transaction {
         !self.writes.is_empty() || !self.new_tables.is_empty()
     }
 
+    pub(crate) fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            writes: self.writes.clone(),
+            new_tables: self.new_tables.clone(),
+            last_creation_time: self.last_creation_time.clone(),
+        }
+    }
+
+    pub(crate) fn restore(&mut self, savepoint: Savepoint) {
+        self.writes = savepoint.writes;
+        self.new_tables = savepoint.new_tables;
+        self.last_creation_time = savepoint.last_creation_time;
+    }
+
+    /// Starts the next mutation of a serial group on this shared transaction: limits count
+    /// per mutation.
+    pub(crate) fn start_next_mutation(&mut self) {
+        self.usage = Usage::default();
+    }
+
     fn next_random(&mut self) -> u64 {
         // splitmix64: tiny, fast, and plenty for unique ids from a 64-bit seed.
         self.rng_state = self.rng_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -221,8 +249,8 @@ impl Transaction {
         )
     }
 
-    fn count_write(&mut self, bytes: usize) -> Result<(), StoreError> {
-        self.usage.documents_written = self.writes.len();
+    fn count_write(&mut self, bytes: usize, new_document: bool) -> Result<(), StoreError> {
+        self.usage.documents_written += new_document as usize;
         self.usage.bytes_written += bytes;
         check_limit(
             "MAX_DOCUMENTS_WRITTEN",
@@ -318,7 +346,7 @@ impl Transaction {
                 }),
             },
         );
-        self.count_write(size)?;
+        self.count_write(size, true)?;
         Ok(id)
     }
 
@@ -335,9 +363,9 @@ impl Transaction {
             id: id.to_string(),
         })?;
         // Not in the overlay means `current` came from storage: it is the committed version.
-        let old = match self.writes.get(&id) {
-            Some(previous) => previous.old.clone(),
-            None => Some(current.clone()),
+        let (old, first_write) = match self.writes.get(&id) {
+            Some(previous) => (previous.old.clone(), false),
+            None => (Some(current.clone()), true),
         };
         let new = change(current)?;
         let size = match &new {
@@ -352,7 +380,7 @@ impl Transaction {
                 new,
             },
         );
-        self.count_write(size)
+        self.count_write(size, first_write)
     }
 
     /// Shallow merge: each `Some` sets a top-level field, each `None` removes it.

@@ -249,3 +249,30 @@ fn read_sets_record_only_what_was_consumed() {
     assert!(matches!(&err, StoreError::Conflict { table, .. } if table == "nums"), "{err}");
     assert!(!reader.read_set().is_empty());
 }
+
+#[test]
+fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
+    let (store, _dir) = temp_store();
+    let id = store.run_mutation(|tx| tx.insert("hot", obj! { "n" => 0i64 })).unwrap().value;
+    let mut runs = 0;
+    let committed = store
+        .run_mutation(|tx| -> Result<i64, StoreError> {
+            runs += 1;
+            let n = tx.get(id)?.unwrap().fields["n"].as_i64().unwrap();
+            if runs <= runtime::store::OPTIMISTIC_ATTEMPTS {
+                // Another writer changes what this attempt read: every optimistic attempt conflicts.
+                let mut other = store.begin();
+                other.patch(id, [("n".to_string(), Some(Value::from(n + 100)))].into())?;
+                store.commit(other)?;
+            }
+            tx.patch(id, [("n".to_string(), Some(Value::from(n + 1)))].into())?;
+            Ok(n)
+        })
+        .unwrap();
+    assert_eq!(committed.attempts, runtime::store::OPTIMISTIC_ATTEMPTS + 1);
+    assert_eq!(runs, runtime::store::OPTIMISTIC_ATTEMPTS + 1);
+    // The serial run read the latest state: four interfering writes of +100 each.
+    assert_eq!(committed.value, 400);
+    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["n"], Value::from(401i64));
+    assert_eq!(store.stats().serial_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

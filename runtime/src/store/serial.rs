@@ -1,0 +1,183 @@
+//! The serial lane: where a mutation goes after its optimistic attempts kept conflicting.
+//!
+//! Mutations in the lane run one after another on one shared transaction, against the latest
+//! state, while the lane holds the committer: none of them can conflict. Each still commits
+//! as its own transaction with its own timestamp, but a whole group shares one synced write,
+//! so a hot document costs one fsync per group rather than one per mutation. The first
+//! mutation to arrive leads: it opens the group, lets every mutation already waiting run in
+//! it, then commits the group and answers the others.
+
+use super::committer::{self, CommitRequest};
+use super::error::StoreError;
+use super::transaction::{Savepoint, Transaction};
+use super::{Committed, Shared, Timestamp};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+/// Most mutations in one group, so a steady stream of arrivals cannot postpone its commit.
+const MAX_GROUP_MEMBERS: usize = 256;
+
+#[derive(Default)]
+pub(crate) struct SerialLane {
+    open: Mutex<Option<Group>>,
+    /// Mutations about to join the open group; the leader waits for them before sealing.
+    joining: AtomicUsize,
+}
+
+struct Group {
+    tx: Transaction,
+    members: Vec<(CommitRequest, Option<SyncSender<Result<Timestamp, StoreError>>>)>,
+}
+
+impl SerialLane {
+    pub fn run<T, E: From<StoreError>>(
+        &self,
+        shared: &Arc<Shared>,
+        body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
+        attempts: u32,
+    ) -> Result<Committed<T>, E> {
+        self.joining.fetch_add(1, Ordering::AcqRel);
+        let mut open = self.open.lock();
+        self.joining.fetch_sub(1, Ordering::AcqRel);
+        let mut state_guard = None;
+        if open.is_none() {
+            // Lead a new group: hold the committer so the group's reads stay current.
+            let state = shared.state.lock();
+            *open = Some(Group {
+                tx: Transaction::new(shared.clone(), &shared.published(), false),
+                members: Vec::new(),
+            });
+            state_guard = Some(state);
+        }
+        let group = open.as_mut().expect("a group is open");
+        let begin_ts = group.tx.begin_ts;
+        let savepoint = group.tx.savepoint();
+        group.tx.start_next_mutation();
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut group.tx)));
+        let (value, request) = match outcome {
+            Ok(Ok(value)) => {
+                let request = member_request(&group.tx, &savepoint, begin_ts);
+                (Some(Ok(value)), request)
+            }
+            Ok(Err(e)) => {
+                group.tx.restore(savepoint);
+                (Some(Err(e)), None)
+            }
+            Err(panic) => {
+                group.tx.restore(savepoint);
+                if state_guard.is_none() {
+                    drop(open);
+                    resume_unwind(panic);
+                }
+                // A leader that panics still commits the group it leads, then panics.
+                self.seal_and_commit(shared, open, state_guard.take().expect("leader"));
+                resume_unwind(panic);
+            }
+        };
+        let value = match value.expect("set above") {
+            Ok(value) => value,
+            Err(e) => {
+                if let Some(state) = state_guard {
+                    self.seal_and_commit(shared, open, state);
+                }
+                return Err(e);
+            }
+        };
+        let Some(request) = request else {
+            // Nothing written: a read-only mutation commits nothing.
+            if let Some(state) = state_guard {
+                self.seal_and_commit(shared, open, state);
+            }
+            return Ok(Committed { value, ts: begin_ts, attempts });
+        };
+        let ts = match state_guard {
+            Some(state) => {
+                open.as_mut().expect("open").members.push((request, None));
+                let mut outcomes = self.seal_and_commit(shared, open, state);
+                outcomes.remove(0)
+            }
+            None => {
+                let (reply, answer) = sync_channel(1);
+                open.as_mut().expect("open").members.push((request, Some(reply)));
+                drop(open);
+                answer
+                    .recv()
+                    .unwrap_or_else(|_| Err(StoreError::Corrupt("the serial group was abandoned".into())))
+            }
+        };
+        match ts {
+            Ok(ts) => Ok(Committed { value, ts, attempts }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lets waiting mutations join, then commits every member in one synced write. Returns
+    /// the outcomes of members without a reply channel (the leader's), in order.
+    fn seal_and_commit(
+        &self,
+        shared: &Arc<Shared>,
+        mut open: parking_lot::MutexGuard<'_, Option<Group>>,
+        mut state: parking_lot::MutexGuard<'_, committer::CommitterState>,
+    ) -> Vec<Result<Timestamp, StoreError>> {
+        while self.joining.load(Ordering::Acquire) > 0
+            && open.as_ref().is_some_and(|g| g.members.len() < MAX_GROUP_MEMBERS)
+        {
+            parking_lot::MutexGuard::unlocked_fair(&mut open, std::thread::yield_now);
+        }
+        let group = open.take().expect("the leader's group is open");
+        drop(open);
+        let (requests, replies): (Vec<_>, Vec<_>) = group.members.into_iter().unzip();
+        let outcomes = committer::commit_group(shared, &mut state, requests);
+        drop(state);
+        let mut own = Vec::new();
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(outcome);
+                }
+                None => own.push(outcome),
+            }
+        }
+        own
+    }
+}
+
+/// The writes one member made on the shared transaction, as its own commit request. Reads
+/// are left empty: a member runs with the committer held, so there is nothing to validate.
+fn member_request(tx: &Transaction, before: &Savepoint, begin_ts: Timestamp) -> Option<CommitRequest> {
+    let mut writes = BTreeMap::new();
+    for (id, write) in &tx.writes {
+        let previous = before.writes.get(id);
+        if previous == Some(write) {
+            continue;
+        }
+        let mut mine = write.clone();
+        if let Some(previous) = previous {
+            // What this member changed is relative to what the members before it left.
+            mine.old = previous.new.clone();
+        }
+        if mine.old.is_none() && mine.new.is_none() {
+            continue;
+        }
+        writes.insert(*id, mine);
+    }
+    let new_tables: Vec<_> = tx
+        .new_tables
+        .iter()
+        .filter(|(name, _)| !before.new_tables.contains_key(*name))
+        .map(|(_, t)| t.clone())
+        .collect();
+    if writes.is_empty() && new_tables.is_empty() {
+        return None;
+    }
+    Some(CommitRequest {
+        begin_ts,
+        reads: Default::default(),
+        writes,
+        new_tables,
+    })
+}
