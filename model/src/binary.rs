@@ -79,7 +79,8 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
 
 /// Encodes a value into a fresh buffer.
 pub fn encode(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(encoded_len(value));
+    // A guess, not a pre-pass: measuring first costs more than the occasional regrowth.
+    let mut out = Vec::with_capacity(128);
     encode_into(value, &mut out);
     out
 }
@@ -230,14 +231,15 @@ impl<'a> Reader<'a> {
             OBJECT => {
                 let n = self.count()?;
                 let mut fields = Object::new();
-                let mut previous: Option<String> = None;
                 for _ in 0..n {
                     let key = self.string()?;
-                    if previous.as_deref().is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
+                    if fields
+                        .last_key_value()
+                        .is_some_and(|(last, _)| last.as_bytes() >= key.as_bytes())
+                    {
                         return Err(self.error("object keys are not strictly increasing"));
                     }
                     let item = self.value(depth + 1)?;
-                    previous = Some(key.clone());
                     fields.insert(key, item);
                 }
                 Value::Object(fields)
