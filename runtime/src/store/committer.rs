@@ -251,6 +251,7 @@ pub(crate) fn commit_group(
             .collect();
     }
     shared.publish(state.published());
+    shared.engine.discard_before(shared.gc_horizon());
     outcomes
 }
 

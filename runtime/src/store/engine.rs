@@ -110,6 +110,18 @@ pub trait StorageEngine: Send + Sync + 'static {
     fn latest_ts(&self) -> Timestamp;
 
     /// Committed records with `ts > after`, oldest first, at most `limit` of them: the ordered
-    /// commit log another process can tail.
+    /// commit log another process can tail. The log keeps at least `LOG_RETENTION_NANOS` of
+    /// commits behind the newest one.
     fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>>;
+
+    /// No reader will ask for a timestamp below `horizon` again: a version at or before it
+    /// that a newer version at or before it shadows may be discarded. Never lowered.
+    fn discard_before(&self, horizon: Timestamp);
+
+    /// Compacts all data now, applying `discard_before` (maintenance and tests).
+    fn compact(&self) -> EngineResult<()>;
 }
+
+/// How much commit log (in commit-timestamp nanoseconds) is kept behind the newest commit
+/// for followers that tail it: ten minutes.
+pub const LOG_RETENTION_NANOS: u64 = 10 * 60 * 1_000_000_000;

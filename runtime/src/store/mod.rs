@@ -31,7 +31,7 @@ use document::StoredDocument;
 use engine::{CommitRecord, KeyRange, Space, Write};
 use model::DocumentId;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering};
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     next_table_number: AtomicU32,
     next_index_id: AtomicU32,
     pub stats: MutationStats,
+    /// Begin timestamps of open transactions, with how many began at each.
+    active_snapshots: Mutex<BTreeMap<Timestamp, usize>>,
 }
 
 impl Shared {
@@ -65,6 +67,33 @@ impl Shared {
 
     pub(crate) fn published(&self) -> Arc<Published> {
         self.published.read().clone()
+    }
+
+    /// The latest published state, registered as read until `end_snapshot`, so that no
+    /// version it needs is discarded. Registration and the read happen under one lock, which
+    /// `gc_horizon` also takes: a horizon never passes a snapshot being taken.
+    pub(crate) fn begin_snapshot(&self) -> Arc<Published> {
+        let mut active = self.active_snapshots.lock();
+        let published = self.published();
+        *active.entry(published.ts).or_insert(0) += 1;
+        published
+    }
+
+    pub(crate) fn end_snapshot(&self, ts: Timestamp) {
+        let mut active = self.active_snapshots.lock();
+        if let Some(count) = active.get_mut(&ts) {
+            *count -= 1;
+            if *count == 0 {
+                active.remove(&ts);
+            }
+        }
+    }
+
+    /// The oldest timestamp any reader may still read at.
+    pub(crate) fn gc_horizon(&self) -> Timestamp {
+        let active = self.active_snapshots.lock();
+        let latest = self.published().ts;
+        active.keys().next().map_or(latest, |oldest| (*oldest).min(latest))
     }
 
     pub fn allocate_table_number(&self) -> TableNumber {
@@ -142,6 +171,7 @@ impl Store {
             state: Mutex::new(CommitterState::new(ts, catalog, last_creation_time)),
             engine,
             stats: MutationStats::default(),
+            active_snapshots: Mutex::new(BTreeMap::new()),
         });
         let (sender, receiver) = mpsc::channel();
         let committer = std::thread::Builder::new()
@@ -168,6 +198,12 @@ impl Store {
         self.shared.engine.as_ref()
     }
 
+    /// Compacts storage now, discarding versions no open transaction can read.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        self.shared.engine.discard_before(self.shared.gc_horizon());
+        Ok(self.shared.engine.compact()?)
+    }
+
     pub fn stats(&self) -> &MutationStats {
         &self.shared.stats
     }
@@ -179,20 +215,20 @@ impl Store {
 
     /// A read-write transaction at the latest commit.
     pub fn begin(&self) -> Transaction {
-        Transaction::new(self.shared.clone(), &self.shared.published(), false)
+        Transaction::new(self.shared.clone(), false)
     }
 
     /// A read-only transaction at the latest commit: every write is refused.
     pub fn begin_read_only(&self) -> Transaction {
-        Transaction::new(self.shared.clone(), &self.shared.published(), true)
+        Transaction::new(self.shared.clone(), true)
     }
 
-    fn request(tx: Transaction) -> CommitRequest {
+    fn request(mut tx: Transaction) -> CommitRequest {
         CommitRequest {
             begin_ts: tx.begin_ts,
             reads: tx.reads.normalize(),
-            writes: tx.writes,
-            new_tables: tx.new_tables.into_values().collect(),
+            writes: std::mem::take(&mut tx.writes),
+            new_tables: std::mem::take(&mut tx.new_tables).into_values().collect(),
         }
     }
 
@@ -326,6 +362,7 @@ impl Store {
         keys.sort();
         state.remember(CommittedKeys { ts, keys: Arc::new(keys) });
         self.shared.publish(state.published());
+        self.shared.engine.discard_before(self.shared.gc_horizon());
         Ok(ts)
     }
 }

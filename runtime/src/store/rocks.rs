@@ -8,10 +8,14 @@
 
 use super::engine::*;
 use model::binary::write_varint;
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
 };
+use std::ffi::CStr;
+use std::sync::Arc;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -27,7 +31,9 @@ pub const FORMAT: &[u8] = b"runtime-store/1";
 
 pub struct RocksEngine {
     db: DB,
-    latest: AtomicU64,
+    latest: Arc<AtomicU64>,
+    /// Versions shadowed at or before this timestamp are dropped by compaction.
+    horizon: Arc<AtomicU64>,
     path: PathBuf,
 }
 
@@ -97,9 +103,23 @@ impl RocksEngine {
         options.create_missing_column_families(true);
         options.increase_parallelism(2);
         options.set_max_background_jobs(2);
+        let latest = Arc::new(AtomicU64::new(0));
+        let horizon = Arc::new(AtomicU64::new(0));
         let families = [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG, CF_META]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| {
+                let mut family = Options::default();
+                match name {
+                    CF_LOG => family.set_compaction_filter_factory(LogRetention {
+                        latest: latest.clone(),
+                    }),
+                    CF_META => {}
+                    _ => family.set_compaction_filter_factory(VersionRetention {
+                        horizon: horizon.clone(),
+                    }),
+                }
+                ColumnFamilyDescriptor::new(name, family)
+            });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(err)?;
         fsync_dir(path)?;
 
@@ -129,7 +149,7 @@ impl RocksEngine {
             }
         }
 
-        let latest = {
+        let last_commit = {
             let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
             iter.seek_to_last();
             iter.status().map_err(err)?;
@@ -140,9 +160,11 @@ impl RocksEngine {
                 None => 0,
             }
         };
+        latest.store(last_commit, AtomicOrdering::Release);
         Ok(RocksEngine {
             db,
-            latest: AtomicU64::new(latest),
+            latest,
+            horizon,
             path: path.to_owned(),
         })
     }
@@ -252,6 +274,112 @@ impl StorageEngine for RocksEngine {
         iter.status().map_err(err)?;
         Ok(out)
     }
+
+    fn discard_before(&self, horizon: Timestamp) {
+        self.horizon.fetch_max(horizon, AtomicOrdering::AcqRel);
+    }
+
+    fn compact(&self) -> EngineResult<()> {
+        for name in [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG] {
+            let cf = self.db.cf_handle(name).expect("column family created at open");
+            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+}
+
+/// Drops versions that no reader can see any more: for each key, every version older than
+/// the newest one at or before the horizon. Compaction presents a key's versions together,
+/// newest first; a key whose versions span two compaction runs just keeps a few more.
+struct VersionRetention {
+    horizon: Arc<AtomicU64>,
+}
+
+struct VersionFilter {
+    horizon: Timestamp,
+    key: Vec<u8>,
+    kept_one_at_horizon: bool,
+}
+
+impl CompactionFilterFactory for VersionRetention {
+    type Filter = VersionFilter;
+
+    fn create(&mut self, _: CompactionFilterContext) -> VersionFilter {
+        VersionFilter {
+            horizon: self.horizon.load(AtomicOrdering::Acquire),
+            key: Vec::new(),
+            kept_one_at_horizon: false,
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"version-retention"
+    }
+}
+
+impl CompactionFilter for VersionFilter {
+    fn filter(&mut self, _level: u32, stored: &[u8], _value: &[u8]) -> Decision {
+        let Ok((key, ts)) = split(stored) else {
+            return Decision::Keep;
+        };
+        if key != self.key.as_slice() {
+            self.key.clear();
+            self.key.extend_from_slice(key);
+            self.kept_one_at_horizon = false;
+        }
+        if ts > self.horizon {
+            Decision::Keep
+        } else if !self.kept_one_at_horizon {
+            // The version a reader at the horizon sees.
+            self.kept_one_at_horizon = true;
+            Decision::Keep
+        } else {
+            Decision::Remove
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"version-retention"
+    }
+}
+
+/// Drops commit log entries older than `LOG_RETENTION_NANOS` behind the newest commit.
+struct LogRetention {
+    latest: Arc<AtomicU64>,
+}
+
+struct LogFilter {
+    keep_from: Timestamp,
+}
+
+impl CompactionFilterFactory for LogRetention {
+    type Filter = LogFilter;
+
+    fn create(&mut self, _: CompactionFilterContext) -> LogFilter {
+        LogFilter {
+            keep_from: self
+                .latest
+                .load(AtomicOrdering::Acquire)
+                .saturating_sub(LOG_RETENTION_NANOS),
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"log-retention"
+    }
+}
+
+impl CompactionFilter for LogFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], _value: &[u8]) -> Decision {
+        match key.try_into().map(u64::from_be_bytes) {
+            Ok(ts) if ts < self.keep_from => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"log-retention"
+    }
 }
 
 /// Walks stored versions and yields, per logical key, the newest version at or before `ts`.
@@ -328,6 +456,59 @@ impl Iterator for VersionedScan<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: Option<&[u8]>) {
+        engine
+            .write(&[CommitRecord {
+                ts,
+                writes: vec![Write {
+                    space: Space::Documents,
+                    key: key.to_vec(),
+                    value: value.map(<[u8]>::to_vec),
+                }],
+            }])
+            .unwrap();
+    }
+
+    fn stored_versions(engine: &RocksEngine, key: &[u8]) -> Vec<Timestamp> {
+        let mut iter = engine.db.raw_iterator_cf(engine.cf(Space::Documents));
+        iter.seek(key);
+        let mut out = Vec::new();
+        while iter.valid() && is_version_of(iter.key().unwrap(), key) {
+            out.push(split(iter.key().unwrap()).unwrap().1);
+            iter.next();
+        }
+        out
+    }
+
+    #[test]
+    fn compaction_drops_only_versions_no_reader_can_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(&dir.path().join("db")).unwrap();
+        for ts in 1..=100u64 {
+            put(&engine, ts, b"hot", Some(&ts.to_be_bytes()));
+        }
+        put(&engine, 101, b"gone", Some(b"x"));
+        put(&engine, 102, b"gone", None);
+        engine.discard_before(60);
+        engine.compact().unwrap();
+        // Versions after the horizon, and the one a reader at the horizon sees, remain.
+        assert_eq!(stored_versions(&engine, b"hot"), (60..=100).rev().collect::<Vec<_>>());
+        assert_eq!(engine.get(Space::Documents, b"hot", 60).unwrap(), Some(60u64.to_be_bytes().to_vec()));
+        assert_eq!(engine.get(Space::Documents, b"hot", 75).unwrap(), Some(75u64.to_be_bytes().to_vec()));
+        // Nothing shadowed at the horizon yet: both versions of "gone" stay.
+        assert_eq!(stored_versions(&engine, b"gone"), vec![102, 101]);
+        engine.discard_before(200);
+        engine.compact().unwrap();
+        assert_eq!(stored_versions(&engine, b"hot"), vec![100]);
+        assert_eq!(stored_versions(&engine, b"gone"), vec![102]);
+        assert_eq!(engine.get(Space::Documents, b"gone", 200).unwrap(), None);
     }
 }
 

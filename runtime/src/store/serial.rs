@@ -48,7 +48,7 @@ impl SerialLane {
             // Lead a new group: hold the committer so the group's reads stay current.
             let state = shared.state.lock();
             *open = Some(Group {
-                tx: Transaction::new(shared.clone(), &shared.published(), false),
+                tx: Transaction::new(shared.clone(), false),
                 members: Vec::new(),
             });
             state_guard = Some(state);

@@ -14,7 +14,7 @@ use super::engine::{KeyRange, Order, Space, Timestamp};
 use super::error::StoreError;
 use super::index_range::IndexRange;
 use super::read_set::ReadSet;
-use super::{Published, Shared};
+use super::Shared;
 use model::limits::*;
 use model::{DocumentId, Object, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -79,7 +79,8 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(shared: Arc<Shared>, published: &Published, read_only: bool) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, read_only: bool) -> Self {
+        let published = shared.begin_snapshot();
         let begin_ts = published.ts;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -562,6 +563,12 @@ impl Transaction {
         limit: usize,
     ) -> Result<Vec<Document>, StoreError> {
         Ok(self.scan(table, index, range, order, limit, None)?.documents)
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.shared.end_snapshot(self.begin_ts);
     }
 }
 
