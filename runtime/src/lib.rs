@@ -1,3 +1,4 @@
 //! The runtime host. See ARCHITECTURE.md for the map.
 
 pub mod store;
+pub mod sync;

@@ -87,6 +87,16 @@ pub struct NormalizedReadSet {
 }
 
 impl NormalizedReadSet {
+    /// Every interval as `(space, start, end)`: `start` inclusive, `end` exclusive, `None`
+    /// unbounded.
+    pub fn intervals(&self) -> impl Iterator<Item = (Space, &[u8], Option<&[u8]>)> {
+        self.by_space.iter().flat_map(|(space, intervals)| {
+            intervals
+                .iter()
+                .map(move |iv| (*space, iv.start.as_slice(), iv.end.as_deref()))
+        })
+    }
+
     pub fn contains(&self, space: Space, key: &[u8]) -> bool {
         let Some(intervals) = self.by_space.get(&space) else {
             return false;
