@@ -255,7 +255,8 @@ impl Store {
     }
 
     /// Runs `body` as a mutation: optimistically up to `OPTIMISTIC_ATTEMPTS` times, retrying
-    /// on conflict with a short randomized backoff, then once more in the serial lane, against
+    /// on conflict with a short randomized backoff (or at once, when the serial lane is busy:
+    /// what conflicts then is hot), then once more in the serial lane, against
     /// the latest state with the committer held, where it cannot conflict (see `serial`). So a
     /// mutation on a hot document always makes progress instead of failing after retries.
     /// `body` may run more than once and must have no effects outside the transaction.
@@ -263,7 +264,9 @@ impl Store {
         &self,
         mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
     ) -> Result<Committed<T>, E> {
-        for attempt in 1..=OPTIMISTIC_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let mut tx = self.begin();
             let value = body(&mut tx)?;
             match self.commit(tx) {
@@ -279,13 +282,16 @@ impl Store {
                         .stats
                         .conflict_retries
                         .fetch_add(1, AtomicOrdering::Relaxed);
+                    if attempt >= OPTIMISTIC_ATTEMPTS || self.serial.is_busy() {
+                        break;
+                    }
                     backoff(attempt);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         self.shared.stats.serial_runs.fetch_add(1, AtomicOrdering::Relaxed);
-        let committed = self.serial.run(&self.shared, &mut body, OPTIMISTIC_ATTEMPTS + 1)?;
+        let committed = self.serial.run(&self.shared, &mut body, attempt + 1)?;
         self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
         Ok(committed)
     }

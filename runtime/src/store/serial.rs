@@ -26,6 +26,8 @@ pub(crate) struct SerialLane {
     open: Mutex<Option<Group>>,
     /// Mutations about to join the open group; the leader waits for them before sealing.
     joining: AtomicUsize,
+    /// Mutations in the lane, running or waiting.
+    occupied: AtomicUsize,
 }
 
 struct Group {
@@ -34,7 +36,25 @@ struct Group {
 }
 
 impl SerialLane {
+    /// Whether mutations are in the lane now: then the documents they write are hot, and a
+    /// mutation that just conflicted is better off joining them than retrying.
+    pub fn is_busy(&self) -> bool {
+        self.occupied.load(Ordering::Acquire) > 0
+    }
+
     pub fn run<T, E: From<StoreError>>(
+        &self,
+        shared: &Arc<Shared>,
+        body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
+        attempts: u32,
+    ) -> Result<Committed<T>, E> {
+        self.occupied.fetch_add(1, Ordering::AcqRel);
+        let result = self.run_in_group(shared, body, attempts);
+        self.occupied.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    fn run_in_group<T, E: From<StoreError>>(
         &self,
         shared: &Arc<Shared>,
         body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
