@@ -36,11 +36,15 @@ fn to_tree(v: &Value) -> Tree {
 }
 
 fn documents() -> Vec<(&'static str, Value)> {
-    let message = Value::Object(obj! { "user" => "ada", "body" => "Hello there, how is the build going?", "_creationTime" => 1.7e12 });
+    let message = Value::Object(
+        obj! { "user" => "ada", "body" => "Hello there, how is the build going?", "_creationTime" => 1.7e12 },
+    );
     let items: Vec<Value> = (0..50i64)
         .map(|i| Value::Object(obj! { "sku" => format!("item-{i}"), "qty" => i, "price" => i as f64 * 1.25, "tags" => Value::Array(vec!["a".into(), "b".into()]) }))
         .collect();
-    let order = Value::Object(obj! { "customer" => "grace", "items" => Value::Array(items), "paid" => true, "note" => Value::Null });
+    let order = Value::Object(
+        obj! { "customer" => "grace", "items" => Value::Array(items), "paid" => true, "note" => Value::Null },
+    );
     vec![("message", message), ("order-50-items", order)]
 }
 
@@ -50,12 +54,20 @@ fn codec(c: &mut Criterion) {
         let tree = to_tree(&value);
         let ours = binary::encode(&value);
         let theirs = bincode::encode_to_vec(&tree, config).unwrap();
-        println!("{name}: model::binary {} bytes, bincode {} bytes", ours.len(), theirs.len());
-        c.bench_function(&format!("{name}/encode/model::binary"), |b| b.iter(|| binary::encode(black_box(&value))));
+        println!(
+            "{name}: model::binary {} bytes, bincode {} bytes",
+            ours.len(),
+            theirs.len()
+        );
+        c.bench_function(&format!("{name}/encode/model::binary"), |b| {
+            b.iter(|| binary::encode(black_box(&value)))
+        });
         c.bench_function(&format!("{name}/encode/bincode"), |b| {
             b.iter(|| bincode::encode_to_vec(black_box(&tree), config).unwrap())
         });
-        c.bench_function(&format!("{name}/decode/model::binary"), |b| b.iter(|| binary::decode(black_box(&ours)).unwrap()));
+        c.bench_function(&format!("{name}/decode/model::binary"), |b| {
+            b.iter(|| binary::decode(black_box(&ours)).unwrap())
+        });
         c.bench_function(&format!("{name}/decode/bincode"), |b| {
             b.iter(|| bincode::decode_from_slice::<Tree, _>(black_box(&theirs), config).unwrap())
         });

@@ -28,7 +28,11 @@ pub struct DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed binary value at byte {}: {}", self.offset, self.message)
+        write!(
+            f,
+            "malformed binary value at byte {}: {}",
+            self.offset, self.message
+        )
     }
 }
 
@@ -244,10 +248,12 @@ impl<'a> Reader<'a> {
                 }
                 Value::Object(fields)
             }
-            _ => return Err(DecodeError {
-                offset: self.pos - 1,
-                message: "unknown type tag",
-            }),
+            _ => {
+                return Err(DecodeError {
+                    offset: self.pos - 1,
+                    message: "unknown type tag",
+                })
+            }
         })
     }
 }
@@ -265,7 +271,9 @@ mod tests {
             &[OBJECT, 2, 1, b'b', NULL, 1, b'a', NULL][..],
             &[99][..],
             &[NULL, NULL][..],
-            &[INT64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..],
+            &[
+                INT64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+            ][..],
         ] {
             assert!(decode(bad).is_err(), "{bad:?} should not decode");
         }

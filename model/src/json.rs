@@ -36,7 +36,10 @@ pub fn to_json(value: &Value) -> Json {
         },
         Value::Int64(i) => special("$integer", i.to_string()),
         Value::String(s) => Json::String(s.clone()),
-        Value::Bytes(b) => special("$bytes", base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Bytes(b) => special(
+            "$bytes",
+            base64::engine::general_purpose::STANDARD.encode(b),
+        ),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Object(fields) => Json::Object(
             fields
@@ -147,7 +150,10 @@ fn convert_special(map: &Map<String, Json>, path: &str) -> Result<Option<Value>,
         "$integer" => {
             let s = text()?;
             Value::Int64(s.parse::<i64>().map_err(|_| {
-                error(path, format!("$integer {s:?} is not a decimal 64-bit integer"))
+                error(
+                    path,
+                    format!("$integer {s:?} is not a decimal 64-bit integer"),
+                )
             })?)
         }
         "$float" => {
@@ -189,7 +195,10 @@ mod tests {
             (Value::Float64(1.5), json!(1.5)),
             (Value::Float64(f64::NAN), json!({"$float": "NaN"})),
             (Value::Float64(f64::INFINITY), json!({"$float": "Infinity"})),
-            (Value::Float64(f64::NEG_INFINITY), json!({"$float": "-Infinity"})),
+            (
+                Value::Float64(f64::NEG_INFINITY),
+                json!({"$float": "-Infinity"}),
+            ),
             (Value::Bytes(vec![0, 1, 255]), json!({"$bytes": "AAH/"})),
             (Value::Boolean(true), json!(true)),
         ];

@@ -31,7 +31,11 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
         Value::Float64(f) => {
             out.push(TAG_FLOAT64);
             let bits = canonical_float(*f).to_bits();
-            let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
             out.extend_from_slice(&ordered.to_be_bytes());
         }
         Value::Boolean(b) => {
@@ -109,7 +113,9 @@ fn decode_value(bytes: &[u8], pos: &mut usize, depth: usize) -> Result<Value, &'
     let tag = *bytes.get(*pos).ok_or("unexpected end of key")?;
     *pos += 1;
     let fixed8 = |pos: &mut usize| -> Result<u64, &'static str> {
-        let raw = bytes.get(*pos..*pos + 8).ok_or("truncated fixed-width key")?;
+        let raw = bytes
+            .get(*pos..*pos + 8)
+            .ok_or("truncated fixed-width key")?;
         *pos += 8;
         Ok(u64::from_be_bytes(raw.try_into().expect("8 bytes")))
     };
@@ -118,7 +124,11 @@ fn decode_value(bytes: &[u8], pos: &mut usize, depth: usize) -> Result<Value, &'
         TAG_INT64 => Value::Int64((fixed8(pos)? ^ (1 << 63)) as i64),
         TAG_FLOAT64 => {
             let ordered = fixed8(pos)?;
-            let bits = if ordered >> 63 == 1 { ordered & !(1 << 63) } else { !ordered };
+            let bits = if ordered >> 63 == 1 {
+                ordered & !(1 << 63)
+            } else {
+                !ordered
+            };
             let f = f64::from_bits(bits);
             if f.is_nan() && bits != crate::value::CANONICAL_NAN_BITS {
                 return Err("NaN is not in canonical form");
@@ -162,7 +172,10 @@ fn decode_value(bytes: &[u8], pos: &mut usize, depth: usize) -> Result<Value, &'
                         *pos += 1;
                         let key = String::from_utf8(unescape(bytes, pos)?)
                             .map_err(|_| "field name in key is not UTF-8")?;
-                        if previous.as_deref().is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
+                        if previous
+                            .as_deref()
+                            .is_some_and(|p| p.as_bytes() >= key.as_bytes())
+                        {
                             return Err("object keys in key are not strictly increasing");
                         }
                         let item = decode_value(bytes, pos, depth + 1)?;

@@ -124,7 +124,8 @@ impl Ord for Value {
                         (None, Some(_)) => return Ordering::Less,
                         (Some(_), None) => return Ordering::Greater,
                         (Some((ka, va)), Some((kb, vb))) => {
-                            let by_field = ka.as_bytes().cmp(kb.as_bytes()).then_with(|| va.cmp(vb));
+                            let by_field =
+                                ka.as_bytes().cmp(kb.as_bytes()).then_with(|| va.cmp(vb));
                             if by_field != Ordering::Equal {
                                 return by_field;
                             }

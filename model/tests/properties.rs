@@ -21,14 +21,20 @@ fn any_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Boolean),
         // Small alphabets make shared prefixes and embedded NULs likely.
         "[a-c\u{0}\u{e9}]{0,4}".prop_map(Value::String),
-        prop::collection::vec(prop_oneof![Just(0u8), Just(1), Just(255), any::<u8>()], 0..4)
-            .prop_map(Value::Bytes),
+        prop::collection::vec(
+            prop_oneof![Just(0u8), Just(1), Just(255), any::<u8>()],
+            0..4
+        )
+        .prop_map(Value::Bytes),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-c\u{0}_]{0,3}", inner, 0..4)
-                .prop_map(|m: std::collections::BTreeMap<String, Value>| Value::Object(m.into_iter().collect::<Object>())),
+            prop::collection::btree_map("[a-c\u{0}_]{0,3}", inner, 0..4).prop_map(
+                |m: std::collections::BTreeMap<String, Value>| Value::Object(
+                    m.into_iter().collect::<Object>()
+                )
+            ),
         ]
     })
 }
@@ -72,7 +78,9 @@ proptest! {
 fn has_dollar_field(v: &Value) -> bool {
     match v {
         Value::Array(items) => items.iter().any(has_dollar_field),
-        Value::Object(fields) => fields.iter().any(|(k, v)| k.starts_with('$') || has_dollar_field(v)),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| k.starts_with('$') || has_dollar_field(v)),
         _ => false,
     }
 }

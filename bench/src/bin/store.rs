@@ -18,10 +18,17 @@ fn message(rng: &mut Rng) -> model::Object {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let duration = Duration::from_secs(seconds);
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
-    println!("store benchmark: {seconds} s per scenario, data in {}", dir.path().display());
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    println!(
+        "store benchmark: {seconds} s per scenario, data in {}",
+        dir.path().display()
+    );
     println!("{:<48} {:>14} {:<10} note", "scenario", "value", "unit");
 
     // 1. Durable commits: the store's group commit vs one synced RocksDB write per commit.
@@ -37,18 +44,37 @@ fn main() {
             raw.put_opt(n.to_be_bytes(), doc, &sync).unwrap();
             n += 1;
         }
-        row("rocksdb: one synced write per commit, 1 thread", n as f64 / start.elapsed().as_secs_f64(), "writes/s", "storage baseline");
+        row(
+            "rocksdb: one synced write per commit, 1 thread",
+            n as f64 / start.elapsed().as_secs_f64(),
+            "writes/s",
+            "storage baseline",
+        );
     }
     {
         let store = Store::open(&dir.path().join("commits")).unwrap();
         let (n, took) = run_for(1, duration, |_, rng| {
-            store.run_mutation(|tx| tx.insert("messages", message(rng))).unwrap();
+            store
+                .run_mutation(|tx| tx.insert("messages", message(rng)))
+                .unwrap();
         });
-        row("store: insert commits, 1 client", n as f64 / took.as_secs_f64(), "commits/s", "one fsync each");
+        row(
+            "store: insert commits, 1 client",
+            n as f64 / took.as_secs_f64(),
+            "commits/s",
+            "one fsync each",
+        );
         let (n, took) = run_for(WRITERS, duration, |_, rng| {
-            store.run_mutation(|tx| tx.insert("messages", message(rng))).unwrap();
+            store
+                .run_mutation(|tx| tx.insert("messages", message(rng)))
+                .unwrap();
         });
-        row(&format!("store: insert commits, {WRITERS} clients"), n as f64 / took.as_secs_f64(), "commits/s", "group commit");
+        row(
+            &format!("store: insert commits, {WRITERS} clients"),
+            n as f64 / took.as_secs_f64(),
+            "commits/s",
+            "group commit",
+        );
     }
 
     // 2. Transfers between 100,000 accounts, uniform and Zipf-1.5.
@@ -57,7 +83,9 @@ fn main() {
         .flat_map(|_| {
             store
                 .run_mutation(|tx| -> Result<Vec<DocumentId>, StoreError> {
-                    (0..10_000).map(|_| tx.insert("accounts", obj! { "balance" => 1_000i64 })).collect()
+                    (0..10_000)
+                        .map(|_| tx.insert("accounts", obj! { "balance" => 1_000i64 }))
+                        .collect()
                 })
                 .unwrap()
                 .value
@@ -68,8 +96,14 @@ fn main() {
             .run_mutation(|tx| -> Result<(), StoreError> {
                 let a = tx.get(from)?.unwrap().fields["balance"].as_i64().unwrap();
                 let b = tx.get(to)?.unwrap().fields["balance"].as_i64().unwrap();
-                tx.patch(from, [("balance".to_string(), Some(Value::from(a - 1)))].into())?;
-                tx.patch(to, [("balance".to_string(), Some(Value::from(b + 1)))].into())?;
+                tx.patch(
+                    from,
+                    [("balance".to_string(), Some(Value::from(a - 1)))].into(),
+                )?;
+                tx.patch(
+                    to,
+                    [("balance".to_string(), Some(Value::from(b + 1)))].into(),
+                )?;
                 Ok(())
             })
             .unwrap();
@@ -77,9 +111,18 @@ fn main() {
     let zipf = Zipf::new(ACCOUNTS, 1.5);
     for (name, skewed) in [("uniform", false), ("zipf-1.5", true)] {
         let stats = store.stats();
-        let (retries0, serial0) = (stats.conflict_retries.load(Ordering::Relaxed), stats.serial_runs.load(Ordering::Relaxed));
+        let (retries0, serial0) = (
+            stats.conflict_retries.load(Ordering::Relaxed),
+            stats.serial_runs.load(Ordering::Relaxed),
+        );
         let (n, took) = run_for(WRITERS, duration, |_, rng| {
-            let pick = |rng: &mut Rng| if skewed { zipf.sample(rng) } else { rng.below(ACCOUNTS) };
+            let pick = |rng: &mut Rng| {
+                if skewed {
+                    zipf.sample(rng)
+                } else {
+                    rng.below(ACCOUNTS)
+                }
+            };
             let from = pick(rng);
             let mut to = pick(rng);
             if to == from {
@@ -106,7 +149,14 @@ fn main() {
         loop {
             let mut tx = store.begin_read_only();
             let page = tx
-                .scan("accounts", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 1_000, cursor.as_deref())
+                .scan(
+                    "accounts",
+                    BY_CREATION_TIME,
+                    &IndexRange::all(),
+                    Order::Asc,
+                    1_000,
+                    cursor.as_deref(),
+                )
                 .unwrap();
             scanned += page.documents.len();
             if page.is_done || start.elapsed() >= duration {
@@ -116,5 +166,10 @@ fn main() {
         }
         passes += 1;
     }
-    row("store: index scan, pages of 1,000", scanned as f64 / start.elapsed().as_secs_f64(), "docs/s", &format!("{passes} passes started"));
+    row(
+        "store: index scan, pages of 1,000",
+        scanned as f64 / start.elapsed().as_secs_f64(),
+        "docs/s",
+        &format!("{passes} passes started"),
+    );
 }

@@ -140,7 +140,10 @@ impl CommitterState {
         for (_, id) in inserts {
             let write = writes_in.get_mut(&id).expect("listed above");
             let doc = write.new.as_mut().expect("insert");
-            let last = self.last_creation_time.entry(write.table).or_insert(f64::MIN);
+            let last = self
+                .last_creation_time
+                .entry(write.table)
+                .or_insert(f64::MIN);
             if doc.creation_time <= *last {
                 doc.creation_time = last.next_up();
             }
@@ -221,10 +224,7 @@ pub(crate) fn commit_group(
     requests: Vec<CommitRequest>,
 ) -> Vec<Result<Timestamp, StoreError>> {
     if let Some(reason) = &state.failed {
-        return requests
-            .iter()
-            .map(|_| Err(failed_error(reason)))
-            .collect();
+        return requests.iter().map(|_| Err(failed_error(reason))).collect();
     }
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut records = Vec::new();

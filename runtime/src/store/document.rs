@@ -33,7 +33,10 @@ impl StoredDocument {
                 creation_time,
                 fields,
             }),
-            other => Err(corrupt(format!("body is {}, not an object", other.type_name()))),
+            other => Err(corrupt(format!(
+                "body is {}, not an object",
+                other.type_name()
+            ))),
         }
     }
 
@@ -122,7 +125,9 @@ pub fn validate_fields(table: &str, fields: &Object) -> Result<usize, StoreError
 fn check_names(fields: &Object) -> Result<(), String> {
     for (name, value) in fields {
         if name.starts_with('$') {
-            return Err(format!("field name {name:?} starts with '$', which is reserved"));
+            return Err(format!(
+                "field name {name:?} starts with '$', which is reserved"
+            ));
         }
         if name.len() > MAX_FIELD_NAME_BYTES {
             return Err(format!(

@@ -45,8 +45,14 @@ pub enum StoreError {
         reason: String,
     },
 
+    #[error("invalid cursor for {table}.{index}: it is not a position in this query's range; pass back the cursor of the same query")]
+    InvalidCursor { table: String, index: String },
+
     #[error("a query cannot write: {operation} on table {table:?} was attempted from a read-only transaction")]
-    ReadOnly { operation: &'static str, table: String },
+    ReadOnly {
+        operation: &'static str,
+        table: String,
+    },
 
     #[error("write conflict on table {table:?}: another transaction changed what this one read, and it still conflicted after {attempts} attempts")]
     Conflict { table: String, attempts: u32 },

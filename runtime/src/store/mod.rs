@@ -26,7 +26,7 @@ pub use index_range::IndexRange;
 pub use transaction::{Page, Patch, Transaction, Usage};
 
 use catalog::{check_name, index_key, Catalog, IndexInfo, TableNumber};
-use committer::{CommitRequest, CommitterState, CommittedKeys, Reply};
+use committer::{CommitRequest, CommittedKeys, CommitterState, Reply};
 use document::StoredDocument;
 use engine::{CommitRecord, KeyRange, Space, Write};
 use model::DocumentId;
@@ -93,7 +93,10 @@ impl Shared {
     pub(crate) fn gc_horizon(&self) -> Timestamp {
         let active = self.active_snapshots.lock();
         let latest = self.published().ts;
-        active.keys().next().map_or(latest, |oldest| (*oldest).min(latest))
+        active
+            .keys()
+            .next()
+            .map_or(latest, |oldest| (*oldest).min(latest))
     }
 
     pub fn allocate_table_number(&self) -> TableNumber {
@@ -154,7 +157,9 @@ impl Store {
             let range = IndexRange::all().to_key_range(&table.name, index)?;
             if let Some(entry) = engine.scan(Space::Indexes, &range, ts, Order::Desc).next() {
                 let (key, _) = entry?;
-                if let Ok((Some(model::Value::Float64(ct)), _)) = model::key::decode_prefix(&key[4..]) {
+                if let Ok((Some(model::Value::Float64(ct)), _)) =
+                    model::key::decode_prefix(&key[4..])
+                {
                     last_creation_time.insert(table.number, ct);
                 }
             }
@@ -249,7 +254,10 @@ impl Store {
             .recv()
             .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
         if result.is_ok() {
-            self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+            self.shared
+                .stats
+                .committed
+                .fetch_add(1, AtomicOrdering::Relaxed);
         }
         result
     }
@@ -290,29 +298,51 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.shared.stats.serial_runs.fetch_add(1, AtomicOrdering::Relaxed);
+        self.shared
+            .stats
+            .serial_runs
+            .fetch_add(1, AtomicOrdering::Relaxed);
         let committed = self.serial.run(&self.shared, &mut body, attempt + 1)?;
-        self.shared.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+        self.shared
+            .stats
+            .committed
+            .fetch_add(1, AtomicOrdering::Relaxed);
         Ok(committed)
     }
 
     /// Declares an index over `fields` (dot-separated paths) of `table`, creating the table if
     /// needed and filling the index from existing documents in the same commit. Declaring an
     /// index that exists with the same fields does nothing.
-    pub fn define_index(&self, table: &str, name: &str, fields: &[&str]) -> Result<Timestamp, StoreError> {
+    pub fn define_index(
+        &self,
+        table: &str,
+        name: &str,
+        fields: &[&str],
+    ) -> Result<Timestamp, StoreError> {
         check_name("table", table)?;
         check_name("index", name)?;
-        if fields.is_empty() || fields.iter().any(|f| f.is_empty() || f.starts_with('$') || f.split('.').any(str::is_empty)) {
+        if fields.is_empty()
+            || fields
+                .iter()
+                .any(|f| f.is_empty() || f.starts_with('$') || f.split('.').any(str::is_empty))
+        {
             return Err(StoreError::InvalidRange {
                 table: table.into(),
                 index: name.into(),
-                reason: format!("index fields must be non-empty dot-separated paths, got {fields:?}"),
+                reason: format!(
+                    "index fields must be non-empty dot-separated paths, got {fields:?}"
+                ),
             });
         }
         let mut state = self.shared.state.lock();
         let existing = state.catalog.table(table).cloned();
         if let Some(index) = existing.as_ref().and_then(|t| t.index(name)) {
-            return if index.fields.iter().map(String::as_str).eq(fields.iter().copied()) {
+            return if index
+                .fields
+                .iter()
+                .map(String::as_str)
+                .eq(fields.iter().copied())
+            {
                 Ok(state.last_ts)
             } else {
                 Err(StoreError::IndexExists {
@@ -327,7 +357,11 @@ impl Store {
                 number: self.shared.allocate_table_number(),
                 name: table.to_owned(),
                 indexes: vec![
-                    IndexInfo { id: self.shared.allocate_index_id(), name: BY_ID.into(), fields: vec![] },
+                    IndexInfo {
+                        id: self.shared.allocate_index_id(),
+                        name: BY_ID.into(),
+                        fields: vec![],
+                    },
                     IndexInfo {
                         id: self.shared.allocate_index_id(),
                         name: BY_CREATION_TIME.into(),
@@ -350,23 +384,38 @@ impl Store {
             start: Bound::Included(info.number.to_be_bytes().to_vec()),
             end: Bound::Excluded((info.number + 1).to_be_bytes().to_vec()),
         };
-        for entry in self.shared.engine.scan(Space::Documents, &table_docs, state.last_ts, Order::Asc) {
+        for entry in
+            self.shared
+                .engine
+                .scan(Space::Documents, &table_docs, state.last_ts, Order::Asc)
+        {
             let (id_bytes, bytes) = entry?;
             let id = DocumentId::from_bytes(&id_bytes)
                 .ok_or_else(|| StoreError::Corrupt("document key is not an id".into()))?;
             let doc = StoredDocument::decode(&bytes)?;
             let key = index_key(&index, &id, &doc);
             keys.push((Space::Indexes, key.clone()));
-            writes.push(Write { space: Space::Indexes, key, value: Some(Vec::new()) });
+            writes.push(Write {
+                space: Space::Indexes,
+                key,
+                value: Some(Vec::new()),
+            });
         }
         info.indexes.push(index);
         let info = Arc::new(info);
-        writes.push(Write { space: Space::Catalog, key: catalog_key, value: Some(info.encode()) });
+        writes.push(Write {
+            space: Space::Catalog,
+            key: catalog_key,
+            value: Some(info.encode()),
+        });
         self.shared.engine.write(&[CommitRecord { ts, writes }])?;
         state.catalog = Arc::new(state.catalog.with(info));
         state.last_ts = ts;
         keys.sort();
-        state.remember(CommittedKeys { ts, keys: Arc::new(keys) });
+        state.remember(CommittedKeys {
+            ts,
+            keys: Arc::new(keys),
+        });
         self.shared.publish(state.published());
         self.shared.engine.discard_before(self.shared.gc_horizon());
         Ok(ts)

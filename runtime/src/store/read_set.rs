@@ -44,7 +44,10 @@ impl ReadSet {
             if end.as_ref().is_some_and(|e| *e <= start) {
                 continue;
             }
-            by_space.entry(*space).or_default().push(HalfOpen { start, end });
+            by_space
+                .entry(*space)
+                .or_default()
+                .push(HalfOpen { start, end });
         }
         for intervals in by_space.values_mut() {
             intervals.sort_by(|a, b| a.start.cmp(&b.start));
@@ -102,7 +105,11 @@ impl NormalizedReadSet {
             return false;
         };
         let after = intervals.partition_point(|iv| iv.start.as_slice() <= key);
-        after > 0 && intervals[after - 1].end.as_ref().is_none_or(|e| key < e.as_slice())
+        after > 0
+            && intervals[after - 1]
+                .end
+                .as_ref()
+                .is_none_or(|e| key < e.as_slice())
     }
 }
 

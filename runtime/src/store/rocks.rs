@@ -15,10 +15,10 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::ffi::CStr;
-use std::sync::Arc;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 const CF_DOCUMENTS: &str = "documents";
 const CF_INDEXES: &str = "indexes";
@@ -51,10 +51,16 @@ fn versioned(key: &[u8], ts: Timestamp) -> Vec<u8> {
 /// Splits a stored key into the logical key and its commit timestamp.
 fn split(stored: &[u8]) -> EngineResult<(&[u8], Timestamp)> {
     if stored.len() < 8 {
-        return Err(EngineError(format!("stored key of {} bytes has no version", stored.len())));
+        return Err(EngineError(format!(
+            "stored key of {} bytes has no version",
+            stored.len()
+        )));
     }
     let (key, version) = stored.split_at(stored.len() - 8);
-    Ok((key, !u64::from_be_bytes(version.try_into().expect("8 bytes"))))
+    Ok((
+        key,
+        !u64::from_be_bytes(version.try_into().expect("8 bytes")),
+    ))
 }
 
 fn is_version_of(stored: &[u8], key: &[u8]) -> bool {
@@ -155,7 +161,8 @@ impl RocksEngine {
             iter.status().map_err(err)?;
             match iter.key() {
                 Some(k) => u64::from_be_bytes(
-                    k.try_into().map_err(|_| EngineError("bad commit log key".into()))?,
+                    k.try_into()
+                        .map_err(|_| EngineError("bad commit log key".into()))?,
                 ),
                 None => 0,
             }
@@ -179,7 +186,9 @@ impl RocksEngine {
             Space::Indexes => CF_INDEXES,
             Space::Catalog => CF_CATALOG,
         };
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 }
 
@@ -235,9 +244,17 @@ impl StorageEngine for RocksEngine {
                     }
                     None => stored.push(0),
                 }
-                batch.put_cf(self.cf(write.space), versioned(&write.key, commit.ts), &stored);
+                batch.put_cf(
+                    self.cf(write.space),
+                    versioned(&write.key, commit.ts),
+                    &stored,
+                );
             }
-            batch.put_cf(log, commit.ts.to_be_bytes(), encode_log_entry(&commit.writes));
+            batch.put_cf(
+                log,
+                commit.ts.to_be_bytes(),
+                encode_log_entry(&commit.writes),
+            );
         }
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
@@ -261,7 +278,8 @@ impl StorageEngine for RocksEngine {
         while out.len() < limit && iter.valid() {
             let (key, value) = (iter.key().expect("valid"), iter.value().expect("valid"));
             let ts = u64::from_be_bytes(
-                key.try_into().map_err(|_| EngineError("bad commit log key".into()))?,
+                key.try_into()
+                    .map_err(|_| EngineError("bad commit log key".into()))?,
             );
             if ts > after {
                 out.push(CommitRecord {
@@ -281,7 +299,10 @@ impl StorageEngine for RocksEngine {
 
     fn compact(&self) -> EngineResult<()> {
         for name in [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG] {
-            let cf = self.db.cf_handle(name).expect("column family created at open");
+            let cf = self
+                .db
+                .cf_handle(name)
+                .expect("column family created at open");
             self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
@@ -499,9 +520,18 @@ mod tests {
         engine.discard_before(60);
         engine.compact().unwrap();
         // Versions after the horizon, and the one a reader at the horizon sees, remain.
-        assert_eq!(stored_versions(&engine, b"hot"), (60..=100).rev().collect::<Vec<_>>());
-        assert_eq!(engine.get(Space::Documents, b"hot", 60).unwrap(), Some(60u64.to_be_bytes().to_vec()));
-        assert_eq!(engine.get(Space::Documents, b"hot", 75).unwrap(), Some(75u64.to_be_bytes().to_vec()));
+        assert_eq!(
+            stored_versions(&engine, b"hot"),
+            (60..=100).rev().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            engine.get(Space::Documents, b"hot", 60).unwrap(),
+            Some(60u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            engine.get(Space::Documents, b"hot", 75).unwrap(),
+            Some(75u64.to_be_bytes().to_vec())
+        );
         // Nothing shadowed at the horizon yet: both versions of "gone" stay.
         assert_eq!(stored_versions(&engine, b"gone"), vec![102, 101]);
         engine.discard_before(200);

@@ -32,7 +32,10 @@ pub(crate) struct SerialLane {
 
 struct Group {
     tx: Transaction,
-    members: Vec<(CommitRequest, Option<SyncSender<Result<Timestamp, StoreError>>>)>,
+    members: Vec<(
+        CommitRequest,
+        Option<SyncSender<Result<Timestamp, StoreError>>>,
+    )>,
 }
 
 impl SerialLane {
@@ -112,7 +115,11 @@ impl SerialLane {
             if let Some(state) = state_guard {
                 self.seal_and_commit(shared, open, state);
             }
-            return Ok(Committed { value, ts: begin_ts, attempts });
+            return Ok(Committed {
+                value,
+                ts: begin_ts,
+                attempts,
+            });
         };
         let ts = match state_guard {
             Some(state) => {
@@ -122,15 +129,22 @@ impl SerialLane {
             }
             None => {
                 let (reply, answer) = sync_channel(1);
-                open.as_mut().expect("open").members.push((request, Some(reply)));
+                open.as_mut()
+                    .expect("open")
+                    .members
+                    .push((request, Some(reply)));
                 drop(open);
-                answer
-                    .recv()
-                    .unwrap_or_else(|_| Err(StoreError::Corrupt("the serial group was abandoned".into())))
+                answer.recv().unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt("the serial group was abandoned".into()))
+                })
             }
         };
         match ts {
-            Ok(ts) => Ok(Committed { value, ts, attempts }),
+            Ok(ts) => Ok(Committed {
+                value,
+                ts,
+                attempts,
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -144,7 +158,9 @@ impl SerialLane {
         mut state: parking_lot::MutexGuard<'_, committer::CommitterState>,
     ) -> Vec<Result<Timestamp, StoreError>> {
         while self.joining.load(Ordering::Acquire) > 0
-            && open.as_ref().is_some_and(|g| g.members.len() < MAX_GROUP_MEMBERS)
+            && open
+                .as_ref()
+                .is_some_and(|g| g.members.len() < MAX_GROUP_MEMBERS)
         {
             parking_lot::MutexGuard::unlocked_fair(&mut open, std::thread::yield_now);
         }
@@ -168,7 +184,11 @@ impl SerialLane {
 
 /// The writes one member made on the shared transaction, as its own commit request. Reads
 /// are left empty: a member runs with the committer held, so there is nothing to validate.
-fn member_request(tx: &Transaction, before: &Savepoint, begin_ts: Timestamp) -> Option<CommitRequest> {
+fn member_request(
+    tx: &Transaction,
+    before: &Savepoint,
+    begin_ts: Timestamp,
+) -> Option<CommitRequest> {
     let mut writes = BTreeMap::new();
     for (id, write) in &tx.writes {
         let previous = before.writes.get(id);

@@ -170,7 +170,11 @@ impl Transaction {
     }
 
     fn table_by_name(&mut self, name: &str) -> Option<Arc<TableInfo>> {
-        if let Some(t) = self.new_tables.get(name).or_else(|| self.catalog.table(name)) {
+        if let Some(t) = self
+            .new_tables
+            .get(name)
+            .or_else(|| self.catalog.table(name))
+        {
             return Some(t.clone());
         }
         // Record that the table was absent, so its creation by another transaction is a
@@ -178,6 +182,20 @@ impl Transaction {
         self.reads
             .add(Space::Catalog, KeyRange::point(table_catalog_key(name)));
         None
+    }
+
+    /// The table `name` as this transaction sees it (its own new tables included), without
+    /// recording a read.
+    pub fn table_info(&self, name: &str) -> Option<Arc<TableInfo>> {
+        self.new_tables
+            .get(name)
+            .or_else(|| self.catalog.table(name))
+            .cloned()
+    }
+
+    /// The table a document id belongs to, as this transaction sees it.
+    pub fn table_of_id(&self, id: &DocumentId) -> Option<Arc<TableInfo>> {
+        self.table_by_number(id.table_number())
     }
 
     fn table_by_number(&self, number: TableNumber) -> Option<Arc<TableInfo>> {
@@ -298,12 +316,12 @@ impl Transaction {
         &mut self,
         id: DocumentId,
     ) -> Result<(Arc<TableInfo>, Option<StoredDocument>), StoreError> {
-        let table = self
-            .table_by_number(id.table_number())
-            .ok_or_else(|| StoreError::UnknownTableOfId {
+        let table = self.table_by_number(id.table_number()).ok_or_else(|| {
+            StoreError::UnknownTableOfId {
                 id: id.to_string(),
                 table_number: id.table_number(),
-            })?;
+            }
+        })?;
         self.count_range()?;
         let by_id_key = by_id_key(table.by_id(), &id);
         self.reads.add(Space::Indexes, KeyRange::point(by_id_key));
@@ -324,8 +342,10 @@ impl Transaction {
         unique[8..].copy_from_slice(&self.next_random().to_le_bytes());
         let id = DocumentId::new(info.number, unique);
         // A point read of the new id: two transactions that drew the same id conflict.
-        self.reads
-            .add(Space::Indexes, KeyRange::point(by_id_key(info.by_id(), &id)));
+        self.reads.add(
+            Space::Indexes,
+            KeyRange::point(by_id_key(info.by_id(), &id)),
+        );
         // Provisional: the committer moves it later only if a concurrent insert took it.
         let floor = self
             .last_creation_time
@@ -446,6 +466,14 @@ impl Transaction {
             .clone();
         let mut key_range = range.to_key_range(table, &index_info)?;
         if let Some(cursor) = after {
+            // A cursor is a key of this range; anything else could start the scan in another
+            // index or table.
+            if !key_range.contains(cursor) {
+                return Err(StoreError::InvalidCursor {
+                    table: table.to_owned(),
+                    index: index.to_owned(),
+                });
+            }
             match order {
                 Order::Asc => key_range.start = Bound::Excluded(cursor.to_vec()),
                 Order::Desc => key_range.end = Bound::Excluded(cursor.to_vec()),
@@ -461,9 +489,7 @@ impl Transaction {
             .filter_map(|(id, w)| {
                 let doc = w.new.as_ref()?;
                 let key = index_key(&index_info, id, doc);
-                key_range
-                    .contains(&key)
-                    .then(|| (key, *id, doc.clone()))
+                key_range.contains(&key).then(|| (key, *id, doc.clone()))
             })
             .collect();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
@@ -477,7 +503,9 @@ impl Transaction {
             .engine
             .scan(Space::Indexes, &key_range, self.begin_ts, order)
             .filter(|entry| match entry {
-                Ok((key, _)) => id_from_index_key(key).is_none_or(|id| !self.writes.contains_key(&id)),
+                Ok((key, _)) => {
+                    id_from_index_key(key).is_none_or(|id| !self.writes.contains_key(&id))
+                }
                 Err(_) => true,
             })
             .peekable();
@@ -489,7 +517,9 @@ impl Transaction {
             let next_stored = match stored.peek() {
                 Some(Ok((key, _))) => Some(key.clone()),
                 Some(Err(_)) => {
-                    let Some(Err(e)) = stored.next() else { unreachable!() };
+                    let Some(Err(e)) = stored.next() else {
+                        unreachable!()
+                    };
                     return Err(e.into());
                 }
                 None => None,
@@ -562,7 +592,9 @@ impl Transaction {
         order: Order,
         limit: usize,
     ) -> Result<Vec<Document>, StoreError> {
-        Ok(self.scan(table, index, range, order, limit, None)?.documents)
+        Ok(self
+            .scan(table, index, range, order, limit, None)?
+            .documents)
     }
 }
 
@@ -578,7 +610,12 @@ pub(crate) fn by_id_key(by_id: &IndexInfo, id: &DocumentId) -> Vec<u8> {
     key
 }
 
-fn check_limit(limit: &'static str, what: &str, max: usize, given: usize) -> Result<(), StoreError> {
+fn check_limit(
+    limit: &'static str,
+    what: &str,
+    max: usize,
+    given: usize,
+) -> Result<(), StoreError> {
     if given > max {
         return Err(StoreError::LimitExceeded {
             limit,

@@ -6,9 +6,17 @@ use runtime::store::{IndexRange, Order, Patch, Store, StoreError, BY_CREATION_TI
 fn insert_get_patch_replace_delete() {
     let (store, _dir) = temp_store();
     let mut tx = store.begin();
-    let id = tx.insert("messages", obj! { "user" => "ada", "body" => "hi", "n" => 1i64 }).unwrap();
+    let id = tx
+        .insert(
+            "messages",
+            obj! { "user" => "ada", "body" => "hi", "n" => 1i64 },
+        )
+        .unwrap();
     // Read-your-own-writes inside the transaction.
-    assert_eq!(tx.get(id).unwrap().unwrap().fields["body"], Value::from("hi"));
+    assert_eq!(
+        tx.get(id).unwrap().unwrap().fields["body"],
+        Value::from("hi")
+    );
     let ts1 = store.commit(tx).unwrap();
     assert!(ts1 > 0);
 
@@ -16,8 +24,16 @@ fn insert_get_patch_replace_delete() {
     let doc = tx.get(id).unwrap().expect("committed document");
     assert_eq!(doc.fields["user"], Value::from("ada"));
     let whole = doc.to_value();
-    assert_eq!(whole.as_object().unwrap()["_id"], Value::String(id.to_string()));
-    assert!(whole.as_object().unwrap()["_creationTime"].as_f64().unwrap() > 1.6e12);
+    assert_eq!(
+        whole.as_object().unwrap()["_id"],
+        Value::String(id.to_string())
+    );
+    assert!(
+        whole.as_object().unwrap()["_creationTime"]
+            .as_f64()
+            .unwrap()
+            > 1.6e12
+    );
 
     let mut patch = Patch::new();
     patch.insert("body".into(), Some(Value::from("hello")));
@@ -36,12 +52,23 @@ fn insert_get_patch_replace_delete() {
     let mut tx = store.begin();
     let replaced = tx.get(id).unwrap().unwrap();
     assert_eq!(replaced.fields, obj! { "only" => true });
-    assert_eq!(replaced.creation_time, doc.creation_time, "replace keeps _creationTime");
+    assert_eq!(
+        replaced.creation_time, doc.creation_time,
+        "replace keeps _creationTime"
+    );
     tx.delete(id).unwrap();
-    assert_eq!(tx.get(id).unwrap(), None, "a delete is visible to its own transaction");
+    assert_eq!(
+        tx.get(id).unwrap(),
+        None,
+        "a delete is visible to its own transaction"
+    );
     store.commit(tx).unwrap();
     assert_eq!(store.begin().get(id).unwrap(), None);
-    assert!(store.begin().query("messages", BY_ID, &IndexRange::all(), Order::Asc, 10).unwrap().is_empty());
+    assert!(store
+        .begin()
+        .query("messages", BY_ID, &IndexRange::all(), Order::Asc, 10)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -53,10 +80,18 @@ fn snapshot_reads_do_not_see_later_commits() {
 
     let mut reader = store.begin_read_only();
     let mut writer = store.begin();
-    writer.patch(id, [("v".to_string(), Some(Value::from(2i64)))].into()).unwrap();
+    writer
+        .patch(id, [("v".to_string(), Some(Value::from(2i64)))].into())
+        .unwrap();
     store.commit(writer).unwrap();
-    assert_eq!(reader.get(id).unwrap().unwrap().fields["v"], Value::from(1i64));
-    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["v"], Value::from(2i64));
+    assert_eq!(
+        reader.get(id).unwrap().unwrap().fields["v"],
+        Value::from(1i64)
+    );
+    assert_eq!(
+        store.begin().get(id).unwrap().unwrap().fields["v"],
+        Value::from(2i64)
+    );
 }
 
 #[test]
@@ -77,9 +112,18 @@ fn creation_times_strictly_increase_within_a_table() {
 
     let docs = store
         .begin()
-        .query("events", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 100)
+        .query(
+            "events",
+            BY_CREATION_TIME,
+            &IndexRange::all(),
+            Order::Asc,
+            100,
+        )
         .unwrap();
-    let order: Vec<i64> = docs.iter().map(|d| d.fields["i"].as_i64().unwrap()).collect();
+    let order: Vec<i64> = docs
+        .iter()
+        .map(|d| d.fields["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(order, (0..51).collect::<Vec<_>>());
     for pair in docs.windows(2) {
         assert!(pair[0].creation_time < pair[1].creation_time, "{pair:?}");
@@ -89,21 +133,51 @@ fn creation_times_strictly_increase_within_a_table() {
 #[test]
 fn user_indexes_support_prefix_ranges_order_and_pagination() {
     let (store, _dir) = temp_store();
-    store.define_index("scores", "by_player_score", &["player", "score"]).unwrap();
+    store
+        .define_index("scores", "by_player_score", &["player", "score"])
+        .unwrap();
     let mut tx = store.begin();
-    for (player, score) in [("ann", 5i64), ("bob", 3), ("ann", 9), ("ann", 1), ("bob", 7), ("cat", 2)] {
-        tx.insert("scores", obj! { "player" => player, "score" => score }).unwrap();
+    for (player, score) in [
+        ("ann", 5i64),
+        ("bob", 3),
+        ("ann", 9),
+        ("ann", 1),
+        ("bob", 7),
+        ("cat", 2),
+    ] {
+        tx.insert("scores", obj! { "player" => player, "score" => score })
+            .unwrap();
     }
     store.commit(tx).unwrap();
     let scores = |docs: Vec<runtime::store::Document>| -> Vec<i64> {
-        docs.iter().map(|d| d.fields["score"].as_i64().unwrap()).collect()
+        docs.iter()
+            .map(|d| d.fields["score"].as_i64().unwrap())
+            .collect()
     };
     let mut tx = store.begin_read_only();
     let ann = IndexRange::all().eq("ann");
-    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()), [1, 5, 9]);
-    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Desc, 2).unwrap()), [9, 5]);
+    assert_eq!(
+        scores(
+            tx.query("scores", "by_player_score", &ann, Order::Asc, 10)
+                .unwrap()
+        ),
+        [1, 5, 9]
+    );
+    assert_eq!(
+        scores(
+            tx.query("scores", "by_player_score", &ann, Order::Desc, 2)
+                .unwrap()
+        ),
+        [9, 5]
+    );
     let mid = IndexRange::all().eq("ann").gt(1i64).lte(9i64);
-    assert_eq!(scores(tx.query("scores", "by_player_score", &mid, Order::Asc, 10).unwrap()), [5, 9]);
+    assert_eq!(
+        scores(
+            tx.query("scores", "by_player_score", &mid, Order::Asc, 10)
+                .unwrap()
+        ),
+        [5, 9]
+    );
 
     // Pagination: pages of two over every document, ascending and descending.
     for order in [Order::Asc, Order::Desc] {
@@ -111,9 +185,20 @@ fn user_indexes_support_prefix_ranges_order_and_pagination() {
         let mut cursor: Option<Vec<u8>> = None;
         loop {
             let page = tx
-                .scan("scores", "by_player_score", &IndexRange::all(), order, 2, cursor.as_deref())
+                .scan(
+                    "scores",
+                    "by_player_score",
+                    &IndexRange::all(),
+                    order,
+                    2,
+                    cursor.as_deref(),
+                )
                 .unwrap();
-            seen.extend(page.documents.iter().map(|d| d.fields["score"].as_i64().unwrap()));
+            seen.extend(
+                page.documents
+                    .iter()
+                    .map(|d| d.fields["score"].as_i64().unwrap()),
+            );
             if page.is_done {
                 break;
             }
@@ -127,14 +212,32 @@ fn user_indexes_support_prefix_ranges_order_and_pagination() {
     }
 
     // The index follows patches: moving a score re-sorts it.
-    let first = tx.query("scores", "by_player_score", &ann, Order::Asc, 1).unwrap()[0].id;
+    let first = tx
+        .query("scores", "by_player_score", &ann, Order::Asc, 1)
+        .unwrap()[0]
+        .id;
     let mut tx = store.begin();
-    tx.patch(first, [("score".to_string(), Some(Value::from(100i64)))].into()).unwrap();
+    tx.patch(
+        first,
+        [("score".to_string(), Some(Value::from(100i64)))].into(),
+    )
+    .unwrap();
     // The overlay is merged into scans of the same transaction.
-    assert_eq!(scores(tx.query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()), [5, 9, 100]);
+    assert_eq!(
+        scores(
+            tx.query("scores", "by_player_score", &ann, Order::Asc, 10)
+                .unwrap()
+        ),
+        [5, 9, 100]
+    );
     store.commit(tx).unwrap();
     assert_eq!(
-        scores(store.begin().query("scores", "by_player_score", &ann, Order::Asc, 10).unwrap()),
+        scores(
+            store
+                .begin()
+                .query("scores", "by_player_score", &ann, Order::Asc, 10)
+                .unwrap()
+        ),
         [5, 9, 100]
     );
 }
@@ -150,7 +253,13 @@ fn defining_an_index_backfills_existing_documents() {
     store.define_index("cars", "by_color", &["color"]).unwrap();
     let reds = store
         .begin()
-        .query("cars", "by_color", &IndexRange::all().eq("red"), Order::Asc, 10)
+        .query(
+            "cars",
+            "by_color",
+            &IndexRange::all().eq("red"),
+            Order::Asc,
+            10,
+        )
         .unwrap();
     assert_eq!(reds.len(), 2);
     // Same definition again is a no-op; a different one is refused.
@@ -177,8 +286,19 @@ fn data_and_indexes_survive_reopen() {
     }
     let store = Store::open(&path).unwrap();
     let mut tx = store.begin();
-    assert_eq!(tx.get(id).unwrap().unwrap().fields["name"], Value::from("grace"));
-    let found = tx.query("people", "by_name", &IndexRange::all().eq("grace"), Order::Asc, 5).unwrap();
+    assert_eq!(
+        tx.get(id).unwrap().unwrap().fields["name"],
+        Value::from("grace")
+    );
+    let found = tx
+        .query(
+            "people",
+            "by_name",
+            &IndexRange::all().eq("grace"),
+            Order::Asc,
+            5,
+        )
+        .unwrap();
     assert_eq!(found.len(), 1);
     // Creation times keep increasing across restarts, whatever the clock says.
     tx.set_now_ms(0.0);
@@ -196,7 +316,10 @@ fn failed_transactions_leave_nothing_behind() {
         tx.insert("t", obj! { "$bad" => 1i64 })?;
         Ok(())
     });
-    assert!(matches!(result, Err(StoreError::InvalidDocument { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::InvalidDocument { .. })),
+        "{result:?}"
+    );
     assert!(store.tables().is_empty(), "not even the table was created");
     assert_eq!(store.latest_ts(), 0);
 }
@@ -211,7 +334,10 @@ fn commit_log_can_be_tailed_in_order() {
         stamps.push(store.commit(tx).unwrap());
     }
     let records = store.engine().log_after(stamps[1], 100).unwrap();
-    assert_eq!(records.iter().map(|r| r.ts).collect::<Vec<_>>(), stamps[2..]);
+    assert_eq!(
+        records.iter().map(|r| r.ts).collect::<Vec<_>>(),
+        stamps[2..]
+    );
     assert!(records.iter().all(|r| !r.writes.is_empty()));
 }
 
@@ -227,33 +353,51 @@ fn read_sets_record_only_what_was_consumed() {
     // Take the 3 newest: a later insert (newer creation time) falls in the consumed range,
     // an older document's patch below the third does not.
     let mut reader = store.begin_read_only();
-    let newest = reader.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    let newest = reader
+        .query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3)
+        .unwrap();
     assert_eq!(newest.len(), 3);
 
-    let oldest = store.begin().query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 1).unwrap()[0].id;
+    let oldest = store
+        .begin()
+        .query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 1)
+        .unwrap()[0]
+        .id;
     let mut old_write = store.begin();
-    old_write.patch(oldest, [("i".to_string(), Some(Value::from(-1i64)))].into()).unwrap();
+    old_write
+        .patch(oldest, [("i".to_string(), Some(Value::from(-1i64)))].into())
+        .unwrap();
     let mut new_write = store.begin();
     new_write.insert("nums", obj! { "i" => 10i64 }).unwrap();
     // Writers that read the same range conflict only with the insert, not the old patch.
     let mut rw = store.begin();
-    rw.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    rw.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3)
+        .unwrap();
     rw.insert("other", obj! {}).unwrap();
     store.commit(old_write).unwrap();
     let mut rw2 = store.begin();
-    rw2.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3).unwrap();
+    rw2.query("nums", BY_CREATION_TIME, &IndexRange::all(), Order::Desc, 3)
+        .unwrap();
     rw2.insert("other", obj! {}).unwrap();
-    store.commit(rw).expect("a write outside the consumed range is no conflict");
+    store
+        .commit(rw)
+        .expect("a write outside the consumed range is no conflict");
     store.commit(new_write).unwrap();
     let err = store.commit(rw2).unwrap_err();
-    assert!(matches!(&err, StoreError::Conflict { table, .. } if table == "nums"), "{err}");
+    assert!(
+        matches!(&err, StoreError::Conflict { table, .. } if table == "nums"),
+        "{err}"
+    );
     assert!(!reader.read_set().is_empty());
 }
 
 #[test]
 fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
     let (store, _dir) = temp_store();
-    let id = store.run_mutation(|tx| tx.insert("hot", obj! { "n" => 0i64 })).unwrap().value;
+    let id = store
+        .run_mutation(|tx| tx.insert("hot", obj! { "n" => 0i64 }))
+        .unwrap()
+        .value;
     let mut runs = 0;
     let committed = store
         .run_mutation(|tx| -> Result<i64, StoreError> {
@@ -274,14 +418,26 @@ fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
     // The serial run read the latest state: one interfering write of +100 per optimistic attempt.
     let interfering = 100 * runtime::store::OPTIMISTIC_ATTEMPTS as i64;
     assert_eq!(committed.value, interfering);
-    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["n"], Value::from(interfering + 1));
-    assert_eq!(store.stats().serial_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        store.begin().get(id).unwrap().unwrap().fields["n"],
+        Value::from(interfering + 1)
+    );
+    assert_eq!(
+        store
+            .stats()
+            .serial_runs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
 fn compaction_keeps_every_version_an_open_transaction_can_read() {
     let (store, _dir) = temp_store();
-    let id = store.run_mutation(|tx| tx.insert("c", obj! { "n" => 0i64 })).unwrap().value;
+    let id = store
+        .run_mutation(|tx| tx.insert("c", obj! { "n" => 0i64 }))
+        .unwrap()
+        .value;
     let mut old_reader = store.begin_read_only();
     for n in 1..=50i64 {
         store
@@ -290,11 +446,22 @@ fn compaction_keeps_every_version_an_open_transaction_can_read() {
     }
     store.compact().unwrap();
     // The reader that began before the patches still sees its snapshot after compaction.
-    assert_eq!(old_reader.get(id).unwrap().unwrap().fields["n"], Value::from(0i64));
-    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["n"], Value::from(50i64));
-    let by_creation = old_reader.query("c", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 5).unwrap();
+    assert_eq!(
+        old_reader.get(id).unwrap().unwrap().fields["n"],
+        Value::from(0i64)
+    );
+    assert_eq!(
+        store.begin().get(id).unwrap().unwrap().fields["n"],
+        Value::from(50i64)
+    );
+    let by_creation = old_reader
+        .query("c", BY_CREATION_TIME, &IndexRange::all(), Order::Asc, 5)
+        .unwrap();
     assert_eq!(by_creation.len(), 1);
     drop(old_reader);
     store.compact().unwrap();
-    assert_eq!(store.begin().get(id).unwrap().unwrap().fields["n"], Value::from(50i64));
+    assert_eq!(
+        store.begin().get(id).unwrap().unwrap().fields["n"],
+        Value::from(50i64)
+    );
 }

@@ -26,9 +26,15 @@ struct Transfer {
     read_to: (i64, i64),
 }
 
-fn read_account(tx: &mut runtime::store::Transaction, id: DocumentId) -> Result<(i64, i64), StoreError> {
+fn read_account(
+    tx: &mut runtime::store::Transaction,
+    id: DocumentId,
+) -> Result<(i64, i64), StoreError> {
     let doc = tx.get(id)?.expect("accounts are never deleted");
-    Ok((doc.fields["balance"].as_i64().unwrap(), doc.fields["version"].as_i64().unwrap()))
+    Ok((
+        doc.fields["balance"].as_i64().unwrap(),
+        doc.fields["version"].as_i64().unwrap(),
+    ))
 }
 
 fn transfer(store: &Store, from: DocumentId, to: DocumentId, amount: i64) -> Transfer {
@@ -36,12 +42,25 @@ fn transfer(store: &Store, from: DocumentId, to: DocumentId, amount: i64) -> Tra
         .run_mutation(|tx| -> Result<_, StoreError> {
             let read_from = read_account(tx, from)?;
             let read_to = read_account(tx, to)?;
-            tx.replace(from, obj! { "balance" => read_from.0 - amount, "version" => read_from.1 + 1 })?;
-            tx.replace(to, obj! { "balance" => read_to.0 + amount, "version" => read_to.1 + 1 })?;
+            tx.replace(
+                from,
+                obj! { "balance" => read_from.0 - amount, "version" => read_from.1 + 1 },
+            )?;
+            tx.replace(
+                to,
+                obj! { "balance" => read_to.0 + amount, "version" => read_to.1 + 1 },
+            )?;
             Ok((read_from, read_to))
         })
         .expect("a transfer never fails: conflicts end in a serial run, not an error");
-    Transfer { ts: committed.ts, from, to, amount, read_from: committed.value.0, read_to: committed.value.1 }
+    Transfer {
+        ts: committed.ts,
+        from,
+        to,
+        amount,
+        read_from: committed.value.0,
+        read_to: committed.value.1,
+    }
 }
 
 #[test]
@@ -64,9 +83,18 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total() {
             let mut audits = 0;
             while !writers_done.load(Ordering::Acquire) || audits == 0 {
                 let mut tx = store.begin_read_only();
-                let docs = tx.query("accounts", BY_ID, &IndexRange::all(), Order::Asc, 100).unwrap();
-                let total: i64 = docs.iter().map(|d| d.fields["balance"].as_i64().unwrap()).sum();
-                assert_eq!(total, INITIAL * ACCOUNTS as i64, "a snapshot showed a partial transfer");
+                let docs = tx
+                    .query("accounts", BY_ID, &IndexRange::all(), Order::Asc, 100)
+                    .unwrap();
+                let total: i64 = docs
+                    .iter()
+                    .map(|d| d.fields["balance"].as_i64().unwrap())
+                    .sum();
+                assert_eq!(
+                    total,
+                    INITIAL * ACCOUNTS as i64,
+                    "a snapshot showed a partial transfer"
+                );
                 audits += 1;
             }
             audits
@@ -87,7 +115,9 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total() {
                             let from = accounts[next() as usize % ACCOUNTS];
                             let mut to = accounts[next() as usize % ACCOUNTS];
                             if to == from {
-                                to = accounts[(accounts.iter().position(|a| *a == from).unwrap() + 1) % ACCOUNTS];
+                                to = accounts[(accounts.iter().position(|a| *a == from).unwrap()
+                                    + 1)
+                                    % ACCOUNTS];
                             }
                             transfer(store, from, to, (next() % 50) as i64 + 1)
                         })
@@ -95,13 +125,20 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total() {
                 })
             })
             .collect();
-        let history = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        let history = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
         writers_done.store(true, Ordering::Release);
         assert!(auditor.join().unwrap() > 0);
         history
     });
 
-    assert_eq!(history.len(), THREADS * TRANSFERS_PER_THREAD, "every transfer committed");
+    assert_eq!(
+        history.len(),
+        THREADS * TRANSFERS_PER_THREAD,
+        "every transfer committed"
+    );
     let stats = store.stats();
     println!(
         "committed {} retries {} serial {}",
@@ -116,10 +153,19 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total() {
     for pair in sorted.windows(2) {
         assert!(pair[0].ts < pair[1].ts, "commit timestamps are unique");
     }
-    let mut state: HashMap<DocumentId, (i64, i64)> = accounts.iter().map(|a| (*a, (INITIAL, 0))).collect();
+    let mut state: HashMap<DocumentId, (i64, i64)> =
+        accounts.iter().map(|a| (*a, (INITIAL, 0))).collect();
     for t in &sorted {
-        assert_eq!(state[&t.from], t.read_from, "transfer at {} read a stale 'from' (not serializable)", t.ts);
-        assert_eq!(state[&t.to], t.read_to, "transfer at {} read a stale 'to' (not serializable)", t.ts);
+        assert_eq!(
+            state[&t.from], t.read_from,
+            "transfer at {} read a stale 'from' (not serializable)",
+            t.ts
+        );
+        assert_eq!(
+            state[&t.to], t.read_to,
+            "transfer at {} read a stale 'to' (not serializable)",
+            t.ts
+        );
         let f = state.get_mut(&t.from).unwrap();
         *f = (f.0 - t.amount, f.1 + 1);
         let to = state.get_mut(&t.to).unwrap();

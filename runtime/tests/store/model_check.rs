@@ -10,12 +10,27 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Insert { a: Option<Value>, b: Option<i64> },
-    SetA { pick: usize, a: Option<Value> },
-    Delete { pick: usize },
+    Insert {
+        a: Option<Value>,
+        b: Option<i64>,
+    },
+    SetA {
+        pick: usize,
+        a: Option<Value>,
+    },
+    Delete {
+        pick: usize,
+    },
     Commit,
     Abort,
-    Scan { index: u8, eq: Option<Value>, lower: Option<(Value, bool)>, upper: Option<(Value, bool)>, desc: bool, page: usize },
+    Scan {
+        index: u8,
+        eq: Option<Value>,
+        lower: Option<(Value, bool)>,
+        upper: Option<(Value, bool)>,
+        desc: bool,
+        page: usize,
+    },
 }
 
 fn small_value() -> impl Strategy<Value = Value> {
@@ -113,13 +128,21 @@ fn model_scan(
     rows.into_iter().map(|r| r.2).collect()
 }
 
-fn store_scan(tx: &mut Transaction, index: u8, range: &IndexRange, desc: bool, page: usize) -> Vec<(DocumentId, Object)> {
+fn store_scan(
+    tx: &mut Transaction,
+    index: u8,
+    range: &IndexRange,
+    desc: bool,
+    page: usize,
+) -> Vec<(DocumentId, Object)> {
     let name = [BY_ID, BY_CREATION_TIME, "by_a_b"][index as usize];
     let order = if desc { Order::Desc } else { Order::Asc };
     let mut out = Vec::new();
     let mut cursor: Option<Vec<u8>> = None;
     loop {
-        let p = tx.scan("t", name, range, order, page, cursor.as_deref()).expect("scan");
+        let p = tx
+            .scan("t", name, range, order, page, cursor.as_deref())
+            .expect("scan");
         assert!(p.documents.len() <= page);
         out.extend(p.documents.into_iter().map(|d| (d.id, d.fields)));
         if p.is_done {
