@@ -16,11 +16,23 @@ fn seqs_by_thread(store: &Store, table: &str) -> BTreeMap<i64, BTreeSet<i64>> {
     let mut out: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
     let mut cursor: Option<Vec<u8>> = None;
     loop {
-        let page = tx.scan(table, BY_ID, &IndexRange::all(), Order::Asc, 1000, cursor.as_deref()).unwrap();
+        let page = tx
+            .scan(
+                table,
+                BY_ID,
+                &IndexRange::all(),
+                Order::Asc,
+                1000,
+                cursor.as_deref(),
+            )
+            .unwrap();
         for doc in &page.documents {
             let thread = doc.fields["thread"].as_i64().unwrap();
             let seq = doc.fields["seq"].as_i64().unwrap();
-            assert!(out.entry(thread).or_default().insert(seq), "{table}: seq {seq} of thread {thread} twice");
+            assert!(
+                out.entry(thread).or_default().insert(seq),
+                "{table}: seq {seq} of thread {thread} twice"
+            );
         }
         if page.is_done {
             return out;
@@ -53,7 +65,10 @@ fn acknowledged_commits_survive_sigkill_and_no_transaction_is_partial() {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         for _ in 0..kill_after {
             let line = lines.next().expect("child output").expect("line");
-            let mut parts = line.split_whitespace().skip(1).map(|p| p.parse::<i64>().unwrap());
+            let mut parts = line
+                .split_whitespace()
+                .skip(1)
+                .map(|p| p.parse::<i64>().unwrap());
             let (thread, seq) = (parts.next().unwrap(), parts.next().unwrap());
             let highest = acknowledged.entry(thread).or_insert(0);
             *highest = (*highest).max(seq);
@@ -66,19 +81,35 @@ fn acknowledged_commits_survive_sigkill_and_no_transaction_is_partial() {
         let left = seqs_by_thread(&store, "left");
         let right = seqs_by_thread(&store, "right");
         let mut tx = store.begin_read_only();
-        let counters = tx.query("counters", BY_ID, &IndexRange::all(), Order::Asc, 100).unwrap();
+        let counters = tx
+            .query("counters", BY_ID, &IndexRange::all(), Order::Asc, 100)
+            .unwrap();
         for doc in counters {
             let thread = doc.fields["thread"].as_i64().unwrap();
             let count = doc.fields["count"].as_i64().unwrap();
             let expected: BTreeSet<i64> = (1..=count).collect();
             // All three writes of a transaction are there, or none is.
-            assert_eq!(left.get(&thread).cloned().unwrap_or_default(), expected, "round {round} thread {thread}: left");
-            assert_eq!(right.get(&thread).cloned().unwrap_or_default(), expected, "round {round} thread {thread}: right");
+            assert_eq!(
+                left.get(&thread).cloned().unwrap_or_default(),
+                expected,
+                "round {round} thread {thread}: left"
+            );
+            assert_eq!(
+                right.get(&thread).cloned().unwrap_or_default(),
+                expected,
+                "round {round} thread {thread}: right"
+            );
             let acked = acknowledged.get(&thread).copied().unwrap_or(0);
-            assert!(count >= acked, "round {round} thread {thread}: acknowledged {acked}, only {count} survived");
+            assert!(
+                count >= acked,
+                "round {round} thread {thread}: acknowledged {acked}, only {count} survived"
+            );
         }
         for (thread, acked) in &acknowledged {
-            assert!(left.get(thread).is_some_and(|s| s.contains(acked)), "round {round}: ack {thread}/{acked} lost");
+            assert!(
+                left.get(thread).is_some_and(|s| s.contains(acked)),
+                "round {round}: ack {thread}/{acked} lost"
+            );
         }
     }
     assert!(acknowledged.values().sum::<i64>() >= (ROUNDS * 20) as i64);

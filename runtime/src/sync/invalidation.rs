@@ -42,7 +42,8 @@ fn group_of_interval(space: Space, start: &[u8], end: Option<&[u8]>) -> Option<G
     // the first key of the next prefix (the usual "whole index" range ends there).
     let end = end?;
     let same_prefix = end.len() >= 4 && end[..4] == group.1;
-    let next_prefix = model::key::prefix_successor(&group.1).is_some_and(|next| end == next.as_slice());
+    let next_prefix =
+        model::key::prefix_successor(&group.1).is_some_and(|next| end == next.as_slice());
     (same_prefix || next_prefix).then_some(group)
 }
 
@@ -127,7 +128,9 @@ impl SubscriptionIndex {
         for (space, key) in keys {
             if let Some(group) = group_of_key(space, key).and_then(|g| self.groups.get_mut(&g)) {
                 let intervals = &group.intervals;
-                let tree = group.tree.get_or_insert_with(|| Node::build((0..intervals.len()).collect(), intervals));
+                let tree = group
+                    .tree
+                    .get_or_insert_with(|| Node::build((0..intervals.len()).collect(), intervals));
                 tree.stab(key, intervals, &mut out);
             }
             for interval in &self.wide {
@@ -153,7 +156,10 @@ struct Node {
 impl Node {
     fn build(members: Vec<usize>, intervals: &[Interval]) -> Node {
         // The median start is the center: at least half the intervals start at or before it.
-        let mut starts: Vec<&[u8]> = members.iter().map(|&i| intervals[i].start.as_slice()).collect();
+        let mut starts: Vec<&[u8]> = members
+            .iter()
+            .map(|&i| intervals[i].start.as_slice())
+            .collect();
         starts.sort_unstable();
         let center = starts[starts.len() / 2].to_vec();
         let (mut here, mut left, mut right) = (Vec::new(), Vec::new(), Vec::new());
@@ -171,7 +177,9 @@ impl Node {
         by_start.sort_by(|&a, &b| intervals[a].start.cmp(&intervals[b].start));
         let mut by_end = here;
         by_end.sort_by(|&a, &b| end_order(&intervals[b].end, &intervals[a].end));
-        let child = |members: Vec<usize>| (!members.is_empty()).then(|| Box::new(Node::build(members, intervals)));
+        let child = |members: Vec<usize>| {
+            (!members.is_empty()).then(|| Box::new(Node::build(members, intervals)))
+        };
         Node {
             center,
             by_start,
@@ -238,15 +246,21 @@ mod tests {
     }
 
     fn range() -> impl Strategy<Value = KeyRange> {
-        (key(), prop::option::of(key()), any::<bool>(), any::<bool>()).prop_map(|(a, b, incl_start, incl_end)| {
-            let start = if incl_start { Bound::Included(a.clone()) } else { Bound::Excluded(a) };
-            let end = match b {
-                Some(b) if incl_end => Bound::Included(b),
-                Some(b) => Bound::Excluded(b),
-                None => Bound::Unbounded,
-            };
-            KeyRange { start, end }
-        })
+        (key(), prop::option::of(key()), any::<bool>(), any::<bool>()).prop_map(
+            |(a, b, incl_start, incl_end)| {
+                let start = if incl_start {
+                    Bound::Included(a.clone())
+                } else {
+                    Bound::Excluded(a)
+                };
+                let end = match b {
+                    Some(b) if incl_end => Bound::Included(b),
+                    Some(b) => Bound::Excluded(b),
+                    None => Bound::Unbounded,
+                };
+                KeyRange { start, end }
+            },
+        )
     }
 
     proptest! {

@@ -127,45 +127,84 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         .map_err(|e| ProtocolError(format!("malformed frame: not valid JSON ({e})")))?;
     let kind = match json.get("type") {
         Some(Json::String(kind)) => kind.clone(),
-        Some(other) => return Err(ProtocolError(format!("malformed frame: \"type\" must be a string, got {other}"))),
-        None if json.is_object() => return Err(ProtocolError("malformed frame: no \"type\" field".into())),
-        None => return Err(ProtocolError(format!("malformed frame: expected a JSON object, got {}", json_kind(&json)))),
+        Some(other) => {
+            return Err(ProtocolError(format!(
+                "malformed frame: \"type\" must be a string, got {other}"
+            )))
+        }
+        None if json.is_object() => {
+            return Err(ProtocolError("malformed frame: no \"type\" field".into()))
+        }
+        None => {
+            return Err(ProtocolError(format!(
+                "malformed frame: expected a JSON object, got {}",
+                json_kind(&json)
+            )))
+        }
     };
     if !CLIENT_TYPES.split(", ").any(|t| t == kind) {
         let shown: String = kind.chars().take(64).collect();
-        return Err(ProtocolError(format!("unknown message type {shown:?} (expected one of {CLIENT_TYPES})")));
+        return Err(ProtocolError(format!(
+            "unknown message type {shown:?} (expected one of {CLIENT_TYPES})"
+        )));
     }
     let raw: Raw = serde_json::from_value(json)
         .map_err(|e| ProtocolError(format!("malformed {kind} message: {e}")))?;
     Ok(match raw {
-        Raw::Connect { session_id, connection_count, max_observed_timestamp } => ClientMessage::Connect {
+        Raw::Connect {
+            session_id,
+            connection_count,
+            max_observed_timestamp,
+        } => ClientMessage::Connect {
             session_id,
             connection_count,
             max_observed_timestamp: max_observed_timestamp
                 .map(|t| parse_ts("maxObservedTimestamp", &t))
                 .transpose()?,
         },
-        Raw::ModifyQuerySet { base_version, new_version, modifications } => ClientMessage::ModifyQuerySet {
+        Raw::ModifyQuerySet {
+            base_version,
+            new_version,
+            modifications,
+        } => ClientMessage::ModifyQuerySet {
             base_version,
             new_version,
             modifications: modifications
                 .into_iter()
                 .map(|m| match m {
-                    RawModification::Add { query_id, udf_path, args } => Ok(QuerySetModification::Add {
+                    RawModification::Add {
+                        query_id,
+                        udf_path,
+                        args,
+                    } => Ok(QuerySetModification::Add {
                         query_id,
                         args: parse_args(&format!("query {query_id} ({udf_path})"), &args)?,
                         udf_path,
                     }),
-                    RawModification::Remove { query_id } => Ok(QuerySetModification::Remove { query_id }),
+                    RawModification::Remove { query_id } => {
+                        Ok(QuerySetModification::Remove { query_id })
+                    }
                 })
                 .collect::<Result<_, ProtocolError>>()?,
         },
-        Raw::Mutation { request_id, udf_path, args } => ClientMessage::Mutation {
+        Raw::Mutation {
+            request_id,
+            udf_path,
+            args,
+        } => ClientMessage::Mutation {
             request_id,
             args: parse_args(&format!("mutation {request_id} ({udf_path})"), &args)?,
             udf_path,
         },
-        Raw::Authenticate { base_version, token_type, value } => ClientMessage::Authenticate { base_version, token_type, value },
+        Raw::Authenticate {
+            base_version,
+            token_type,
+            value,
+        } => ClientMessage::Authenticate {
+            base_version,
+            token_type,
+            value,
+        },
     })
 }
 
@@ -181,14 +220,20 @@ fn json_kind(json: &Json) -> &'static str {
 }
 
 fn parse_ts(field: &str, text: &str) -> Result<Ts, ProtocolError> {
-    text.parse::<u64>()
-        .map_err(|_| ProtocolError(format!("{field} must be a decimal timestamp string, got {text:?}")))
+    text.parse::<u64>().map_err(|_| {
+        ProtocolError(format!(
+            "{field} must be a decimal timestamp string, got {text:?}"
+        ))
+    })
 }
 
 /// Function arguments: a JSON object in the wire form of section 1.
 fn parse_args(what: &str, args: &Json) -> Result<Value, ProtocolError> {
     if !args.is_object() {
-        return Err(ProtocolError(format!("{what}: args must be a JSON object, got {}", json_kind(args))));
+        return Err(ProtocolError(format!(
+            "{what}: args must be a JSON object, got {}",
+            json_kind(args)
+        )));
     }
     from_json(args).map_err(|e| ProtocolError(format!("{what}: {e}")))
 }
@@ -201,7 +246,10 @@ pub struct StateVersion {
 }
 
 impl StateVersion {
-    pub const INITIAL: StateVersion = StateVersion { query_set: 0, ts: 0 };
+    pub const INITIAL: StateVersion = StateVersion {
+        query_set: 0,
+        ts: 0,
+    };
 
     fn to_json(self) -> Json {
         json!({ "querySet": self.query_set, "ts": self.ts.to_string() })
@@ -217,16 +265,36 @@ pub struct FunctionError {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum QueryModification {
-    Updated { query_id: u64, value: Value, log_lines: Vec<String> },
-    Failed { query_id: u64, error: FunctionError, log_lines: Vec<String> },
-    Removed { query_id: u64 },
+    Updated {
+        query_id: u64,
+        value: Value,
+        log_lines: Vec<String>,
+    },
+    Failed {
+        query_id: u64,
+        error: FunctionError,
+        log_lines: Vec<String>,
+    },
+    Removed {
+        query_id: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerMessage {
-    Transition { start: StateVersion, end: StateVersion, modifications: Vec<QueryModification> },
-    MutationResponse { request_id: u64, outcome: Result<(Value, Ts), FunctionError>, log_lines: Vec<String> },
-    FatalError { error: String },
+    Transition {
+        start: StateVersion,
+        end: StateVersion,
+        modifications: Vec<QueryModification>,
+    },
+    MutationResponse {
+        request_id: u64,
+        outcome: Result<(Value, Ts), FunctionError>,
+        log_lines: Vec<String>,
+    },
+    FatalError {
+        error: String,
+    },
     Ping,
 }
 
@@ -240,7 +308,11 @@ fn error_fields(map: &mut Map<String, Json>, error: &FunctionError) {
 impl ServerMessage {
     pub fn to_json(&self) -> Json {
         match self {
-            ServerMessage::Transition { start, end, modifications } => json!({
+            ServerMessage::Transition {
+                start,
+                end,
+                modifications,
+            } => json!({
                 "type": "Transition",
                 "startVersion": start.to_json(),
                 "endVersion": end.to_json(),
@@ -259,7 +331,11 @@ impl ServerMessage {
                     QueryModification::Removed { query_id } => json!({ "type": "QueryRemoved", "queryId": query_id }),
                 }).collect::<Vec<_>>(),
             }),
-            ServerMessage::MutationResponse { request_id, outcome, log_lines } => {
+            ServerMessage::MutationResponse {
+                request_id,
+                outcome,
+                log_lines,
+            } => {
                 let mut map = Map::new();
                 map.insert("type".into(), "MutationResponse".into());
                 map.insert("requestId".into(), (*request_id).into());
@@ -298,11 +374,19 @@ mod tests {
         let cases = [
             (
                 r#"{"type": "Connect", "sessionId": "5f0c", "connectionCount": 0, "maxObservedTimestamp": "1732406400000000123"}"#,
-                ClientMessage::Connect { session_id: "5f0c".into(), connection_count: 0, max_observed_timestamp: Some(1732406400000000123) },
+                ClientMessage::Connect {
+                    session_id: "5f0c".into(),
+                    connection_count: 0,
+                    max_observed_timestamp: Some(1732406400000000123),
+                },
             ),
             (
                 r#"{"type": "Connect", "sessionId": "5f0c", "connectionCount": 3}"#,
-                ClientMessage::Connect { session_id: "5f0c".into(), connection_count: 3, max_observed_timestamp: None },
+                ClientMessage::Connect {
+                    session_id: "5f0c".into(),
+                    connection_count: 3,
+                    max_observed_timestamp: None,
+                },
             ),
             (
                 r#"{"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
@@ -312,18 +396,30 @@ mod tests {
                     base_version: 0,
                     new_version: 1,
                     modifications: vec![
-                        QuerySetModification::Add { query_id: 7, udf_path: "chat:get_messages".into(), args: Value::Object(obj! {}) },
+                        QuerySetModification::Add {
+                            query_id: 7,
+                            udf_path: "chat:get_messages".into(),
+                            args: Value::Object(obj! {}),
+                        },
                         QuerySetModification::Remove { query_id: 3 },
                     ],
                 },
             ),
             (
                 r#"{"type": "Mutation", "requestId": 1, "udfPath": "chat:send_message", "args": {"user": "ada", "n": {"$integer": "5"}}}"#,
-                ClientMessage::Mutation { request_id: 1, udf_path: "chat:send_message".into(), args: Value::Object(obj! { "user" => "ada", "n" => 5i64 }) },
+                ClientMessage::Mutation {
+                    request_id: 1,
+                    udf_path: "chat:send_message".into(),
+                    args: Value::Object(obj! { "user" => "ada", "n" => 5i64 }),
+                },
             ),
             (
                 r#"{"type": "Authenticate", "baseVersion": 0, "tokenType": "None", "unknownFutureField": 1}"#,
-                ClientMessage::Authenticate { base_version: 0, token_type: TokenType::None, value: None },
+                ClientMessage::Authenticate {
+                    base_version: 0,
+                    token_type: TokenType::None,
+                    value: None,
+                },
             ),
         ];
         for (text, expected) in cases {
@@ -337,12 +433,27 @@ mod tests {
             ("{not json", "not valid JSON"),
             ("[1, 2]", "expected a JSON object, got an array"),
             (r#"{"sessionId": "x"}"#, "no \"type\""),
-            (r#"{"type": "Subscribe"}"#, "unknown message type \"Subscribe\""),
+            (
+                r#"{"type": "Subscribe"}"#,
+                "unknown message type \"Subscribe\"",
+            ),
             (r#"{"type": "Connect", "connectionCount": 0}"#, "sessionId"),
-            (r#"{"type": "Connect", "sessionId": "x", "connectionCount": 0, "maxObservedTimestamp": "soon"}"#, "maxObservedTimestamp"),
-            (r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": [1]}"#, "args must be a JSON object"),
-            (r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": {"$bad": 1}}"#, "$bad"),
-            (r#"{"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [{"type": "Swap"}]}"#, "Swap"),
+            (
+                r#"{"type": "Connect", "sessionId": "x", "connectionCount": 0, "maxObservedTimestamp": "soon"}"#,
+                "maxObservedTimestamp",
+            ),
+            (
+                r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": [1]}"#,
+                "args must be a JSON object",
+            ),
+            (
+                r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": {"$bad": 1}}"#,
+                "$bad",
+            ),
+            (
+                r#"{"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [{"type": "Swap"}]}"#,
+                "Swap",
+            ),
         ] {
             let err = parse_client_message(text).unwrap_err();
             assert!(err.0.contains(needle), "{text}: {err}");
@@ -353,12 +464,22 @@ mod tests {
     fn server_messages_serialize_as_the_protocol_writes_them() {
         let transition = ServerMessage::Transition {
             start: StateVersion::INITIAL,
-            end: StateVersion { query_set: 1, ts: 1732406400000000123 },
+            end: StateVersion {
+                query_set: 1,
+                ts: 1732406400000000123,
+            },
             modifications: vec![
-                QueryModification::Updated { query_id: 7, value: Value::Int64(-42), log_lines: vec!["hi".into()] },
+                QueryModification::Updated {
+                    query_id: 7,
+                    value: Value::Int64(-42),
+                    log_lines: vec!["hi".into()],
+                },
                 QueryModification::Failed {
                     query_id: 8,
-                    error: FunctionError { message: "chat:get: boom".into(), data: None },
+                    error: FunctionError {
+                        message: "chat:get: boom".into(),
+                        data: None,
+                    },
                     log_lines: vec![],
                 },
                 QueryModification::Removed { query_id: 9 },
@@ -379,14 +500,21 @@ mod tests {
         );
         let failed = ServerMessage::MutationResponse {
             request_id: 1,
-            outcome: Err(FunctionError { message: "m".into(), data: Some(Value::from("why")) }),
+            outcome: Err(FunctionError {
+                message: "m".into(),
+                data: Some(Value::from("why")),
+            }),
             log_lines: vec![],
         };
         assert_eq!(
             failed.to_json(),
             json!({"type": "MutationResponse", "requestId": 1, "success": false, "errorMessage": "m", "errorData": "why", "logLines": []})
         );
-        let ok = ServerMessage::MutationResponse { request_id: 2, outcome: Ok((Value::Null, 5)), log_lines: vec![] };
+        let ok = ServerMessage::MutationResponse {
+            request_id: 2,
+            outcome: Ok((Value::Null, 5)),
+            log_lines: vec![],
+        };
         assert_eq!(
             ok.to_json(),
             json!({"type": "MutationResponse", "requestId": 2, "success": true, "result": null, "ts": "5", "logLines": []})

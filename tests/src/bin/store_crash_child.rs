@@ -13,11 +13,17 @@ use std::sync::Mutex;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: store-crash-child DATA_DIR THREADS");
+    let dir = args
+        .next()
+        .expect("usage: store-crash-child DATA_DIR THREADS");
     let threads: i64 = args.next().and_then(|t| t.parse().ok()).unwrap_or(4);
     let store = Store::open(std::path::Path::new(&dir)).expect("open store");
-    store.define_index("counters", "by_thread", &["thread"]).expect("index");
-    store.define_index("left", "by_thread_seq", &["thread", "seq"]).expect("index");
+    store
+        .define_index("counters", "by_thread", &["thread"])
+        .expect("index");
+    store
+        .define_index("left", "by_thread_seq", &["thread", "seq"])
+        .expect("index");
     let stdout = Mutex::new(std::io::stdout());
     std::thread::scope(|scope| {
         for thread in 0..threads {
