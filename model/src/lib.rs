@@ -6,7 +6,9 @@
 //! - [`key`]: the order-preserving form for index keys.
 //! - [`id`]: document ids.
 //! - [`limits`]: named resource limits.
+//! - [`abi`]: the host ABI between the wasm host and guest modules.
 
+pub mod abi;
 pub mod binary;
 pub mod id;
 pub mod json;

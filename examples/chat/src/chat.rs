@@ -1,0 +1,18 @@
+use guest_sdk::prelude::*;
+
+/// Args `{"user": string, "body": string}`.
+#[mutation]
+fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {
+    log!("This Rust function is running on the server.");
+    ctx.db
+        .insert("messages", doc! { "user": user, "body": body })?;
+    Ok(())
+}
+
+/// The 50 most recent messages, oldest first.
+#[query]
+fn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {
+    let mut messages = ctx.db.query("messages").order(Desc).take(50)?;
+    messages.reverse();
+    Ok(messages)
+}

@@ -1,0 +1,4 @@
+//! The chat example app. Its functions live in `src/chat.rs`, so their paths are
+//! `chat:send_message` and `chat:get_messages`.
+
+mod chat;

@@ -1,0 +1,157 @@
+//! `#[query]`, `#[mutation]` and `#[schema]`: they keep the function as written and add the
+//! wasm exports of `model::abi` (a call entry point and a description) next to it.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as Tokens;
+use quote::{format_ident, quote};
+use syn::{
+    parse_macro_input, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type,
+};
+
+/// Exports a query: `fn name(ctx: &QueryCtx, arg: T, ...) -> Result<R>`. Its path is
+/// `module:name` (PROTOCOL.md section 2).
+#[proc_macro_attribute]
+pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Query)
+}
+
+/// Exports a mutation: `fn name(ctx: &mut MutationCtx, arg: T, ...) -> Result<R>`.
+#[proc_macro_attribute]
+pub fn mutation(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Mutation)
+}
+
+/// Exports the app's schema: `fn schema() -> Schema`. At most one per app.
+#[proc_macro_attribute]
+pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return error(Tokens::from(attr), "#[schema] takes no arguments");
+    }
+    let function = parse_macro_input!(item as ItemFn);
+    let name = &function.sig.ident;
+    quote! {
+        #function
+        const _: () = {
+            #[export_name = "__runtime_v1_schema"]
+            extern "C" fn __runtime_schema() {
+                ::guest_sdk::__private::output_schema(#name());
+            }
+        };
+    }
+    .into()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Query,
+    Mutation,
+}
+
+fn error(tokens: Tokens, message: &str) -> TokenStream {
+    syn::Error::new_spanned(tokens, message)
+        .to_compile_error()
+        .into()
+}
+
+fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
+    if !attr.is_empty() {
+        return error(Tokens::from(attr), "this attribute takes no arguments");
+    }
+    let function = parse_macro_input!(item as ItemFn);
+    let sig = &function.sig;
+    if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
+        return error(
+            quote!(#sig),
+            "functions must be plain, non-generic and non-async",
+        );
+    }
+    let mut inputs = sig.inputs.iter();
+    let (ctx_type, runner, kind_tokens) = match kind {
+        Kind::Query => (quote!(QueryCtx), quote!(run_query), quote!(Query)),
+        Kind::Mutation => (quote!(MutationCtx), quote!(run_mutation), quote!(Mutation)),
+    };
+    match inputs.next() {
+        Some(FnArg::Typed(_)) => {}
+        _ => {
+            return error(
+                quote!(#sig),
+                &format!("the first parameter must be the context, `ctx: &{ctx_type}`"),
+            )
+        }
+    }
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    for input in inputs {
+        let FnArg::Typed(typed) = input else {
+            return error(quote!(#input), "methods cannot be functions");
+        };
+        let Pat::Ident(ident) = &*typed.pat else {
+            return error(
+                quote!(#typed),
+                "parameters must be plain names: they are the argument names",
+            );
+        };
+        names.push(ident.ident.clone());
+        types.push((*typed.ty).clone());
+    }
+    let name = &sig.ident;
+    let name_text = name.to_string();
+    let arg_names: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string().trim_start_matches("r#").to_owned())
+        .collect();
+    let locals: Vec<_> = names.iter().map(|n| format_ident!("__arg_{}", n)).collect();
+    let returns = result_type(&sig.output);
+    let schema_of = |ty: &Type| {
+        quote! {{
+            #[allow(unused_imports)]
+            use ::guest_sdk::__private::{ViaAny as _, ViaHasSchema as _};
+            (&&::guest_sdk::__private::Probe::<#ty>::new()).schema()
+        }}
+    };
+    let param_schemas: Vec<Tokens> = types.iter().map(schema_of).collect();
+    let return_schema = match &returns {
+        Some(ty) => schema_of(ty),
+        None => quote!(::guest_sdk::Type::Any),
+    };
+    quote! {
+        #function
+        const _: () = {
+            #[export_name = concat!("__runtime_v1_call:", module_path!(), "::", #name_text)]
+            extern "C" fn __runtime_call(args_handle: u32, args_len: u32) {
+                ::guest_sdk::__private::#runner(args_handle, args_len, |ctx, args| {
+                    #( let #locals: #types = args.take(#arg_names)?; )*
+                    ::guest_sdk::__private::IntoOutcome::into_outcome(#name(ctx, #(#locals),*))
+                });
+            }
+            #[export_name = concat!("__runtime_v1_describe:", module_path!(), "::", #name_text)]
+            extern "C" fn __runtime_describe() {
+                ::guest_sdk::__private::describe(
+                    ::guest_sdk::__private::Kind::#kind_tokens,
+                    &[ #( (#arg_names, #param_schemas) ),* ],
+                    #return_schema,
+                );
+            }
+        };
+    }
+    .into()
+}
+
+/// `T` of a `Result<T>` / `Result<T, E>` return type.
+fn result_type(output: &ReturnType) -> Option<Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(path) = &**ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,95 @@
+//! The context a function receives: the database, frozen time and seeded randomness.
+
+use crate::db::{DatabaseReader, DatabaseWriter};
+use crate::host;
+use std::cell::Cell;
+
+/// What a query sees: a read-only database. Writing does not compile:
+///
+/// ```compile_fail
+/// use guest_sdk::prelude::*;
+/// #[query]
+/// fn sneaky(ctx: &QueryCtx) -> Result<()> {
+///     ctx.db.insert("messages", doc! { "body": "no" })?;
+///     Ok(())
+/// }
+/// ```
+pub struct QueryCtx {
+    pub db: DatabaseReader,
+    env: Env,
+}
+
+/// What a mutation sees: a database it can read and write.
+pub struct MutationCtx {
+    pub db: DatabaseWriter,
+    env: Env,
+}
+
+/// Time and randomness, both given by the host so that a call is a deterministic function
+/// of its arguments and the database.
+struct Env {
+    rng_state: Cell<Option<u64>>,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            rng_state: Cell::new(None),
+        }
+    }
+
+    fn next_u64(&self) -> u64 {
+        // splitmix64 over the host's seed: small, fast, reproducible.
+        let state = self
+            .rng_state
+            .get()
+            .unwrap_or_else(host::random_seed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.rng_state.set(Some(state));
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+macro_rules! env_methods {
+    () => {
+        /// The call's time in milliseconds since the Unix epoch, frozen for the whole call.
+        pub fn now(&self) -> f64 {
+            host::now_ms()
+        }
+
+        /// A random 64-bit number from the call's seeded generator.
+        pub fn random_u64(&self) -> u64 {
+            self.env.next_u64()
+        }
+
+        /// A random float in `[0, 1)`.
+        pub fn random_f64(&self) -> f64 {
+            (self.env.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    };
+}
+
+impl QueryCtx {
+    pub(crate) fn new() -> Self {
+        QueryCtx {
+            db: DatabaseReader { _private: () },
+            env: Env::new(),
+        }
+    }
+    env_methods!();
+}
+
+impl MutationCtx {
+    pub(crate) fn new() -> Self {
+        MutationCtx {
+            db: DatabaseWriter {
+                reader: DatabaseReader { _private: () },
+            },
+            env: Env::new(),
+        }
+    }
+    env_methods!();
+}

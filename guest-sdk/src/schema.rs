@@ -1,0 +1,188 @@
+//! Declared schemas: table document types and indexes, and the types of function arguments
+//! and results.
+//!
+//! ```
+//! use guest_sdk::prelude::*;
+//!
+//! #[schema]
+//! fn schema() -> Schema {
+//!     Schema::new().table(
+//!         Table::new("tasks")
+//!             .field("title", v::string())
+//!             .field("done", v::boolean())
+//!             .field("owner", v::optional(v::string()))
+//!             .index("by_done", &["done"]),
+//!     )
+//! }
+//! ```
+//!
+//! The host checks every write to a declared table against its type; tables the schema does
+//! not declare stay schemaless.
+
+use crate::db::{Document, Id};
+use crate::value::{AnyValue, Bytes};
+pub use model::abi::Type;
+use model::abi::{AppSchema, TableSchema};
+use std::collections::{BTreeMap, HashMap};
+
+/// Type constructors for schemas.
+pub mod v {
+    use super::{HasSchema, Type};
+
+    pub fn any() -> Type {
+        Type::Any
+    }
+    pub fn null() -> Type {
+        Type::Null
+    }
+    pub fn int64() -> Type {
+        Type::Int64
+    }
+    pub fn float64() -> Type {
+        Type::Float64
+    }
+    pub fn boolean() -> Type {
+        Type::Boolean
+    }
+    pub fn string() -> Type {
+        Type::String
+    }
+    pub fn bytes() -> Type {
+        Type::Bytes
+    }
+    /// A document id (a string).
+    pub fn id() -> Type {
+        Type::String
+    }
+    pub fn array(items: Type) -> Type {
+        Type::Array(Box::new(items))
+    }
+    pub fn record(values: Type) -> Type {
+        Type::Record(Box::new(values))
+    }
+    /// The type or null; as an object field, also absent.
+    pub fn optional(inner: Type) -> Type {
+        Type::Optional(Box::new(inner))
+    }
+    pub fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Type)>) -> Type {
+        Type::object(fields)
+    }
+    pub fn union(options: impl IntoIterator<Item = Type>) -> Type {
+        Type::Union(options.into_iter().collect())
+    }
+    /// The type of a Rust type that knows its schema.
+    pub fn of<T: HasSchema>() -> Type {
+        T::schema()
+    }
+}
+
+/// An app's schema: the tables it declares.
+#[derive(Clone, Debug, Default)]
+pub struct Schema(pub(crate) AppSchema);
+
+impl Schema {
+    pub fn new() -> Self {
+        Schema::default()
+    }
+
+    pub fn table(mut self, table: Table) -> Self {
+        self.0.tables.push(table.0);
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn into_abi(self) -> AppSchema {
+        self.0
+    }
+}
+
+/// One declared table.
+#[derive(Clone, Debug)]
+pub struct Table(TableSchema);
+
+impl Table {
+    pub fn new(name: &str) -> Self {
+        Table(TableSchema {
+            name: name.to_owned(),
+            document: Type::Object(BTreeMap::new()),
+            indexes: vec![],
+        })
+    }
+
+    /// Declares a user field; `v::optional(..)` fields may be absent.
+    pub fn field(mut self, name: &str, ty: Type) -> Self {
+        if let Type::Object(fields) = &mut self.0.document {
+            fields.insert(name.to_owned(), ty);
+        }
+        self
+    }
+
+    /// Declares an index over dot-separated field paths, in order.
+    pub fn index(mut self, name: &str, fields: &[&str]) -> Self {
+        self.0.indexes.push((
+            name.to_owned(),
+            fields.iter().map(|f| f.to_string()).collect(),
+        ));
+        self
+    }
+}
+
+/// A Rust type whose value type is known, for argument and result schemas. Types without it
+/// get `any` and are checked only when they are deserialized.
+pub trait HasSchema {
+    fn schema() -> Type;
+}
+
+macro_rules! has_schema {
+    ($ty:expr => $($t:ty),*) => {$(
+        impl HasSchema for $t {
+            fn schema() -> Type { $ty }
+        }
+    )*};
+}
+
+has_schema!(Type::String => String, &str, Id, char);
+has_schema!(Type::Boolean => bool);
+has_schema!(Type::Int64 => i8, i16, i32, i64, u8, u16, u32, isize, usize);
+has_schema!(Type::Float64 => f32, f64);
+has_schema!(Type::Null => ());
+has_schema!(Type::Bytes => Bytes);
+has_schema!(Type::Any => Document, AnyValue, model::Value);
+
+impl<T: HasSchema> HasSchema for Option<T> {
+    fn schema() -> Type {
+        Type::Optional(Box::new(T::schema()))
+    }
+}
+impl<T: HasSchema> HasSchema for Vec<T> {
+    fn schema() -> Type {
+        Type::Array(Box::new(T::schema()))
+    }
+}
+impl<T: HasSchema> HasSchema for BTreeMap<String, T> {
+    fn schema() -> Type {
+        Type::Record(Box::new(T::schema()))
+    }
+}
+impl<T: HasSchema, S> HasSchema for HashMap<String, T, S> {
+    fn schema() -> Type {
+        Type::Record(Box::new(T::schema()))
+    }
+}
+impl HasSchema for crate::db::PaginationResult {
+    fn schema() -> Type {
+        Type::object([
+            ("page", Type::Array(Box::new(Type::Any))),
+            ("continue_cursor", Type::Optional(Box::new(Type::String))),
+            ("is_done", Type::Boolean),
+        ])
+    }
+}
+impl HasSchema for crate::db::PaginationOptions {
+    fn schema() -> Type {
+        Type::object([
+            ("cursor", Type::Optional(Box::new(Type::String))),
+            ("num_items", Type::Int64),
+        ])
+    }
+}

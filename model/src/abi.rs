@@ -1,0 +1,642 @@
+//! The host ABI between the runtime's wasm host and guest modules built with `guest-sdk`
+//! (DESIGN.md section 3, "Host ABI"). Both sides compile this file, so the names, codes and
+//! formats cannot drift apart.
+//!
+//! # Shape
+//!
+//! A guest is a core wasm module for `wasm32-unknown-unknown`, without WASI. It imports only
+//! functions of the module [`IMPORT_MODULE`] (versioned: a later ABI adds `runtime_v2` beside
+//! it, and modules built against v1 keep working) and exports:
+//!
+//! - `memory`, its linear memory;
+//! - per function, [`CALL_PREFIX`]`<rust path>` `(i32, i32) -> ()` and
+//!   [`DESCRIBE_PREFIX`]`<rust path>` `() -> ()`; `<rust path>` is `module_path!()::name`, e.g.
+//!   `chat::chat::send_message`, from which the host derives the function path `chat:send_message`
+//!   (PROTOCOL.md section 2, see [`function_path`]);
+//! - optionally [`SCHEMA_EXPORT`] `() -> ()`, which outputs the app's [`AppSchema`];
+//! - the linker's `__data_end` and `__heap_base` globals, which the host ignores.
+//!
+//! Anything else in the import or export lists is rejected at deploy time, with its name.
+//!
+//! # How bytes cross
+//!
+//! Guest to host: the guest passes a pointer and a length into its own memory. The host checks
+//! `ptr + len` against the memory's size (no wrap-around, no allocation before the check).
+//!
+//! Host to guest: the host keeps the bytes in a per-call handle table and writes
+//! `[handle: u32 LE, len: u32 LE]` at the guest's `out_ptr`; the guest allocates `len` bytes
+//! itself and calls [`import::READ_HANDLE`], which copies them in and frees the handle. The guest
+//! never exports an allocator the host would have to trust, and a handle lives only as long as
+//! the call that created it.
+//!
+//! Values travel in the compact binary form of [`crate::binary`]; requests and responses are
+//! objects whose fields are documented per import.
+//!
+//! # Errors and traps
+//!
+//! An expected failure (a malformed id, a document that breaks the schema, patching a document
+//! that does not exist) returns a nonzero [`status`] code and a handle to the error message (a
+//! binary string), so the guest can turn it into an `Err`. A violation traps: a pointer or length
+//! out of bounds, an unknown or already-read handle, a write from a query, any limit exceeded,
+//! a malformed request. The host records why and reports it as the call's error, naming the
+//! function path.
+
+use crate::binary;
+use crate::value::{Object, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The import module of this ABI version.
+pub const IMPORT_MODULE: &str = "runtime_v1";
+/// Export prefix of a function's entry point: `(args_handle: i32, args_len: i32) -> ()`.
+/// The arguments (a binary object) wait behind the handle; the function outputs its result
+/// or its error with [`import::OUTPUT`] before returning.
+pub const CALL_PREFIX: &str = "__runtime_v1_call:";
+/// Export prefix of a function's description: `() -> ()`, outputs a [`FunctionDescription`]
+/// with [`output::DESCRIPTION`].
+pub const DESCRIBE_PREFIX: &str = "__runtime_v1_describe:";
+/// Optional export `() -> ()` that outputs the app's [`AppSchema`] with [`output::SCHEMA`].
+pub const SCHEMA_EXPORT: &str = "__runtime_v1_schema";
+/// The guest's linear memory.
+pub const MEMORY_EXPORT: &str = "memory";
+/// Exports the Rust toolchain adds to every module, which the host ignores.
+pub const IGNORED_EXPORTS: &[&str] = &["__data_end", "__heap_base"];
+
+/// Log lines one call may write; one more traps.
+pub const MAX_LOG_LINES: usize = 256;
+/// Bytes of one log line or panic message kept; the rest is cut with a marker.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+/// Handles one call may hold unread at once; one more traps.
+pub const MAX_LIVE_HANDLES: usize = 1024;
+
+/// Import names, all in [`IMPORT_MODULE`]. `ptr`/`len` pairs are guest memory; `out_ptr`
+/// points at 8 writable bytes that receive `[handle: u32 LE, len: u32 LE]`.
+pub mod import {
+    /// `read_handle(handle: i32, ptr: i32, len: i32) -> ()`: copies the handle's bytes to
+    /// `ptr` and frees the handle.
+    /// Traps: unknown or already-read handle; `len` differs from the handle's length;
+    /// `ptr + len` outside memory.
+    pub const READ_HANDLE: &str = "read_handle";
+    /// `output(kind: i32, ptr: i32, len: i32) -> ()`: the call's outcome, once, as a binary
+    /// value of the [`super::output`] kind.
+    /// Traps: a second output; a kind the current entry point does not produce; out of bounds;
+    /// over `MAX_ARGS_OR_RESULT_BYTES`; not a valid binary value.
+    pub const OUTPUT: &str = "output";
+    /// `log(ptr: i32, len: i32) -> ()`: one log line (UTF-8; invalid bytes are replaced),
+    /// returned to the caller with the outcome, also on failure.
+    /// Traps: out of bounds; more than [`super::MAX_LOG_LINES`] lines.
+    pub const LOG: &str = "log";
+    /// `panic(ptr: i32, len: i32) -> ()`: the panic hook's message, reported as the call's
+    /// error when the guest traps next. Does not itself trap except out of bounds.
+    pub const PANIC: &str = "panic";
+    /// `now_ms() -> f64`: the call's frozen time, milliseconds since the Unix epoch.
+    pub const NOW_MS: &str = "now_ms";
+    /// `random_seed() -> i64`: the seed of the call's random generator, derived by the host.
+    pub const RANDOM_SEED: &str = "random_seed";
+    /// `db_get(ptr: i32, len: i32, out_ptr: i32) -> i32`: request `{id: string}`;
+    /// response: the document (with `_id`, `_creationTime`) or null.
+    /// Errors: `INVALID` for a malformed id or an id of no table.
+    /// Traps: as every import; a read limit exceeded.
+    pub const DB_GET: &str = "db_get";
+    /// `db_insert(ptr, len, out_ptr) -> i32`: request `{table: string, fields: object}`;
+    /// response: the new id (string).
+    /// Errors: `INVALID` for an invalid table name or document, or a schema violation.
+    /// Traps: called from a query; a write limit exceeded.
+    pub const DB_INSERT: &str = "db_insert";
+    /// `db_patch(ptr, len, out_ptr) -> i32`: request
+    /// `{id: string, set: object, remove: [string]}` (shallow merge); response: null.
+    /// Errors: `INVALID` as insert; `NOT_FOUND`. Traps: as insert.
+    pub const DB_PATCH: &str = "db_patch";
+    /// `db_replace(ptr, len, out_ptr) -> i32`: request `{id: string, fields: object}`;
+    /// response: null. Errors and traps: as patch.
+    pub const DB_REPLACE: &str = "db_replace";
+    /// `db_delete(ptr, len, out_ptr) -> i32`: request `{id: string}`; response: null.
+    /// Errors: `INVALID` for a malformed id; `NOT_FOUND`. Traps: as insert.
+    pub const DB_DELETE: &str = "db_delete";
+    /// `db_scan(ptr, len, out_ptr) -> i32`: request `{table: string, index: string,
+    /// eq: [value], lower: null | [value, inclusive: bool], upper: null | [value, bool],
+    /// order: "asc" | "desc", limit: int64, cursor: null | bytes}`; response
+    /// `{documents: [document], cursor: null | bytes, isDone: bool}`. A missing table reads as
+    /// empty. Errors: `INVALID` for an unknown index, a range the index cannot serve, or a
+    /// cursor that does not belong to the range. Traps: a read limit exceeded.
+    pub const DB_SCAN: &str = "db_scan";
+}
+
+/// Return codes of the `db_*` imports. On any nonzero code the handle holds the message.
+pub mod status {
+    pub const OK: i32 = 0;
+    /// The request is well-formed but not acceptable (bad id, invalid document, schema...).
+    pub const INVALID: i32 = 1;
+    /// The document to change does not exist.
+    pub const NOT_FOUND: i32 = 2;
+}
+
+/// Kinds of [`import::OUTPUT`].
+pub mod output {
+    /// The function's result value.
+    pub const RESULT: i32 = 0;
+    /// The function's error: `{message: string, data?: value}`.
+    pub const ERROR: i32 = 1;
+    /// A [`super::FunctionDescription`].
+    pub const DESCRIPTION: i32 = 2;
+    /// An [`super::AppSchema`].
+    pub const SCHEMA: i32 = 3;
+}
+
+/// A wasm value type of an import signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmType {
+    I32,
+    I64,
+    F64,
+}
+
+/// The exact signature of each import, for the deploy-time check.
+pub const IMPORT_SIGNATURES: &[(&str, &[WasmType], &[WasmType])] = {
+    use WasmType::*;
+    &[
+        (import::READ_HANDLE, &[I32, I32, I32], &[]),
+        (import::OUTPUT, &[I32, I32, I32], &[]),
+        (import::LOG, &[I32, I32], &[]),
+        (import::PANIC, &[I32, I32], &[]),
+        (import::NOW_MS, &[], &[F64]),
+        (import::RANDOM_SEED, &[], &[I64]),
+        (import::DB_GET, &[I32, I32, I32], &[I32]),
+        (import::DB_INSERT, &[I32, I32, I32], &[I32]),
+        (import::DB_PATCH, &[I32, I32, I32], &[I32]),
+        (import::DB_REPLACE, &[I32, I32, I32], &[I32]),
+        (import::DB_DELETE, &[I32, I32, I32], &[I32]),
+        (import::DB_SCAN, &[I32, I32, I32], &[I32]),
+    ]
+};
+
+/// The function path (`module:function`, PROTOCOL.md section 2) of a Rust path
+/// `crate::module::...::function`: the crate name is dropped and module segments are joined
+/// with '/'. `None` for a function at the crate root, which has no module.
+pub fn function_path(rust_path: &str) -> Option<String> {
+    let segments: Vec<&str> = rust_path.split("::").collect();
+    if segments.len() < 3 || segments.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (function, modules) = segments[1..].split_last()?;
+    Some(format!("{}:{function}", modules.join("/")))
+}
+
+/// Query or mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FunctionKind {
+    Query,
+    Mutation,
+}
+
+impl FunctionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Query => "query",
+            FunctionKind::Mutation => "mutation",
+        }
+    }
+}
+
+impl fmt::Display for FunctionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a guest says about one of its functions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionDescription {
+    pub kind: FunctionKind,
+    /// Always an object type: one field per parameter.
+    pub args: Type,
+    pub returns: Type,
+}
+
+impl FunctionDescription {
+    pub fn to_value(&self) -> Value {
+        let mut o = Object::new();
+        o.insert("kind".into(), self.kind.as_str().into());
+        o.insert("args".into(), self.args.to_value());
+        o.insert("returns".into(), self.returns.to_value());
+        Value::Object(o)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = value
+            .as_object()
+            .ok_or("a function description is an object")?;
+        let kind = match o.get("kind").and_then(Value::as_str) {
+            Some("query") => FunctionKind::Query,
+            Some("mutation") => FunctionKind::Mutation,
+            other => {
+                return Err(format!(
+                    "function kind must be \"query\" or \"mutation\", got {other:?}"
+                ))
+            }
+        };
+        let args = Type::from_value(o.get("args").ok_or("missing args schema")?)?;
+        if !matches!(args, Type::Object(_)) {
+            return Err("the args schema must be an object type".into());
+        }
+        let returns = Type::from_value(o.get("returns").ok_or("missing returns schema")?)?;
+        Ok(FunctionDescription {
+            kind,
+            args,
+            returns,
+        })
+    }
+}
+
+/// A value type, as schemas declare it. Checked by the host on arguments before a call and on
+/// documents of declared tables before every write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Type {
+    Any,
+    Null,
+    Int64,
+    Float64,
+    Boolean,
+    String,
+    Bytes,
+    Array(Box<Type>),
+    /// Exactly these fields; a field of type [`Type::Optional`] may be absent.
+    Object(BTreeMap<String, Type>),
+    /// Any field names, every value of one type.
+    Record(Box<Type>),
+    /// The inner type or null; as an object field, also absent.
+    Optional(Box<Type>),
+    Union(Vec<Type>),
+}
+
+/// Where a value breaks its type: `path` is like `$.messages[3].body`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for TypeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl Type {
+    pub fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Type)>) -> Type {
+        Type::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    /// How errors and `GET /api/functions` spell the type.
+    pub fn describe(&self) -> String {
+        match self {
+            Type::Any => "any".into(),
+            Type::Null => "null".into(),
+            Type::Int64 => "int64".into(),
+            Type::Float64 => "float64".into(),
+            Type::Boolean => "boolean".into(),
+            Type::String => "string".into(),
+            Type::Bytes => "bytes".into(),
+            Type::Array(t) => format!("array<{}>", t.describe()),
+            Type::Object(fields) => {
+                let inner: Vec<String> = fields
+                    .iter()
+                    .map(|(k, t)| match t {
+                        Type::Optional(t) => format!("{k}?: {}", t.describe()),
+                        t => format!("{k}: {}", t.describe()),
+                    })
+                    .collect();
+                format!("{{{}}}", inner.join(", "))
+            }
+            Type::Record(t) => format!("record<{}>", t.describe()),
+            Type::Optional(t) => format!("{} | null", t.describe()),
+            Type::Union(ts) => ts
+                .iter()
+                .map(Type::describe)
+                .collect::<Vec<_>>()
+                .join(" | "),
+        }
+    }
+
+    /// Checks `value` against this type.
+    pub fn check(&self, value: &Value) -> Result<(), TypeError> {
+        let mut path = String::from("$");
+        self.check_at(value, &mut path)
+    }
+
+    fn check_at(&self, value: &Value, path: &mut String) -> Result<(), TypeError> {
+        let mismatch = |path: &String| TypeError {
+            path: path.clone(),
+            message: format!("expected {}, got {}", self.describe(), value.type_name()),
+        };
+        match (self, value) {
+            (Type::Any, _)
+            | (Type::Null, Value::Null)
+            | (Type::Int64, Value::Int64(_))
+            | (Type::Float64, Value::Float64(_))
+            | (Type::Boolean, Value::Boolean(_))
+            | (Type::String, Value::String(_))
+            | (Type::Bytes, Value::Bytes(_)) => Ok(()),
+            (Type::Optional(_), Value::Null) => Ok(()),
+            (Type::Optional(inner), _) => inner.check_at(value, path),
+            (Type::Array(item), Value::Array(items)) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    item.check_at(v, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            (Type::Record(item), Value::Object(fields)) => {
+                for (k, v) in fields {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    item.check_at(v, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            (Type::Object(declared), Value::Object(fields)) => {
+                if let Some(extra) = fields.keys().find(|k| !declared.contains_key(*k)) {
+                    return Err(TypeError {
+                        path: path.clone(),
+                        message: format!(
+                            "unexpected field {extra:?}; the declared fields are {}",
+                            self.describe()
+                        ),
+                    });
+                }
+                for (k, t) in declared {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    match (fields.get(k), t) {
+                        (None, Type::Optional(_) | Type::Any) => {}
+                        (None, t) => {
+                            return Err(TypeError {
+                                path: path.clone(),
+                                message: format!("missing required field of type {}", t.describe()),
+                            })
+                        }
+                        (Some(v), t) => t.check_at(v, path)?,
+                    }
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            (Type::Union(options), _) => {
+                if options.iter().any(|t| t.check(value).is_ok()) {
+                    Ok(())
+                } else {
+                    Err(mismatch(path))
+                }
+            }
+            _ => Err(mismatch(path)),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let tagged = |name: &str, extra: Option<(&str, Value)>| {
+            let mut o = Object::new();
+            o.insert("type".into(), name.into());
+            if let Some((k, v)) = extra {
+                o.insert(k.into(), v);
+            }
+            Value::Object(o)
+        };
+        match self {
+            Type::Any => tagged("any", None),
+            Type::Null => tagged("null", None),
+            Type::Int64 => tagged("int64", None),
+            Type::Float64 => tagged("float64", None),
+            Type::Boolean => tagged("boolean", None),
+            Type::String => tagged("string", None),
+            Type::Bytes => tagged("bytes", None),
+            Type::Array(t) => tagged("array", Some(("items", t.to_value()))),
+            Type::Record(t) => tagged("record", Some(("values", t.to_value()))),
+            Type::Optional(t) => tagged("optional", Some(("inner", t.to_value()))),
+            Type::Union(ts) => tagged(
+                "union",
+                Some((
+                    "options",
+                    Value::Array(ts.iter().map(Type::to_value).collect()),
+                )),
+            ),
+            Type::Object(fields) => tagged(
+                "object",
+                Some((
+                    "fields",
+                    Value::Object(
+                        fields
+                            .iter()
+                            .map(|(k, t)| (k.clone(), t.to_value()))
+                            .collect(),
+                    ),
+                )),
+            ),
+        }
+    }
+
+    pub fn from_value(value: &Value) -> Result<Type, String> {
+        Self::from_value_at(value, 0)
+    }
+
+    fn from_value_at(value: &Value, depth: usize) -> Result<Type, String> {
+        if depth > crate::binary::MAX_DECODE_DEPTH {
+            return Err("type nested too deeply".into());
+        }
+        let o = value
+            .as_object()
+            .ok_or("a type is an object with a \"type\" field")?;
+        let inner = |key: &str| -> Result<Box<Type>, String> {
+            Ok(Box::new(Self::from_value_at(
+                o.get(key).ok_or(format!("missing {key:?}"))?,
+                depth + 1,
+            )?))
+        };
+        Ok(match o.get("type").and_then(Value::as_str) {
+            Some("any") => Type::Any,
+            Some("null") => Type::Null,
+            Some("int64") => Type::Int64,
+            Some("float64") => Type::Float64,
+            Some("boolean") => Type::Boolean,
+            Some("string") => Type::String,
+            Some("bytes") => Type::Bytes,
+            Some("array") => Type::Array(inner("items")?),
+            Some("record") => Type::Record(inner("values")?),
+            Some("optional") => Type::Optional(inner("inner")?),
+            Some("union") => match o.get("options") {
+                Some(Value::Array(items)) => Type::Union(
+                    items
+                        .iter()
+                        .map(|t| Self::from_value_at(t, depth + 1))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err("a union needs an \"options\" array".into()),
+            },
+            Some("object") => match o.get("fields") {
+                Some(Value::Object(fields)) => Type::Object(
+                    fields
+                        .iter()
+                        .map(|(k, t)| Ok((k.clone(), Self::from_value_at(t, depth + 1)?)))
+                        .collect::<Result<_, String>>()?,
+                ),
+                _ => return Err("an object type needs a \"fields\" object".into()),
+            },
+            other => return Err(format!("unknown type {other:?}")),
+        })
+    }
+}
+
+/// One declared table: the type of its documents' user fields and its extra indexes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSchema {
+    pub name: String,
+    /// An object type (system fields `_id`, `_creationTime` are not part of it).
+    pub document: Type,
+    /// `(index name, dot-separated field paths)`.
+    pub indexes: Vec<(String, Vec<String>)>,
+}
+
+/// An app's declared tables. Tables it does not declare stay schemaless.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppSchema {
+    pub tables: Vec<TableSchema>,
+}
+
+impl AppSchema {
+    pub fn table(&self, name: &str) -> Option<&TableSchema> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    pub fn to_value(&self) -> Value {
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| {
+                let mut o = Object::new();
+                o.insert("name".into(), t.name.as_str().into());
+                o.insert("document".into(), t.document.to_value());
+                let indexes = t
+                    .indexes
+                    .iter()
+                    .map(|(name, fields)| {
+                        Value::Array(vec![
+                            name.as_str().into(),
+                            Value::Array(fields.iter().map(|f| f.as_str().into()).collect()),
+                        ])
+                    })
+                    .collect();
+                o.insert("indexes".into(), Value::Array(indexes));
+                Value::Object(o)
+            })
+            .collect();
+        Value::Object(
+            [("tables".to_owned(), Value::Array(tables))]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let Some(Value::Array(tables)) = value.as_object().and_then(|o| o.get("tables")) else {
+            return Err("a schema is an object with a \"tables\" array".into());
+        };
+        let mut out = AppSchema::default();
+        for t in tables {
+            let o = t.as_object().ok_or("a table schema is an object")?;
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("a table schema needs a name")?;
+            let document = Type::from_value(
+                o.get("document")
+                    .ok_or("a table schema needs a document type")?,
+            )?;
+            if !matches!(document, Type::Object(_)) {
+                return Err(format!(
+                    "the document type of table {name:?} must be an object type"
+                ));
+            }
+            let mut indexes = Vec::new();
+            if let Some(Value::Array(items)) = o.get("indexes") {
+                for item in items {
+                    match item {
+                        Value::Array(pair) if pair.len() == 2 => {
+                            let index = pair[0].as_str().ok_or("an index name is a string")?;
+                            let Value::Array(fields) = &pair[1] else {
+                                return Err(format!("index {index:?} needs a field list"));
+                            };
+                            let fields = fields
+                                .iter()
+                                .map(|f| {
+                                    f.as_str()
+                                        .map(str::to_owned)
+                                        .ok_or("index fields are strings")
+                                })
+                                .collect::<Result<Vec<_>, _>>()?;
+                            indexes.push((index.to_owned(), fields));
+                        }
+                        _ => return Err("an index is [name, [fields]]".into()),
+                    }
+                }
+            }
+            if out.table(name).is_some() {
+                return Err(format!("table {name:?} is declared twice"));
+            }
+            out.tables.push(TableSchema {
+                name: name.to_owned(),
+                document,
+                indexes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes a value for the ABI.
+pub fn encode(value: &Value) -> Vec<u8> {
+    binary::encode(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_paths_follow_the_protocol() {
+        assert_eq!(
+            function_path("chat::chat::send_message").as_deref(),
+            Some("chat:send_message")
+        );
+        assert_eq!(
+            function_path("app::admin::users::list").as_deref(),
+            Some("admin/users:list")
+        );
+        assert_eq!(function_path("app::at_root"), None);
+    }
+
+    #[test]
+    fn types_round_trip_and_check() {
+        let t = Type::object([
+            ("user", Type::String),
+            ("n", Type::Optional(Box::new(Type::Int64))),
+            ("tags", Type::Array(Box::new(Type::String))),
+        ]);
+        assert_eq!(Type::from_value(&t.to_value()).unwrap(), t);
+        let ok = Value::Object(crate::obj! { "user" => "ada", "tags" => Value::Array(vec![]) });
+        t.check(&ok).unwrap();
+        let bad = Value::Object(crate::obj! { "user" => 1i64, "tags" => Value::Array(vec![]) });
+        assert_eq!(t.check(&bad).unwrap_err().path, "$.user");
+        let extra = Value::Object(
+            crate::obj! { "user" => "a", "tags" => Value::Array(vec![]), "x" => 1i64 },
+        );
+        assert!(t
+            .check(&extra)
+            .unwrap_err()
+            .message
+            .contains("unexpected field \"x\""));
+    }
+}

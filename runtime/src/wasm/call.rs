@@ -1,0 +1,146 @@
+//! Running one entry point of a deployed module in a fresh instance, and turning how it
+//! ended into a value or a [`CallError`].
+
+use super::error::{CallError, Violation};
+use super::state::CallState;
+use super::{DeployedModule, WasmHost};
+use crate::store::Transaction;
+use model::abi::output;
+use model::Value;
+use wasmtime::{ModuleExport, Trap};
+
+/// What one execution produced; the transaction comes back so a mutation can commit it.
+pub(crate) struct Execution {
+    pub tx: Option<Transaction>,
+    pub outcome: Result<Value, CallError>,
+    pub log_lines: Vec<String>,
+}
+
+/// An entry point and what it receives.
+pub(crate) enum Invocation<'a> {
+    /// `() -> ()` exports: describe and schema.
+    NoArgs(&'a ModuleExport),
+    /// A function's call export with its encoded arguments.
+    Call(&'a ModuleExport, Vec<u8>),
+}
+
+impl WasmHost {
+    pub(crate) fn execute(
+        &self,
+        module: &DeployedModule,
+        mut state: CallState,
+        invocation: Invocation,
+    ) -> Execution {
+        let (export, args) = match invocation {
+            Invocation::Call(export, bytes) => match state.handles.insert(bytes) {
+                Ok(handle) => (export, Some(handle)),
+                Err(v) => {
+                    return Execution {
+                        tx: state.tx,
+                        outcome: Err(CallError::Violation(v)),
+                        log_lines: vec![],
+                    }
+                }
+            },
+            Invocation::NoArgs(export) => (export, None),
+        };
+        // A fresh store and instance per call: nothing survives from one call to the next.
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.config.deadline_ticks());
+        let result = self.run_instance(&mut store, module, export, args);
+        let state = store.into_data();
+        let outcome = match result {
+            Ok(()) => outcome_of(&state),
+            Err(error) => Err(self.classify(error, &state)),
+        };
+        Execution {
+            tx: state.tx,
+            outcome,
+            log_lines: state.logs,
+        }
+    }
+
+    fn run_instance(
+        &self,
+        store: &mut wasmtime::Store<CallState>,
+        module: &DeployedModule,
+        export: &ModuleExport,
+        args: Option<(u32, u32)>,
+    ) -> wasmtime::Result<()> {
+        let instance = module.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_module_export(&mut *store, &module.memory_export)
+            .and_then(|e| e.into_memory())
+            .ok_or_else(|| {
+                wasmtime::Error::new(Violation::NoMemory {
+                    import: "instantiate",
+                })
+            })?;
+        store.data_mut().memory = Some(memory);
+        let func = instance
+            .get_module_export(&mut *store, export)
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| wasmtime::Error::msg("entry point missing from the instance"))?;
+        match args {
+            Some(args) => func
+                .typed::<(u32, u32), ()>(&*store)?
+                .call(&mut *store, args),
+            None => func.typed::<(), ()>(&*store)?.call(&mut *store, ()),
+        }
+    }
+
+    fn classify(&self, error: wasmtime::Error, state: &CallState) -> CallError {
+        let error = match error.downcast::<Violation>() {
+            Ok(violation) => return CallError::Violation(violation),
+            Err(error) => error,
+        };
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout {
+                limit: self.config.timeout,
+            },
+            Some(Trap::StackOverflow) => CallError::StackOverflow {
+                max_wasm_stack: self.config.max_wasm_stack,
+            },
+            Some(trap) => match &state.panic_message {
+                Some(message) => CallError::Panic {
+                    message: message.clone(),
+                },
+                None => CallError::Trap {
+                    message: trap.to_string(),
+                },
+            },
+            None if error
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some() =>
+            {
+                CallError::Host(format!(
+                    "{error:#}: all {} instance slots are busy (HostConfig::max_instances)",
+                    self.config.max_instances
+                ))
+            }
+            None => CallError::Trap {
+                message: format!("{error:#}"),
+            },
+        }
+    }
+}
+
+fn outcome_of(state: &CallState) -> Result<Value, CallError> {
+    match &state.output {
+        Some((output::ERROR, Value::Object(error))) => Err(CallError::User {
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
+                .to_owned(),
+            data: error.get("data").cloned(),
+        }),
+        Some((output::ERROR, other)) => Err(CallError::User {
+            message: format!("{other:?}"),
+            data: None,
+        }),
+        Some((_, value)) => Ok(value.clone()),
+        None => Err(CallError::NoOutput),
+    }
+}

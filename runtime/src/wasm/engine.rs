@@ -1,0 +1,139 @@
+//! The one wasmtime `Engine` and its configuration, and the epoch ticker behind the time limit.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    WasmFeatures,
+};
+
+/// The host's limits and resources. `Default` gives DESIGN.md's starting values.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Wall-clock time one call may run (`MAX_EXECUTION_TIME`, 1 s).
+    pub timeout: Duration,
+    /// Linear memory one call may use (`MAX_GUEST_MEMORY`, 64 MiB).
+    pub memory_limit: usize,
+    /// Native stack wasm code may use; callers' threads need this plus room for the host.
+    pub max_wasm_stack: usize,
+    /// Instances that can run at once: slots of the pooling allocator.
+    pub max_instances: u32,
+    /// How often the epoch advances; the time limit is enforced to within one tick.
+    pub epoch_tick: Duration,
+    /// Where compiled modules are cached; `None` compiles on every deploy.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            timeout: Duration::from_secs(1),
+            memory_limit: 64 * 1024 * 1024,
+            max_wasm_stack: 512 * 1024,
+            max_instances: 128,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: None,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Epoch ticks until a call is interrupted.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let ticks = self
+            .timeout
+            .as_nanos()
+            .div_ceil(self.epoch_tick.as_nanos().max(1));
+        (ticks as u64).max(1)
+    }
+}
+
+pub(crate) fn build_engine(config: &HostConfig) -> wasmtime::Result<Engine> {
+    let mut c = Config::new();
+    c.cranelift_opt_level(OptLevel::Speed);
+    // Determinism: every NaN a float operation produces has the same bits.
+    c.cranelift_nan_canonicalization(true);
+    c.epoch_interruption(true);
+    c.max_wasm_stack(config.max_wasm_stack);
+    // What Rust's wasm32-unknown-unknown emits by default stays on (bulk memory, sign
+    // extension, multi-value, reference types, mutable globals, saturating float-to-int);
+    // proposals no guest needs, and that widen the attack surface, are off.
+    let unused = WasmFeatures::THREADS
+        | WasmFeatures::SHARED_EVERYTHING_THREADS
+        | WasmFeatures::SIMD
+        | WasmFeatures::RELAXED_SIMD
+        | WasmFeatures::MULTI_MEMORY
+        | WasmFeatures::MEMORY64
+        | WasmFeatures::TAIL_CALL
+        | WasmFeatures::GC
+        | WasmFeatures::FUNCTION_REFERENCES
+        | WasmFeatures::EXCEPTIONS
+        | WasmFeatures::LEGACY_EXCEPTIONS
+        | WasmFeatures::STACK_SWITCHING
+        | WasmFeatures::WIDE_ARITHMETIC
+        | WasmFeatures::CUSTOM_PAGE_SIZES
+        | WasmFeatures::COMPONENT_MODEL;
+    c.wasm_features(unused, false);
+    // Copy-on-write images make a fresh instance per call cheap: its memory is mapped from
+    // the module's data segments, not copied.
+    c.memory_init_cow(true);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(config.max_instances)
+        .total_memories(config.max_instances)
+        .total_tables(config.max_instances)
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        .max_memory_size(config.memory_limit)
+        // Resetting a slot by memset rather than by returning its pages to the kernel saves
+        // the page faults a fresh call would take on its stack and heap; with PAGEMAP_SCAN
+        // (Linux 6.7+) only the pages the call dirtied are reset.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(64 * 1024)
+        .pagemap_scan(Enabled::Auto);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&c)
+}
+
+/// Bytes of each memory slot kept mapped between calls (only the pages a call dirtied are
+/// reset): the initial memory `build` gives modules.
+const KEEP_RESIDENT_BYTES: usize = super::build::INITIAL_MEMORY_BYTES;
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The host side of every import of `model::abi`. Each checks every pointer and length
+//! before touching guest memory, answers expected failures with a status code, and traps
+//! (returns an error carrying a [`Violation`]) on everything else.
+
+use super::error::Violation;
+use super::state::{CallState, Entry};
+use crate::store::{Document, IndexRange, Order, StoreError};
+use model::abi::{import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES};
+use model::limits::{MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ};
+use model::{binary, DocumentId, Object, Value};
+use std::ops::Range;
+use wasmtime::{Caller, Engine, Linker};
+
+type Ctx<'a> = Caller<'a, CallState>;
+
+fn trap(v: Violation) -> wasmtime::Error {
+    wasmtime::Error::new(v)
+}
+
+fn guest_range(
+    import: &'static str,
+    ptr: u32,
+    len: u32,
+    memory_size: usize,
+) -> Result<Range<usize>, Violation> {
+    let start = ptr as usize;
+    match start.checked_add(len as usize) {
+        Some(end) if end <= memory_size => Ok(start..end),
+        _ => Err(Violation::OutOfBounds {
+            import,
+            ptr,
+            len,
+            memory_size,
+        }),
+    }
+}
+
+/// Copies `len` bytes (at most `keep`) from guest memory after checking the whole range.
+fn read_guest(
+    caller: &Ctx,
+    import: &'static str,
+    ptr: u32,
+    len: u32,
+    keep: usize,
+) -> Result<Vec<u8>, Violation> {
+    let memory = caller.data().memory.ok_or(Violation::NoMemory { import })?;
+    let data = memory.data(caller);
+    let range = guest_range(import, ptr, len, data.len())?;
+    let end = range.end.min(range.start.saturating_add(keep));
+    Ok(data[range.start..end].to_vec())
+}
+
+fn write_guest(
+    caller: &mut Ctx,
+    import: &'static str,
+    ptr: u32,
+    bytes: &[u8],
+) -> Result<(), Violation> {
+    let memory = caller.data().memory.ok_or(Violation::NoMemory { import })?;
+    let data = memory.data_mut(&mut *caller);
+    let range = guest_range(import, ptr, bytes.len() as u32, data.len())?;
+    data[range].copy_from_slice(bytes);
+    Ok(())
+}
+
+fn check_writable(caller: &Ctx, import: &'static str, ptr: u32, len: u32) -> Result<(), Violation> {
+    let memory = caller.data().memory.ok_or(Violation::NoMemory { import })?;
+    guest_range(import, ptr, len, memory.data_size(caller)).map(|_| ())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn cut(import: &'static str, caller: &Ctx, ptr: u32, len: u32) -> Result<String, Violation> {
+    let mut line = text(&read_guest(caller, import, ptr, len, MAX_LOG_LINE_BYTES)?);
+    if len as usize > MAX_LOG_LINE_BYTES {
+        line.push_str(" [cut at MAX_LOG_LINE_BYTES]");
+    }
+    Ok(line)
+}
+
+/// Every import, once per engine.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        IMPORT_MODULE,
+        import::READ_HANDLE,
+        |mut caller: Ctx, handle: u32, ptr: u32, len: u32| {
+            check_writable(&caller, import::READ_HANDLE, ptr, len).map_err(trap)?;
+            let bytes = caller.data_mut().handles.take(handle, len).map_err(trap)?;
+            write_guest(&mut caller, import::READ_HANDLE, ptr, &bytes).map_err(trap)
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        import::OUTPUT,
+        |mut caller: Ctx, kind: i32, ptr: u32, len: u32| {
+            set_output(&mut caller, kind, ptr, len).map_err(trap)
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        import::LOG,
+        |mut caller: Ctx, ptr: u32, len: u32| {
+            if caller.data().logs.len() >= MAX_LOG_LINES {
+                return Err(trap(Violation::TooManyLogLines {
+                    limit: "MAX_LOG_LINES",
+                    max: MAX_LOG_LINES,
+                }));
+            }
+            let line = cut(import::LOG, &caller, ptr, len).map_err(trap)?;
+            caller.data_mut().logs.push(line);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        import::PANIC,
+        |mut caller: Ctx, ptr: u32, len: u32| {
+            let message = cut(import::PANIC, &caller, ptr, len).map_err(trap)?;
+            caller.data_mut().panic_message = Some(message);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(IMPORT_MODULE, import::NOW_MS, |caller: Ctx| {
+        caller.data().now_ms
+    })?;
+    linker.func_wrap(IMPORT_MODULE, import::RANDOM_SEED, |caller: Ctx| {
+        caller.data().seed as i64
+    })?;
+    db_import(&mut linker, import::DB_GET, db_get)?;
+    db_import(&mut linker, import::DB_INSERT, db_insert)?;
+    db_import(&mut linker, import::DB_PATCH, db_patch)?;
+    db_import(&mut linker, import::DB_REPLACE, db_replace)?;
+    db_import(&mut linker, import::DB_DELETE, db_delete)?;
+    db_import(&mut linker, import::DB_SCAN, db_scan)?;
+    Ok(linker)
+}
+
+fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Violation> {
+    let state = caller.data();
+    if state.output.is_some() {
+        return Err(Violation::SecondOutput);
+    }
+    let expected = match state.entry {
+        Entry::Describe => kind == output::DESCRIPTION,
+        Entry::Schema => kind == output::SCHEMA,
+        Entry::Query | Entry::Mutation => kind == output::RESULT || kind == output::ERROR,
+    };
+    if !expected {
+        return Err(Violation::UnexpectedOutput {
+            kind,
+            entry: state.entry.name(),
+        });
+    }
+    if len as usize > MAX_ARGS_OR_RESULT_BYTES {
+        return Err(Violation::OutputTooLarge {
+            limit: "MAX_ARGS_OR_RESULT_BYTES",
+            max: MAX_ARGS_OR_RESULT_BYTES,
+            given: len,
+        });
+    }
+    let bytes = read_guest(caller, import::OUTPUT, ptr, len, usize::MAX)?;
+    let value = binary::decode(&bytes).map_err(|e| Violation::MalformedRequest {
+        import: import::OUTPUT,
+        reason: e.to_string(),
+    })?;
+    caller.data_mut().output = Some((kind, value));
+    Ok(())
+}
+
+/// A `db_*` failure: an expected one becomes a status code and message, a violation traps.
+enum DbFailure {
+    Expected(i32, String),
+    Violation(Violation),
+}
+
+impl From<StoreError> for DbFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => DbFailure::Expected(status::NOT_FOUND, e.to_string()),
+            StoreError::InvalidDocument { .. }
+            | StoreError::InvalidName { .. }
+            | StoreError::UnknownTableOfId { .. }
+            | StoreError::UnknownTable { .. }
+            | StoreError::UnknownIndex { .. }
+            | StoreError::InvalidId(_)
+            | StoreError::InvalidRange { .. } => {
+                DbFailure::Expected(status::INVALID, e.to_string())
+            }
+            StoreError::ReadOnly { operation, .. } => {
+                DbFailure::Violation(Violation::WriteFromQuery {
+                    import: match operation {
+                        "insert" => import::DB_INSERT,
+                        "patch" => import::DB_PATCH,
+                        "replace" => import::DB_REPLACE,
+                        _ => import::DB_DELETE,
+                    },
+                })
+            }
+            other => DbFailure::Violation(Violation::Store(other)),
+        }
+    }
+}
+
+impl From<Violation> for DbFailure {
+    fn from(v: Violation) -> Self {
+        DbFailure::Violation(v)
+    }
+}
+
+type DbOp = fn(&mut CallState, &'static str, Object) -> Result<Value, DbFailure>;
+
+fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        IMPORT_MODULE,
+        name,
+        move |mut caller: Ctx, ptr: u32, len: u32, out: u32| {
+            let bytes = read_guest(&caller, name, ptr, len, usize::MAX).map_err(trap)?;
+            check_writable(&caller, name, out, 8).map_err(trap)?;
+            let request = match binary::decode(&bytes) {
+                Ok(Value::Object(fields)) => fields,
+                Ok(other) => {
+                    return Err(trap(malformed(
+                        name,
+                        format!("the request is {}, not an object", other.type_name()),
+                    )))
+                }
+                Err(e) => return Err(trap(malformed(name, e.to_string()))),
+            };
+            let state = caller.data_mut();
+            if state.tx.is_none() {
+                return Err(trap(malformed(
+                    name,
+                    format!("{} has no database", state.entry.name()),
+                )));
+            }
+            let (code, response) = match op(state, name, request) {
+                Ok(value) => (status::OK, value),
+                Err(DbFailure::Expected(code, message)) => (code, Value::String(message)),
+                Err(DbFailure::Violation(v)) => return Err(trap(v)),
+            };
+            let (handle, len) = state
+                .handles
+                .insert(binary::encode(&response))
+                .map_err(trap)?;
+            let mut out_bytes = [0u8; 8];
+            out_bytes[..4].copy_from_slice(&handle.to_le_bytes());
+            out_bytes[4..].copy_from_slice(&len.to_le_bytes());
+            write_guest(&mut caller, name, out, &out_bytes).map_err(trap)?;
+            Ok(code)
+        },
+    )?;
+    Ok(())
+}
+
+fn malformed(import: &'static str, reason: String) -> Violation {
+    Violation::MalformedRequest { import, reason }
+}
+
+fn field<'a>(
+    request: &'a Object,
+    import: &'static str,
+    name: &str,
+) -> Result<&'a Value, Violation> {
+    request
+        .get(name)
+        .ok_or_else(|| malformed(import, format!("missing field {name:?}")))
+}
+
+fn string_field<'a>(
+    request: &'a Object,
+    import: &'static str,
+    name: &str,
+) -> Result<&'a str, Violation> {
+    field(request, import, name)?
+        .as_str()
+        .ok_or_else(|| malformed(import, format!("field {name:?} must be a string")))
+}
+
+fn object_field(
+    request: &mut Object,
+    import: &'static str,
+    name: &str,
+) -> Result<Object, Violation> {
+    match request.remove(name) {
+        Some(Value::Object(o)) => Ok(o),
+        _ => Err(malformed(
+            import,
+            format!("field {name:?} must be an object"),
+        )),
+    }
+}
+
+fn id_field(request: &Object, import: &'static str) -> Result<DocumentId, DbFailure> {
+    let text = string_field(request, import, "id")?;
+    DocumentId::parse(text).map_err(|e| DbFailure::Expected(status::INVALID, e.to_string()))
+}
+
+fn tx(state: &mut CallState) -> &mut crate::store::Transaction {
+    state.tx.as_mut().expect("checked by db_import")
+}
+
+fn writable(state: &CallState, import: &'static str) -> Result<(), Violation> {
+    if state.entry == Entry::Mutation {
+        Ok(())
+    } else {
+        Err(Violation::WriteFromQuery { import })
+    }
+}
+
+/// The table an id belongs to, by name, when the schema needs it.
+fn table_of(state: &CallState, id: &DocumentId) -> Option<String> {
+    let number = id.table_number();
+    if let Some(name) = state.inserted_tables.get(&number) {
+        return Some(name.clone());
+    }
+    state.tx.as_ref()?.table_of_id(id).map(|t| t.name.clone())
+}
+
+/// Checks user fields against the table's declared type, if the schema declares the table.
+fn check_schema(state: &CallState, table: &str, fields: &Object) -> Result<(), DbFailure> {
+    let Some(declared) = state.schema.table(table) else {
+        return Ok(());
+    };
+    declared
+        .document
+        .check(&Value::Object(fields.clone()))
+        .map_err(|e| {
+            DbFailure::Expected(
+                status::INVALID,
+                format!("document for table {table:?} does not match its schema: {e}"),
+            )
+        })
+}
+
+fn db_get(
+    state: &mut CallState,
+    import: &'static str,
+    request: Object,
+) -> Result<Value, DbFailure> {
+    let id = id_field(&request, import)?;
+    Ok(tx(state)
+        .get(id)?
+        .map(document_value)
+        .unwrap_or(Value::Null))
+}
+
+fn db_insert(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    writable(state, import)?;
+    let table = string_field(&request, import, "table")?.to_owned();
+    let fields = object_field(&mut request, import, "fields")?;
+    check_schema(state, &table, &fields)?;
+    let id = tx(state).insert(&table, fields)?;
+    if !state.schema.tables.is_empty() {
+        state.inserted_tables.insert(id.table_number(), table);
+    }
+    Ok(Value::String(id.to_string()))
+}
+
+fn db_patch(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    writable(state, import)?;
+    let id = id_field(&request, import)?;
+    let set = object_field(&mut request, import, "set")?;
+    let remove = match request.get("remove") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| malformed(import, "\"remove\" holds field names".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None | Some(Value::Null) => vec![],
+        Some(_) => return Err(malformed(import, "\"remove\" must be an array".into()).into()),
+    };
+    if !state.schema.tables.is_empty() {
+        if let Some(table) = table_of(state, &id) {
+            if state.schema.table(&table).is_some() {
+                if let Some(current) = tx(state).get(id)? {
+                    let mut merged = current.fields;
+                    merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    for name in &remove {
+                        merged.remove(name);
+                    }
+                    check_schema(state, &table, &merged)?;
+                }
+            }
+        }
+    }
+    let mut patch: crate::store::Patch = set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    patch.extend(remove.into_iter().map(|k| (k, None)));
+    tx(state).patch(id, patch)?;
+    Ok(Value::Null)
+}
+
+fn db_replace(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    writable(state, import)?;
+    let id = id_field(&request, import)?;
+    let fields = object_field(&mut request, import, "fields")?;
+    if let Some(table) = (!state.schema.tables.is_empty())
+        .then(|| table_of(state, &id))
+        .flatten()
+    {
+        check_schema(state, &table, &fields)?;
+    }
+    tx(state).replace(id, fields)?;
+    Ok(Value::Null)
+}
+
+fn db_delete(
+    state: &mut CallState,
+    import: &'static str,
+    request: Object,
+) -> Result<Value, DbFailure> {
+    writable(state, import)?;
+    let id = id_field(&request, import)?;
+    tx(state).delete(id)?;
+    Ok(Value::Null)
+}
+
+/// `[field, value]` or `[field, value, inclusive]`.
+fn range_part(
+    import: &'static str,
+    value: &Value,
+    with_flag: bool,
+) -> Result<(String, Value, bool), Violation> {
+    let bad = || {
+        malformed(
+            import,
+            format!(
+                "range parts are [field, value{}]",
+                if with_flag { ", inclusive" } else { "" }
+            ),
+        )
+    };
+    let Value::Array(items) = value else {
+        return Err(bad());
+    };
+    match (items.as_slice(), with_flag) {
+        ([Value::String(f), v], false) => Ok((f.clone(), v.clone(), true)),
+        ([Value::String(f), v, Value::Boolean(inclusive)], true) => {
+            Ok((f.clone(), v.clone(), *inclusive))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The fields of an index the host knows: the system indexes and the schema's.
+fn known_index_fields(state: &CallState, table: &str, index: &str) -> Option<Vec<String>> {
+    match index {
+        crate::store::BY_CREATION_TIME => Some(vec!["_creationTime".into()]),
+        crate::store::BY_ID => Some(vec![]),
+        _ => state
+            .schema
+            .table(table)?
+            .indexes
+            .iter()
+            .find(|(name, _)| name == index)
+            .map(|(_, f)| f.clone()),
+    }
+}
+
+fn db_scan(
+    state: &mut CallState,
+    import: &'static str,
+    request: Object,
+) -> Result<Value, DbFailure> {
+    let table = string_field(&request, import, "table")?.to_owned();
+    let index = string_field(&request, import, "index")?.to_owned();
+    let mut eq_fields = Vec::new();
+    let mut range = IndexRange::all();
+    match field(&request, import, "eq")? {
+        Value::Array(parts) => {
+            for part in parts {
+                let (f, v, _) = range_part(import, part, false)?;
+                eq_fields.push(f);
+                range.eq.push(v);
+            }
+        }
+        _ => return Err(malformed(import, "\"eq\" must be an array".into()).into()),
+    }
+    let mut bound_fields = Vec::new();
+    for (name, slot) in [("lower", &mut range.lower), ("upper", &mut range.upper)] {
+        match request.get(name) {
+            None | Some(Value::Null) => {}
+            Some(part) => {
+                let (f, v, inclusive) = range_part(import, part, true)?;
+                bound_fields.push(f);
+                *slot = Some((v, inclusive));
+            }
+        }
+    }
+    if let Some(fields) = known_index_fields(state, &table, &index) {
+        let invalid = |reason: String| {
+            DbFailure::Expected(
+                status::INVALID,
+                format!("invalid range on index {table}.{index}: {reason}"),
+            )
+        };
+        for (i, f) in eq_fields.iter().enumerate() {
+            if fields.get(i) != Some(f) {
+                return Err(invalid(format!(
+                    "equality #{} names field {f:?}, but the index's fields are {fields:?} in that order",
+                    i + 1
+                )));
+            }
+        }
+        if bound_fields
+            .iter()
+            .any(|f| fields.get(eq_fields.len()) != Some(f))
+        {
+            return Err(invalid(format!(
+                "bounds must name the field after the equalities ({:?}), got {bound_fields:?}",
+                fields.get(eq_fields.len())
+            )));
+        }
+    }
+    let order = match string_field(&request, import, "order")? {
+        "asc" => Order::Asc,
+        "desc" => Order::Desc,
+        other => {
+            return Err(malformed(
+                import,
+                format!("order must be \"asc\" or \"desc\", got {other:?}"),
+            )
+            .into())
+        }
+    };
+    let limit = match field(&request, import, "limit")? {
+        Value::Int64(n) if *n >= 0 => (*n as u64).min(MAX_DOCUMENTS_READ as u64 + 1) as usize,
+        _ => return Err(malformed(import, "\"limit\" must be a non-negative int64".into()).into()),
+    };
+    let cursor = match request.get("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bytes(c)) => Some(c.clone()),
+        Some(_) => return Err(malformed(import, "\"cursor\" must be bytes or null".into()).into()),
+    };
+    let page = tx(state).scan(&table, &index, &range, order, limit, cursor.as_deref())?;
+    let mut response = Object::new();
+    response.insert(
+        "documents".into(),
+        Value::Array(page.documents.into_iter().map(document_value).collect()),
+    );
+    response.insert(
+        "cursor".into(),
+        page.cursor.map(Value::Bytes).unwrap_or(Value::Null),
+    );
+    response.insert("isDone".into(), Value::Boolean(page.is_done));
+    Ok(Value::Object(response))
+}
+
+/// A document as the guest receives it, system fields included; moves rather than copies.
+fn document_value(document: Document) -> Value {
+    let mut fields = document.fields;
+    fields.insert("_id".into(), Value::String(document.id.to_string()));
+    fields.insert(
+        "_creationTime".into(),
+        Value::Float64(document.creation_time),
+    );
+    Value::Object(fields)
+}

@@ -1,0 +1,406 @@
+//! The WebAssembly host: deploys guest modules built with `guest-sdk` and runs each query or
+//! mutation call in a fresh wasmtime instance over a store transaction.
+//!
+//! - [`engine`]: the one engine, its configuration and limits, the epoch ticker.
+//! - [`cache`]: compiled modules on disk, keyed by module hash and engine hash.
+//! - [`abi_check`]: imports and exports checked against `model::abi` at deploy time.
+//! - [`imports`]: the host side of every import.
+//! - [`state`]: the per-call state (transaction, handles, logs, memory limiter).
+//! - [`call`]: one execution and how it ended.
+//! - [`build`]: building an app crate to wasm with cargo.
+//!
+//! Invariants: the guest never touches the store except through `imports`; a query runs on a
+//! read-only transaction; a mutation's writes are committed only if the call produced a
+//! result, so any failure (its `Err`, a panic, a trap, a limit) leaves nothing written.
+
+// A failed call carries its error and log lines by value: it is the rare path, and callers
+// match on it directly.
+#![allow(clippy::result_large_err)]
+
+mod abi_check;
+pub mod build;
+mod cache;
+mod call;
+mod engine;
+pub mod error;
+mod imports;
+mod state;
+
+pub use build::{build_app, BuildError};
+pub use cache::module_hash;
+pub use engine::HostConfig;
+pub use error::{CallError, CallFailure, DeployError, Violation};
+
+use crate::store::read_set::ReadSet;
+use crate::store::{Store, StoreError, Timestamp, Transaction};
+use call::{Execution, Invocation};
+use engine::EpochTicker;
+use model::abi::{AppSchema, FunctionDescription, FunctionKind, MEMORY_EXPORT, SCHEMA_EXPORT};
+use model::limits::MAX_ARGS_OR_RESULT_BYTES;
+use model::{binary, Value};
+use state::{CallState, Entry};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use wasmtime::{Engine, InstancePre, Linker, ModuleExport};
+
+/// The engine, the import linker and the epoch ticker, shared by every deployed module.
+pub struct WasmHost {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: HostConfig,
+    _ticker: EpochTicker,
+}
+
+/// One function of a deployed module.
+#[derive(Clone)]
+pub struct FunctionInfo {
+    pub path: String,
+    pub description: FunctionDescription,
+    call_export: ModuleExport,
+}
+
+/// A module ready to run: compiled, checked, described, with its `InstancePre`.
+pub struct DeployedModule {
+    /// SHA-256 of the wasm bytes: the module version.
+    pub hash: String,
+    pub schema: Arc<AppSchema>,
+    functions: BTreeMap<String, FunctionInfo>,
+    pre: InstancePre<CallState>,
+    memory_export: ModuleExport,
+}
+
+impl DeployedModule {
+    /// Every function, by path.
+    pub fn functions(&self) -> impl Iterator<Item = &FunctionInfo> {
+        self.functions.values()
+    }
+
+    pub fn function(&self, path: &str) -> Option<&FunctionInfo> {
+        self.functions.get(path)
+    }
+}
+
+/// Frozen time and seed of a call; by default the transaction's time and a seed derived from
+/// the function, its arguments and the snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallOptions {
+    pub now_ms: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryOutcome {
+    pub value: Value,
+    pub log_lines: Vec<String>,
+    /// The snapshot the query read.
+    pub ts: Timestamp,
+    /// What the result depends on, for subscriptions.
+    pub read_set: ReadSet,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MutationOutcome {
+    pub value: Value,
+    pub log_lines: Vec<String>,
+    /// The commit timestamp (the begin timestamp if the mutation wrote nothing).
+    pub ts: Timestamp,
+}
+
+impl WasmHost {
+    pub fn new(config: HostConfig) -> Result<WasmHost, String> {
+        let engine =
+            engine::build_engine(&config).map_err(|e| format!("configuring wasmtime: {e:#}"))?;
+        let linker =
+            imports::linker(&engine).map_err(|e| format!("defining host imports: {e:#}"))?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(WasmHost {
+            engine,
+            linker,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Instances alive right now (pool slots in use): zero whenever no call runs.
+    pub fn live_instances(&self) -> u64 {
+        self.engine
+            .pooling_allocator_metrics()
+            .map(|m| m.core_instances())
+            .unwrap_or(0)
+    }
+
+    /// Compiles (or loads from the cache) and checks a module, asks it to describe its
+    /// functions and schema, and declares the schema's indexes in `store`.
+    pub fn deploy(&self, store: &Store, wasm: &[u8]) -> Result<DeployedModule, DeployError> {
+        let hash = module_hash(wasm);
+        let module =
+            cache::load_or_compile(&self.engine, self.config.cache_dir.as_deref(), wasm, &hash)
+                .map_err(DeployError::Compile)?;
+        let checked = abi_check::check(&module).map_err(DeployError::Abi)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| DeployError::Abi(vec![format!("{e:#}")]))?;
+        let export = |name: &str| module.get_export_index(name).expect("checked by abi_check");
+        let mut deployed = DeployedModule {
+            hash,
+            schema: Arc::new(AppSchema::default()),
+            functions: BTreeMap::new(),
+            pre,
+            memory_export: export(MEMORY_EXPORT),
+        };
+        if checked.has_schema {
+            let value = self.describe(
+                &deployed,
+                Entry::Schema,
+                &export(SCHEMA_EXPORT),
+                SCHEMA_EXPORT,
+            )?;
+            let schema = AppSchema::from_value(&value).map_err(|reason| DeployError::Describe {
+                export: SCHEMA_EXPORT.into(),
+                reason,
+            })?;
+            for table in &schema.tables {
+                for (index, fields) in &table.indexes {
+                    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    store
+                        .define_index(&table.name, index, &fields)
+                        .map_err(DeployError::Store)?;
+                }
+            }
+            deployed.schema = Arc::new(schema);
+        }
+        for function in checked.functions {
+            let describe_export = export(&function.describe_export);
+            let value = self.describe(
+                &deployed,
+                Entry::Describe,
+                &describe_export,
+                &function.describe_export,
+            )?;
+            let description = FunctionDescription::from_value(&value).map_err(|reason| {
+                DeployError::Describe {
+                    export: function.describe_export.clone(),
+                    reason,
+                }
+            })?;
+            deployed.functions.insert(
+                function.path.clone(),
+                FunctionInfo {
+                    path: function.path,
+                    description,
+                    call_export: export(&function.call_export),
+                },
+            );
+        }
+        Ok(deployed)
+    }
+
+    fn describe(
+        &self,
+        module: &DeployedModule,
+        entry: Entry,
+        export: &ModuleExport,
+        name: &str,
+    ) -> Result<Value, DeployError> {
+        let state = CallState::new(entry, self.config.memory_limit, module.schema.clone());
+        self.execute(module, state, Invocation::NoArgs(export))
+            .outcome
+            .map_err(|e| DeployError::Describe {
+                export: name.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Runs a query on a read-only snapshot of the latest commit.
+    pub fn run_query(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+    ) -> Result<QueryOutcome, CallFailure> {
+        let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
+            path: path.to_owned(),
+            error,
+            log_lines,
+        };
+        let (function, args_bytes) = self
+            .prepare(module, path, FunctionKind::Query, args)
+            .map_err(|e| fail(e, vec![]))?;
+        let tx = store.begin_read_only();
+        let ts = tx.begin_ts();
+        let state = self.call_state(store, module, Entry::Query, tx, path, &args_bytes, options);
+        let Execution {
+            tx,
+            outcome,
+            log_lines,
+        } = self.execute(
+            module,
+            state,
+            Invocation::Call(&function.call_export, args_bytes),
+        );
+        let value = outcome
+            .and_then(|v| check_result(function, v))
+            .map_err(|e| fail(e, log_lines.clone()))?;
+        let read_set = tx.map(|tx| tx.read_set().clone()).unwrap_or_default();
+        Ok(QueryOutcome {
+            value,
+            log_lines,
+            ts,
+            read_set,
+        })
+    }
+
+    /// Runs a mutation through `Store::run_mutation`: retried on conflict, committed only if
+    /// the call produced a result, durable and visible when this returns `Ok`.
+    pub fn run_mutation(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+    ) -> Result<MutationOutcome, CallFailure> {
+        let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
+            path: path.to_owned(),
+            error,
+            log_lines,
+        };
+        let (function, args_bytes) = self
+            .prepare(module, path, FunctionKind::Mutation, args)
+            .map_err(|e| fail(e, vec![]))?;
+        let mut last_logs = Vec::new();
+        let committed =
+            store.run_mutation(|tx: &mut Transaction| -> Result<Value, MutationAbort> {
+                // The wasmtime store must own what it holds, so the transaction moves in for the
+                // call and back out for the commit; a read-only placeholder fills the gap.
+                let owned = std::mem::replace(tx, store.begin_read_only());
+                let state = self.call_state(
+                    store,
+                    module,
+                    Entry::Mutation,
+                    owned,
+                    path,
+                    &args_bytes,
+                    options,
+                );
+                let Execution {
+                    tx: back,
+                    outcome,
+                    log_lines,
+                } = self.execute(
+                    module,
+                    state,
+                    Invocation::Call(&function.call_export, args_bytes.clone()),
+                );
+                *tx = back.expect("a call gives its transaction back");
+                last_logs = log_lines;
+                outcome
+                    .and_then(|v| check_result(function, v))
+                    .map_err(MutationAbort::Call)
+            });
+        match committed {
+            Ok(c) => Ok(MutationOutcome {
+                value: c.value,
+                log_lines: last_logs,
+                ts: c.ts,
+            }),
+            Err(MutationAbort::Call(error)) => Err(fail(error, last_logs)),
+            Err(MutationAbort::Store(e)) => Err(fail(CallError::Store(e), last_logs)),
+        }
+    }
+
+    fn prepare<'m>(
+        &self,
+        module: &'m DeployedModule,
+        path: &str,
+        kind: FunctionKind,
+        args: &Value,
+    ) -> Result<(&'m FunctionInfo, Vec<u8>), CallError> {
+        let function = module
+            .functions
+            .get(path)
+            .ok_or_else(|| CallError::UnknownFunction {
+                available: module.functions.keys().cloned().collect(),
+            })?;
+        if function.description.kind != kind {
+            return Err(CallError::WrongKind {
+                expected: kind.as_str(),
+                actual: function.description.kind.as_str(),
+            });
+        }
+        if !matches!(args, Value::Object(_)) {
+            return Err(CallError::InvalidArguments(format!(
+                "arguments must be an object, got {}",
+                args.type_name()
+            )));
+        }
+        let size = binary::encoded_len(args);
+        if size > MAX_ARGS_OR_RESULT_BYTES {
+            return Err(CallError::InvalidArguments(format!(
+                "arguments exceed the limit MAX_ARGS_OR_RESULT_BYTES ({MAX_ARGS_OR_RESULT_BYTES} bytes): got {size} bytes"
+            )));
+        }
+        function.description.args.check(args).map_err(|e| {
+            CallError::InvalidArguments(format!(
+                "{e} (expected {})",
+                function.description.args.describe()
+            ))
+        })?;
+        Ok((function, binary::encode(args)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_state(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        entry: Entry,
+        mut tx: Transaction,
+        path: &str,
+        args: &[u8],
+        options: CallOptions,
+    ) -> CallState {
+        let now_ms = options.now_ms.unwrap_or_else(|| tx.now_ms());
+        let seed = options.seed.unwrap_or_else(|| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (path, args, tx.begin_ts()).hash(&mut hasher);
+            hasher.finish()
+        });
+        tx.set_now_ms(now_ms);
+        tx.set_seed(seed);
+        let mut state = CallState::new(entry, self.config.memory_limit, module.schema.clone());
+        state.tx = Some(tx);
+        state.store = Some(store.clone());
+        state.now_ms = now_ms;
+        state.seed = seed;
+        state
+    }
+}
+
+fn check_result(function: &FunctionInfo, value: Value) -> Result<Value, CallError> {
+    function
+        .description
+        .returns
+        .check(&value)
+        .map_err(|e| CallError::InvalidResult(e.to_string()))?;
+    Ok(value)
+}
+
+enum MutationAbort {
+    Call(CallError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for MutationAbort {
+    fn from(e: StoreError) -> Self {
+        MutationAbort::Store(e)
+    }
+}

@@ -1,0 +1,148 @@
+//! Per-call state held by the wasmtime `Store`: the transaction, handles, logs, the outcome,
+//! and the memory limiter. A fresh one per call, so nothing leaks from one call to the next.
+
+use super::error::Violation;
+use crate::store::{Store, Transaction};
+use model::abi::{AppSchema, MAX_LIVE_HANDLES};
+use model::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use wasmtime::{Memory, ResourceLimiter};
+
+/// Which entry point runs, which decides what `output` may carry and whether `db_*` may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Describe,
+    Schema,
+    Query,
+    Mutation,
+}
+
+impl Entry {
+    pub fn name(self) -> &'static str {
+        match self {
+            Entry::Describe => "a describe export",
+            Entry::Schema => "the schema export",
+            Entry::Query => "a query",
+            Entry::Mutation => "a mutation",
+        }
+    }
+}
+
+pub struct CallState {
+    pub entry: Entry,
+    /// `None` for describe and schema entries, which have no database.
+    pub tx: Option<Transaction>,
+    pub store: Option<Arc<Store>>,
+    pub schema: Arc<AppSchema>,
+    pub memory: Option<Memory>,
+    pub handles: Handles,
+    pub logs: Vec<String>,
+    pub output: Option<(i32, Value)>,
+    pub panic_message: Option<String>,
+    pub now_ms: f64,
+    pub seed: u64,
+    /// Tables of ids this call inserted, for schema checks of later patches in the same call.
+    pub inserted_tables: HashMap<u32, String>,
+    pub limiter: MemoryLimiter,
+}
+
+impl CallState {
+    pub fn new(entry: Entry, memory_limit: usize, schema: Arc<AppSchema>) -> Self {
+        CallState {
+            entry,
+            tx: None,
+            store: None,
+            schema,
+            memory: None,
+            handles: Handles::default(),
+            logs: Vec::new(),
+            output: None,
+            panic_message: None,
+            now_ms: 0.0,
+            seed: 0,
+            inserted_tables: HashMap::new(),
+            limiter: MemoryLimiter { max: memory_limit },
+        }
+    }
+}
+
+/// Bytes the host holds for the guest until it reads them. Handle `n` is slot `n - 1`; a
+/// slot is emptied when read, so a stale handle is as unknown as a forged one.
+#[derive(Default)]
+pub struct Handles {
+    slots: Vec<Option<Vec<u8>>>,
+    live: usize,
+}
+
+impl Handles {
+    pub fn insert(&mut self, bytes: Vec<u8>) -> Result<(u32, u32), Violation> {
+        if self.live >= MAX_LIVE_HANDLES {
+            return Err(Violation::TooManyHandles {
+                max: MAX_LIVE_HANDLES,
+            });
+        }
+        let len = bytes.len() as u32;
+        self.slots.push(Some(bytes));
+        self.live += 1;
+        Ok((self.slots.len() as u32, len))
+    }
+
+    /// Takes the bytes of `handle` if it is live and holds exactly `len` bytes.
+    pub fn take(&mut self, handle: u32, len: u32) -> Result<Vec<u8>, Violation> {
+        let slot = (handle as usize)
+            .checked_sub(1)
+            .and_then(|i| self.slots.get_mut(i))
+            .ok_or(Violation::UnknownHandle { handle })?;
+        let expected = slot
+            .as_ref()
+            .ok_or(Violation::UnknownHandle { handle })?
+            .len() as u32;
+        if expected != len {
+            return Err(Violation::HandleLength {
+                handle,
+                expected,
+                given: len,
+            });
+        }
+        self.live -= 1;
+        Ok(slot.take().expect("checked above"))
+    }
+}
+
+/// Caps guest memory; growing past the cap traps with a `MemoryLimit` violation instead of
+/// returning -1, so the caller learns which limit was hit.
+pub struct MemoryLimiter {
+    pub max: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            return Err(wasmtime::Error::new(Violation::MemoryLimit {
+                max: self.max,
+                requested: desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; the pool caps their size.
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,211 @@
+use guest_sdk::prelude::*;
+use std::hint::black_box;
+
+/// The raw ABI, to do what the SDK never would.
+mod raw {
+    #[link(wasm_import_module = "runtime_v1")]
+    extern "C" {
+        pub fn read_handle(handle: u32, ptr: *mut u8, len: u32);
+        pub fn output(kind: i32, ptr: *const u8, len: u32);
+        pub fn log(ptr: *const u8, len: u32);
+        pub fn db_get(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+        pub fn db_insert(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    }
+}
+
+fn encode(value: &Value) -> Vec<u8> {
+    guest_sdk::__private::encode(value)
+}
+
+#[query]
+fn ok(_ctx: &QueryCtx) -> Result<String> {
+    Ok("ok".into())
+}
+
+#[mutation]
+fn add(ctx: &mut MutationCtx, body: String) -> Result<Id> {
+    log!("adding {body}");
+    ctx.db.insert("notes", doc! { "body": body })
+}
+
+#[query]
+fn count(ctx: &QueryCtx) -> Result<i64> {
+    Ok(ctx.db.query("notes").collect()?.len() as i64)
+}
+
+#[query]
+fn spin(_ctx: &QueryCtx) -> Result<()> {
+    let mut i = 0u64;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
+#[query]
+fn memory_bomb(_ctx: &QueryCtx) -> Result<usize> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(black_box(vec![1u8; 1 << 20]));
+        if hoard.len() > 100_000 {
+            return Ok(hoard.len());
+        }
+    }
+}
+
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        black_box(recurse(black_box(n - 1))) + 1
+    }
+}
+
+#[query]
+fn deep_recursion(_ctx: &QueryCtx) -> Result<u64> {
+    Ok(recurse(black_box(u64::MAX)))
+}
+
+#[mutation]
+fn panic_after_writes(ctx: &mut MutationCtx) -> Result<()> {
+    for i in 0..3i64 {
+        ctx.db.insert("notes", doc! { "body": "doomed", "i": i })?;
+    }
+    log!("about to panic");
+    panic!("deliberate panic after 3 writes");
+}
+
+#[mutation]
+fn err_after_writes(ctx: &mut MutationCtx) -> Result<()> {
+    ctx.db.insert("notes", doc! { "body": "doomed" })?;
+    Err(Error::new("deliberate error after a write").with_data(doc! { "code": 42i64 }))
+}
+
+/// Asks the host to read 4 GiB - 16 bytes of log line.
+#[query]
+fn huge_length(_ctx: &QueryCtx) -> Result<()> {
+    let byte = 0u8;
+    unsafe { raw::log(&byte, 0xFFFF_FFF0) };
+    Ok(())
+}
+
+/// A pointer near the top of the address space whose end overflows 32 bits.
+#[query]
+fn overflowing_pointer(_ctx: &QueryCtx) -> Result<()> {
+    let mut out = [0u32; 2];
+    unsafe { raw::db_get(0xFFFF_FFF0usize as *const u8, 0x20, out.as_mut_ptr()) };
+    Ok(())
+}
+
+/// A valid request, but the response slot is outside memory.
+#[query]
+fn out_of_bounds_out_pointer(_ctx: &QueryCtx) -> Result<()> {
+    let request = encode(&Value::Object(guest_sdk::Object::from([(
+        "id".to_owned(),
+        Value::from("x"),
+    )])));
+    unsafe {
+        raw::db_get(
+            request.as_ptr(),
+            request.len() as u32,
+            0x7FFF_FFF0usize as *mut u32,
+        )
+    };
+    Ok(())
+}
+
+#[query]
+fn forged_handle(_ctx: &QueryCtx) -> Result<()> {
+    let mut buffer = [0u8; 4];
+    unsafe { raw::read_handle(12345, buffer.as_mut_ptr(), 4) };
+    Ok(())
+}
+
+/// Reads a handle, then reads it again.
+#[query]
+fn stale_handle(_ctx: &QueryCtx) -> Result<()> {
+    let request = encode(&Value::Object(guest_sdk::Object::from([(
+        "id".to_owned(),
+        Value::from("x"),
+    )])));
+    let mut out = [0u32; 2];
+    unsafe { raw::db_get(request.as_ptr(), request.len() as u32, out.as_mut_ptr()) };
+    let mut buffer = vec![0u8; out[1] as usize];
+    unsafe { raw::read_handle(out[0], buffer.as_mut_ptr(), out[1]) };
+    unsafe { raw::read_handle(out[0], buffer.as_mut_ptr(), out[1]) };
+    Ok(())
+}
+
+/// The SDK's `QueryCtx` cannot write, so call the import directly.
+#[query]
+fn write_from_query(_ctx: &QueryCtx) -> Result<()> {
+    let request = encode(&Value::Object(guest_sdk::Object::from([
+        ("table".to_owned(), Value::from("notes")),
+        ("fields".to_owned(), Value::Object(Default::default())),
+    ])));
+    let mut out = [0u32; 2];
+    unsafe { raw::db_insert(request.as_ptr(), request.len() as u32, out.as_mut_ptr()) };
+    Ok(())
+}
+
+/// More index ranges than one transaction may read.
+#[query]
+fn too_many_reads(ctx: &QueryCtx) -> Result<()> {
+    for _ in 0..5000 {
+        ctx.db.query("notes").first()?;
+    }
+    Ok(())
+}
+
+/// A 17 MiB result, over the 16 MiB limit.
+#[query]
+fn huge_result(_ctx: &QueryCtx) -> Result<String> {
+    Ok("x".repeat(17 * 1024 * 1024))
+}
+
+#[query]
+fn second_output(_ctx: &QueryCtx) -> Result<()> {
+    let null = encode(&Value::Null);
+    unsafe {
+        raw::output(0, null.as_ptr(), null.len() as u32);
+        raw::output(0, null.as_ptr(), null.len() as u32);
+    }
+    Ok(())
+}
+
+#[query]
+fn too_many_logs(_ctx: &QueryCtx) -> Result<()> {
+    for i in 0..300 {
+        log!("line {i}");
+    }
+    Ok(())
+}
+
+/// Everything a call could use to be nondeterministic, which the host pins down.
+#[query]
+fn entropy(ctx: &QueryCtx) -> Result<Vec<f64>> {
+    log!("now is {}", ctx.now());
+    Ok(vec![
+        ctx.now(),
+        ctx.random_f64(),
+        ctx.random_f64(),
+        ctx.db.query("notes").collect()?.len() as f64,
+    ])
+}
+
+/// Inserts `{n: value}` into the declared table `strict`; returns the id.
+#[mutation]
+fn write_strict(ctx: &mut MutationCtx, value: guest_sdk::AnyValue) -> Result<Id> {
+    ctx.db.insert(
+        "strict",
+        guest_sdk::Fields(guest_sdk::Object::from([("n".to_owned(), value.0)])),
+    )
+}
+
+/// Patches `note` of a `strict` document.
+#[mutation]
+fn patch_strict(ctx: &mut MutationCtx, id: Id, note: guest_sdk::AnyValue) -> Result<()> {
+    ctx.db.patch(
+        &id,
+        guest_sdk::Fields(guest_sdk::Object::from([("note".to_owned(), note.0)])),
+    )
+}

@@ -1,0 +1,92 @@
+//! Modules whose imports or exports do not match the ABI are rejected at deploy time, with a
+//! message that names the offending import or export.
+
+use crate::test_host;
+use runtime::store::Store;
+use runtime::wasm::DeployError;
+
+fn deploy(wat: &str) -> DeployError {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    let wasm = wat::parse_str(wat).expect("valid WAT");
+    match test_host(2).deploy(&store, &wasm) {
+        Ok(_) => panic!("deployed a module that breaks the ABI:\n{wat}"),
+        Err(e) => e,
+    }
+}
+
+/// A minimal well-formed function, to which each case adds one defect.
+const FUNCTION: &str = r#"
+    (memory (export "memory") 1)
+    (func (export "__runtime_v1_call:app::m::f") (param i32 i32))
+    (func (export "__runtime_v1_describe:app::m::f"))
+"#;
+
+#[test]
+fn import_and_export_mismatches_are_rejected_with_their_names() {
+    let cases = [
+        (format!(r#"(module (import "env" "foo" (func)) {FUNCTION})"#), "imports env.foo, but only module \"runtime_v1\" exists"),
+        (
+            format!(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) {FUNCTION})"#),
+            "WASI is not available",
+        ),
+        (format!(r#"(module (import "runtime_v1" "db_explode" (func)) {FUNCTION})"#), "runtime_v1.db_explode, which the host does not provide"),
+        (
+            format!(r#"(module (import "runtime_v1" "log" (func (param i32))) {FUNCTION})"#),
+            "imports runtime_v1.log as",
+        ),
+        (
+            r#"(module (func (export "__runtime_v1_call:app::m::f") (param i32 i32)) (func (export "__runtime_v1_describe:app::m::f")))"#.into(),
+            "exports no memory named \"memory\"",
+        ),
+        (
+            r#"(module (memory (export "memory") 1) (func (export "__runtime_v1_call:app::m::f") (param i32 i32)))"#.into(),
+            "without its description",
+        ),
+        (
+            r#"(module (memory (export "memory") 1) (func (export "__runtime_v1_call:app::f") (param i32 i32)) (func (export "__runtime_v1_describe:app::f")))"#.into(),
+            "is at the crate root",
+        ),
+        (format!(r#"(module {FUNCTION} (func (export "malloc")))"#), "exports \"malloc\", which is not part of the ABI"),
+        (r#"(module (memory (export "memory") 1))"#.into(), "exports no functions"),
+    ];
+    for (wat, expected) in cases {
+        let error = deploy(&wat);
+        assert!(matches!(error, DeployError::Abi(_)), "{wat}: {error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(expected),
+            "{wat}:\n{message}\nlacks {expected:?}"
+        );
+        assert!(
+            message.starts_with("the module does not match the host ABI runtime_v1"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn modules_using_disabled_proposals_or_not_wasm_do_not_compile() {
+    let simd = format!(r#"(module {FUNCTION} (func (result v128) (v128.const i64x2 0 0)))"#);
+    assert!(matches!(deploy(&simd), DeployError::Compile(_)));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    let error = test_host(2)
+        .deploy(&store, b"not wasm")
+        .err()
+        .expect("rejected");
+    assert!(matches!(error, DeployError::Compile(_)), "{error}");
+}
+
+#[test]
+fn a_function_that_describes_itself_badly_is_rejected() {
+    // The describe export returns without output.
+    let error = deploy(&format!("(module {FUNCTION})"));
+    assert!(matches!(error, DeployError::Describe { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("__runtime_v1_describe:app::m::f: returned without a result"),
+        "{error}"
+    );
+}

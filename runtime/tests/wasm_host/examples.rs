@@ -1,0 +1,268 @@
+//! The example apps end to end: chat (PROTOCOL.md section 2) and tasks (declared schema and
+//! index, patch, delete, pagination).
+
+use crate::{args, App};
+use model::Value;
+use runtime::wasm::CallError;
+
+fn bodies(value: &Value) -> Vec<String> {
+    let Value::Array(docs) = value else {
+        panic!("expected an array, got {value:?}")
+    };
+    docs.iter()
+        .map(|d| d.as_object().unwrap()["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn chat_sends_and_lists_the_50_most_recent_oldest_first() {
+    let app = App::new("examples/chat");
+    let mut paths: Vec<_> = app
+        .module
+        .functions()
+        .map(|f| (f.path.clone(), f.description.kind.as_str()))
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            ("chat:get_messages".to_owned(), "query"),
+            ("chat:send_message".to_owned(), "mutation")
+        ]
+    );
+
+    let empty = app.query("chat:get_messages", args("{}")).unwrap();
+    assert_eq!(empty.value, Value::Array(vec![]));
+
+    for i in 0..60 {
+        let sent = app
+            .mutation(
+                "chat:send_message",
+                args(&format!(r#"{{"user": "ada", "body": "m{i}"}}"#)),
+            )
+            .unwrap();
+        assert_eq!(sent.value, Value::Null);
+        assert_eq!(
+            sent.log_lines,
+            ["This Rust function is running on the server."]
+        );
+        assert_eq!(sent.ts, app.store.latest_ts());
+    }
+    let listed = app.query("chat:get_messages", args("{}")).unwrap();
+    let expected: Vec<String> = (10..60).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies(&listed.value), expected);
+    let first = listed.value.clone();
+    let Value::Array(docs) = first else {
+        unreachable!()
+    };
+    let doc = docs[0].as_object().unwrap();
+    assert_eq!(doc["user"], Value::from("ada"));
+    assert!(doc.contains_key("_id") && doc.contains_key("_creationTime"));
+    assert!(!listed.read_set.is_empty(), "a query reports what it read");
+}
+
+#[test]
+fn arguments_are_checked_against_the_exported_schema() {
+    let app = App::new("examples/chat");
+    let cases = [
+        (
+            r#"{"user": "ada"}"#,
+            "$.body: missing required field of type string",
+        ),
+        (
+            r#"{"user": "ada", "body": 3}"#,
+            "$.body: expected string, got float64",
+        ),
+        (
+            r#"{"user": "ada", "body": "hi", "extra": true}"#,
+            "unexpected field \"extra\"",
+        ),
+    ];
+    for (given, expected) in cases {
+        let failure = app.mutation("chat:send_message", args(given)).unwrap_err();
+        assert!(
+            matches!(failure.error, CallError::InvalidArguments(_)),
+            "{given}: {failure}"
+        );
+        let message = failure.to_string();
+        assert!(
+            message.starts_with("chat:send_message: invalid arguments"),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{given}: {message}");
+    }
+    let wrong_kind = app.mutation("chat:get_messages", args("{}")).unwrap_err();
+    assert_eq!(
+        wrong_kind.to_string(),
+        "chat:get_messages: is a query, not a mutation"
+    );
+    let unknown = app.query("chat:nope", args("{}")).unwrap_err();
+    assert!(
+        unknown
+            .to_string()
+            .contains("chat:get_messages, chat:send_message"),
+        "{unknown}"
+    );
+}
+
+fn task_titles(value: &Value) -> Vec<String> {
+    let Value::Array(docs) = value else {
+        panic!("expected an array, got {value:?}")
+    };
+    docs.iter()
+        .map(|d| d.as_object().unwrap()["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn tasks_use_a_declared_index_patch_delete_and_pagination() {
+    let app = App::new("examples/tasks");
+    let mut ids = Vec::new();
+    for (title, priority) in [("low", 1), ("high", 9), ("mid", 5), ("mid2", 5)] {
+        let added = app
+            .mutation(
+                "tasks:add",
+                args(&format!(
+                    r#"{{"title": "{title}", "priority": {{"$integer": "{priority}"}}}}"#
+                )),
+            )
+            .unwrap();
+        assert_eq!(added.log_lines.len(), 1);
+        ids.push(added.value.as_str().unwrap().to_owned());
+    }
+    // by_done is (done, priority): open tasks, highest priority first.
+    let open = app.query("tasks:list_open", args("{}")).unwrap();
+    assert_eq!(task_titles(&open.value)[0], "high");
+    assert_eq!(task_titles(&open.value)[3], "low");
+
+    app.mutation(
+        "tasks:complete",
+        args(&format!(r#"{{"id": "{}"}}"#, ids[1])),
+    )
+    .unwrap();
+    let open = app.query("tasks:list_open", args("{}")).unwrap();
+    let titles = task_titles(&open.value);
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    assert_eq!(titles[2], "low");
+    assert!(!task_titles(&open.value).contains(&"high".to_owned()));
+
+    app.mutation("tasks:remove", args(&format!(r#"{{"id": "{}"}}"#, ids[0])))
+        .unwrap();
+    let missing = app
+        .mutation("tasks:remove", args(&format!(r#"{{"id": "{}"}}"#, ids[0])))
+        .unwrap_err();
+    assert!(missing.error.is_user_error(), "{missing}");
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+
+    // Page through all three remaining tasks two at a time, newest first.
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut request = model::Object::new();
+        request.insert("cursor".into(), cursor.clone());
+        request.insert("size".into(), Value::Int64(2));
+        let page = app
+            .query("tasks:page", Value::Object(request))
+            .unwrap()
+            .value;
+        let page = page.as_object().unwrap().clone();
+        seen.extend(task_titles(&page["page"]));
+        if page["is_done"] == Value::Boolean(true) {
+            break;
+        }
+        cursor = page["continue_cursor"].clone();
+        assert!(seen.len() <= 3, "pagination must end: {seen:?}");
+    }
+    assert_eq!(seen, ["mid2", "mid", "high"]);
+
+    let rejected = app
+        .mutation("tasks:add", args(r#"{"title": "  "}"#))
+        .unwrap_err();
+    match &rejected.error {
+        CallError::User { message, data } => {
+            assert_eq!(message, "a task needs a title");
+            assert_eq!(
+                model::json::to_json_string(data.as_ref().unwrap()),
+                r#"{"field":"title"}"#
+            );
+        }
+        other => panic!("expected the app's error, got {other}"),
+    }
+}
+
+#[test]
+fn a_forged_cursor_cannot_leave_its_range() {
+    let app = App::new("examples/tasks");
+    app.mutation("tasks:add", args(r#"{"title": "a"}"#))
+        .unwrap();
+    let forged = app
+        .query(
+            "tasks:page",
+            args(r#"{"cursor": "00000000", "size": {"$integer": "5"}}"#),
+        )
+        .unwrap_err();
+    assert!(
+        forged
+            .to_string()
+            .contains("invalid cursor for tasks.by_creation_time"),
+        "{forged}"
+    );
+    assert!(forged.to_string().starts_with("tasks:page"), "{forged}");
+}
+
+#[test]
+fn mutations_and_queries_run_concurrently() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let app = App::new("examples/chat");
+    shareable(&app.host);
+    shareable(&app.module);
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let app = &app;
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let message = format!(r#"{{"user": "t{thread}", "body": "{i}"}}"#);
+                    app.mutation("chat:send_message", args(&message)).unwrap();
+                    app.query("chat:get_messages", args("{}")).unwrap();
+                }
+            });
+        }
+    });
+    let listed = app.query("chat:get_messages", args("{}")).unwrap();
+    assert_eq!(bodies(&listed.value).len(), 40);
+    assert_eq!(app.host.live_instances(), 0);
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk_by_module_and_engine_hash() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || runtime::wasm::HostConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..Default::default()
+    };
+    let wasm = crate::guest_wasm("examples/chat");
+    let hash = runtime::wasm::module_hash(&wasm);
+    let first = App::with_host(
+        "examples/chat",
+        runtime::wasm::WasmHost::new(config()).unwrap(),
+    );
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert!(
+        artifacts[0].to_string_lossy().starts_with(&hash),
+        "{artifacts:?}"
+    );
+    assert_eq!(first.module.hash, hash);
+    // A second host (as after a restart) loads the artifact and runs it.
+    let second = App::with_host(
+        "examples/chat",
+        runtime::wasm::WasmHost::new(config()).unwrap(),
+    );
+    second
+        .mutation("chat:send_message", args(r#"{"user": "a", "body": "b"}"#))
+        .unwrap();
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+}

@@ -1,0 +1,267 @@
+//! The hostile-guest suite: each case must fail with its own error naming the function, leave
+//! the store unchanged, free its pool slot, and leave the module working for the next call.
+
+use crate::{args, test_host, App};
+use model::Value;
+use runtime::store::StoreError;
+use runtime::wasm::{CallError, Violation};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Query,
+    Mutation,
+}
+
+struct Case {
+    function: &'static str,
+    kind: Kind,
+    expect: fn(&CallError) -> bool,
+    /// Text the error message must contain.
+    message: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        function: "spin",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Timeout { .. }),
+        message: "execution time limit of 300 ms",
+    },
+    Case {
+        function: "memory_bomb",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Violation(Violation::MemoryLimit { .. })),
+        message: "guest memory exceeds the limit of 64 MiB",
+    },
+    Case {
+        function: "deep_recursion",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::StackOverflow { .. }),
+        message: "overflowed its call stack",
+    },
+    Case {
+        function: "panic_after_writes",
+        kind: Kind::Mutation,
+        expect: |e| matches!(e, CallError::Panic { .. }),
+        message: "panicked at hostile/src/hostile.rs",
+    },
+    Case {
+        function: "err_after_writes",
+        kind: Kind::Mutation,
+        expect: |e| matches!(e, CallError::User { data: Some(_), .. }),
+        message: "deliberate error after a write",
+    },
+    Case {
+        function: "huge_length",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::OutOfBounds {
+                    import: "log",
+                    len: 0xFFFF_FFF0,
+                    ..
+                })
+            )
+        },
+        message: "log: pointer",
+    },
+    Case {
+        function: "overflowing_pointer",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::OutOfBounds {
+                    import: "db_get",
+                    ptr: 0xFFFF_FFF0,
+                    ..
+                })
+            )
+        },
+        message: "outside guest memory",
+    },
+    Case {
+        function: "out_of_bounds_out_pointer",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::OutOfBounds {
+                    import: "db_get",
+                    len: 8,
+                    ..
+                })
+            )
+        },
+        message: "outside guest memory",
+    },
+    Case {
+        function: "forged_handle",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::UnknownHandle { handle: 12345 })
+            )
+        },
+        message: "handle 12345 was never issued",
+    },
+    Case {
+        function: "stale_handle",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Violation(Violation::UnknownHandle { .. })),
+        message: "already read",
+    },
+    Case {
+        function: "write_from_query",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::WriteFromQuery {
+                    import: "db_insert"
+                })
+            )
+        },
+        message: "a query cannot write",
+    },
+    Case {
+        function: "too_many_reads",
+        kind: Kind::Query,
+        expect: |e| {
+            matches!(
+                e,
+                CallError::Violation(Violation::Store(StoreError::LimitExceeded {
+                    limit: "MAX_INDEX_RANGES_READ",
+                    ..
+                }))
+            )
+        },
+        message: "MAX_INDEX_RANGES_READ",
+    },
+    Case {
+        function: "huge_result",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Violation(Violation::OutputTooLarge { .. })),
+        message: "exceeds the limit MAX_ARGS_OR_RESULT_BYTES",
+    },
+    Case {
+        function: "second_output",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Violation(Violation::SecondOutput)),
+        message: "called a second time",
+    },
+    Case {
+        function: "too_many_logs",
+        kind: Kind::Query,
+        expect: |e| matches!(e, CallError::Violation(Violation::TooManyLogLines { .. })),
+        message: "more than 256 log lines",
+    },
+];
+
+fn note_count(app: &App) -> Value {
+    app.query("hostile:count", args("{}"))
+        .expect("hostile:count works")
+        .value
+}
+
+#[test]
+fn every_hostile_call_fails_cleanly_and_the_next_call_succeeds() {
+    // Two slots: a leaked one would make the following calls fail to instantiate.
+    let app = App::with_host("runtime/tests/guests/hostile", test_host(2));
+    app.mutation("hostile:add", args(r#"{"body": "kept"}"#))
+        .unwrap();
+    for case in CASES {
+        let path = format!("hostile:{}", case.function);
+        let ts_before = app.store.latest_ts();
+        let count_before = note_count(&app);
+        let failure = match case.kind {
+            Kind::Query => app.query(&path, args("{}")).map(|_| ()),
+            Kind::Mutation => app.mutation(&path, args("{}")).map(|_| ()),
+        }
+        .expect_err(&path);
+        let message = failure.to_string();
+        assert!(
+            (case.expect)(&failure.error),
+            "{path}: unexpected error {:?}",
+            failure.error
+        );
+        assert!(
+            message.starts_with(&format!("{path}: ")),
+            "the error names the function: {message}"
+        );
+        assert!(
+            message.contains(case.message),
+            "{path}: {message:?} lacks {:?}",
+            case.message
+        );
+        assert_eq!(app.store.latest_ts(), ts_before, "{path} changed the store");
+        assert_eq!(
+            note_count(&app),
+            count_before,
+            "{path} left documents behind"
+        );
+        assert_eq!(app.host.live_instances(), 0, "{path} leaked a pool slot");
+        assert_eq!(
+            app.query("hostile:ok", args("{}")).unwrap().value,
+            Value::from("ok"),
+            "after {path}"
+        );
+    }
+}
+
+#[test]
+fn log_lines_written_before_a_failure_reach_the_caller() {
+    let app = App::new("runtime/tests/guests/hostile");
+    let failure = app
+        .mutation("hostile:panic_after_writes", args("{}"))
+        .unwrap_err();
+    assert_eq!(failure.log_lines, ["about to panic"]);
+    assert!(
+        failure
+            .to_string()
+            .contains("deliberate panic after 3 writes"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn declared_schemas_are_enforced_on_every_write() {
+    let app = App::new("runtime/tests/guests/hostile");
+    let id = app
+        .mutation(
+            "hostile:write_strict",
+            args(r#"{"value": {"$integer": "7"}}"#),
+        )
+        .unwrap()
+        .value;
+    let id = id.as_str().unwrap().to_owned();
+    let bad_insert = app
+        .mutation("hostile:write_strict", args(r#"{"value": "seven"}"#))
+        .unwrap_err();
+    assert!(
+        bad_insert.to_string().contains(r#"document for table "strict" does not match its schema: $.n: expected int64, got string"#),
+        "{bad_insert}"
+    );
+    app.mutation(
+        "hostile:patch_strict",
+        args(&format!(r#"{{"id": "{id}", "note": "fine"}}"#)),
+    )
+    .unwrap();
+    let bad_patch = app
+        .mutation(
+            "hostile:patch_strict",
+            args(&format!(r#"{{"id": "{id}", "note": 1}}"#)),
+        )
+        .unwrap_err();
+    assert!(
+        bad_patch
+            .to_string()
+            .contains("$.note: expected string, got float64"),
+        "{bad_patch}"
+    );
+    // Undeclared tables stay schemaless.
+    app.mutation("hostile:add", args(r#"{"body": "anything"}"#))
+        .unwrap();
+}
