@@ -115,7 +115,7 @@ impl CommitterState {
 
     /// Turns a validated request into stored writes at `ts`, settling creation times and
     /// recording its keys for later validations.
-    fn apply(&mut self, request: CommitRequest, ts: Timestamp) -> CommitRecord {
+    fn apply(&mut self, request: CommitRequest, ts: Timestamp) -> (CommitRecord, CommittedKeys) {
         let mut writes = Vec::new();
         let mut keys = Vec::new();
         for table in request.new_tables {
@@ -187,12 +187,13 @@ impl CommitterState {
         }
         keys.sort();
         keys.dedup();
-        self.remember(CommittedKeys {
+        let committed = CommittedKeys {
             ts,
             keys: Arc::new(keys),
-        });
+        };
+        self.remember(committed.clone());
         self.last_ts = ts;
-        CommitRecord { ts, writes }
+        (CommitRecord { ts, writes }, committed)
     }
 
     /// What readers may see once the commits applied so far are durable.
@@ -228,11 +229,14 @@ pub(crate) fn commit_group(
     }
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut records = Vec::new();
+    let mut committed = Vec::new();
     for request in requests {
         match state.validate(&request) {
             Ok(()) => {
                 let ts = state.next_ts();
-                records.push(state.apply(request, ts));
+                let (record, keys) = state.apply(request, ts);
+                records.push(record);
+                committed.push(keys);
                 outcomes.push(Ok(ts));
             }
             Err(conflict) => outcomes.push(Err(conflict)),
@@ -251,6 +255,7 @@ pub(crate) fn commit_group(
             .collect();
     }
     shared.publish(state.published());
+    shared.notify(&committed);
     shared.engine.discard_before(shared.gc_horizon());
     outcomes
 }

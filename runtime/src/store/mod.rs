@@ -26,7 +26,8 @@ pub use index_range::IndexRange;
 pub use transaction::{Page, Patch, Transaction, Usage};
 
 use catalog::{check_name, index_key, Catalog, IndexInfo, TableNumber};
-use committer::{CommitRequest, CommittedKeys, CommitterState, Reply};
+pub use committer::CommittedKeys;
+use committer::{CommitRequest, CommitterState, Reply};
 use document::StoredDocument;
 use engine::{CommitRecord, KeyRange, Space, Write};
 use model::DocumentId;
@@ -58,6 +59,36 @@ pub(crate) struct Shared {
     pub stats: MutationStats,
     /// Begin timestamps of open transactions, with how many began at each.
     active_snapshots: Mutex<BTreeMap<Timestamp, usize>>,
+    commit_listeners: RwLock<Vec<CommitListener>>,
+}
+
+/// Called on the committer thread, in commit order, right after commits become visible; it
+/// must return quickly (hand the keys to another thread).
+pub type CommitListener = Box<dyn Fn(&[CommittedKeys]) + Send + Sync>;
+
+/// A pinned read timestamp: while it lives, no version it can read is discarded, so any
+/// number of read-only transactions can read exactly this state.
+pub struct Snapshot {
+    shared: Arc<Shared>,
+    published: Arc<Published>,
+}
+
+impl Snapshot {
+    pub fn ts(&self) -> Timestamp {
+        self.published.ts
+    }
+
+    /// A read-only transaction at this snapshot.
+    pub fn begin_read_only(&self) -> Transaction {
+        self.shared.register_snapshot(self.published.ts);
+        Transaction::at(self.shared.clone(), self.published.clone(), true)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.shared.end_snapshot(self.published.ts);
+    }
 }
 
 impl Shared {
@@ -77,6 +108,21 @@ impl Shared {
         let published = self.published();
         *active.entry(published.ts).or_insert(0) += 1;
         published
+    }
+
+    /// One more reader at `ts`, which an existing registration keeps above the horizon.
+    pub(crate) fn register_snapshot(&self, ts: Timestamp) {
+        *self.active_snapshots.lock().entry(ts).or_insert(0) += 1;
+    }
+
+    /// Tells every commit listener what the commits just published wrote.
+    pub(crate) fn notify(&self, committed: &[CommittedKeys]) {
+        if committed.is_empty() {
+            return;
+        }
+        for listener in self.commit_listeners.read().iter() {
+            listener(committed);
+        }
     }
 
     pub(crate) fn end_snapshot(&self, ts: Timestamp) {
@@ -177,6 +223,7 @@ impl Store {
             engine,
             stats: MutationStats::default(),
             active_snapshots: Mutex::new(BTreeMap::new()),
+            commit_listeners: RwLock::new(Vec::new()),
         });
         let (sender, receiver) = mpsc::channel();
         let committer = std::thread::Builder::new()
@@ -221,6 +268,19 @@ impl Store {
     /// A read-write transaction at the latest commit.
     pub fn begin(&self) -> Transaction {
         Transaction::new(self.shared.clone(), false)
+    }
+
+    /// Pins the latest commit for reading (see [`Snapshot`]).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            published: self.shared.begin_snapshot(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Calls `listener` after every group of commits becomes visible, with what each wrote.
+    pub fn on_commit(&self, listener: CommitListener) {
+        self.shared.commit_listeners.write().push(listener);
     }
 
     /// A read-only transaction at the latest commit: every write is refused.
@@ -412,11 +472,13 @@ impl Store {
         state.catalog = Arc::new(state.catalog.with(info));
         state.last_ts = ts;
         keys.sort();
-        state.remember(CommittedKeys {
+        let committed = CommittedKeys {
             ts,
             keys: Arc::new(keys),
-        });
+        };
+        state.remember(committed.clone());
         self.shared.publish(state.published());
+        self.shared.notify(&[committed]);
         self.shared.engine.discard_before(self.shared.gc_horizon());
         Ok(ts)
     }

@@ -14,7 +14,7 @@ use super::engine::{KeyRange, Order, Space, Timestamp};
 use super::error::StoreError;
 use super::index_range::IndexRange;
 use super::read_set::ReadSet;
-use super::Shared;
+use super::{Published, Shared};
 use model::limits::*;
 use model::{DocumentId, Object, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +81,12 @@ pub struct Transaction {
 impl Transaction {
     pub(crate) fn new(shared: Arc<Shared>, read_only: bool) -> Self {
         let published = shared.begin_snapshot();
+        Self::at(shared, published, read_only)
+    }
+
+    /// A transaction at `published`, which the caller has registered with `begin_snapshot`
+    /// or `register_snapshot`; this transaction's drop ends that registration.
+    pub(crate) fn at(shared: Arc<Shared>, published: Arc<Published>, read_only: bool) -> Self {
         let begin_ts = published.ts;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

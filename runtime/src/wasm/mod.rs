@@ -60,7 +60,9 @@ pub struct FunctionInfo {
     call_export: ModuleExport,
 }
 
-/// A module ready to run: compiled, checked, described, with its `InstancePre`.
+/// A module ready to run: compiled, checked, described, with its `InstancePre`. Cloning is
+/// cheap: the compiled code is shared.
+#[derive(Clone)]
 pub struct DeployedModule {
     /// SHA-256 of the wasm bytes: the module version.
     pub hash: String,
@@ -96,6 +98,15 @@ pub struct QueryOutcome {
     /// The snapshot the query read.
     pub ts: Timestamp,
     /// What the result depends on, for subscriptions.
+    pub read_set: ReadSet,
+}
+
+/// A query execution, successful or not, with what it read.
+#[derive(Debug)]
+pub struct QueryRun {
+    pub outcome: Result<QueryOutcome, CallFailure>,
+    /// The snapshot the query read.
+    pub ts: Timestamp,
     pub read_set: ReadSet,
 }
 
@@ -226,16 +237,38 @@ impl WasmHost {
         args: &Value,
         options: CallOptions,
     ) -> Result<QueryOutcome, CallFailure> {
+        self.run_query_in(store, module, path, args, store.begin_read_only(), options)
+            .outcome
+    }
+
+    /// Runs a query in a given read-only transaction (for instance one of a pinned
+    /// `store::Snapshot`, so several queries read one state). The read set comes back whether
+    /// the query succeeded or failed: a failed result can change too.
+    pub fn run_query_in(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        tx: Transaction,
+        options: CallOptions,
+    ) -> QueryRun {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
             error,
             log_lines,
         };
-        let (function, args_bytes) = self
-            .prepare(module, path, FunctionKind::Query, args)
-            .map_err(|e| fail(e, vec![]))?;
-        let tx = store.begin_read_only();
         let ts = tx.begin_ts();
+        let (function, args_bytes) = match self.prepare(module, path, FunctionKind::Query, args) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                return QueryRun {
+                    outcome: Err(fail(e, vec![])),
+                    ts,
+                    read_set: ReadSet::default(),
+                }
+            }
+        };
         let state = self.call_state(store, module, Entry::Query, tx, path, &args_bytes, options);
         let Execution {
             tx,
@@ -246,16 +279,21 @@ impl WasmHost {
             state,
             Invocation::Call(&function.call_export, args_bytes),
         );
-        let value = outcome
-            .and_then(|v| check_result(function, v))
-            .map_err(|e| fail(e, log_lines.clone()))?;
         let read_set = tx.map(|tx| tx.read_set().clone()).unwrap_or_default();
-        Ok(QueryOutcome {
-            value,
-            log_lines,
+        let outcome = outcome
+            .and_then(|v| check_result(function, v))
+            .map_err(|e| fail(e, log_lines.clone()))
+            .map(|value| QueryOutcome {
+                value,
+                log_lines,
+                ts,
+                read_set: read_set.clone(),
+            });
+        QueryRun {
+            outcome,
             ts,
             read_set,
-        })
+        }
     }
 
     /// Runs a mutation through `Store::run_mutation`: retried on conflict, committed only if

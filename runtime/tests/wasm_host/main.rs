@@ -9,6 +9,7 @@ mod abi_mismatch;
 mod determinism;
 mod examples;
 mod hostile;
+mod subscriptions;
 
 use model::Value;
 use runtime::store::Store;

@@ -1,0 +1,241 @@
+//! Live query results: each distinct query (module version, function, arguments) is computed
+//! once however many clients subscribe to it, is marked stale only when a commit writes a key
+//! it read, and is re-run with every other stale query at one snapshot, so a set of results
+//! always shows one state of the database.
+
+use super::invalidation::{SubscriptionId, SubscriptionIndex};
+use crate::store::{CommittedKeys, Snapshot, Store, Timestamp};
+use crate::wasm::{CallError, CallOptions, DeployedModule, WasmHost};
+use model::{binary, Value};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// What identifies a result: the module version, the function and its arguments (in their
+/// binary encoding, which is canonical).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct QueryKey {
+    pub module: String,
+    pub path: String,
+    pub args: Vec<u8>,
+}
+
+impl QueryKey {
+    pub fn new(module: &DeployedModule, path: &str, args: &Value) -> Self {
+        QueryKey {
+            module: module.hash.clone(),
+            path: path.to_owned(),
+            args: binary::encode(args),
+        }
+    }
+}
+
+/// A query's result at one timestamp: its value or its error message and data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    pub ts: Timestamp,
+    pub outcome: Result<Value, (String, Option<Value>)>,
+    pub log_lines: Vec<String>,
+}
+
+struct Entry {
+    key: QueryKey,
+    subscribers: usize,
+    result: Option<Arc<QueryResult>>,
+    stale: bool,
+}
+
+/// The subscribed queries, their last results, and what their results depend on.
+#[derive(Default)]
+pub struct Subscriptions {
+    index: SubscriptionIndex,
+    next_id: SubscriptionId,
+    by_key: HashMap<QueryKey, SubscriptionId>,
+    entries: HashMap<SubscriptionId, Entry>,
+    /// Query executions so far (for tests and metrics: invalidation precision).
+    pub runs: u64,
+}
+
+impl Subscriptions {
+    /// Subscribes to `key`: the same id for the same query, computed once.
+    pub fn subscribe(&mut self, key: QueryKey) -> SubscriptionId {
+        if let Some(id) = self.by_key.get(&key) {
+            self.entries.get_mut(id).expect("indexed").subscribers += 1;
+            return *id;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.by_key.insert(key.clone(), id);
+        self.entries.insert(
+            id,
+            Entry {
+                key,
+                subscribers: 1,
+                result: None,
+                stale: true,
+            },
+        );
+        id
+    }
+
+    pub fn unsubscribe(&mut self, id: SubscriptionId) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        entry.subscribers -= 1;
+        if entry.subscribers == 0 {
+            let entry = self.entries.remove(&id).expect("present");
+            self.by_key.remove(&entry.key);
+            self.index.remove(id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn result(&self, id: SubscriptionId) -> Option<Arc<QueryResult>> {
+        self.entries.get(&id)?.result.clone()
+    }
+
+    /// Marks stale every query that read a key these commits wrote; returns how many.
+    pub fn invalidate(&mut self, commits: &[CommittedKeys]) -> usize {
+        let keys = commits
+            .iter()
+            .flat_map(|c| c.keys.iter().map(|(space, key)| (*space, key.as_slice())));
+        let hit = self.index.affected(keys);
+        let mut marked = 0;
+        for id in hit {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                marked += !entry.stale as usize;
+                entry.stale = true;
+            }
+        }
+        marked
+    }
+
+    /// Re-runs every stale query at `snapshot`, returns the ids whose result changed (a
+    /// result equal to the one held is not reported again).
+    pub fn refresh(
+        &mut self,
+        host: &WasmHost,
+        store: &Arc<Store>,
+        modules: &HashMap<String, Arc<DeployedModule>>,
+        snapshot: &Snapshot,
+    ) -> Vec<SubscriptionId> {
+        let stale: Vec<SubscriptionId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.stale)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut changed = Vec::new();
+        for id in stale {
+            let entry = self.entries.get_mut(&id).expect("listed");
+            let Some(module) = modules.get(&entry.key.module) else {
+                continue;
+            };
+            let args = binary::decode(&entry.key.args).expect("encoded by QueryKey::new");
+            let run = host.run_query_in(
+                store,
+                module,
+                &entry.key.path,
+                &args,
+                snapshot.begin_read_only(),
+                CallOptions::default(),
+            );
+            self.runs += 1;
+            let result = match run.outcome {
+                Ok(outcome) => QueryResult {
+                    ts: run.ts,
+                    outcome: Ok(outcome.value),
+                    log_lines: outcome.log_lines,
+                },
+                Err(failure) => {
+                    let data = match &failure.error {
+                        CallError::User { data, .. } => data.clone(),
+                        _ => None,
+                    };
+                    QueryResult {
+                        ts: run.ts,
+                        outcome: Err((failure.to_string(), data)),
+                        log_lines: failure.log_lines,
+                    }
+                }
+            };
+            let same = entry
+                .result
+                .as_ref()
+                .is_some_and(|old| old.outcome == result.outcome);
+            entry.result = Some(Arc::new(result));
+            entry.stale = false;
+            self.index.insert(id, &run.read_set.normalize());
+            if !same {
+                changed.push(id);
+            }
+        }
+        changed
+    }
+}
+
+/// Commits as the committer announces them, buffered until the sync engine takes them.
+/// The committer only appends here; the engine waits on it to catch up to a snapshot.
+#[derive(Default)]
+pub struct CommitFeed {
+    pending: Mutex<(Timestamp, Vec<CommittedKeys>)>,
+    arrived: Condvar,
+}
+
+impl CommitFeed {
+    /// Registers the feed with `store`; every later commit lands in it.
+    pub fn attach(store: &Store) -> Arc<CommitFeed> {
+        let feed = Arc::new(CommitFeed::default());
+        feed.pending.lock().0 = store.latest_ts();
+        let sink = feed.clone();
+        store.on_commit(Box::new(move |commits| {
+            let mut pending = sink.pending.lock();
+            if let Some(last) = commits.last() {
+                pending.0 = pending.0.max(last.ts);
+            }
+            pending.1.extend_from_slice(commits);
+            sink.arrived.notify_all();
+        }));
+        feed
+    }
+
+    /// Takes the commits up to and including `ts`, after waiting until the announcements
+    /// reach it (a snapshot's timestamp is published a moment before it is announced).
+    /// Later commits stay for the next call: they are not reflected at `ts`.
+    pub fn take_through(&self, ts: Timestamp) -> Vec<CommittedKeys> {
+        let mut pending = self.pending.lock();
+        while pending.0 < ts {
+            self.arrived.wait(&mut pending);
+        }
+        let later = pending.1.partition_point(|c| c.ts <= ts);
+        let rest = pending.1.split_off(later);
+        std::mem::replace(&mut pending.1, rest)
+    }
+}
+
+/// Brings every subscription up to date at one new snapshot: takes the commits announced up
+/// to it, marks what they invalidate, and re-runs exactly those queries there. Returns the
+/// snapshot's timestamp and the subscriptions whose result changed.
+pub fn advance(
+    subscriptions: &mut Subscriptions,
+    feed: &CommitFeed,
+    host: &WasmHost,
+    store: &Arc<Store>,
+    modules: &HashMap<String, Arc<DeployedModule>>,
+) -> (Timestamp, HashSet<SubscriptionId>) {
+    let snapshot = store.snapshot();
+    // Every commit up to the snapshot invalidates what it touched; a query untouched by all
+    // of them has the same result at the snapshot as when it last ran.
+    let commits = feed.take_through(snapshot.ts());
+    subscriptions.invalidate(&commits);
+    let changed = subscriptions.refresh(host, store, modules, &snapshot);
+    (snapshot.ts(), changed.into_iter().collect())
+}

@@ -1,0 +1,147 @@
+//! Live queries over real guest modules: identical subscriptions are computed once, a commit
+//! re-runs exactly the queries whose read set it touched, and every refresh reads one
+//! snapshot.
+
+use crate::App;
+use model::json::from_json_str;
+use model::Value;
+use runtime::sync::subscriptions::{advance, CommitFeed, QueryKey, Subscriptions};
+use runtime::wasm::{CallOptions, DeployedModule};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn args(json: &str) -> Value {
+    from_json_str(json).unwrap()
+}
+
+fn modules(module: &DeployedModule) -> HashMap<String, Arc<DeployedModule>> {
+    HashMap::from([(module.hash.clone(), Arc::new(module.clone()))])
+}
+
+fn titles(value: &Value) -> Vec<String> {
+    let Value::Array(docs) = value else {
+        panic!("expected an array, got {value:?}")
+    };
+    docs.iter()
+        .map(|d| d.as_object().unwrap()["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn identical_subscriptions_are_computed_once() {
+    let app = App::new("examples/chat");
+    let feed = CommitFeed::attach(&app.store);
+    let modules = modules(&app.module);
+    let mut subs = Subscriptions::default();
+    let key = QueryKey::new(&app.module, "chat:get_messages", &args("{}"));
+    let first = subs.subscribe(key.clone());
+    assert_eq!(subs.subscribe(key.clone()), first);
+    let (_, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(subs.runs, 1, "two subscribers, one execution");
+
+    app.host
+        .run_mutation(
+            &app.store,
+            &app.module,
+            "chat:send_message",
+            &args(r#"{"user": "ada", "body": "hi"}"#),
+            CallOptions::default(),
+        )
+        .unwrap();
+    let (ts, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(changed.into_iter().collect::<Vec<_>>(), vec![first]);
+    assert_eq!(subs.runs, 2);
+    let result = subs.result(first).unwrap();
+    assert_eq!(result.ts, ts);
+    let Ok(Value::Array(messages)) = &result.outcome else {
+        panic!("{result:?}")
+    };
+    assert_eq!(messages.len(), 1);
+
+    // One subscriber leaves: the query stays; the last one leaves: it is gone.
+    subs.unsubscribe(first);
+    assert_eq!(subs.len(), 1);
+    subs.unsubscribe(first);
+    assert!(subs.is_empty());
+}
+
+#[test]
+fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
+    let app = App::new("examples/tasks");
+    let feed = CommitFeed::attach(&app.store);
+    let modules = modules(&app.module);
+    let mutate = |path: &str, json: &str| {
+        app.host
+            .run_mutation(
+                &app.store,
+                &app.module,
+                path,
+                &args(json),
+                CallOptions::default(),
+            )
+            .unwrap()
+            .value
+    };
+    let a = mutate(
+        "tasks:add",
+        r#"{"title": "a", "priority": {"$integer": "1"}}"#,
+    );
+    let b = mutate(
+        "tasks:add",
+        r#"{"title": "b", "priority": {"$integer": "2"}}"#,
+    );
+
+    let mut subs = Subscriptions::default();
+    let open = subs.subscribe(QueryKey::new(&app.module, "tasks:list_open", &args("{}")));
+    let page = subs.subscribe(QueryKey::new(
+        &app.module,
+        "tasks:page",
+        &args(r#"{"size": {"$integer": "10"}}"#),
+    ));
+    advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(subs.runs, 2);
+    let open_titles =
+        |subs: &Subscriptions| titles(subs.result(open).unwrap().outcome.as_ref().unwrap());
+    assert_eq!(open_titles(&subs), ["b", "a"]);
+
+    // Completing "a" moves it out of the open range: both queries read it.
+    mutate(
+        "tasks:complete",
+        &format!(r#"{{"id": {}}}"#, model::json::to_json_string(&a)),
+    );
+    let (_, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(subs.runs, 4);
+    assert!(changed.contains(&open) && changed.contains(&page));
+    assert_eq!(open_titles(&subs), ["b"]);
+
+    // Removing the completed "a" writes only keys outside the open range: list_open does
+    // not run again, the page over all tasks does.
+    mutate(
+        "tasks:remove",
+        &format!(r#"{{"id": {}}}"#, model::json::to_json_string(&a)),
+    );
+    let (ts, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(subs.runs, 5, "only tasks:page re-ran");
+    assert_eq!(changed.into_iter().collect::<Vec<_>>(), vec![page]);
+    assert_eq!(subs.result(page).unwrap().ts, ts);
+
+    // A commit that changes nothing either query read runs neither.
+    let _ = b;
+    let runs = subs.runs;
+    app.host
+        .run_mutation(
+            &app.store,
+            &app.module,
+            "tasks:add",
+            &args(r#"{"title": "  "}"#),
+            CallOptions::default(),
+        )
+        .unwrap_err();
+    let (_, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert!(changed.is_empty());
+    assert_eq!(
+        subs.runs, runs,
+        "a failed mutation commits nothing and invalidates nothing"
+    );
+}
