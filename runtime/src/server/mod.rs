@@ -1,0 +1,163 @@
+//! The HTTP server (PROTOCOL.md section 4) on hyper 1 and tokio.
+//!
+//! - [`routes`]: which handler answers which method and path.
+//! - [`api`]: `POST /api/query`, `POST /api/mutation`, `GET /api/functions`.
+//! - [`call_request`]: parsing the body of a query or mutation call.
+//! - [`response`]: JSON response helpers shared by the handlers.
+//! - [`static_files`]: every other `GET` (and `HEAD`), from the app's web folder.
+//!
+//! Status codes of `/api/query` and `/api/mutation`:
+//!
+//! | status | when |
+//! |---|---|
+//! | 200 | the call succeeded |
+//! | 400 | a malformed body, bad arguments, the function's own error (or panic, trap, limit), or a query sent to `/api/mutation` (or a mutation to `/api/query`): the function exists, the request is wrong, and the message names the right endpoint |
+//! | 404 | no function has that path; the message lists the deployed ones |
+//! | 405 | any method other than `POST` |
+//! | 413 | a body over [`MAX_REQUEST_BODY_BYTES`] |
+//! | 500 | the store failed outside the function (the call may or may not have committed) |
+//! | 503 | the host could not start the call (e.g. every instance slot is busy); retry later |
+//!
+//! `/api/sync` (the WebSocket endpoint of PROTOCOL.md section 3) is not served yet: it answers
+//! 501 with a message. It plugs in at its arm in [`routes::handle`]; connections are already
+//! served with HTTP/1.1 upgrades enabled, so the handler only has to answer the upgrade and
+//! spawn the socket's task (which graceful shutdown must then track itself: an upgraded
+//! connection leaves hyper's hands).
+//!
+//! Wasm calls block their thread for up to the call time limit, so they run on tokio's
+//! blocking pool (`spawn_blocking`), never on the reactor. The runtime's threads must have
+//! room for `HostConfig::max_wasm_stack` plus the host; tokio's default 2 MiB does for the
+//! default 512 KiB.
+//!
+//! Graceful shutdown: when the shutdown future completes the listener closes (new
+//! connections are refused), idle keep-alive connections close, and every request already
+//! being served runs to its end and gets its response before [`Server::serve`] returns.
+
+mod api;
+mod call_request;
+mod response;
+mod routes;
+mod static_files;
+
+use crate::store::Store;
+use crate::wasm::{DeployedModule, WasmHost};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use call_request::MAX_REQUEST_BODY_BYTES;
+
+/// A client that has not sent its request headers within this time is disconnected, so idle
+/// half-open sockets cannot pile up.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the server serves: one deployed module over one store, and the app's web files.
+pub struct App {
+    pub store: Arc<Store>,
+    pub host: Arc<WasmHost>,
+    /// The module whose functions `/api/*` calls. (Redeploying without an outage will swap
+    /// this behind a lock; the sync engine owns that step.)
+    pub module: Arc<DeployedModule>,
+    /// The folder of static files served for every other `GET`; `None` if the app has none.
+    pub web_dir: Option<PathBuf>,
+}
+
+/// A bound listener, ready to serve [`App`].
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port; see [`Server::local_addr`]).
+    pub async fn bind(addr: SocketAddr, app: App) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+        Ok(Server {
+            listener,
+            app: Arc::new(app),
+        })
+    }
+
+    /// The address actually bound, with the port chosen when 0 was asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, lets
+    /// every in-flight request finish, and returns once every connection is closed.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Server { listener, app } = self;
+        let (stop_sender, stop) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut shutdown = pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                    }
+                    // Per-connection failures (a reset before accept, too many open files)
+                    // must not stop the server; back off briefly so EMFILE does not spin.
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                // Reap finished connections so the set does not grow with every client.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        // Every connection task holds a receiver; send fails only if none is left.
+        let _ = stop_sender.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Serves one TCP connection until the client closes it or shutdown finishes its requests.
+async fn serve_connection(stream: TcpStream, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(routes::handle(app, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        // Upgrades stay enabled for the WebSocket endpoint to come.
+        .with_upgrades();
+    let mut connection = pin!(connection);
+    // A closed channel means the server is gone: stop as well.
+    let stopping = async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping => {
+            // Finish the request in progress (if any), then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP connection ended with an error: {e}");
+    }
+}

@@ -1,0 +1,329 @@
+//! `POST /api/query`, `POST /api/mutation`, `GET /api/functions`: the chat example end to
+//! end, and each error with its status and message.
+
+use crate::{error_message, parse_json, TestServer};
+use hyper::StatusCode;
+use runtime::server::MAX_REQUEST_BODY_BYTES;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_by_mutation_is_read_by_query() {
+    let server = TestServer::start("examples/chat").await;
+
+    let (status, sent) = server
+        .post(
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": {"user": "ada", "body": "hello over HTTP"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(sent["status"], "success");
+    assert_eq!(sent["value"], json!(null));
+    assert_eq!(
+        sent["logLines"],
+        json!(["This Rust function is running on the server."])
+    );
+    let commit_ts: u64 = sent["ts"]
+        .as_str()
+        .expect("ts is a string")
+        .parse()
+        .unwrap();
+    assert_eq!(commit_ts, server.store.latest_ts(), "ts is the commit's");
+
+    let (status, read) = server
+        .post("/api/query", r#"{"path": "chat:get_messages", "args": {}}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["status"], "success");
+    let read_ts: u64 = read["ts"].as_str().unwrap().parse().unwrap();
+    assert!(read_ts >= commit_ts, "the query reads the latest commit");
+    let messages = read["value"].as_array().expect("an array of messages");
+    assert_eq!(messages.len(), 1, "{read}");
+    assert_eq!(messages[0]["user"], "ada");
+    assert_eq!(messages[0]["body"], "hello over HTTP");
+    assert!(messages[0]["_id"].is_string());
+    assert!(messages[0]["_creationTime"].is_number());
+
+    // `args` may be left out for a function without parameters.
+    let (status, read) = server
+        .post("/api/query", r#"{"path": "chat:get_messages"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["value"].as_array().unwrap().len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_call_gets_its_status_and_a_message_naming_the_cause() {
+    let server = TestServer::start("examples/chat").await;
+    let cases: &[(&str, &str, StatusCode, &[&str])] = &[
+        (
+            "/api/query",
+            r#"{"path": "chat:nope", "args": {}}"#,
+            StatusCode::NOT_FOUND,
+            &[
+                "chat:nope: no such function",
+                "chat:get_messages, chat:send_message",
+            ],
+        ),
+        (
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": {"user": "ada"}}"#,
+            StatusCode::BAD_REQUEST,
+            &[
+                "chat:send_message: invalid arguments",
+                "$.body: missing required field",
+            ],
+        ),
+        (
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": {"user": "ada", "body": 3}}"#,
+            StatusCode::BAD_REQUEST,
+            &[
+                "chat:send_message: invalid arguments",
+                "$.body: expected string, got float64",
+            ],
+        ),
+        (
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": [1]}"#,
+            StatusCode::BAD_REQUEST,
+            &["chat:send_message: invalid arguments: arguments must be an object, got array"],
+        ),
+        (
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": {"$bad": 1}}"#,
+            StatusCode::BAD_REQUEST,
+            &["chat:send_message: invalid arguments: invalid value at $"],
+        ),
+        (
+            "/api/query",
+            r#"{"path": "chat:get_messages", "args": {"#,
+            StatusCode::BAD_REQUEST,
+            &["the request body is not valid JSON", r#"expected {"path""#],
+        ),
+        (
+            "/api/query",
+            r#""chat:get_messages""#,
+            StatusCode::BAD_REQUEST,
+            &["the request body must be a JSON object, got a string"],
+        ),
+        (
+            "/api/query",
+            r#"{"args": {}}"#,
+            StatusCode::BAD_REQUEST,
+            &["missing field \"path\""],
+        ),
+        (
+            "/api/query",
+            r#"{"path": "chat:get_messages", "arguments": {}}"#,
+            StatusCode::BAD_REQUEST,
+            &["unexpected field \"arguments\""],
+        ),
+        // A function sent to the other endpoint: 400, and the message names the right one.
+        (
+            "/api/mutation",
+            r#"{"path": "chat:get_messages", "args": {}}"#,
+            StatusCode::BAD_REQUEST,
+            &["chat:get_messages: is a query, not a mutation; call it with POST /api/query"],
+        ),
+        (
+            "/api/query",
+            r#"{"path": "chat:send_message", "args": {"user": "a", "body": "b"}}"#,
+            StatusCode::BAD_REQUEST,
+            &["chat:send_message: is a mutation, not a query; call it with POST /api/mutation"],
+        ),
+    ];
+    for (endpoint, body, expected_status, expected_parts) in cases {
+        let (status, answer) = server.post(endpoint, body).await;
+        assert_eq!(status, *expected_status, "{endpoint} {body}: {answer}");
+        let message = error_message(&answer);
+        for part in *expected_parts {
+            assert!(message.contains(part), "{endpoint} {body}: {message}");
+        }
+        assert!(answer.get("errorData").is_none(), "{answer}");
+    }
+    // None of the rejected calls wrote anything.
+    let (_, read) = server
+        .post("/api/query", r#"{"path": "chat:get_messages", "args": {}}"#)
+        .await;
+    assert_eq!(read["value"], json!([]));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_error_carries_its_data_and_log_lines() {
+    let server = TestServer::start("examples/tasks").await;
+    let (status, answer) = server
+        .post(
+            "/api/mutation",
+            r#"{"path": "tasks:add", "args": {"title": "  "}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(error_message(&answer), "tasks:add: a task needs a title");
+    assert_eq!(answer["errorData"], json!({"field": "title"}));
+
+    // int64 arguments and results in their wire form.
+    let (status, added) = server
+        .post(
+            "/api/mutation",
+            r#"{"path": "tasks:add", "args": {"title": "t", "priority": {"$integer": "7"}}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["logLines"].as_array().unwrap().len(), 1, "{added}");
+    let (status, open) = server
+        .post("/api/query", r#"{"path": "tasks:list_open"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    assert_eq!(open["value"][0]["priority"], json!({"$integer": "7"}));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let server = TestServer::start("examples/chat").await;
+
+    // Declared too large: refused before a byte of the body is read.
+    let declared = MAX_REQUEST_BODY_BYTES + 1;
+    let answer = server
+        .raw(
+            format!(
+                "POST /api/mutation HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                 Content-Length: {declared}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "exceeds the limit MAX_REQUEST_BODY_BYTES ({MAX_REQUEST_BODY_BYTES} bytes): got {declared} bytes"
+        )),
+        "{answer}"
+    );
+
+    // Undeclared (chunked): refused once the bytes read pass the limit.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.split();
+    let chunk = vec![b' '; MAX_REQUEST_BODY_BYTES + 1];
+    let write = async {
+        let head = "POST /api/mutation HTTP/1.1\r\nHost: localhost\r\n\
+                    Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        writer.write_all(head.as_bytes()).await?;
+        writer
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        writer.write_all(&chunk).await?;
+        writer.write_all(b"\r\n0\r\n\r\n").await
+    };
+    let read = async {
+        let mut answer = Vec::new();
+        // The server may close before reading all of it; what it answered is what counts.
+        let _ = reader.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (_, answer) = tokio::join!(write, read);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("MAX_REQUEST_BODY_BYTES"), "{answer}");
+    drop(stream);
+
+    // Just under the limit is read, and then judged on its content.
+    let padded = format!(
+        r#"{{"path": "chat:get_messages", "args": {{}}}}{}"#,
+        " ".repeat(MAX_REQUEST_BODY_BYTES - 100)
+    );
+    let (status, answer) = server.post("/api/query", &padded).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_are_listed_with_kind_and_schemas() {
+    let server = TestServer::start("examples/chat").await;
+    let (status, headers, body) = server.get("/api/functions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let listing = parse_json(&body);
+    assert_eq!(listing["moduleHash"], server.module.hash.as_str());
+    let functions = listing["functions"].as_array().unwrap();
+    let summary: Vec<(&str, &str)> = functions
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("chat:get_messages", "query"),
+            ("chat:send_message", "mutation")
+        ]
+    );
+    let send = &functions[1];
+    assert_eq!(
+        send["args"],
+        json!({"type": "object", "fields": {"user": {"type": "string"}, "body": {"type": "string"}}})
+    );
+    assert_eq!(send["returns"], json!({"type": "null"}));
+    assert_eq!(
+        functions[0]["args"],
+        json!({"type": "object", "fields": {}})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_api_paths_and_methods_answer_in_json() {
+    let server = TestServer::start("examples/chat").await;
+    let cases = [
+        (
+            "GET",
+            "/api/query",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "/api/query accepts POST, not GET",
+        ),
+        (
+            "PUT",
+            "/api/mutation",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "accepts POST",
+        ),
+        (
+            "POST",
+            "/api/functions",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "accepts GET",
+        ),
+        (
+            "GET",
+            "/api/sync",
+            StatusCode::NOT_IMPLEMENTED,
+            "WebSocket sync endpoint",
+        ),
+        (
+            "GET",
+            "/api/nope",
+            StatusCode::NOT_FOUND,
+            "GET /api/nope: no such API endpoint",
+        ),
+        (
+            "DELETE",
+            "/index.html",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "accepts GET, HEAD",
+        ),
+    ];
+    for (method, path, expected_status, expected) in cases {
+        let (status, headers, body) = server.request(method, path).await;
+        assert_eq!(status, expected_status, "{method} {path}");
+        let answer = parse_json(&body);
+        let message = error_message(&answer);
+        assert!(message.contains(expected), "{method} {path}: {message}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(headers.contains_key("allow"), "{method} {path}");
+        }
+    }
+    server.shutdown().await;
+}
