@@ -71,6 +71,19 @@ fn special(tag: &str, text: String) -> Json {
     Json::Object(map)
 }
 
+/// The kind of a JSON value as an error message says it: "null", "a boolean", "a number",
+/// "a string", "an array", "an object".
+pub fn json_kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
 /// Converts wire JSON to a value.
 pub fn from_json(json: &Json) -> Result<Value, JsonError> {
     let mut path = String::from("$");

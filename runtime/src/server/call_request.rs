@@ -73,7 +73,7 @@ impl CallRequest {
         let Json::Object(fields) = json else {
             return Err(format!(
                 "the request body must be a JSON object, got {}; {EXPECTED_SHAPE}",
-                json_type_name(&json)
+                model::json::json_kind(&json)
             ));
         };
         if let Some(unexpected) = fields.keys().find(|k| *k != "path" && *k != "args") {
@@ -86,7 +86,7 @@ impl CallRequest {
             Some(other) => {
                 return Err(format!(
                     "\"path\" must be a string, got {}; {EXPECTED_SHAPE}",
-                    json_type_name(other)
+                    model::json::json_kind(other)
                 ))
             }
             None => return Err(format!("missing field \"path\"; {EXPECTED_SHAPE}")),
@@ -97,17 +97,6 @@ impl CallRequest {
             None => Value::Object(Object::new()),
         };
         Ok(CallRequest { path, args })
-    }
-}
-
-fn json_type_name(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
     }
 }
 

@@ -138,7 +138,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         None => {
             return Err(ProtocolError(format!(
                 "malformed frame: expected a JSON object, got {}",
-                json_kind(&json)
+                model::json::json_kind(&json)
             )))
         }
     };
@@ -208,17 +208,6 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     })
 }
 
-fn json_kind(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
-}
-
 fn parse_ts(field: &str, text: &str) -> Result<Ts, ProtocolError> {
     text.parse::<u64>().map_err(|_| {
         ProtocolError(format!(
@@ -232,7 +221,7 @@ fn parse_args(what: &str, args: &Json) -> Result<Value, ProtocolError> {
     if !args.is_object() {
         return Err(ProtocolError(format!(
             "{what}: args must be a JSON object, got {}",
-            json_kind(args)
+            model::json::json_kind(args)
         )));
     }
     from_json(args).map_err(|e| ProtocolError(format!("{what}: {e}")))
