@@ -4,6 +4,8 @@
 //! client, or with raw bytes where the request must be exactly what a hostile client sends.
 
 mod calls;
+#[path = "../common/guests.rs"]
+mod guests;
 mod shutdown;
 mod static_files;
 
@@ -14,48 +16,16 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use runtime::server::{App, Server};
 use runtime::store::Store;
-use runtime::wasm::{build_app, DeployedModule, HostConfig, WasmHost};
+use runtime::wasm::{DeployedModule, HostConfig, WasmHost};
 use serde_json::Value as Json;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("runtime/ has a parent")
-        .to_owned()
-}
-
-fn guest_target_dir() -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    base.join("guests")
-}
-
-/// The wasm bytes of an example app, built once per test process.
-fn app_wasm(relative_dir: &str) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    built
-        .entry(relative_dir.to_owned())
-        .or_insert_with(|| {
-            let path = build_app(&repo_root().join(relative_dir), &guest_target_dir())
-                .unwrap_or_else(|e| panic!("building {relative_dir}: {e}"));
-            std::fs::read(&path).expect("reading the built module")
-        })
-        .clone()
-}
 
 /// A running server over a fresh store, and handles to what it serves.
 pub struct TestServer {
@@ -83,12 +53,12 @@ impl TestServer {
         let host = Arc::new(
             WasmHost::new(HostConfig {
                 max_instances: 16,
-                cache_dir: Some(guest_target_dir().join("compiled")),
+                cache_dir: Some(guests::guest_target_dir().join("compiled")),
                 ..HostConfig::default()
             })
             .expect("creating the wasm host"),
         );
-        let wasm = tokio::task::block_in_place(|| app_wasm(example));
+        let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
         let module = Arc::new(
             host.deploy(&store, &wasm)
                 .unwrap_or_else(|e| panic!("deploying {example}: {e}")),

@@ -8,48 +8,19 @@
 mod abi_mismatch;
 mod determinism;
 mod examples;
+#[path = "../common/guests.rs"]
+mod guests;
 mod hostile;
 mod subscriptions;
 
 use model::Value;
 use runtime::store::Store;
-use runtime::wasm::{build_app, CallOptions, DeployedModule, HostConfig, WasmHost};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use runtime::wasm::{CallOptions, DeployedModule, HostConfig, WasmHost};
+use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("runtime/ has a parent")
-        .to_owned()
-}
-
-fn guest_target_dir() -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    base.join("guests")
-}
-
-/// The wasm bytes of a guest crate, built once per test process.
-pub fn guest_wasm(relative_dir: &str) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    built
-        .entry(relative_dir.to_owned())
-        .or_insert_with(|| {
-            let path = build_app(&repo_root().join(relative_dir), &guest_target_dir())
-                .unwrap_or_else(|e| panic!("building {relative_dir}: {e}"));
-            std::fs::read(&path).expect("reading the built module")
-        })
-        .clone()
-}
+pub use guests::{guest_target_dir, guest_wasm, repo_root};
 
 /// A host with short limits so hostile cases end quickly, and a small pool so a leaked slot
 /// would soon make instantiation fail.
