@@ -18,11 +18,12 @@
 //! | 500 | the store failed outside the function (the call may or may not have committed) |
 //! | 503 | the host could not start the call (e.g. every instance slot is busy); retry later |
 //!
-//! `/api/sync` (the WebSocket endpoint of PROTOCOL.md section 3) is not served yet: it answers
-//! 501 with a message. It plugs in at its arm in [`routes::handle`]; connections are already
-//! served with HTTP/1.1 upgrades enabled, so the handler only has to answer the upgrade and
-//! spawn the socket's task (which graceful shutdown must then track itself: an upgraded
-//! connection leaves hyper's hands).
+//! `GET /api/sync` is the WebSocket endpoint of PROTOCOL.md section 3 (`crate::sync`): its arm
+//! in [`routes::handle`] answers the upgrade and spawns the socket's session. The
+//! [`SyncEngine`] is made by [`Server::bind`] and refreshes subscriptions while
+//! [`Server::serve`] runs; an upgraded connection leaves hyper's hands, so graceful shutdown
+//! also waits for the engine's sessions (each finishes the mutation it is running, then
+//! closes with "going away").
 //!
 //! Wasm calls block their thread for up to the call time limit, so they run on tokio's
 //! blocking pool (`spawn_blocking`), never on the reactor. The runtime's threads must have
@@ -40,6 +41,7 @@ mod routes;
 mod static_files;
 
 use crate::store::Store;
+use crate::sync::engine::SyncEngine;
 use crate::wasm::{DeployedModule, WasmHost};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -77,6 +79,7 @@ pub struct App {
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    sync: Arc<SyncEngine>,
 }
 
 impl Server {
@@ -85,9 +88,15 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+        let sync = Arc::new(SyncEngine::new(
+            app.store.clone(),
+            app.host.clone(),
+            app.module.clone(),
+        ));
         Ok(Server {
             listener,
             app: Arc::new(app),
+            sync,
         })
     }
 
@@ -101,7 +110,12 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, lets
     /// every in-flight request finish, and returns once every connection is closed.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        let Server { listener, app } = self;
+        let Server {
+            listener,
+            app,
+            sync,
+        } = self;
+        let refresher = tokio::spawn(sync.clone().run());
         let (stop_sender, stop) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);
@@ -110,7 +124,7 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
-                        connections.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                        connections.spawn(serve_connection(stream, app.clone(), sync.clone(), stop.clone()));
                     }
                     // Per-connection failures (a reset before accept, too many open files)
                     // must not stop the server; back off briefly so EMFILE does not spin.
@@ -127,22 +141,31 @@ impl Server {
         // Every connection task holds a receiver; send fails only if none is left.
         let _ = stop_sender.send(true);
         while connections.join_next().await.is_some() {}
+        // WebSocket sessions are no longer hyper's connections: stop them and wait.
+        sync.shutdown().await;
+        let _ = refresher.await;
         Ok(())
     }
 }
 
 /// Serves one TCP connection until the client closes it or shutdown finishes its requests.
-async fn serve_connection(stream: TcpStream, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    app: Arc<App>,
+    sync: Arc<SyncEngine>,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(routes::handle(app, request).await) }
+        let sync = sync.clone();
+        async move { Ok::<_, Infallible>(routes::handle(app, &sync, request).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
-        // Upgrades stay enabled for the WebSocket endpoint to come.
+        // For the WebSocket endpoint.
         .with_upgrades();
     let mut connection = pin!(connection);
     // A closed channel means the server is gone: stop as well.

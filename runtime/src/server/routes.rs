@@ -2,25 +2,41 @@
 
 use super::response::{api_error, method_not_allowed, HttpResponse};
 use super::{api, static_files, App};
+use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 use model::abi::FunctionKind;
 use std::sync::Arc;
 
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> HttpResponse {
+pub async fn handle(
+    app: Arc<App>,
+    sync: &Arc<SyncEngine>,
+    request: Request<Incoming>,
+) -> HttpResponse {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match (&method, path.as_str()) {
         (&Method::POST, "/api/query") => api::call(app, FunctionKind::Query, request).await,
         (&Method::POST, "/api/mutation") => api::call(app, FunctionKind::Mutation, request).await,
         (&Method::GET, "/api/functions") => api::functions(&app),
-        // The WebSocket sync endpoint (PROTOCOL.md section 3) plugs in here.
-        (_, "/api/sync") => api_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "/api/sync: the WebSocket sync endpoint is not available in this version of the server",
-            None,
-            &[],
-        ),
+        // The WebSocket sync endpoint (PROTOCOL.md section 3).
+        (_, "/api/sync") => match crate::sync::upgrade::upgrade(sync, request) {
+            Ok(switching_protocols) => switching_protocols,
+            Err((status, message)) => {
+                let mut response = api_error(status, message, None, &[]);
+                if status == StatusCode::UPGRADE_REQUIRED || status == StatusCode::METHOD_NOT_ALLOWED {
+                    // RFC 6455 section 4.4: say which version and protocol to upgrade to.
+                    let headers = response.headers_mut();
+                    headers.insert("upgrade", HeaderValue::from_static("websocket"));
+                    headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
+                    if status == StatusCode::METHOD_NOT_ALLOWED {
+                        headers.insert("allow", HeaderValue::from_static("GET"));
+                    }
+                }
+                response
+            }
+        },
         (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
         (_, "/api/functions") => method_not_allowed(&path, &method, "GET"),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.

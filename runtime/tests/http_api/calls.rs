@@ -299,7 +299,7 @@ async fn other_api_paths_and_methods_answer_in_json() {
         (
             "GET",
             "/api/sync",
-            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::UPGRADE_REQUIRED,
             "WebSocket sync endpoint",
         ),
         (

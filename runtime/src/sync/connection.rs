@@ -1,0 +1,223 @@
+//! One connection's view of the subscriptions: its query set, what it has been sent, and
+//! how the next transition is computed from the difference (PROTOCOL.md section 3).
+//!
+//! Lives inside the engine's state, under its lock, so that the refresh task can tell which
+//! connections have something new and the session can build a transition from results that
+//! all belong to one snapshot.
+
+use super::invalidation::SubscriptionId;
+use super::protocol::{FunctionError, QueryModification, QuerySetModification, StateVersion};
+use super::subscriptions::{QueryKey, QueryResult, Subscriptions};
+use crate::store::Timestamp;
+use crate::wasm::DeployedModule;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A query of the client's set (by the client's `queryId`).
+struct ClientQuery {
+    subscription: SubscriptionId,
+    /// The result last sent for it; `None` until its first transition.
+    sent: Option<Arc<QueryResult>>,
+}
+
+pub struct ConnectionState {
+    /// The query-set version the client asked for last (guarantee 3 acknowledges it).
+    query_set_version: u64,
+    /// Ordered by query id so that transitions list queries in a stable order.
+    queries: BTreeMap<u64, ClientQuery>,
+    /// Removed queries not yet announced with `QueryRemoved`.
+    removed: Vec<u64>,
+    /// The last `endVersion` sent (guarantee 2: the next `startVersion`).
+    sent_version: StateVersion,
+    /// A successful mutation's commit timestamp, answered but not yet followed by a
+    /// transition at or after it (guarantee 5).
+    awaiting_ts: Option<Timestamp>,
+    /// Wakes the session's task when there is something to send.
+    pub wake: Arc<Notify>,
+}
+
+impl ConnectionState {
+    pub fn new(wake: Arc<Notify>) -> Self {
+        ConnectionState {
+            query_set_version: 0,
+            queries: BTreeMap::new(),
+            removed: Vec::new(),
+            sent_version: StateVersion::INITIAL,
+            awaiting_ts: None,
+            wake,
+        }
+    }
+
+    /// Applies a `ModifyQuerySet` after checking its versions; subscribes and unsubscribes in
+    /// the shared `subscriptions`. An error is fatal for the connection and leaves the set as
+    /// it was.
+    pub fn modify_query_set(
+        &mut self,
+        subscriptions: &mut Subscriptions,
+        module: &DeployedModule,
+        base_version: u64,
+        new_version: u64,
+        modifications: Vec<QuerySetModification>,
+    ) -> Result<(), String> {
+        if base_version != self.query_set_version {
+            return Err(format!(
+                "ModifyQuerySet: baseVersion must equal the query-set version the server holds ({}), got {base_version}",
+                self.query_set_version
+            ));
+        }
+        if new_version != base_version + 1 {
+            return Err(format!(
+                "ModifyQuerySet: newVersion must be baseVersion + 1 ({}), got {new_version}",
+                base_version + 1
+            ));
+        }
+        check_query_ids(&self.queries, &modifications)?;
+        for modification in modifications {
+            match modification {
+                QuerySetModification::Add {
+                    query_id,
+                    udf_path,
+                    args,
+                } => {
+                    let subscription =
+                        subscriptions.subscribe(QueryKey::new(module, &udf_path, &args));
+                    self.queries.insert(
+                        query_id,
+                        ClientQuery {
+                            subscription,
+                            sent: None,
+                        },
+                    );
+                }
+                QuerySetModification::Remove { query_id } => {
+                    let query = self.queries.remove(&query_id).expect("checked above");
+                    subscriptions.unsubscribe(query.subscription);
+                    self.removed.push(query_id);
+                }
+            }
+        }
+        self.query_set_version = new_version;
+        Ok(())
+    }
+
+    /// Whether a refresh at `ts` that changed `changed` gives this connection a transition to
+    /// send.
+    pub fn has_news(&self, changed: &HashSet<SubscriptionId>, ts: Timestamp) -> bool {
+        self.query_set_version != self.sent_version.query_set
+            || self.awaiting_ts.is_some_and(|awaited| awaited <= ts)
+            || self
+                .queries
+                .values()
+                .any(|q| changed.contains(&q.subscription))
+    }
+
+    /// Records that a mutation committed at `ts` was answered: a transition at or after it
+    /// must follow, even one with no modifications.
+    pub fn await_ts(&mut self, ts: Timestamp) {
+        self.awaiting_ts = Some(self.awaiting_ts.map_or(ts, |t| t.max(ts)));
+    }
+
+    /// The transition from what this connection was last sent to the results held now (all
+    /// valid at `ts`), or `None` if there is nothing to send yet. Marks it as sent.
+    ///
+    /// Waits (returns `None`) while a query of the set has no result yet: its first run comes
+    /// with the next refresh, and acknowledging the query set without it would break
+    /// guarantee 3.
+    pub fn take_transition(
+        &mut self,
+        subscriptions: &Subscriptions,
+        ts: Timestamp,
+    ) -> Option<(StateVersion, StateVersion, Vec<QueryModification>)> {
+        let mut current = Vec::with_capacity(self.queries.len());
+        for (query_id, query) in &self.queries {
+            current.push((*query_id, subscriptions.result(query.subscription)?));
+        }
+        let mut modifications: Vec<QueryModification> = self
+            .removed
+            .iter()
+            .map(|&query_id| QueryModification::Removed { query_id })
+            .collect();
+        for (query_id, result) in current {
+            let query = self.queries.get_mut(&query_id).expect("listed above");
+            // Never repeat a result the client holds (guarantee 4).
+            let already_held = query
+                .sent
+                .as_ref()
+                .is_some_and(|sent| Arc::ptr_eq(sent, &result) || sent.outcome == result.outcome);
+            if !already_held {
+                modifications.push(modification(query_id, &result));
+            }
+            query.sent = Some(result);
+        }
+        let end = StateVersion {
+            query_set: self.query_set_version,
+            ts,
+        };
+        let read_your_writes_due = self.awaiting_ts.is_some_and(|awaited| awaited <= ts);
+        if modifications.is_empty() && end.query_set == self.sent_version.query_set {
+            if !read_your_writes_due {
+                return None;
+            }
+        }
+        if read_your_writes_due {
+            self.awaiting_ts = None;
+        }
+        self.removed.clear();
+        let start = std::mem::replace(&mut self.sent_version, end);
+        Some((start, end, modifications))
+    }
+
+    /// Unsubscribes every query of the set (the connection is closing).
+    pub fn release(self, subscriptions: &mut Subscriptions) {
+        for query in self.queries.into_values() {
+            subscriptions.unsubscribe(query.subscription);
+        }
+    }
+}
+
+/// Within one `ModifyQuerySet`, applied in order: an added id must not be in the set, a
+/// removed one must be.
+fn check_query_ids(
+    queries: &BTreeMap<u64, ClientQuery>,
+    modifications: &[QuerySetModification],
+) -> Result<(), String> {
+    let mut present: HashSet<u64> = queries.keys().copied().collect();
+    for modification in modifications {
+        match modification {
+            QuerySetModification::Add { query_id, .. } => {
+                if !present.insert(*query_id) {
+                    return Err(format!(
+                        "ModifyQuerySet: Add of queryId {query_id}, which is already in the query set"
+                    ));
+                }
+            }
+            QuerySetModification::Remove { query_id } => {
+                if !present.remove(query_id) {
+                    return Err(format!(
+                        "ModifyQuerySet: Remove of queryId {query_id}, which is not in the query set"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn modification(query_id: u64, result: &QueryResult) -> QueryModification {
+    match &result.outcome {
+        Ok(value) => QueryModification::Updated {
+            query_id,
+            value: value.clone(),
+            log_lines: result.log_lines.clone(),
+        },
+        Err((message, data)) => QueryModification::Failed {
+            query_id,
+            error: FunctionError {
+                message: message.clone(),
+                data: data.clone(),
+            },
+            log_lines: result.log_lines.clone(),
+        },
+    }
+}

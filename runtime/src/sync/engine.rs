@@ -1,0 +1,172 @@
+//! The shared side of the sync endpoint: one [`Subscriptions`] for every connection, the
+//! query set of each connection, and the background task that brings results up to date
+//! after commits.
+//!
+//! Locking: everything mutable lives in one [`EngineState`] behind a `tokio::sync::Mutex`.
+//! The refresh holds it on the blocking pool (`blocking_lock`) while it re-runs queries;
+//! sessions take it with `lock().await`, so the reactor never blocks on it. Holding one lock
+//! for results and the timestamp they were computed at is what makes every transition show
+//! one snapshot (guarantee 1): whenever the lock is free, every result held is valid at
+//! `EngineState::ts`.
+//!
+//! Back-pressure: the engine never queues transitions. After a refresh it only wakes the
+//! sessions that have something new (a `Notify`, which holds at most one permit); a session
+//! then diffs what it has sent against the current results. A slow client therefore gets
+//! one transition folding every commit it missed, and the server buffers nothing per commit.
+
+use super::connection::ConnectionState;
+use super::mutation_log::MutationLog;
+use super::subscriptions::{advance, CommitFeed, Subscriptions};
+use crate::store::{Store, Timestamp};
+use crate::wasm::{DeployedModule, WasmHost};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{watch, Mutex, Notify};
+
+/// Identifies one WebSocket connection inside the engine.
+pub type ConnectionId = u64;
+
+/// What the engine guards with its one lock.
+pub struct EngineState {
+    pub subscriptions: Subscriptions,
+    /// The snapshot every held result is valid at (0 before the first refresh).
+    pub ts: Timestamp,
+    pub connections: HashMap<ConnectionId, ConnectionState>,
+}
+
+pub struct SyncEngine {
+    pub store: Arc<Store>,
+    pub host: Arc<WasmHost>,
+    /// The module whose functions clients subscribe to and call.
+    pub module: Arc<DeployedModule>,
+    modules: HashMap<String, Arc<DeployedModule>>,
+    feed: Arc<CommitFeed>,
+    pub state: Mutex<EngineState>,
+    /// Outcomes by (sessionId, requestId), for exactly-once mutations across reconnects.
+    pub mutations: MutationLog,
+    /// Asks the refresh task for another round: a commit arrived, a query set changed, or a
+    /// session waits for a timestamp (read your writes).
+    refresh_wanted: Arc<Notify>,
+    next_connection: AtomicU64,
+    /// Sessions alive, so that shutdown can wait for them (an upgraded connection has left
+    /// hyper's hands and its graceful shutdown).
+    live_sessions: AtomicUsize,
+    sessions_gone: Notify,
+    stop_sender: watch::Sender<bool>,
+}
+
+impl SyncEngine {
+    /// Creates the engine and registers it for the store's commits. Call [`SyncEngine::run`]
+    /// to start refreshing.
+    pub fn new(store: Arc<Store>, host: Arc<WasmHost>, module: Arc<DeployedModule>) -> Self {
+        let feed = CommitFeed::attach(&store);
+        let refresh_wanted = Arc::new(Notify::new());
+        let on_commit = refresh_wanted.clone();
+        // Registered after the feed's own listener, so the feed already holds the commits
+        // when the refresh task wakes.
+        store.on_commit(Box::new(move |_| on_commit.notify_one()));
+        let modules = HashMap::from([(module.hash.clone(), module.clone())]);
+        SyncEngine {
+            store,
+            host,
+            module,
+            modules,
+            feed,
+            state: Mutex::new(EngineState {
+                subscriptions: Subscriptions::default(),
+                ts: 0,
+                connections: HashMap::new(),
+            }),
+            mutations: MutationLog::default(),
+            refresh_wanted,
+            next_connection: AtomicU64::new(0),
+            live_sessions: AtomicUsize::new(0),
+            sessions_gone: Notify::new(),
+            stop_sender: watch::channel(false).0,
+        }
+    }
+
+    /// Refreshes subscriptions whenever asked, until [`SyncEngine::shutdown`]. One round at a
+    /// time; requests arriving during a round fold into the next one.
+    pub async fn run(self: Arc<Self>) {
+        let mut stop = self.stop_sender.subscribe();
+        loop {
+            tokio::select! {
+                () = self.refresh_wanted.notified() => {}
+                _ = stop.wait_for(|stopping| *stopping) => return,
+            }
+            let engine = self.clone();
+            // Queries run wasm: keep them off the reactor.
+            if let Err(e) = tokio::task::spawn_blocking(move || engine.refresh()).await {
+                tracing::error!("the sync engine's refresh failed: {e}");
+            }
+        }
+    }
+
+    /// One round: every subscription brought up to one new snapshot, and every connection
+    /// with something new woken.
+    fn refresh(&self) {
+        let mut state = self.state.blocking_lock();
+        let state = &mut *state;
+        let (ts, changed) = advance(
+            &mut state.subscriptions,
+            &self.feed,
+            &self.host,
+            &self.store,
+            &self.modules,
+        );
+        state.ts = ts;
+        for connection in state.connections.values() {
+            if connection.has_news(&changed, ts) {
+                connection.wake.notify_one();
+            }
+        }
+    }
+
+    pub fn request_refresh(&self) {
+        self.refresh_wanted.notify_one();
+    }
+
+    pub fn new_connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Tells every session and the refresh task to stop, and waits until every session has
+    /// closed its socket (each finishes the mutation it is running first).
+    pub async fn shutdown(&self) {
+        let _ = self.stop_sender.send(true);
+        loop {
+            let gone = self.sessions_gone.notified();
+            if self.live_sessions.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            gone.await;
+        }
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop_sender.subscribe()
+    }
+
+    /// Counts a session as alive until the guard drops.
+    pub fn session_guard(self: &Arc<Self>) -> SessionGuard {
+        self.live_sessions.fetch_add(1, Ordering::AcqRel);
+        SessionGuard {
+            engine: self.clone(),
+        }
+    }
+}
+
+pub struct SessionGuard {
+    engine: Arc<SyncEngine>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.engine.live_sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.engine.sessions_gone.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `GET /api/sync`: checks the WebSocket handshake (RFC 6455), answers 101 and hands the
+//! upgraded connection to a session task.
+
+use super::engine::SyncEngine;
+use super::session::{self, MAX_CLIENT_FRAME_BYTES};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+/// Frames up to this size are read whole, so that a frame over [`MAX_CLIENT_FRAME_BYTES`]
+/// (but under this) is answered with a `FatalError` naming the limit rather than a reset.
+const READ_LIMIT_BYTES: usize = 2 * MAX_CLIENT_FRAME_BYTES;
+
+/// Answers the upgrade request with 101; the session runs in its own task once hyper has
+/// switched protocols. A request that is not a WebSocket handshake gets its status and the
+/// reason.
+pub fn upgrade(
+    engine: &Arc<SyncEngine>,
+    mut request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, (StatusCode, String)> {
+    let key = check_handshake(request.method(), request.headers())?;
+    let engine = engine.clone();
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    // Counted from now, so that shutdown waits for a session whose upgrade is in progress.
+    let guard = engine.session_guard();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!("/api/sync: the WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(READ_LIMIT_BYTES))
+            .max_frame_size(Some(READ_LIMIT_BYTES));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        session::run(engine, socket).await;
+        drop(guard);
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 is a header"),
+    );
+    Ok(response)
+}
+
+/// The client's `Sec-WebSocket-Key` if the request is a WebSocket handshake we accept.
+fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let has_token = |name, token: &str| {
+        header(name).is_some_and(|v: &str| {
+            v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if method != Method::GET {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("/api/sync is the WebSocket sync endpoint: it accepts GET with a WebSocket upgrade, not {method}"),
+        ));
+    }
+    if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "/api/sync is the WebSocket sync endpoint: the request needs `Upgrade: websocket` and `Connection: Upgrade`".into(),
+        ));
+    }
+    if header(SEC_WEBSOCKET_VERSION) != Some("13") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            format!(
+                "/api/sync: Sec-WebSocket-Version must be 13, got {:?}",
+                header(SEC_WEBSOCKET_VERSION)
+            ),
+        ));
+    }
+    header(SEC_WEBSOCKET_KEY).map(str::to_owned).ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            "/api/sync: the handshake has no Sec-WebSocket-Key".into(),
+        )
+    })
+}

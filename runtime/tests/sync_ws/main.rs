@@ -1,0 +1,262 @@
+//! The WebSocket sync endpoint (PROTOCOL.md section 3) over real sockets, against the chat
+//! example.
+//!
+//! Each test starts its own server on port 0 over a fresh store. Tests wait for the frames
+//! they expect, never for time; [`FRAME_TIMEOUT`] only turns a hang into a failure.
+
+mod bad_frames;
+mod exactly_once;
+#[path = "../common/guests.rs"]
+mod guests;
+mod live;
+
+use futures_util::{SinkExt, StreamExt};
+use runtime::server::{App, Server};
+use runtime::store::Store;
+use runtime::wasm::{HostConfig, WasmHost};
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// Generous: a frame that has not come by then is never coming.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server over a fresh store.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    pub async fn start(example: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(&dir.path().join("data")).expect("open store"));
+        let host = Arc::new(
+            WasmHost::new(HostConfig {
+                max_instances: 16,
+                cache_dir: Some(guests::guest_target_dir().join("compiled")),
+                ..HostConfig::default()
+            })
+            .expect("creating the wasm host"),
+        );
+        let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
+        let module = Arc::new(
+            host.deploy(&store, &wasm)
+                .unwrap_or_else(|e| panic!("deploying {example}: {e}")),
+        );
+        let app = App {
+            store,
+            host,
+            module,
+            web_dir: None,
+        };
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), app)
+            .await
+            .expect("binding port 0");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// A WebSocket client on `/api/sync` that has sent `Connect` (each with a session of
+    /// its own).
+    pub async fn client(&self) -> Client {
+        static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client_of_session(&format!("session-{n}"), 0).await
+    }
+
+    /// A client that has sent `Connect` with `session_id`, as the `connection_count`th
+    /// reconnect.
+    pub async fn client_of_session(&self, session_id: &str, connection_count: u64) -> Client {
+        let mut client = self.raw_client().await;
+        client
+            .send(json!({"type": "Connect", "sessionId": session_id, "connectionCount": connection_count}))
+            .await;
+        client
+    }
+
+    /// A WebSocket client on `/api/sync` that has sent nothing yet.
+    pub async fn raw_client(&self) -> Client {
+        let stream = TcpStream::connect(self.addr).await.expect("connecting");
+        let (ws, response) = tokio_tungstenite::client_async("ws://localhost/api/sync", stream)
+            .await
+            .expect("the WebSocket handshake");
+        assert_eq!(response.status(), 101);
+        Client {
+            ws,
+            version: json!({"querySet": 0, "ts": "0"}),
+            results: BTreeMap::new(),
+        }
+    }
+
+    /// Shuts down (with WebSocket sessions still open) and waits until the server is done.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().expect("shut down once").send(());
+        let task = self.task.take().expect("shut down once");
+        tokio::time::timeout(FRAME_TIMEOUT, task)
+            .await
+            .expect("shutdown finishes")
+            .expect("the server task panicked")
+            .expect("serving failed");
+    }
+}
+
+/// A client that applies every transition it reads, as a real client does, and checks the
+/// guarantees a client can check on its own: versions chain, timestamps never go back, and
+/// no transition repeats a result the client holds.
+pub struct Client {
+    ws: WebSocketStream<TcpStream>,
+    /// The last `endVersion` applied.
+    pub version: Json,
+    /// Each query's value (or `{"error": message}` for a failed one), by query id.
+    pub results: BTreeMap<u64, Json>,
+}
+
+impl Client {
+    pub async fn send(&mut self, message: Json) {
+        self.send_text(message.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("sending a frame");
+    }
+
+    /// The next frame other than `Ping`, with transitions applied.
+    pub async fn next_frame(&mut self) -> Json {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("the socket is open")
+                .expect("reading a frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let frame: Json = serde_json::from_str(text.as_str()).expect("a JSON frame");
+            match frame["type"].as_str() {
+                Some("Ping") => continue,
+                Some("Transition") => self.apply(&frame),
+                _ => {}
+            }
+            return frame;
+        }
+    }
+
+    fn apply(&mut self, transition: &Json) {
+        assert_eq!(
+            transition["startVersion"], self.version,
+            "guarantee 2: a transition starts where the previous one ended: {transition}"
+        );
+        let ts = |v: &Json| v["ts"].as_str().unwrap().parse::<u64>().unwrap();
+        assert!(ts(&transition["endVersion"]) >= ts(&self.version));
+        for modification in transition["modifications"].as_array().unwrap() {
+            let id = modification["queryId"].as_u64().unwrap();
+            let new = match modification["type"].as_str().unwrap() {
+                "QueryUpdated" => modification["value"].clone(),
+                "QueryFailed" => json!({"error": modification["errorMessage"]}),
+                "QueryRemoved" => {
+                    assert!(
+                        self.results.remove(&id).is_some(),
+                        "removed an unknown query {id}"
+                    );
+                    continue;
+                }
+                other => panic!("unknown modification {other}"),
+            };
+            let old = self.results.insert(id, new.clone());
+            assert_ne!(
+                old,
+                Some(new),
+                "guarantee 4: a transition never repeats a result the client holds: {transition}"
+            );
+        }
+        self.version = transition["endVersion"].clone();
+    }
+
+    /// Reads frames until one of type `kind` (applying transitions on the way), and returns
+    /// it. A `FatalError` on the way fails the test.
+    pub async fn next_of_type(&mut self, kind: &str) -> Json {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(frame["type"], "FatalError", "{frame}");
+        }
+    }
+
+    /// Applies transitions until `done` holds.
+    pub async fn until(&mut self, done: impl Fn(&Client) -> bool) {
+        while !done(self) {
+            let frame = self.next_frame().await;
+            assert_eq!(frame["type"], "Transition", "{frame}");
+        }
+    }
+
+    pub fn ts(&self) -> u64 {
+        self.version["ts"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Expects a `FatalError` (returned) and then the end of the connection.
+    pub async fn expect_fatal(&mut self) -> String {
+        let frame = self.next_of_type("FatalError").await;
+        loop {
+            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("the server closes after FatalError");
+            match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(other)) => panic!("a frame after FatalError: {other:?}"),
+            }
+        }
+        frame["error"]
+            .as_str()
+            .expect("error is a string")
+            .to_owned()
+    }
+}
+
+/// `ModifyQuerySet` from `base` to `base + 1`.
+pub fn modify(base: u64, modifications: Json) -> Json {
+    json!({"type": "ModifyQuerySet", "baseVersion": base, "newVersion": base + 1, "modifications": modifications})
+}
+
+pub fn add_messages_query(query_id: u64) -> Json {
+    json!({"type": "Add", "queryId": query_id, "udfPath": "chat:get_messages", "args": {}})
+}
+
+pub fn send_message(request_id: u64, user: &str, body: &str) -> Json {
+    json!({"type": "Mutation", "requestId": request_id, "udfPath": "chat:send_message", "args": {"user": user, "body": body}})
+}
+
+/// The bodies of the messages a `chat:get_messages` result lists.
+pub fn bodies(value: &Json) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array of messages, got {value}"))
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect()
+}
