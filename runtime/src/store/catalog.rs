@@ -39,6 +39,30 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// A new table with its system indexes `by_id` and `by_creation_time`.
+    pub fn new(
+        number: TableNumber,
+        name: &str,
+        mut allocate_index_id: impl FnMut() -> IndexId,
+    ) -> Self {
+        TableInfo {
+            number,
+            name: name.to_owned(),
+            indexes: vec![
+                IndexInfo {
+                    id: allocate_index_id(),
+                    name: BY_ID.into(),
+                    fields: vec![],
+                },
+                IndexInfo {
+                    id: allocate_index_id(),
+                    name: BY_CREATION_TIME.into(),
+                    fields: vec![CREATION_TIME_FIELD.into()],
+                },
+            ],
+        }
+    }
+
     pub fn index(&self, name: &str) -> Option<&IndexInfo> {
         self.indexes.iter().find(|i| i.name == name)
     }

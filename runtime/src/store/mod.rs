@@ -413,22 +413,9 @@ impl Store {
         }
         let mut info = match &existing {
             Some(t) => (**t).clone(),
-            None => TableInfo {
-                number: self.shared.allocate_table_number(),
-                name: table.to_owned(),
-                indexes: vec![
-                    IndexInfo {
-                        id: self.shared.allocate_index_id(),
-                        name: BY_ID.into(),
-                        fields: vec![],
-                    },
-                    IndexInfo {
-                        id: self.shared.allocate_index_id(),
-                        name: BY_CREATION_TIME.into(),
-                        fields: vec![catalog::CREATION_TIME_FIELD.into()],
-                    },
-                ],
-            },
+            None => TableInfo::new(self.shared.allocate_table_number(), table, || {
+                self.shared.allocate_index_id()
+            }),
         };
         let index = IndexInfo {
             id: self.shared.allocate_index_id(),

@@ -7,7 +7,7 @@
 
 use super::catalog::{
     check_name, id_from_index_key, index_key, table_catalog_key, Catalog, IndexInfo, TableInfo,
-    TableNumber, BY_CREATION_TIME, BY_ID, CREATION_TIME_FIELD,
+    TableNumber,
 };
 use super::document::{validate_fields, Document, StoredDocument};
 use super::engine::{KeyRange, Order, Space, Timestamp};
@@ -227,22 +227,9 @@ impl Transaction {
         }
         check_name("table", name)?;
         let number = self.shared.allocate_table_number();
-        let table = Arc::new(TableInfo {
-            number,
-            name: name.to_owned(),
-            indexes: vec![
-                IndexInfo {
-                    id: self.shared.allocate_index_id(),
-                    name: BY_ID.into(),
-                    fields: vec![],
-                },
-                IndexInfo {
-                    id: self.shared.allocate_index_id(),
-                    name: BY_CREATION_TIME.into(),
-                    fields: vec![CREATION_TIME_FIELD.into()],
-                },
-            ],
-        });
+        let table = Arc::new(TableInfo::new(number, name, || {
+            self.shared.allocate_index_id()
+        }));
         self.new_tables.insert(name.to_owned(), table.clone());
         Ok(table)
     }

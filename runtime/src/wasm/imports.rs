@@ -312,10 +312,7 @@ fn writable(state: &CallState, import: &'static str) -> Result<(), Violation> {
 
 /// The table an id belongs to, by name, when the schema needs it.
 fn table_of(state: &CallState, id: &DocumentId) -> Option<String> {
-    let number = id.table_number();
-    if let Some(name) = state.inserted_tables.get(&number) {
-        return Some(name.clone());
-    }
+    // The transaction knows its own new tables too.
     state.tx.as_ref()?.table_of_id(id).map(|t| t.name.clone())
 }
 
@@ -357,9 +354,6 @@ fn db_insert(
     let fields = object_field(&mut request, import, "fields")?;
     check_schema(state, &table, &fields)?;
     let id = tx(state).insert(&table, fields)?;
-    if !state.schema.tables.is_empty() {
-        state.inserted_tables.insert(id.table_number(), table);
-    }
     Ok(Value::String(id.to_string()))
 }
 

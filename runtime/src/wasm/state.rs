@@ -5,7 +5,6 @@ use super::error::Violation;
 use crate::store::{Store, Transaction};
 use model::abi::{AppSchema, MAX_LIVE_HANDLES};
 use model::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::{Memory, ResourceLimiter};
 
@@ -42,8 +41,6 @@ pub struct CallState {
     pub panic_message: Option<String>,
     pub now_ms: f64,
     pub seed: u64,
-    /// Tables of ids this call inserted, for schema checks of later patches in the same call.
-    pub inserted_tables: HashMap<u32, String>,
     pub limiter: MemoryLimiter,
 }
 
@@ -61,7 +58,6 @@ impl CallState {
             panic_message: None,
             now_ms: 0.0,
             seed: 0,
-            inserted_tables: HashMap::new(),
             limiter: MemoryLimiter { max: memory_limit },
         }
     }
