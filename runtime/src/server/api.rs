@@ -5,9 +5,9 @@
 
 use super::call_request::{read_body, CallRequest};
 use super::response::{api_error, json, HttpResponse};
-use super::App;
+use super::Served;
 use crate::store::Timestamp;
-use crate::wasm::{CallError, CallFailure, CallOptions};
+use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use model::abi::FunctionKind;
@@ -22,8 +22,13 @@ struct Success {
     log_lines: Vec<String>,
 }
 
-/// Runs the function named in the body as a `kind`, and answers with its outcome.
-pub async fn call(app: Arc<App>, kind: FunctionKind, request: Request<Incoming>) -> HttpResponse {
+/// Runs the function named in the body as a `kind` of `module`, and answers with its outcome.
+pub async fn call(
+    app: Arc<Served>,
+    module: Arc<DeployedModule>,
+    kind: FunctionKind,
+    request: Request<Incoming>,
+) -> HttpResponse {
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -33,7 +38,7 @@ pub async fn call(app: Arc<App>, kind: FunctionKind, request: Request<Incoming>)
         Err(message) => return api_error(StatusCode::BAD_REQUEST, message, None, &[]),
     };
     // A call blocks its thread for up to the call time limit: keep it off the reactor.
-    let outcome = tokio::task::spawn_blocking(move || run(&app, kind, &call)).await;
+    let outcome = tokio::task::spawn_blocking(move || run(&app, &module, kind, &call)).await;
     match outcome {
         Ok(Ok(success)) => json(
             StatusCode::OK,
@@ -55,12 +60,17 @@ pub async fn call(app: Arc<App>, kind: FunctionKind, request: Request<Incoming>)
     }
 }
 
-fn run(app: &App, kind: FunctionKind, call: &CallRequest) -> Result<Success, CallFailure> {
+fn run(
+    app: &Served,
+    module: &DeployedModule,
+    kind: FunctionKind,
+    call: &CallRequest,
+) -> Result<Success, CallFailure> {
     let options = CallOptions::default();
     match kind {
         FunctionKind::Query => app
             .host
-            .run_query(&app.store, &app.module, &call.path, &call.args, options)
+            .run_query(&app.store, module, &call.path, &call.args, options)
             .map(|o| Success {
                 value: o.value,
                 ts: o.ts,
@@ -68,7 +78,7 @@ fn run(app: &App, kind: FunctionKind, call: &CallRequest) -> Result<Success, Cal
             }),
         FunctionKind::Mutation => app
             .host
-            .run_mutation(&app.store, &app.module, &call.path, &call.args, options)
+            .run_mutation(&app.store, module, &call.path, &call.args, options)
             .map(|o| Success {
                 value: o.value,
                 ts: o.ts,
@@ -96,9 +106,8 @@ fn failure_response(failure: &CallFailure) -> HttpResponse {
 
 /// `{"moduleHash": "...", "functions": [{"path", "kind", "args", "returns"}, ...]}`, sorted by
 /// path; `args` and `returns` are schemas in the form of `model::abi::Type::to_value`.
-pub fn functions(app: &App) -> HttpResponse {
-    let functions: Vec<_> = app
-        .module
+pub fn functions(module: &DeployedModule) -> HttpResponse {
+    let functions: Vec<_> = module
         .functions()
         .map(|f| {
             json!({
@@ -111,6 +120,6 @@ pub fn functions(app: &App) -> HttpResponse {
         .collect();
     json(
         StatusCode::OK,
-        &json!({ "moduleHash": app.module.hash, "functions": functions }),
+        &json!({ "moduleHash": module.hash, "functions": functions }),
     )
 }

@@ -42,7 +42,7 @@ mod static_files;
 
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
-use crate::wasm::{DeployedModule, WasmHost};
+use crate::wasm::{DeployError, DeployedModule, WasmHost};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -68,18 +68,54 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct App {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
-    /// The module whose functions `/api/*` calls. (Redeploying without an outage will swap
-    /// this behind a lock; the sync engine owns that step.)
+    /// The module to serve first; [`Deployer::deploy`] replaces it while serving.
     pub module: Arc<DeployedModule>,
     /// The folder of static files served for every other `GET`; `None` if the app has none.
+    pub web_dir: Option<PathBuf>,
+}
+
+/// What the handlers share. The module in use is the sync engine's
+/// ([`SyncEngine::module`]), so HTTP calls and subscriptions always agree on it.
+pub(crate) struct Served {
+    pub store: Arc<Store>,
+    pub host: Arc<WasmHost>,
     pub web_dir: Option<PathBuf>,
 }
 
 /// A bound listener, ready to serve [`App`].
 pub struct Server {
     listener: TcpListener,
-    app: Arc<App>,
+    app: Arc<Served>,
     sync: Arc<SyncEngine>,
+}
+
+/// Deploys new versions of the app into a running [`Server`] with no outage: connections
+/// stay open, subscriptions re-run on the new code, and calls started before the switch
+/// finish on the old one.
+#[derive(Clone)]
+pub struct Deployer {
+    store: Arc<Store>,
+    host: Arc<WasmHost>,
+    sync: Arc<SyncEngine>,
+}
+
+impl Deployer {
+    /// Compiles and checks `wasm` (see [`WasmHost::deploy`]), then switches every call and
+    /// subscription to it. On error the running version keeps serving.
+    pub async fn deploy(&self, wasm: Vec<u8>) -> Result<Arc<DeployedModule>, DeployError> {
+        let (store, host) = (self.store.clone(), self.host.clone());
+        let module = tokio::task::spawn_blocking(move || host.deploy(&store, &wasm))
+            .await
+            .expect("deploying does not panic")?;
+        let module = Arc::new(module);
+        self.sync.deploy(module.clone()).await;
+        Ok(module)
+    }
+
+    /// The version serving now.
+    pub fn current(&self) -> Arc<DeployedModule> {
+        self.sync.module()
+    }
 }
 
 impl Server {
@@ -88,16 +124,31 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
-        let sync = Arc::new(SyncEngine::new(
-            app.store.clone(),
-            app.host.clone(),
-            app.module.clone(),
-        ));
+        let App {
+            store,
+            host,
+            module,
+            web_dir,
+        } = app;
+        let sync = Arc::new(SyncEngine::new(store.clone(), host.clone(), module));
         Ok(Server {
             listener,
-            app: Arc::new(app),
+            app: Arc::new(Served {
+                store,
+                host,
+                web_dir,
+            }),
             sync,
         })
+    }
+
+    /// A handle that deploys new versions while [`Server::serve`] runs.
+    pub fn deployer(&self) -> Deployer {
+        Deployer {
+            store: self.app.store.clone(),
+            host: self.app.host.clone(),
+            sync: self.sync.clone(),
+        }
     }
 
     /// The address actually bound, with the port chosen when 0 was asked for.
@@ -151,7 +202,7 @@ impl Server {
 /// Serves one TCP connection until the client closes it or shutdown finishes its requests.
 async fn serve_connection(
     stream: TcpStream,
-    app: Arc<App>,
+    app: Arc<Served>,
     sync: Arc<SyncEngine>,
     mut stop: watch::Receiver<bool>,
 ) {

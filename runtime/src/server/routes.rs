@@ -1,7 +1,7 @@
 //! Which handler answers which request.
 
 use super::response::{api_error, method_not_allowed, HttpResponse};
-use super::{api, static_files, App};
+use super::{api, static_files, Served};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -10,16 +10,20 @@ use model::abi::FunctionKind;
 use std::sync::Arc;
 
 pub async fn handle(
-    app: Arc<App>,
+    app: Arc<Served>,
     sync: &Arc<SyncEngine>,
     request: Request<Incoming>,
 ) -> HttpResponse {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match (&method, path.as_str()) {
-        (&Method::POST, "/api/query") => api::call(app, FunctionKind::Query, request).await,
-        (&Method::POST, "/api/mutation") => api::call(app, FunctionKind::Mutation, request).await,
-        (&Method::GET, "/api/functions") => api::functions(&app),
+        (&Method::POST, "/api/query") => {
+            api::call(app, sync.module(), FunctionKind::Query, request).await
+        }
+        (&Method::POST, "/api/mutation") => {
+            api::call(app, sync.module(), FunctionKind::Mutation, request).await
+        }
+        (&Method::GET, "/api/functions") => api::functions(&sync.module()),
         // The WebSocket sync endpoint (PROTOCOL.md section 3).
         (_, "/api/sync") => match crate::sync::upgrade::upgrade(sync, request) {
             Ok(switching_protocols) => switching_protocols,

@@ -9,7 +9,7 @@ use super::catalog::{
 use super::engine::{CommitRecord, EngineError, Space, Timestamp, Write};
 use super::error::StoreError;
 use super::read_set::NormalizedReadSet;
-use super::transaction::DocumentWrite;
+use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
 use model::DocumentId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -27,6 +27,7 @@ pub(crate) struct CommitRequest {
     pub reads: NormalizedReadSet,
     pub writes: BTreeMap<DocumentId, DocumentWrite>,
     pub new_tables: Vec<Arc<TableInfo>>,
+    pub receipt: Option<Receipt>,
 }
 
 pub(crate) type Reply = SyncSender<Result<Timestamp, StoreError>>;
@@ -184,6 +185,17 @@ impl CommitterState {
                 keys.extend(old_key.into_iter().map(|k| (Space::Indexes, k)));
                 keys.extend(new_key.into_iter().map(|k| (Space::Indexes, k)));
             }
+        }
+        if let Some(receipt) = request.receipt {
+            // Stamped here, where the commit timestamp is known; not a key anyone reads
+            // through an index, so neither conflicts nor subscriptions see it.
+            let mut value = receipt.outcome;
+            value.extend_from_slice(&ts.to_be_bytes());
+            writes.push(Write {
+                space: Space::Receipts,
+                key: receipt.key,
+                value: Some(value),
+            });
         }
         keys.sort();
         keys.dedup();

@@ -24,9 +24,18 @@ pub enum Space {
     Indexes,
     /// Catalog entries: tables and indexes, versioned like data so they change in transactions.
     Catalog,
+    /// Receipts of mutations run for a client's (session, request id): the outcome, written in
+    /// the mutation's own commit, so a re-sent mutation is answered, not run again, even after
+    /// a restart. Kept `RECEIPT_RETENTION_NANOS` behind the newest commit.
+    Receipts,
 }
 
-pub const ALL_SPACES: [Space; 3] = [Space::Documents, Space::Indexes, Space::Catalog];
+pub const ALL_SPACES: [Space; 4] = [
+    Space::Documents,
+    Space::Indexes,
+    Space::Catalog,
+    Space::Receipts,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -125,3 +134,7 @@ pub trait StorageEngine: Send + Sync + 'static {
 /// How much commit log (in commit-timestamp nanoseconds) is kept behind the newest commit
 /// for followers that tail it: ten minutes.
 pub const LOG_RETENTION_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+/// How long a mutation's receipt is kept: a client that reconnects within a day and re-sends
+/// a mutation it got no answer for gets the original outcome.
+pub const RECEIPT_RETENTION_NANOS: u64 = 24 * 60 * 60 * 1_000_000_000;

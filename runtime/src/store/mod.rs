@@ -294,7 +294,27 @@ impl Store {
             reads: tx.reads.normalize(),
             writes: std::mem::take(&mut tx.writes),
             new_tables: std::mem::take(&mut tx.new_tables).into_values().collect(),
+            receipt: tx.receipt.take(),
         }
+    }
+
+    /// The receipt a committed transaction recorded under `key` with
+    /// [`Transaction::set_receipt`]: its outcome bytes and commit timestamp. Receipts are
+    /// kept for `RECEIPT_RETENTION_NANOS` behind the newest commit.
+    pub fn receipt(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Timestamp)>, StoreError> {
+        let ts = self.latest_ts();
+        let Some(mut value) = self.shared.engine.get(Space::Receipts, key, ts)? else {
+            return Ok(None);
+        };
+        let Some(split) = value.len().checked_sub(8) else {
+            return Err(StoreError::Corrupt(format!(
+                "a receipt of {} bytes, shorter than its timestamp",
+                value.len()
+            )));
+        };
+        let stamp = value.split_off(split);
+        let committed = Timestamp::from_be_bytes(stamp.try_into().expect("8 bytes"));
+        Ok(Some((value, committed)))
     }
 
     /// Commits once, without retrying: `Err(Conflict)` if a concurrent commit changed what

@@ -25,6 +25,7 @@ const CF_INDEXES: &str = "indexes";
 const CF_CATALOG: &str = "catalog";
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
+const CF_RECEIPTS: &str = "receipts";
 const FORMAT_KEY: &[u8] = b"format";
 /// Written on creation and checked on every open, so a folder of something else is refused.
 pub const FORMAT: &[u8] = b"runtime-store/1";
@@ -111,21 +112,31 @@ impl RocksEngine {
         options.set_max_background_jobs(2);
         let latest = Arc::new(AtomicU64::new(0));
         let horizon = Arc::new(AtomicU64::new(0));
-        let families = [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG, CF_META]
-            .into_iter()
-            .map(|name| {
-                let mut family = Options::default();
-                match name {
-                    CF_LOG => family.set_compaction_filter_factory(LogRetention {
-                        latest: latest.clone(),
-                    }),
-                    CF_META => {}
-                    _ => family.set_compaction_filter_factory(VersionRetention {
-                        horizon: horizon.clone(),
-                    }),
-                }
-                ColumnFamilyDescriptor::new(name, family)
-            });
+        let families = [
+            CF_DOCUMENTS,
+            CF_INDEXES,
+            CF_CATALOG,
+            CF_LOG,
+            CF_META,
+            CF_RECEIPTS,
+        ]
+        .into_iter()
+        .map(|name| {
+            let mut family = Options::default();
+            match name {
+                CF_LOG => family.set_compaction_filter_factory(LogRetention {
+                    latest: latest.clone(),
+                }),
+                CF_RECEIPTS => family.set_compaction_filter_factory(ReceiptRetention {
+                    latest: latest.clone(),
+                }),
+                CF_META => {}
+                _ => family.set_compaction_filter_factory(VersionRetention {
+                    horizon: horizon.clone(),
+                }),
+            }
+            ColumnFamilyDescriptor::new(name, family)
+        });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(err)?;
         fsync_dir(path)?;
 
@@ -185,6 +196,7 @@ impl RocksEngine {
             Space::Documents => CF_DOCUMENTS,
             Space::Indexes => CF_INDEXES,
             Space::Catalog => CF_CATALOG,
+            Space::Receipts => CF_RECEIPTS,
         };
         self.db
             .cf_handle(name)
@@ -298,7 +310,7 @@ impl StorageEngine for RocksEngine {
     }
 
     fn compact(&self) -> EngineResult<()> {
-        for name in [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG] {
+        for name in [CF_DOCUMENTS, CF_INDEXES, CF_CATALOG, CF_LOG, CF_RECEIPTS] {
             let cf = self
                 .db
                 .cf_handle(name)
@@ -361,6 +373,45 @@ impl CompactionFilter for VersionFilter {
 
     fn name(&self) -> &CStr {
         c"version-retention"
+    }
+}
+
+/// Drops receipts written more than `RECEIPT_RETENTION_NANOS` before the newest commit.
+struct ReceiptRetention {
+    latest: Arc<AtomicU64>,
+}
+
+struct ReceiptFilter {
+    keep_from: Timestamp,
+}
+
+impl CompactionFilterFactory for ReceiptRetention {
+    type Filter = ReceiptFilter;
+
+    fn create(&mut self, _: CompactionFilterContext) -> ReceiptFilter {
+        ReceiptFilter {
+            keep_from: self
+                .latest
+                .load(AtomicOrdering::Acquire)
+                .saturating_sub(RECEIPT_RETENTION_NANOS),
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"receipt-retention"
+    }
+}
+
+impl CompactionFilter for ReceiptFilter {
+    fn filter(&mut self, _level: u32, stored: &[u8], _value: &[u8]) -> Decision {
+        match split(stored) {
+            Ok((_, ts)) if ts < self.keep_from => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"receipt-retention"
     }
 }
 
@@ -545,6 +596,7 @@ mod tests {
 const SPACE_DOCUMENTS: u8 = 0;
 const SPACE_INDEXES: u8 = 1;
 const SPACE_CATALOG: u8 = 2;
+const SPACE_RECEIPTS: u8 = 3;
 
 fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -554,6 +606,7 @@ fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
             Space::Documents => SPACE_DOCUMENTS,
             Space::Indexes => SPACE_INDEXES,
             Space::Catalog => SPACE_CATALOG,
+            Space::Receipts => SPACE_RECEIPTS,
         });
         write_varint(&mut out, w.key.len() as u64);
         out.extend_from_slice(&w.key);
@@ -591,6 +644,7 @@ fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
             &SPACE_DOCUMENTS => Space::Documents,
             &SPACE_INDEXES => Space::Indexes,
             &SPACE_CATALOG => Space::Catalog,
+            &SPACE_RECEIPTS => Space::Receipts,
             _ => return Err(bad()),
         };
         pos += 1;

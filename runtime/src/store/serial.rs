@@ -9,7 +9,7 @@
 
 use super::committer::{self, CommitRequest};
 use super::error::StoreError;
-use super::transaction::{Savepoint, Transaction};
+use super::transaction::{Receipt, Savepoint, Transaction};
 use super::{Committed, Shared, Timestamp};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -83,7 +83,8 @@ impl SerialLane {
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut group.tx)));
         let (value, request) = match outcome {
             Ok(Ok(value)) => {
-                let request = member_request(&group.tx, &savepoint, begin_ts);
+                let receipt = group.tx.receipt.take();
+                let request = member_request(&group.tx, &savepoint, begin_ts, receipt);
                 (Some(Ok(value)), request)
             }
             Ok(Err(e)) => {
@@ -188,6 +189,7 @@ fn member_request(
     tx: &Transaction,
     before: &Savepoint,
     begin_ts: Timestamp,
+    receipt: Option<Receipt>,
 ) -> Option<CommitRequest> {
     let mut writes = BTreeMap::new();
     for (id, write) in &tx.writes {
@@ -219,5 +221,6 @@ fn member_request(
         reads: Default::default(),
         writes,
         new_tables,
+        receipt,
     })
 }

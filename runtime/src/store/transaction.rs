@@ -40,8 +40,16 @@ pub struct Usage {
     pub bytes_written: usize,
 }
 
+/// A mutation's outcome as its commit records it: `key` in the receipts space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    pub key: Vec<u8>,
+    pub outcome: Vec<u8>,
+}
+
 /// The overlay as it was at some point, to return to if what follows fails.
 #[derive(Clone)]
+
 pub(crate) struct Savepoint {
     pub writes: BTreeMap<DocumentId, DocumentWrite>,
     pub new_tables: BTreeMap<String, Arc<TableInfo>>,
@@ -69,6 +77,8 @@ pub struct Transaction {
     pub(crate) new_tables: BTreeMap<String, Arc<TableInfo>>,
     pub(crate) writes: BTreeMap<DocumentId, DocumentWrite>,
     pub(crate) reads: ReadSet,
+    /// The receipt this transaction's commit writes, if it has writes (see `set_receipt`).
+    pub(crate) receipt: Option<Receipt>,
     usage: Usage,
     rng_state: u64,
     now_ms: f64,
@@ -100,6 +110,7 @@ impl Transaction {
             new_tables: BTreeMap::new(),
             writes: BTreeMap::new(),
             reads: ReadSet::default(),
+            receipt: None,
             usage: Usage::default(),
             rng_state: begin_ts ^ (now_ms.to_bits()).rotate_left(17),
             now_ms,
@@ -142,6 +153,15 @@ impl Transaction {
         &self.reads
     }
 
+    /// Records `outcome` under `key` in the receipts space, in this transaction's own commit
+    /// (if it commits writes), stamped with its commit timestamp: see [`Store::receipt`].
+    /// A later call replaces an earlier one.
+    ///
+    /// [`Store::receipt`]: super::Store::receipt
+    pub fn set_receipt(&mut self, key: Vec<u8>, outcome: Vec<u8>) {
+        self.receipt = Some(Receipt { key, outcome });
+    }
+
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty() || !self.new_tables.is_empty()
     }
@@ -155,6 +175,7 @@ impl Transaction {
     }
 
     pub(crate) fn restore(&mut self, savepoint: Savepoint) {
+        self.receipt = None;
         self.writes = savepoint.writes;
         self.new_tables = savepoint.new_tables;
         self.last_creation_time = savepoint.last_creation_time;
@@ -164,6 +185,7 @@ impl Transaction {
     /// per mutation.
     pub(crate) fn start_next_mutation(&mut self) {
         self.usage = Usage::default();
+        self.receipt = None;
     }
 
     fn next_random(&mut self) -> u64 {

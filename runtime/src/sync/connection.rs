@@ -101,6 +101,26 @@ impl ConnectionState {
         Ok(())
     }
 
+    /// Moves every query of the set to `module` (a deploy): same function and arguments,
+    /// new code. What was sent is kept, so only results the new code changes are sent.
+    pub fn rebind(&mut self, subscriptions: &mut Subscriptions, module: &DeployedModule) {
+        for query in self.queries.values_mut() {
+            let Some(old) = subscriptions.key(query.subscription) else {
+                continue;
+            };
+            if old.module == module.hash {
+                continue;
+            }
+            let key = QueryKey {
+                module: module.hash.clone(),
+                ..old.clone()
+            };
+            let rebound = subscriptions.subscribe(key);
+            subscriptions.unsubscribe(query.subscription);
+            query.subscription = rebound;
+        }
+    }
+
     /// Whether a refresh at `ts` that changed `changed` gives this connection a transition to
     /// send.
     pub fn has_news(&self, changed: &HashSet<SubscriptionId>, ts: Timestamp) -> bool {

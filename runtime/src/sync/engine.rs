@@ -19,6 +19,7 @@ use super::mutation_log::MutationLog;
 use super::subscriptions::{advance, CommitFeed, Subscriptions};
 use crate::store::{Store, Timestamp};
 use crate::wasm::{DeployedModule, WasmHost};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub type ConnectionId = u64;
 /// What the engine guards with its one lock.
 pub struct EngineState {
     pub subscriptions: Subscriptions,
+    /// The module new subscriptions run (the latest deployed); every subscription is keyed
+    /// to it, since a deploy re-keys them all.
+    pub module: Arc<DeployedModule>,
+    /// The modules subscriptions may name, by hash: the current one.
+    modules: HashMap<String, Arc<DeployedModule>>,
     /// The snapshot every held result is valid at (0 before the first refresh).
     pub ts: Timestamp,
     pub connections: HashMap<ConnectionId, ConnectionState>,
@@ -38,9 +44,9 @@ pub struct EngineState {
 pub struct SyncEngine {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
-    /// The module whose functions clients subscribe to and call.
-    pub module: Arc<DeployedModule>,
-    modules: HashMap<String, Arc<DeployedModule>>,
+    /// The module mutations and HTTP calls run: the latest deployed. Readable without the
+    /// engine's lock, which a refresh holds while queries run.
+    current: RwLock<Arc<DeployedModule>>,
     feed: Arc<CommitFeed>,
     pub state: Mutex<EngineState>,
     /// Outcomes by (sessionId, requestId), for exactly-once mutations across reconnects.
@@ -70,11 +76,12 @@ impl SyncEngine {
         SyncEngine {
             store,
             host,
-            module,
-            modules,
+            current: RwLock::new(module.clone()),
             feed,
             state: Mutex::new(EngineState {
                 subscriptions: Subscriptions::default(),
+                module,
+                modules,
                 ts: 0,
                 connections: HashMap::new(),
             }),
@@ -114,7 +121,7 @@ impl SyncEngine {
             &self.feed,
             &self.host,
             &self.store,
-            &self.modules,
+            &state.modules,
         );
         state.ts = ts;
         for connection in state.connections.values() {
@@ -122,6 +129,29 @@ impl SyncEngine {
                 connection.wake.notify_one();
             }
         }
+    }
+
+    /// The module calls run now: the latest deployed.
+    pub fn module(&self) -> Arc<DeployedModule> {
+        self.current.read().clone()
+    }
+
+    /// Makes `module` the one every call runs, without closing a connection: each
+    /// connection's queries are re-keyed to it and re-run at the next snapshot, and clients
+    /// get a transition only for results the new code changes. Mutations already running
+    /// finish on the module they started with.
+    pub async fn deploy(&self, module: Arc<DeployedModule>) {
+        {
+            let mut state = self.state.lock().await;
+            let state = &mut *state;
+            *self.current.write() = module.clone();
+            for connection in state.connections.values_mut() {
+                connection.rebind(&mut state.subscriptions, &module);
+            }
+            state.modules = HashMap::from([(module.hash.clone(), module.clone())]);
+            state.module = module;
+        }
+        self.request_refresh();
     }
 
     pub fn request_refresh(&self) {

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
 
+/// The longest `sessionId` accepted: it keys every stored mutation receipt of the session.
+pub const MAX_SESSION_ID_BYTES: usize = 128;
+
 /// A commit timestamp on the wire: a decimal string.
 pub type Ts = u64;
 
@@ -151,6 +154,14 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     let raw: Raw = serde_json::from_value(json)
         .map_err(|e| ProtocolError(format!("malformed {kind} message: {e}")))?;
     Ok(match raw {
+        Raw::Connect { session_id, .. }
+            if session_id.is_empty() || session_id.len() > MAX_SESSION_ID_BYTES =>
+        {
+            return Err(ProtocolError(format!(
+                "Connect: sessionId must be 1 to {MAX_SESSION_ID_BYTES} bytes (a UUID is 36), got {} bytes",
+                session_id.len()
+            )));
+        }
         Raw::Connect {
             session_id,
             connection_count,
@@ -428,6 +439,10 @@ mod tests {
             ),
             (r#"{"type": "Connect", "connectionCount": 0}"#, "sessionId"),
             (
+                r#"{"type": "Connect", "sessionId": "", "connectionCount": 0}"#,
+                "sessionId must be 1 to 128 bytes (a UUID is 36), got 0 bytes",
+            ),
+            (
                 r#"{"type": "Connect", "sessionId": "x", "connectionCount": 0, "maxObservedTimestamp": "soon"}"#,
                 "maxObservedTimestamp",
             ),
@@ -447,6 +462,12 @@ mod tests {
             let err = parse_client_message(text).unwrap_err();
             assert!(err.0.contains(needle), "{text}: {err}");
         }
+        let long = format!(
+            r#"{{"type": "Connect", "sessionId": "{}", "connectionCount": 0}}"#,
+            "s".repeat(129)
+        );
+        let err = parse_client_message(&long).unwrap_err();
+        assert!(err.0.contains("got 129 bytes"), "{err}");
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Session {
                         .expect("registered at Connect");
                     connection.modify_query_set(
                         &mut state.subscriptions,
-                        &self.engine.module,
+                        &state.module,
                         base_version,
                         new_version,
                         modifications,
@@ -254,12 +254,13 @@ impl Session {
             engine.mutations.run_once(&session_id, next.request_id, || {
                 engine
                     .host
-                    .run_mutation(
+                    .run_mutation_once(
                         &engine.store,
-                        &engine.module,
+                        &engine.module(),
                         &next.udf_path,
                         &next.args,
                         CallOptions::default(),
+                        &receipt_key(&session_id, next.request_id),
                     )
                     .map_err(|failure| (function_error(&failure), failure.log_lines))
             })
@@ -336,6 +337,16 @@ impl Session {
             connection.release(&mut state.subscriptions);
         }
     }
+}
+
+/// Where the outcome of `(session_id, request_id)` is recorded: the session id's length,
+/// the session id, the request id (length-prefixed, so no key is a prefix of another).
+fn receipt_key(session_id: &str, request_id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + session_id.len() + 8);
+    key.extend_from_slice(&(session_id.len() as u32).to_be_bytes());
+    key.extend_from_slice(session_id.as_bytes());
+    key.extend_from_slice(&request_id.to_be_bytes());
+    key
 }
 
 /// Waits for the running mutation; its request id and outcome.

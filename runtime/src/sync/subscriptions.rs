@@ -98,6 +98,11 @@ impl Subscriptions {
         self.entries.is_empty()
     }
 
+    /// What subscription `id` computes.
+    pub fn key(&self, id: SubscriptionId) -> Option<&QueryKey> {
+        Some(&self.entries.get(&id)?.key)
+    }
+
     pub fn result(&self, id: SubscriptionId) -> Option<Arc<QueryResult>> {
         self.entries.get(&id)?.result.clone()
     }

@@ -306,6 +306,55 @@ impl WasmHost {
         args: &Value,
         options: CallOptions,
     ) -> Result<MutationOutcome, CallFailure> {
+        self.run_mutation_with_receipt(store, module, path, args, options, None)
+    }
+
+    /// Runs a mutation at most once per `receipt_key`: if a commit already recorded an
+    /// outcome under it, that outcome is returned and nothing runs; otherwise the mutation
+    /// runs and its commit records the outcome under the key (only a mutation that wrote
+    /// something commits, so a mutation without writes, or a failed one, runs again, which
+    /// changes nothing in the store).
+    ///
+    /// Callers must not run the same key concurrently (the sync engine's mutation log
+    /// serializes them).
+    pub fn run_mutation_once(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+        receipt_key: &[u8],
+    ) -> Result<MutationOutcome, CallFailure> {
+        let fail = |error: CallError| CallFailure {
+            path: path.to_owned(),
+            error,
+            log_lines: Vec::new(),
+        };
+        match store.receipt(receipt_key) {
+            Ok(Some((outcome, ts))) => decode_receipt(&outcome, ts)
+                .map_err(|reason| fail(CallError::Store(StoreError::Corrupt(reason)))),
+            Ok(None) => self.run_mutation_with_receipt(
+                store,
+                module,
+                path,
+                args,
+                options,
+                Some(receipt_key),
+            ),
+            Err(e) => Err(fail(CallError::Store(e))),
+        }
+    }
+
+    fn run_mutation_with_receipt(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+        receipt_key: Option<&[u8]>,
+    ) -> Result<MutationOutcome, CallFailure> {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
             error,
@@ -340,9 +389,13 @@ impl WasmHost {
                 );
                 *tx = back.expect("a call gives its transaction back");
                 last_logs = log_lines;
-                outcome
+                let value = outcome
                     .and_then(|v| check_result(function, v))
-                    .map_err(MutationAbort::Call)
+                    .map_err(MutationAbort::Call)?;
+                if let Some(key) = receipt_key {
+                    tx.set_receipt(key.to_vec(), encode_receipt(&value, &last_logs));
+                }
+                Ok(value)
             });
         match committed {
             Ok(c) => Ok(MutationOutcome {
@@ -441,4 +494,42 @@ impl From<StoreError> for MutationAbort {
     fn from(e: StoreError) -> Self {
         MutationAbort::Store(e)
     }
+}
+
+/// A committed mutation's outcome as its receipt stores it (the commit adds the timestamp).
+fn encode_receipt(value: &Value, log_lines: &[String]) -> Vec<u8> {
+    let mut receipt = model::Object::new();
+    receipt.insert("value".into(), value.clone());
+    receipt.insert(
+        "logLines".into(),
+        Value::Array(log_lines.iter().cloned().map(Value::String).collect()),
+    );
+    model::binary::encode(&Value::Object(receipt))
+}
+
+fn decode_receipt(bytes: &[u8], ts: Timestamp) -> Result<MutationOutcome, String> {
+    let malformed = |what: &str| format!("a malformed mutation receipt: {what}");
+    let Value::Object(mut receipt) =
+        model::binary::decode(bytes).map_err(|e| malformed(&e.to_string()))?
+    else {
+        return Err(malformed("not an object"));
+    };
+    let value = receipt
+        .remove("value")
+        .ok_or_else(|| malformed("no value"))?;
+    let Some(Value::Array(lines)) = receipt.remove("logLines") else {
+        return Err(malformed("no logLines"));
+    };
+    let log_lines = lines
+        .into_iter()
+        .map(|line| match line {
+            Value::String(line) => Ok(line),
+            _ => Err(malformed("a log line that is not a string")),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(MutationOutcome {
+        value,
+        log_lines,
+        ts,
+    })
 }

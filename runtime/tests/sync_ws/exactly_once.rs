@@ -41,6 +41,48 @@ async fn a_mutation_resent_after_a_reconnect_is_applied_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_resent_after_a_server_restart_is_applied_once() {
+    let server = TestServer::start("examples/chat").await;
+    let mut first = server.client_of_session("session-r", 0).await;
+    first
+        .send(send_message(1, "ada", "before the restart"))
+        .await;
+    let original = first.next_of_type("MutationResponse").await;
+    assert_eq!(original["success"], true, "{original}");
+    drop(first);
+
+    // The answer was lost with the connection; the server restarts (its memory is gone);
+    // the client reconnects and re-sends.
+    let server = server.restart("examples/chat").await;
+    let mut second = server.client_of_session("session-r", 1).await;
+    second
+        .send(send_message(1, "ada", "before the restart"))
+        .await;
+    let resent = second.next_of_type("MutationResponse").await;
+    assert_eq!(
+        resent, original,
+        "the outcome recorded by the commit, commit ts and log lines included"
+    );
+    second.next_of_type("Transition").await;
+
+    // A new request of the same session runs.
+    second
+        .send(send_message(2, "ada", "after the restart"))
+        .await;
+    assert_eq!(
+        second.next_of_type("MutationResponse").await["success"],
+        true
+    );
+    second.send(modify(0, json!([add_messages_query(1)]))).await;
+    second.until(|c| c.results.contains_key(&1)).await;
+    assert_eq!(
+        bodies(&second.results[&1]),
+        ["before the restart", "after the restart"]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_mutation_resent_gets_the_same_failure() {
     let server = TestServer::start("examples/chat").await;
     let bad =

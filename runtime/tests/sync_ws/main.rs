@@ -9,9 +9,11 @@ mod exactly_once;
 #[path = "../common/guests.rs"]
 mod guests;
 mod live;
+mod redeploy;
+mod snapshots;
 
 use futures_util::{SinkExt, StreamExt};
-use runtime::server::{App, Server};
+use runtime::server::{App, Deployer, Server};
 use runtime::store::Store;
 use runtime::wasm::{HostConfig, WasmHost};
 use serde_json::{json, Value as Json};
@@ -32,6 +34,8 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running server over a fresh store.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Deploys new versions into the running server.
+    pub deployer: Deployer,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dir: TempDir,
@@ -39,7 +43,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(example: &str) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(example, tempfile::tempdir().expect("temp dir"), 0).await
+    }
+
+    /// Stops the server gracefully and starts a new one on the same port over the same data,
+    /// as an operator's restart does.
+    pub async fn restart(mut self, example: &str) -> TestServer {
+        let port = self.addr.port();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        self.shutdown().await;
+        Self::start_in(example, dir, port).await
+    }
+
+    async fn start_in(example: &str, dir: TempDir, port: u16) -> TestServer {
         let store = Arc::new(Store::open(&dir.path().join("data")).expect("open store"));
         let host = Arc::new(
             WasmHost::new(HostConfig {
@@ -60,16 +76,18 @@ impl TestServer {
             module,
             web_dir: None,
         };
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), app)
+        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], port)), app)
             .await
-            .expect("binding port 0");
+            .expect("binding the port");
         let addr = server.local_addr();
+        let deployer = server.deployer();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            deployer,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
