@@ -1,0 +1,70 @@
+//! An app folder: its crate, where its data and build output go, and building it.
+
+use runtime::store::Store;
+use runtime::wasm::{build_app, HostConfig, WasmHost};
+use std::path::{Path, PathBuf};
+
+/// An app crate on disk, checked to exist.
+pub struct AppDir {
+    pub dir: PathBuf,
+}
+
+impl AppDir {
+    pub fn open(dir: &Path) -> Result<AppDir, String> {
+        if !dir.is_dir() {
+            return Err(format!(
+                "no app folder at {}: the folder does not exist. Pass the folder of an app crate (e.g. `runtime serve examples/chat`), or create one with `runtime new NAME`",
+                dir.display()
+            ));
+        }
+        if !dir.join("Cargo.toml").is_file() {
+            return Err(format!(
+                "{} is not an app: it has no Cargo.toml. An app is a Rust crate that depends on guest-sdk (see README.md)",
+                dir.display()
+            ));
+        }
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        Ok(AppDir { dir })
+    }
+
+    /// Where the data lives unless `--data` says otherwise.
+    pub fn default_data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Cargo's output for the wasm build, and the compiled-module cache.
+    pub fn target_dir(&self) -> PathBuf {
+        self.dir.join("target")
+    }
+
+    /// The app's static web files, if it has a `web/` folder.
+    pub fn web_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.join("web")).filter(|d| d.is_dir())
+    }
+
+    /// Builds the crate to wasm with cargo (its progress and errors go to the terminal; an
+    /// unchanged crate is a no-op) and returns the module's bytes.
+    pub fn build(&self) -> Result<Vec<u8>, String> {
+        let wasm = build_app(&self.dir, &self.target_dir()).map_err(|e| e.to_string())?;
+        std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()))
+    }
+}
+
+pub fn open_store(data_dir: &Path) -> Result<Store, String> {
+    Store::open(data_dir).map_err(|e| {
+        format!(
+            "opening the data folder {}: {e}. Pass another folder with --data",
+            data_dir.display()
+        )
+    })
+}
+
+pub fn new_host(app: &AppDir) -> Result<WasmHost, String> {
+    WasmHost::new(HostConfig {
+        cache_dir: Some(app.target_dir().join("runtime-compiled")),
+        ..HostConfig::default()
+    })
+    .map_err(|e| format!("starting the WebAssembly host: {e}"))
+}

@@ -1,0 +1,49 @@
+//! `runtime`: the command a developer meets first. Each subcommand lives in its own module;
+//! this file only parses the command line and turns errors into a message and an exit code.
+
+mod app;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "runtime",
+    version,
+    about = "A reactive backend: Rust functions in a WebAssembly sandbox over a document database, with live queries.",
+    after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an app (when its sources changed), deploy its functions, and serve the API and
+    /// its web files.
+    #[command(
+        after_help = "Examples:\n  runtime serve examples/chat\n  runtime serve my-app --port 8080 --data /var/lib/my-app\n  runtime serve --host 0.0.0.0 --port 0"
+    )]
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Guarantee 7 (durable before visible) against a server killed with SIGKILL: after a
+//! restart, every mutation any client saw acknowledged, and every result any subscriber was
+//! shown, is still there.
+
+use crate::{message_bodies, repo_root, serve_command, Running};
+use serde_json::{json, Value as Json};
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use tungstenite::{Message, WebSocket};
+
+const WRITERS: usize = 4;
+/// Per writer; all of them together stay within the 50 messages `get_messages` returns.
+const MUTATIONS_PER_WRITER: usize = 12;
+
+#[derive(Default)]
+struct Seen {
+    /// Bodies whose `MutationResponse` said success.
+    acknowledged: BTreeSet<String>,
+    /// Bodies a subscriber was shown in a transition.
+    shown: BTreeSet<String>,
+}
+
+#[test]
+fn every_acknowledged_or_shown_write_survives_sigkill() {
+    let app = repo_root().join("examples/chat");
+    // Kill at different points: after few and after many acknowledgements.
+    for (round, kill_after) in [3usize, 17, 31].into_iter().enumerate() {
+        let data = tempfile::tempdir().unwrap();
+        let server = Running::start(serve_command(&app, data.path()));
+        let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+
+        let subscriber = {
+            let mut socket = connect(server.addr, &format!("reader-{round}"));
+            send(
+                &mut socket,
+                json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
+                "modifications": [{"type": "Add", "queryId": 1, "udfPath": "chat:get_messages", "args": {}}]}),
+            );
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                while let Some(frame) = receive(&mut socket) {
+                    if frame["type"] != "Transition" {
+                        continue;
+                    }
+                    for modification in frame["modifications"].as_array().unwrap() {
+                        if let Some(messages) = modification["value"].as_array() {
+                            let mut seen = seen.0.lock().unwrap();
+                            for message in messages {
+                                seen.shown
+                                    .insert(message["body"].as_str().unwrap().to_owned());
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let mut socket = connect(server.addr, &format!("writer-{round}-{w}"));
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    for m in 0..MUTATIONS_PER_WRITER {
+                        let body = format!("{round}.{w}.{m}");
+                        send(
+                            &mut socket,
+                            json!({"type": "Mutation", "requestId": m,
+                            "udfPath": "chat:send_message", "args": {"user": "w", "body": body}}),
+                        );
+                        let response = loop {
+                            match receive(&mut socket) {
+                                Some(frame) if frame["type"] == "MutationResponse" => break frame,
+                                Some(_) => continue,
+                                None => return, // killed
+                            }
+                        };
+                        assert_eq!(response["success"], true, "{response}");
+                        let (lock, acknowledged) = &*seen;
+                        lock.lock().unwrap().acknowledged.insert(body);
+                        acknowledged.notify_all();
+                    }
+                })
+            })
+            .collect();
+
+        {
+            let (lock, acknowledged) = &*seen;
+            let mut state = lock.lock().unwrap();
+            while state.acknowledged.len() < kill_after {
+                state = acknowledged.wait(state).unwrap();
+            }
+        }
+        server.kill();
+        for writer in writers {
+            writer.join().expect("a writer failed");
+        }
+        subscriber.join().expect("the subscriber failed");
+
+        let server = Running::start(serve_command(&app, data.path()));
+        let present: BTreeSet<String> = message_bodies(server.addr).into_iter().collect();
+        let seen = seen.0.lock().unwrap();
+        assert!(seen.acknowledged.len() >= kill_after);
+        let lost: Vec<_> = seen.acknowledged.difference(&present).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged but lost: {lost:?}"
+        );
+        let phantom: Vec<_> = seen.shown.difference(&present).collect();
+        assert!(
+            phantom.is_empty(),
+            "round {round}: shown but not durable: {phantom:?}"
+        );
+        server.stop();
+    }
+}
+
+fn connect(addr: SocketAddr, session: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).expect("connecting");
+    stream.set_read_timeout(Some(crate::TIMEOUT)).unwrap();
+    let (mut socket, _) =
+        tungstenite::client(format!("ws://{addr}/api/sync"), stream).expect("the handshake");
+    send(
+        &mut socket,
+        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
+    );
+    socket
+}
+
+fn send(socket: &mut WebSocket<TcpStream>, message: Json) {
+    socket
+        .send(Message::text(message.to_string()))
+        .expect("sending a frame");
+}
+
+/// The next JSON frame, or `None` once the connection is gone.
+fn receive(socket: &mut WebSocket<TcpStream>) -> Option<Json> {
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The `runtime` command as a user runs it: real processes, real sockets, real signals.
+//!
+//! Tests wait for what they expect (a line of output, a frame, an exit), never for time;
+//! [`TIMEOUT`] only turns a hang into a failure.
+
+mod bad_input;
+mod durability;
+mod serve;
+
+use serde_json::{json, Value as Json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Generous: covers building an example app from scratch on a slow machine.
+pub const TIMEOUT: Duration = Duration::from_secs(600);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_owned()
+}
+
+/// The `runtime` binary cargo built for these tests.
+pub fn runtime_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_runtime")
+}
+
+/// A `runtime` process that printed `listening on http://ADDR`.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// Starts `command` (stdout piped, stderr shown) and waits for its `listening on` line.
+    pub fn start(mut command: Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting runtime");
+        let stdout = child.stdout.take().expect("piped");
+        let (found, listening) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(url) = line.strip_prefix("listening on http://") {
+                    let _ = found.send(url.trim().parse::<SocketAddr>());
+                }
+            }
+        });
+        let addr = match listening.recv_timeout(TIMEOUT) {
+            Ok(addr) => addr.expect("`listening on` names an address"),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().expect("waiting");
+                panic!("runtime never printed `listening on` (exited: {status})");
+            }
+        };
+        Running { child, addr }
+    }
+
+    /// SIGTERM, then waits for a graceful exit.
+    pub fn stop(mut self) {
+        signal(&self.child, libc::SIGTERM);
+        let status = self.child.wait().expect("waiting for runtime");
+        assert!(
+            status.success(),
+            "runtime exited with {status} after SIGTERM"
+        );
+    }
+
+    /// SIGKILL: the process gets no chance to flush or finish anything.
+    pub fn kill(mut self) {
+        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child this test owns and has not reaped yet.
+    let result = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(result, 0, "signalling runtime");
+}
+
+/// `runtime serve APP --port 0 --data DATA`.
+pub fn serve_command(app: &Path, data: &Path) -> Command {
+    let mut command = Command::new(runtime_bin());
+    command
+        .arg("serve")
+        .arg(app)
+        .args(["--port", "0", "--data"])
+        .arg(data);
+    command
+}
+
+/// Runs a command that must end, and returns its output (stderr captured).
+pub fn run_to_end(mut command: Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("running runtime")
+}
+
+/// A blocking HTTP/1.1 POST of a JSON body; the response's status and JSON body.
+pub fn post(addr: SocketAddr, path: &str, body: &Json) -> (u16, Json) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connecting");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reading");
+    let status: u16 = response[9..12].parse().expect("a status code");
+    let (_, body) = response.split_once("\r\n\r\n").expect("headers end");
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+/// The bodies `chat:get_messages` returns now.
+pub fn message_bodies(addr: SocketAddr) -> Vec<String> {
+    let (status, response) = post(
+        addr,
+        "/api/query",
+        &json!({"path": "chat:get_messages", "args": {}}),
+    );
+    assert_eq!(status, 200, "{response}");
+    response["value"]
+        .as_array()
+        .expect("a list of messages")
+        .iter()
+        .map(|m| m["body"].as_str().expect("a body").to_owned())
+        .collect()
+}
