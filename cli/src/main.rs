@@ -2,6 +2,7 @@
 //! this file only parses the command line and turns errors into a message and an exit code.
 
 mod app;
+mod dev;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +13,7 @@ use std::process::ExitCode;
     name = "runtime",
     version,
     about = "A reactive backend: Rust functions in a WebAssembly sandbox over a document database, with live queries.",
-    after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port"
+    after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port\n  runtime dev examples/chat            the same, rebuilding and redeploying on every save"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +28,12 @@ enum Command {
         after_help = "Examples:\n  runtime serve examples/chat\n  runtime serve my-app --port 8080 --data /var/lib/my-app\n  runtime serve --host 0.0.0.0 --port 0"
     )]
     Serve(serve::ServeArgs),
+    /// `serve`, plus a watcher: every save rebuilds the app (compiler errors shown at once)
+    /// and deploys it into the running server without dropping a connection.
+    #[command(
+        after_help = "Examples:\n  runtime dev examples/chat\n  runtime dev my-app --port 0"
+    )]
+    Dev(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

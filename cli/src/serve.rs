@@ -2,13 +2,13 @@
 
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
-use runtime::server::{App, Server};
+use runtime::server::{App, Deployer, Server};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     /// The app crate's folder.
     #[arg(default_value = ".")]
@@ -25,7 +25,17 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
-    let app = AppDir::open(&args.app_dir)?;
+    serve_with(args, |_, _| async {})
+}
+
+/// Builds, deploys and serves the app; `alongside` runs next to the server (given the app
+/// and a deployer) until shutdown. Used by `serve` (nothing alongside) and `dev` (a watcher).
+pub fn serve_with<F, Fut>(args: ServeArgs, alongside: F) -> Result<(), String>
+where
+    F: FnOnce(Arc<AppDir>, Deployer) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let app = Arc::new(AppDir::open(&args.app_dir)?);
     let data_dir = args.data.clone().unwrap_or_else(|| app.default_data_dir());
     // Fail on the data folder before a long build.
     let store = Arc::new(open_store(&data_dir)?);
@@ -51,13 +61,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         )
         .await
         .map_err(|e| bind_error(addr, e))?;
+        let side_task = tokio::spawn(alongside(app.clone(), server.deployer()));
         let bound = server.local_addr();
         println!("listening on http://{bound}");
         let _ = std::io::stdout().flush();
-        server
-            .serve(shutdown_signal())
-            .await
-            .map_err(|e| format!("serving: {e}"))
+        let served = server.serve(shutdown_signal()).await;
+        side_task.abort();
+        served.map_err(|e| format!("serving: {e}"))
     })
 }
 

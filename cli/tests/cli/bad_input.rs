@@ -1,7 +1,7 @@
 //! Mistakes a user makes with `runtime serve`: each gets a message that says what is wrong
 //! and what to do, and a non-zero exit.
 
-use crate::{repo_root, run_to_end, runtime_bin, serve_command};
+use crate::{copy_chat_example, repo_root, run_to_end, runtime_bin, serve_command};
 use std::path::Path;
 use std::process::Command;
 
@@ -100,27 +100,4 @@ fn help_shows_examples() {
             "{help}"
         );
     }
-}
-
-/// A copy of `examples/chat` that builds from anywhere (its guest-sdk path made absolute).
-pub fn copy_chat_example(to: &Path) {
-    let from = repo_root().join("examples/chat");
-    std::fs::create_dir_all(to.join("src")).unwrap();
-    // The examples' lock file, so the copy builds with the same dependency versions.
-    std::fs::copy(
-        repo_root().join("examples/Cargo.lock"),
-        to.join("Cargo.lock"),
-    )
-    .unwrap();
-    for file in ["src/lib.rs", "src/chat.rs"] {
-        std::fs::copy(from.join(file), to.join(file)).unwrap();
-    }
-    let manifest = std::fs::read_to_string(from.join("Cargo.toml"))
-        .unwrap()
-        .replace(
-            "path = \"../../guest-sdk\"",
-            &format!("path = {:?}", repo_root().join("guest-sdk")),
-        );
-    // A workspace of its own, so cargo does not look for one above the temp folder.
-    std::fs::write(to.join("Cargo.toml"), format!("{manifest}\n[workspace]\n")).unwrap();
 }

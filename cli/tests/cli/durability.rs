@@ -2,12 +2,10 @@
 //! restart, every mutation any client saw acknowledged, and every result any subscriber was
 //! shown, is still there.
 
-use crate::{message_bodies, repo_root, serve_command, Running};
-use serde_json::{json, Value as Json};
+use crate::{connect, message_bodies, receive, repo_root, send, serve_command, Running};
+use serde_json::json;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use tungstenite::{Message, WebSocket};
 
 const WRITERS: usize = 4;
 /// Per writer; all of them together stay within the 50 messages `get_messages` returns.
@@ -111,34 +109,5 @@ fn every_acknowledged_or_shown_write_survives_sigkill() {
             "round {round}: shown but not durable: {phantom:?}"
         );
         server.stop();
-    }
-}
-
-fn connect(addr: SocketAddr, session: &str) -> WebSocket<TcpStream> {
-    let stream = TcpStream::connect(addr).expect("connecting");
-    stream.set_read_timeout(Some(crate::TIMEOUT)).unwrap();
-    let (mut socket, _) =
-        tungstenite::client(format!("ws://{addr}/api/sync"), stream).expect("the handshake");
-    send(
-        &mut socket,
-        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
-    );
-    socket
-}
-
-fn send(socket: &mut WebSocket<TcpStream>, message: Json) {
-    socket
-        .send(Message::text(message.to_string()))
-        .expect("sending a frame");
-}
-
-/// The next JSON frame, or `None` once the connection is gone.
-fn receive(socket: &mut WebSocket<TcpStream>) -> Option<Json> {
-    loop {
-        match socket.read() {
-            Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
     }
 }

@@ -4,16 +4,18 @@
 //! [`TIMEOUT`] only turns a hang into a failure.
 
 mod bad_input;
+mod dev;
 mod durability;
 mod serve;
 
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+use tungstenite::{Message, WebSocket};
 
 /// Generous: covers building an example app from scratch on a slow machine.
 pub const TIMEOUT: Duration = Duration::from_secs(600);
@@ -34,16 +36,55 @@ pub fn runtime_bin() -> &'static str {
 pub struct Running {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Lines of stderr, when started with [`Running::start_reading_stderr`].
+    pub stderr: Option<mpsc::Receiver<String>>,
 }
 
 impl Running {
     /// Starts `command` (stdout piped, stderr shown) and waits for its `listening on` line.
-    pub fn start(mut command: Command) -> Running {
+    pub fn start(command: Command) -> Running {
+        Self::start_with(command, false)
+    }
+
+    /// As [`Running::start`], with stderr's lines in `stderr` (and still shown).
+    pub fn start_reading_stderr(command: Command) -> Running {
+        Self::start_with(command, true)
+    }
+
+    /// Waits for a line of stderr containing `needle`; returns it.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        let lines = self.stderr.as_ref().expect("started reading stderr");
+        loop {
+            let line = lines
+                .recv_timeout(TIMEOUT)
+                .unwrap_or_else(|_| panic!("runtime never wrote {needle:?} on stderr"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn start_with(mut command: Command, read_stderr: bool) -> Running {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if read_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("starting runtime");
+        let stderr = child.stderr.take().map(|stderr| {
+            let (line, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for text in BufReader::new(stderr).lines() {
+                    let Ok(text) = text else { return };
+                    eprintln!("{text}");
+                    let _ = line.send(text);
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().expect("piped");
         let (found, listening) = mpsc::channel();
         std::thread::spawn(move || {
@@ -62,7 +103,11 @@ impl Running {
                 panic!("runtime never printed `listening on` (exited: {status})");
             }
         };
-        Running { child, addr }
+        Running {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     /// SIGTERM, then waits for a graceful exit.
@@ -147,4 +192,57 @@ pub fn message_bodies(addr: SocketAddr) -> Vec<String> {
         .iter()
         .map(|m| m["body"].as_str().expect("a body").to_owned())
         .collect()
+}
+
+/// A WebSocket on `/api/sync` that has sent `Connect` for `session`.
+pub fn connect(addr: SocketAddr, session: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).expect("connecting");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (mut socket, _) =
+        tungstenite::client(format!("ws://{addr}/api/sync"), stream).expect("the handshake");
+    send(
+        &mut socket,
+        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
+    );
+    socket
+}
+
+pub fn send(socket: &mut WebSocket<TcpStream>, message: Json) {
+    socket
+        .send(Message::text(message.to_string()))
+        .expect("sending a frame");
+}
+
+/// The next JSON frame, or `None` once the connection is gone.
+pub fn receive(socket: &mut WebSocket<TcpStream>) -> Option<Json> {
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(text.as_str()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// A copy of `examples/chat` that builds from anywhere (its guest-sdk path made absolute).
+pub fn copy_chat_example(to: &Path) {
+    let from = repo_root().join("examples/chat");
+    std::fs::create_dir_all(to.join("src")).unwrap();
+    // The examples' lock file, so the copy builds with the same dependency versions.
+    std::fs::copy(
+        repo_root().join("examples/Cargo.lock"),
+        to.join("Cargo.lock"),
+    )
+    .unwrap();
+    for file in ["src/lib.rs", "src/chat.rs"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(from.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            "path = \"../../guest-sdk\"",
+            &format!("path = {:?}", repo_root().join("guest-sdk")),
+        );
+    // A workspace of its own, so cargo does not look for one above the temp folder.
+    std::fs::write(to.join("Cargo.toml"), format!("{manifest}\n[workspace]\n")).unwrap();
 }
