@@ -4,8 +4,9 @@
 //! connection dropped mid-call) waits for that attempt.
 //!
 //! Memory is bounded: the newest [`MAX_REMEMBERED_PER_SESSION`] outcomes of each of the
-//! newest [`MAX_REMEMBERED_SESSIONS`] sessions. Outcomes live in memory only: a restarted
-//! server does not remember them.
+//! newest [`MAX_REMEMBERED_SESSIONS`] sessions. This log is the fast path and what orders
+//! concurrent re-sends; what makes a committed mutation's outcome survive a restart is its
+//! receipt, written by its own commit (`WasmHost::run_mutation_once`).
 
 use super::protocol::FunctionError;
 use crate::wasm::MutationOutcome;

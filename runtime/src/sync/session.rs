@@ -52,6 +52,9 @@ enum End {
     Fatal(String),
     /// The server is shutting down.
     Shutdown,
+    /// The server is shutting down and the client is not reading what it was sent: the
+    /// socket is dropped without a close handshake, so shutdown never waits on a client.
+    Abandoned,
 }
 
 struct PendingMutation {
@@ -100,6 +103,7 @@ pub async fn run(engine: Arc<SyncEngine>, mut socket: Socket) {
             close(&mut socket, CloseCode::Policy, "protocol error").await;
         }
         End::Shutdown => close(&mut socket, CloseCode::Away, "server shutting down").await,
+        End::Abandoned => {}
     }
 }
 
@@ -135,16 +139,23 @@ impl Session {
                 }
                 finished = finish(&mut self.running), if self.running.is_some() => {
                     let (request_id, outcome) = finished;
-                    if let Err(end) = self.answer_mutation(socket, request_id, outcome).await {
-                        return end;
+                    // Committed or not, the outcome is recorded: a client that misses this
+                    // answer gets it again when it re-sends.
+                    let answering = self.answer_mutation(socket, request_id, outcome);
+                    match unless_stopping(&mut stopping, answering).await {
+                        Some(Ok(())) => {}
+                        Some(Err(end)) => return end,
+                        None => return End::Abandoned,
                     }
                     if !shutting_down {
                         self.start_next_mutation();
                     }
                 }
                 () = self.wake.notified() => {
-                    if let Err(end) = self.send_transition(socket).await {
-                        return end;
+                    match unless_stopping(&mut stopping, self.send_transition(socket)).await {
+                        Some(Ok(())) => {}
+                        Some(Err(end)) => return end,
+                        None => return End::Abandoned,
                     }
                 }
                 frame = socket.next(), if reading => {
@@ -158,8 +169,10 @@ impl Session {
                     }
                 }
                 _ = ping.tick() => {
-                    if send(socket, &ServerMessage::Ping).await.is_err() {
-                        return End::ClientGone;
+                    match unless_stopping(&mut stopping, send(socket, &ServerMessage::Ping)).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => return End::ClientGone,
+                        None => return End::Abandoned,
                     }
                 }
             }
@@ -347,6 +360,18 @@ fn receipt_key(session_id: &str, request_id: u64) -> Vec<u8> {
     key.extend_from_slice(session_id.as_bytes());
     key.extend_from_slice(&request_id.to_be_bytes());
     key
+}
+
+/// Runs `work` (a send that waits while the client does not read) unless shutdown begins
+/// first: `None` then. A send already under way when shutdown begins stops waiting at once.
+async fn unless_stopping<T>(
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        output = work => Some(output),
+        _ = stopping.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// Waits for the running mutation; its request id and outcome.

@@ -6,6 +6,7 @@
 
 mod bad_frames;
 mod exactly_once;
+mod flood;
 #[path = "../common/guests.rs"]
 mod guests;
 mod live;
