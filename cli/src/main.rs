@@ -3,6 +3,7 @@
 
 mod app;
 mod dev;
+mod new;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -13,7 +14,7 @@ use std::process::ExitCode;
     name = "runtime",
     version,
     about = "A reactive backend: Rust functions in a WebAssembly sandbox over a document database, with live queries.",
-    after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port\n  runtime dev examples/chat            the same, rebuilding and redeploying on every save"
+    after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port\n  runtime dev examples/chat            the same, rebuilding and redeploying on every save\n  runtime new my-app                   a new app crate, ready to serve"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +35,9 @@ enum Command {
         after_help = "Examples:\n  runtime dev examples/chat\n  runtime dev my-app --port 0"
     )]
     Dev(serve::ServeArgs),
+    /// Create a new app crate from a template, ready to serve.
+    #[command(after_help = "Examples:\n  runtime new my-app && runtime dev my-app")]
+    New(new::NewArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::New(args) => new::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
