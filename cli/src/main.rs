@@ -2,8 +2,10 @@
 //! this file only parses the command line and turns errors into a message and an exit code.
 
 mod app;
+mod call;
 mod dev;
 mod new;
+mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,12 @@ enum Command {
     /// Create a new app crate from a template, ready to serve.
     #[command(after_help = "Examples:\n  runtime new my-app && runtime dev my-app")]
     New(new::NewArgs),
+    /// Call a query or mutation of a running server and print its result (`--watch`: every
+    /// new result of a query).
+    #[command(
+        after_help = "Examples:\n  runtime run chat:send_message '{\"user\": \"ada\", \"body\": \"hi\"}'\n  runtime run chat:get_messages\n  runtime run chat:get_messages --watch\n  runtime run tasks:page '{\"cursor\": null, \"size\": {\"$integer\": \"10\"}}' --url http://127.0.0.1:4000"
+    )]
+    Run(call::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Dev(args) => dev::run(args),
         Command::New(args) => new::run(args),
+        Command::Run(args) => call::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

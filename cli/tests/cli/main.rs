@@ -6,6 +6,7 @@
 mod bad_input;
 mod dev;
 mod durability;
+mod run;
 mod serve;
 
 use serde_json::{json, Value as Json};

@@ -1,0 +1,92 @@
+//! Talking to a running server, for the commands that do (`run`, `logs`): its HTTP API and
+//! its WebSocket endpoints (PROTOCOL.md sections 3 and 4).
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value as Json;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+
+/// Where the server is: `http://HOST:PORT` (what `runtime serve` prints).
+#[derive(Clone)]
+pub struct ServerUrl {
+    /// `HOST:PORT`.
+    authority: String,
+}
+
+impl ServerUrl {
+    pub fn parse(url: &str) -> Result<ServerUrl, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("ws://"))
+            .ok_or_else(|| {
+                format!("--url must look like http://127.0.0.1:3210 (what `runtime serve` prints), got {url:?}")
+            })?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!(
+                "--url must be the server's address only, like http://127.0.0.1:3210, got {url:?}"
+            ));
+        }
+        Ok(ServerUrl {
+            authority: authority.to_owned(),
+        })
+    }
+
+    async fn connect(&self) -> Result<TcpStream, String> {
+        TcpStream::connect(&self.authority).await.map_err(|e| {
+            format!(
+                "no server at http://{} ({e}). Start one with `runtime serve APP_DIR`, or pass its address with --url",
+                self.authority
+            )
+        })
+    }
+
+    /// One HTTP request with a JSON body (or none); the status and the JSON answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Result<(u16, Json), String> {
+        let stream = self.connect().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("talking to http://{}: {e}", self.authority))?;
+        tokio::spawn(connection);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("calling http://{}{path}: {e}", self.authority))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer of {path}: {e}"))?
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{path} answered {status} with a body that is not JSON ({e})"))?;
+        Ok((status, json))
+    }
+
+    /// A WebSocket on `path` (e.g. `/api/sync`).
+    pub async fn websocket(&self, path: &str) -> Result<WebSocketStream<TcpStream>, String> {
+        let stream = self.connect().await?;
+        let (socket, _) =
+            tokio_tungstenite::client_async(format!("ws://{}{path}", self.authority), stream)
+                .await
+                .map_err(|e| format!("opening ws://{}{path}: {e}", self.authority))?;
+        Ok(socket)
+    }
+}
