@@ -4,6 +4,7 @@
 mod app;
 mod call;
 mod dev;
+mod logs;
 mod new;
 mod remote;
 mod serve;
@@ -46,6 +47,12 @@ enum Command {
         after_help = "Examples:\n  runtime run chat:send_message '{\"user\": \"ada\", \"body\": \"hi\"}'\n  runtime run chat:get_messages\n  runtime run chat:get_messages --watch\n  runtime run tasks:page '{\"cursor\": null, \"size\": {\"$integer\": \"10\"}}' --url http://127.0.0.1:4000"
     )]
     Run(call::RunArgs),
+    /// Print the function executions of a running server: time (UTC), kind, path, duration,
+    /// outcome, and the lines each logged (`-f`: keep following).
+    #[command(
+        after_help = "Examples:\n  runtime logs\n  runtime logs -f\n  runtime logs -f --url http://127.0.0.1:4000"
+    )]
+    Logs(logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::New(args) => new::run(args),
         Command::Run(args) => call::run(args),
+        Command::Logs(args) => logs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 mod bad_input;
 mod dev;
 mod durability;
+mod logs;
 mod run;
 mod serve;
 

@@ -36,6 +36,7 @@
 
 mod api;
 mod call_request;
+mod logs;
 mod response;
 mod routes;
 mod static_files;

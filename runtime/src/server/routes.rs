@@ -41,6 +41,14 @@ pub async fn handle(
                 response
             }
         },
+        // Function executions as they happen, for `runtime logs` (see `logs`).
+        (_, "/api/logs") => {
+            let (engine, host) = (sync.clone(), app.host.clone());
+            let upgraded = crate::sync::upgrade::upgrade_to(sync, "/api/logs", request, |socket| {
+                super::logs::stream(engine, host, socket)
+            });
+            upgraded.unwrap_or_else(|(status, message)| api_error(status, message, None, &[]))
+        }
         (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
         (_, "/api/functions") => method_not_allowed(&path, &method, "GET"),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.

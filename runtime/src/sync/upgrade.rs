@@ -25,10 +25,28 @@ const READ_LIMIT_BYTES: usize = 2 * MAX_CLIENT_FRAME_BYTES;
 /// reason.
 pub fn upgrade(
     engine: &Arc<SyncEngine>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, (StatusCode, String)> {
-    let key = check_handshake(request.method(), request.headers())?;
-    let engine = engine.clone();
+    let session_engine = engine.clone();
+    upgrade_to(engine, "/api/sync", request, move |socket| {
+        session::run(session_engine, socket)
+    })
+}
+
+/// The upgrade of any WebSocket endpoint of the server (`endpoint` names it in errors):
+/// answers 101, then runs `serve` on the socket in its own task. Shutdown waits for it, so
+/// `serve` must end when [`SyncEngine::stopping`] says so.
+pub fn upgrade_to<F, Fut>(
+    engine: &Arc<SyncEngine>,
+    endpoint: &'static str,
+    mut request: Request<Incoming>,
+    serve: F,
+) -> Result<Response<Full<Bytes>>, (StatusCode, String)>
+where
+    F: FnOnce(session::Socket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let key = check_handshake(endpoint, request.method(), request.headers())?;
     let on_upgrade = hyper::upgrade::on(&mut request);
     // Counted from now, so that shutdown waits for a session whose upgrade is in progress.
     let guard = engine.session_guard();
@@ -36,7 +54,7 @@ pub fn upgrade(
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
-                tracing::debug!("/api/sync: the WebSocket upgrade failed: {e}");
+                tracing::debug!("{endpoint}: the WebSocket upgrade failed: {e}");
                 return;
             }
         };
@@ -46,7 +64,7 @@ pub fn upgrade(
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session::run(engine, socket).await;
+        serve(socket).await;
         drop(guard);
     });
     let mut response = Response::new(Full::new(Bytes::new()));
@@ -62,7 +80,11 @@ pub fn upgrade(
 }
 
 /// The client's `Sec-WebSocket-Key` if the request is a WebSocket handshake we accept.
-fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, (StatusCode, String)> {
+fn check_handshake(
+    endpoint: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<String, (StatusCode, String)> {
     let header = |name| {
         headers
             .get(name)
@@ -77,20 +99,20 @@ fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, (Stat
     if method != Method::GET {
         return Err((
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("/api/sync is the WebSocket sync endpoint: it accepts GET with a WebSocket upgrade, not {method}"),
+            format!("{endpoint} is a WebSocket endpoint: it accepts GET with a WebSocket upgrade, not {method}"),
         ));
     }
     if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
         return Err((
             StatusCode::UPGRADE_REQUIRED,
-            "/api/sync is the WebSocket sync endpoint: the request needs `Upgrade: websocket` and `Connection: Upgrade`".into(),
+            format!("{endpoint} is a WebSocket endpoint: the request needs `Upgrade: websocket` and `Connection: Upgrade`"),
         ));
     }
     if header(SEC_WEBSOCKET_VERSION) != Some("13") {
         return Err((
             StatusCode::UPGRADE_REQUIRED,
             format!(
-                "/api/sync: Sec-WebSocket-Version must be 13, got {:?}",
+                "{endpoint}: Sec-WebSocket-Version must be 13, got {:?}",
                 header(SEC_WEBSOCKET_VERSION)
             ),
         ));
@@ -98,7 +120,7 @@ fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, (Stat
     header(SEC_WEBSOCKET_KEY).map(str::to_owned).ok_or_else(|| {
         (
             StatusCode::BAD_REQUEST,
-            "/api/sync: the handshake has no Sec-WebSocket-Key".into(),
+            format!("{endpoint}: the handshake has no Sec-WebSocket-Key"),
         )
     })
 }

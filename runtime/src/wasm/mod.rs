@@ -22,6 +22,7 @@ pub mod build;
 mod cache;
 mod call;
 mod engine;
+mod execution_log;
 pub mod error;
 mod imports;
 mod state;
@@ -30,6 +31,7 @@ pub use build::{build_app, BuildError};
 pub use cache::module_hash;
 pub use engine::HostConfig;
 pub use error::{CallError, CallFailure, DeployError, Violation};
+pub use execution_log::{ExecutionLog, ExecutionRecord};
 
 use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
@@ -49,6 +51,8 @@ pub struct WasmHost {
     engine: Engine,
     linker: Linker<CallState>,
     config: HostConfig,
+    /// Every execution, for `runtime logs`.
+    pub executions: ExecutionLog,
     _ticker: EpochTicker,
 }
 
@@ -129,6 +133,7 @@ impl WasmHost {
             engine,
             linker,
             config,
+            executions: ExecutionLog::default(),
             _ticker: ticker,
         })
     }
@@ -253,6 +258,26 @@ impl WasmHost {
         tx: Transaction,
         options: CallOptions,
     ) -> QueryRun {
+        let started = ExecutionClock::start();
+        let run = self.run_query_unlogged(store, module, path, args, tx, options);
+        let (error, log_lines) = match &run.outcome {
+            Ok(outcome) => (None, &outcome.log_lines),
+            Err(failure) => (Some(failure.to_string()), &failure.log_lines),
+        };
+        self.executions
+            .record(started.finish(path, "query", error, log_lines.clone()));
+        run
+    }
+
+    fn run_query_unlogged(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        tx: Transaction,
+        options: CallOptions,
+    ) -> QueryRun {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
             error,
@@ -347,6 +372,26 @@ impl WasmHost {
     }
 
     fn run_mutation_with_receipt(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+        receipt_key: Option<&[u8]>,
+    ) -> Result<MutationOutcome, CallFailure> {
+        let started = ExecutionClock::start();
+        let result = self.run_mutation_unlogged(store, module, path, args, options, receipt_key);
+        let (error, log_lines) = match &result {
+            Ok(outcome) => (None, &outcome.log_lines),
+            Err(failure) => (Some(failure.to_string()), &failure.log_lines),
+        };
+        self.executions
+            .record(started.finish(path, "mutation", error, log_lines.clone()));
+        result
+    }
+
+    fn run_mutation_unlogged(
         &self,
         store: &Arc<Store>,
         module: &DeployedModule,
@@ -493,6 +538,41 @@ enum MutationAbort {
 impl From<StoreError> for MutationAbort {
     fn from(e: StoreError) -> Self {
         MutationAbort::Store(e)
+    }
+}
+
+/// When an execution started, to record it once it ends.
+struct ExecutionClock {
+    wall_ms: f64,
+    started: std::time::Instant,
+}
+
+impl ExecutionClock {
+    fn start() -> Self {
+        ExecutionClock {
+            wall_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .unwrap_or(0.0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(
+        self,
+        path: &str,
+        kind: &'static str,
+        error: Option<String>,
+        log_lines: Vec<String>,
+    ) -> ExecutionRecord {
+        ExecutionRecord {
+            started_ms: self.wall_ms,
+            path: path.to_owned(),
+            kind,
+            duration_us: self.started.elapsed().as_micros() as u64,
+            error,
+            log_lines,
+        }
     }
 }
 
