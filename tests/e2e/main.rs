@@ -1,3 +1,6 @@
 //! End-to-end tests: real processes, real files.
 
+mod browser;
+#[path = "../../runtime/tests/common/guests.rs"]
+mod guests;
 mod store_crash;

@@ -9,6 +9,10 @@ use hyper::{Method, Request, StatusCode};
 use model::abi::FunctionKind;
 use std::sync::Arc;
 
+// Declared here so that serving the browser client touches only this file and its own.
+#[path = "browser_client.rs"]
+mod browser_client;
+
 pub async fn handle(
     app: Arc<Served>,
     sync: &Arc<SyncEngine>,
@@ -51,11 +55,12 @@ pub async fn handle(
         }
         (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
         (_, "/api/functions") => method_not_allowed(&path, &method, "GET"),
+        (_, browser_client::PATH) => browser_client::serve(&method),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.
         (_, p) if p == "/api" || p.starts_with("/api/") => api_error(
             StatusCode::NOT_FOUND,
             format!(
-                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions"
+                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/client.js"
             ),
             None,
             &[],

@@ -209,3 +209,19 @@ fn patch_strict(ctx: &mut MutationCtx, id: Id, note: guest_sdk::AnyValue) -> Res
         guest_sdk::Fields(guest_sdk::Object::from([("note".to_owned(), note.0)])),
     )
 }
+
+/// Stores `value` as a `values` document and returns it: clients round-trip every type.
+#[mutation]
+fn put_value(ctx: &mut MutationCtx, value: guest_sdk::AnyValue) -> Result<guest_sdk::AnyValue> {
+    ctx.db.insert(
+        "values",
+        guest_sdk::Fields(guest_sdk::Object::from([("value".to_owned(), value.0.clone())])),
+    )?;
+    Ok(value)
+}
+
+/// Every `values` document, oldest first.
+#[query]
+fn list_values(ctx: &QueryCtx) -> Result<Vec<Document>> {
+    ctx.db.query("values").collect()
+}
