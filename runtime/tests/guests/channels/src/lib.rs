@@ -1,0 +1,16 @@
+//! Chat messages by channel, for `bench/src/bin/sync.rs`: `channels:list` reads one channel
+//! through a declared index, so a write to one channel invalidates only that channel's query.
+
+use guest_sdk::prelude::*;
+
+mod channels;
+
+#[schema]
+fn schema() -> Schema {
+    Schema::new().table(
+        Table::new("messages")
+            .field("channel", v::string())
+            .field("body", v::string())
+            .index("by_channel", &["channel", "_creationTime"]),
+    )
+}
