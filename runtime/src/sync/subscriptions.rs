@@ -42,7 +42,6 @@ struct Entry {
     key: QueryKey,
     subscribers: usize,
     result: Option<Arc<QueryResult>>,
-    stale: bool,
 }
 
 /// The subscribed queries, their last results, and what their results depend on.
@@ -52,6 +51,9 @@ pub struct Subscriptions {
     next_id: SubscriptionId,
     by_key: HashMap<QueryKey, SubscriptionId>,
     entries: HashMap<SubscriptionId, Entry>,
+    /// Queries to re-run at the next refresh (new ones, and those a commit touched): kept
+    /// apart so a refresh costs time in them, not in every subscription.
+    stale: HashSet<SubscriptionId>,
     /// Query executions so far (for tests and metrics: invalidation precision).
     pub runs: u64,
 }
@@ -72,9 +74,9 @@ impl Subscriptions {
                 key,
                 subscribers: 1,
                 result: None,
-                stale: true,
             },
         );
+        self.stale.insert(id);
         id
     }
 
@@ -86,6 +88,7 @@ impl Subscriptions {
         if entry.subscribers == 0 {
             let entry = self.entries.remove(&id).expect("present");
             self.by_key.remove(&entry.key);
+            self.stale.remove(&id);
             self.index.remove(id);
         }
     }
@@ -115,9 +118,8 @@ impl Subscriptions {
         let hit = self.index.affected(keys);
         let mut marked = 0;
         for id in hit {
-            if let Some(entry) = self.entries.get_mut(&id) {
-                marked += !entry.stale as usize;
-                entry.stale = true;
+            if self.entries.contains_key(&id) && self.stale.insert(id) {
+                marked += 1;
             }
         }
         marked
@@ -132,16 +134,13 @@ impl Subscriptions {
         modules: &HashMap<String, Arc<DeployedModule>>,
         snapshot: &Snapshot,
     ) -> Vec<SubscriptionId> {
-        let stale: Vec<SubscriptionId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.stale)
-            .map(|(id, _)| *id)
-            .collect();
+        let stale: Vec<SubscriptionId> = self.stale.drain().collect();
         let mut changed = Vec::new();
         for id in stale {
             let entry = self.entries.get_mut(&id).expect("listed");
             let Some(module) = modules.get(&entry.key.module) else {
+                // Its module is not deployed here (yet): keep it for a later refresh.
+                self.stale.insert(id);
                 continue;
             };
             let args = binary::decode(&entry.key.args).expect("encoded by QueryKey::new");
@@ -177,7 +176,6 @@ impl Subscriptions {
                 .as_ref()
                 .is_some_and(|old| old.outcome == result.outcome);
             entry.result = Some(Arc::new(result));
-            entry.stale = false;
             self.index.insert(id, &run.read_set.normalize());
             if !same {
                 changed.push(id);
