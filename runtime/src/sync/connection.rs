@@ -225,19 +225,26 @@ fn check_query_ids(
 }
 
 fn modification(query_id: u64, result: &QueryResult) -> QueryModification {
-    match &result.outcome {
-        Ok(value) => QueryModification::Updated {
-            query_id,
-            value: value.clone(),
-            log_lines: result.log_lines.clone(),
-        },
-        Err((message, data)) => QueryModification::Failed {
-            query_id,
-            error: FunctionError {
-                message: message.clone(),
-                data: data.clone(),
+    let body = result.prepared.get_or_init(|| {
+        let full = match &result.outcome {
+            Ok(value) => QueryModification::Updated {
+                query_id,
+                value: value.clone(),
+                log_lines: result.log_lines.clone(),
             },
-            log_lines: result.log_lines.clone(),
-        },
+            Err((message, data)) => QueryModification::Failed {
+                query_id,
+                error: FunctionError {
+                    message: message.clone(),
+                    data: data.clone(),
+                },
+                log_lines: result.log_lines.clone(),
+            },
+        };
+        full.prepare()
+    });
+    QueryModification::Prepared {
+        query_id,
+        body: body.clone(),
     }
 }

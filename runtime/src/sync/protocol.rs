@@ -9,6 +9,7 @@ use model::Value;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest `sessionId` accepted: it keys every stored mutation receipt of the session.
 pub const MAX_SESSION_ID_BYTES: usize = 128;
@@ -278,6 +279,57 @@ pub enum QueryModification {
     Removed {
         query_id: u64,
     },
+    /// An `Updated` or `Failed` serialized once for every connection that receives the same
+    /// result: `body` is its JSON object's members other than `queryId`, without braces.
+    Prepared {
+        query_id: u64,
+        body: Arc<str>,
+    },
+}
+
+impl QueryModification {
+    /// The `body` of a [`QueryModification::Prepared`] for this `Updated` or `Failed`.
+    pub fn prepare(&self) -> Arc<str> {
+        let mut json = modification_json(self);
+        if let Json::Object(map) = &mut json {
+            map.remove("queryId");
+        }
+        let text = json.to_string();
+        Arc::from(&text[1..text.len() - 1])
+    }
+}
+
+fn modification_json(modification: &QueryModification) -> Json {
+    match modification {
+        QueryModification::Updated {
+            query_id,
+            value,
+            log_lines,
+        } => json!({
+            "type": "QueryUpdated", "queryId": query_id, "value": to_json(value), "logLines": log_lines,
+        }),
+        QueryModification::Failed {
+            query_id,
+            error,
+            log_lines,
+        } => {
+            let mut map = Map::new();
+            map.insert("type".into(), "QueryFailed".into());
+            map.insert("queryId".into(), (*query_id).into());
+            error_fields(&mut map, error);
+            map.insert("logLines".into(), json!(log_lines));
+            Json::Object(map)
+        }
+        QueryModification::Removed { query_id } => {
+            json!({ "type": "QueryRemoved", "queryId": query_id })
+        }
+        QueryModification::Prepared { query_id, body } => {
+            let mut json: Json =
+                serde_json::from_str(&format!("{{{body}}}")).expect("prepared from JSON");
+            json["queryId"] = (*query_id).into();
+            json
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -316,20 +368,7 @@ impl ServerMessage {
                 "type": "Transition",
                 "startVersion": start.to_json(),
                 "endVersion": end.to_json(),
-                "modifications": modifications.iter().map(|m| match m {
-                    QueryModification::Updated { query_id, value, log_lines } => json!({
-                        "type": "QueryUpdated", "queryId": query_id, "value": to_json(value), "logLines": log_lines,
-                    }),
-                    QueryModification::Failed { query_id, error, log_lines } => {
-                        let mut map = Map::new();
-                        map.insert("type".into(), "QueryFailed".into());
-                        map.insert("queryId".into(), (*query_id).into());
-                        error_fields(&mut map, error);
-                        map.insert("logLines".into(), json!(log_lines));
-                        Json::Object(map)
-                    }
-                    QueryModification::Removed { query_id } => json!({ "type": "QueryRemoved", "queryId": query_id }),
-                }).collect::<Vec<_>>(),
+                "modifications": modifications.iter().map(modification_json).collect::<Vec<_>>(),
             }),
             ServerMessage::MutationResponse {
                 request_id,
@@ -358,9 +397,45 @@ impl ServerMessage {
         }
     }
 
-    /// The text frame.
+    /// The text frame. A transition is written by hand so that prepared results are copied
+    /// in as they are, not parsed and serialized again for every connection.
     pub fn to_frame(&self) -> String {
-        self.to_json().to_string()
+        let ServerMessage::Transition {
+            start,
+            end,
+            modifications,
+        } = self
+        else {
+            return self.to_json().to_string();
+        };
+        let prepared: usize = modifications
+            .iter()
+            .map(|m| match m {
+                QueryModification::Prepared { body, .. } => body.len() + 32,
+                _ => 0,
+            })
+            .sum();
+        let mut frame = String::with_capacity(128 + prepared);
+        frame.push_str(r#"{"type":"Transition","startVersion":"#);
+        frame.push_str(&start.to_json().to_string());
+        frame.push_str(r#","endVersion":"#);
+        frame.push_str(&end.to_json().to_string());
+        frame.push_str(r#","modifications":["#);
+        for (i, modification) in modifications.iter().enumerate() {
+            if i > 0 {
+                frame.push(',');
+            }
+            match modification {
+                QueryModification::Prepared { query_id, body } => {
+                    frame.push_str(&format!(r#"{{"queryId":{query_id},"#));
+                    frame.push_str(body);
+                    frame.push('}');
+                }
+                other => frame.push_str(&modification_json(other).to_string()),
+            }
+        }
+        frame.push_str("]}");
+        frame
     }
 }
 
@@ -468,6 +543,49 @@ mod tests {
         );
         let err = parse_client_message(&long).unwrap_err();
         assert!(err.0.contains("got 129 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_prepared_modification_writes_the_same_frame() {
+        let updated = QueryModification::Updated {
+            query_id: 7,
+            value: Value::Array(vec![Value::Int64(-42), Value::String("a\"b".into())]),
+            log_lines: vec!["line".into()],
+        };
+        let failed = QueryModification::Failed {
+            query_id: 8,
+            error: FunctionError {
+                message: "chat:get_messages failed".into(),
+                data: Some(Value::Bytes(vec![1, 2])),
+            },
+            log_lines: vec![],
+        };
+        let frame = |modifications| {
+            let transition = ServerMessage::Transition {
+                start: StateVersion::INITIAL,
+                end: StateVersion {
+                    query_set: 1,
+                    ts: 5,
+                },
+                modifications,
+            };
+            serde_json::from_str::<Json>(&transition.to_frame()).expect("a JSON frame")
+        };
+        let prepared: Vec<_> = [&updated, &failed]
+            .iter()
+            .map(|m| QueryModification::Prepared {
+                query_id: match m {
+                    QueryModification::Updated { query_id, .. }
+                    | QueryModification::Failed { query_id, .. } => *query_id,
+                    _ => unreachable!(),
+                },
+                body: m.prepare(),
+            })
+            .collect();
+        let plain = frame(vec![updated.clone(), failed.clone()]);
+        assert_eq!(frame(prepared), plain);
+        assert_eq!(plain["modifications"][0]["value"][0], json!({"$integer": "-42"}));
+        assert_eq!(plain["modifications"][1]["errorData"], json!({"$bytes": "AQI="}));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::wasm::{CallError, CallOptions, DeployedModule, WasmHost};
 use model::{binary, Value};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What identifies a result: the module version, the function and its arguments (in their
 /// binary encoding, which is canonical).
@@ -36,6 +36,8 @@ pub struct QueryResult {
     pub ts: Timestamp,
     pub outcome: Result<Value, (String, Option<Value>)>,
     pub log_lines: Vec<String>,
+    /// Its JSON in a transition, serialized once however many connections are sent it.
+    pub prepared: OnceLock<Arc<str>>,
 }
 
 struct Entry {
@@ -158,6 +160,7 @@ impl Subscriptions {
                     ts: run.ts,
                     outcome: Ok(outcome.value),
                     log_lines: outcome.log_lines,
+                    prepared: OnceLock::new(),
                 },
                 Err(failure) => {
                     let data = match &failure.error {
@@ -168,6 +171,7 @@ impl Subscriptions {
                         ts: run.ts,
                         outcome: Err((failure.to_string(), data)),
                         log_lines: failure.log_lines,
+                        prepared: OnceLock::new(),
                     }
                 }
             };
