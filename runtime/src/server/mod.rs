@@ -5,6 +5,8 @@
 //! - [`call_request`]: parsing the body of a query or mutation call.
 //! - [`response`]: JSON response helpers shared by the handlers.
 //! - [`static_files`]: every other `GET` (and `HEAD`), from the app's web folder.
+//! - [`browser_client`]: `GET /api/client.js`, the browser client.
+//! - [`logs`]: `GET /api/logs`, a WebSocket of function executions for `runtime logs`.
 //!
 //! Status codes of `/api/query` and `/api/mutation`:
 //!
@@ -35,6 +37,7 @@
 //! being served runs to its end and gets its response before [`Server::serve`] returns.
 
 mod api;
+mod browser_client;
 mod call_request;
 mod logs;
 mod response;

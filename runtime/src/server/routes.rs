@@ -1,17 +1,13 @@
 //! Which handler answers which request.
 
 use super::response::{api_error, method_not_allowed, HttpResponse};
-use super::{api, static_files, Served};
+use super::{api, browser_client, static_files, Served};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 use model::abi::FunctionKind;
 use std::sync::Arc;
-
-// Declared here so that serving the browser client touches only this file and its own.
-#[path = "browser_client.rs"]
-mod browser_client;
 
 pub async fn handle(
     app: Arc<Served>,

@@ -1,4 +1,4 @@
-//! The sync engine (in progress): the pieces that serve live queries over WebSocket.
+//! The sync engine: the pieces that serve live queries over WebSocket.
 //!
 //! - [`engine`]: the state every connection shares (subscriptions, query sets) behind one
 //!   lock, and the task that refreshes results after commits.
