@@ -26,7 +26,10 @@ pub async fn stream(engine: Arc<SyncEngine>, host: Arc<WasmHost>, mut socket: So
             return;
         }
     }
-    if send(&mut socket, json!({"type": "CaughtUp"})).await.is_err() {
+    if send(&mut socket, json!({"type": "CaughtUp"}))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {

@@ -22,8 +22,8 @@ pub mod build;
 mod cache;
 mod call;
 mod engine;
-mod execution_log;
 pub mod error;
+mod execution_log;
 mod imports;
 mod state;
 
