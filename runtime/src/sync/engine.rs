@@ -36,7 +36,7 @@ pub struct EngineState {
     pub module: Arc<DeployedModule>,
     /// The modules subscriptions may name, by hash: the current one.
     modules: HashMap<String, Arc<DeployedModule>>,
-    /// The snapshot every held result is valid at (0 before the first refresh).
+    /// The snapshot every held result is valid at (the latest commit at start).
     pub ts: Timestamp,
     pub connections: HashMap<ConnectionId, ConnectionState>,
 }
@@ -73,6 +73,9 @@ impl SyncEngine {
         // when the refresh task wakes.
         store.on_commit(Box::new(move |_| on_commit.notify_one()));
         let modules = HashMap::from([(module.hash.clone(), module.clone())]);
+        // No results yet, so every result is valid at the latest commit: a client's first
+        // transition is never behind what it saw before a reconnect or a restart.
+        let ts = store.latest_ts();
         SyncEngine {
             store,
             host,
@@ -82,7 +85,7 @@ impl SyncEngine {
                 subscriptions: Subscriptions::default(),
                 module,
                 modules,
-                ts: 0,
+                ts,
                 connections: HashMap::new(),
             }),
             mutations: MutationLog::default(),
