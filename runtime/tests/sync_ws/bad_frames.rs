@@ -94,6 +94,9 @@ async fn a_request_without_the_upgrade_gets_426() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
-    assert!(answer.contains("/api/sync is a WebSocket endpoint"), "{answer}");
+    assert!(
+        answer.contains("/api/sync is a WebSocket endpoint"),
+        "{answer}"
+    );
     server.shutdown().await;
 }

@@ -11,6 +11,7 @@ mod flood;
 mod guests;
 mod live;
 mod redeploy;
+mod slow_client;
 mod snapshots;
 
 use futures_util::{SinkExt, StreamExt};
