@@ -584,8 +584,14 @@ mod tests {
             .collect();
         let plain = frame(vec![updated.clone(), failed.clone()]);
         assert_eq!(frame(prepared), plain);
-        assert_eq!(plain["modifications"][0]["value"][0], json!({"$integer": "-42"}));
-        assert_eq!(plain["modifications"][1]["errorData"], json!({"$bytes": "AQI="}));
+        assert_eq!(
+            plain["modifications"][0]["value"][0],
+            json!({"$integer": "-42"})
+        );
+        assert_eq!(
+            plain["modifications"][1]["errorData"],
+            json!({"$bytes": "AQI="})
+        );
     }
 
     #[test]
