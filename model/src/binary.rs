@@ -277,7 +277,7 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{bad:?} should not decode");
         }
-        let mut deep = vec![ARRAY, 1].repeat(MAX_DECODE_DEPTH + 2);
+        let mut deep = [ARRAY, 1].repeat(MAX_DECODE_DEPTH + 2);
         deep.push(NULL);
         assert!(decode(&deep).is_err());
     }

@@ -640,11 +640,11 @@ fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
     let count = varint(&mut pos)?;
     let mut writes = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {
-        let space = match bytes.get(pos).ok_or_else(bad)? {
-            &SPACE_DOCUMENTS => Space::Documents,
-            &SPACE_INDEXES => Space::Indexes,
-            &SPACE_CATALOG => Space::Catalog,
-            &SPACE_RECEIPTS => Space::Receipts,
+        let space = match *bytes.get(pos).ok_or_else(bad)? {
+            SPACE_DOCUMENTS => Space::Documents,
+            SPACE_INDEXES => Space::Indexes,
+            SPACE_CATALOG => Space::Catalog,
+            SPACE_RECEIPTS => Space::Receipts,
             _ => return Err(bad()),
         };
         pos += 1;

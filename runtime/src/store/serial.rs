@@ -30,12 +30,13 @@ pub(crate) struct SerialLane {
     occupied: AtomicUsize,
 }
 
+/// Where a member waiting on another thread gets its commit's outcome (`None` for the
+/// leader, which takes its own).
+type MemberReply = Option<SyncSender<Result<Timestamp, StoreError>>>;
+
 struct Group {
     tx: Transaction,
-    members: Vec<(
-        CommitRequest,
-        Option<SyncSender<Result<Timestamp, StoreError>>>,
-    )>,
+    members: Vec<(CommitRequest, MemberReply)>,
 }
 
 impl SerialLane {

@@ -175,10 +175,11 @@ impl ConnectionState {
             ts,
         };
         let read_your_writes_due = self.awaiting_ts.is_some_and(|awaited| awaited <= ts);
-        if modifications.is_empty() && end.query_set == self.sent_version.query_set {
-            if !read_your_writes_due {
-                return None;
-            }
+        if modifications.is_empty()
+            && end.query_set == self.sent_version.query_set
+            && !read_your_writes_due
+        {
+            return None;
         }
         if read_your_writes_due {
             self.awaiting_ts = None;

@@ -118,7 +118,7 @@ fn model_scan(
         })
         .collect();
     match index {
-        0 => rows.sort_by(|x, y| x.2.cmp(&y.2)),
+        0 => rows.sort_by_key(|x| x.2),
         1 => rows.sort_by_key(|r| r.1),
         _ => rows.sort_by(|x, y| x.0.cmp(&y.0).then(x.2.cmp(&y.2))),
     }

@@ -242,14 +242,11 @@ impl Client {
     /// Expects a `FatalError` (returned) and then the end of the connection.
     pub async fn expect_fatal(&mut self) -> String {
         let frame = self.next_of_type("FatalError").await;
-        loop {
-            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-                .await
-                .expect("the server closes after FatalError");
-            match next {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(other)) => panic!("a frame after FatalError: {other:?}"),
-            }
+        let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            .await
+            .expect("the server closes after FatalError");
+        if let Some(Ok(other)) = next.filter(|n| !matches!(n, Ok(Message::Close(_)))) {
+            panic!("a frame after FatalError: {other:?}");
         }
         frame["error"]
             .as_str()

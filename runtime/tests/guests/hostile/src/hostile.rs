@@ -215,7 +215,10 @@ fn patch_strict(ctx: &mut MutationCtx, id: Id, note: guest_sdk::AnyValue) -> Res
 fn put_value(ctx: &mut MutationCtx, value: guest_sdk::AnyValue) -> Result<guest_sdk::AnyValue> {
     ctx.db.insert(
         "values",
-        guest_sdk::Fields(guest_sdk::Object::from([("value".to_owned(), value.0.clone())])),
+        guest_sdk::Fields(guest_sdk::Object::from([(
+            "value".to_owned(),
+            value.0.clone(),
+        )])),
     )?;
     Ok(value)
 }
