@@ -300,7 +300,7 @@ async fn other_api_paths_and_methods_answer_in_json() {
             "GET",
             "/api/sync",
             StatusCode::UPGRADE_REQUIRED,
-            "WebSocket sync endpoint",
+            "/api/sync is a WebSocket endpoint",
         ),
         (
             "GET",
