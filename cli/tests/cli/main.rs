@@ -4,6 +4,11 @@
 //! [`TIMEOUT`] only turns a hang into a failure.
 
 mod bad_input;
+mod browser_dev;
+// For the browser harness shared with tests/e2e.
+#[allow(dead_code)]
+#[path = "../../../runtime/tests/common/guests.rs"]
+mod guests;
 mod dev;
 mod durability;
 mod logs;

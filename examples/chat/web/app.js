@@ -2,6 +2,8 @@
 import { Client } from "/api/client.js";
 
 const client = new Client();
+// For the browser console (and tests): client.connectionStatus() and friends.
+window.chatClient = client;
 
 const nameInput = document.getElementById("name");
 const messageList = document.getElementById("messages");
