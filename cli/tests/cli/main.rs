@@ -6,11 +6,11 @@
 mod bad_input;
 mod browser_dev;
 // For the browser harness shared with tests/e2e.
+mod dev;
+mod durability;
 #[allow(dead_code)]
 #[path = "../../../runtime/tests/common/guests.rs"]
 mod guests;
-mod dev;
-mod durability;
 mod logs;
 mod run;
 mod serve;
