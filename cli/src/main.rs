@@ -8,6 +8,7 @@ mod logs;
 mod new;
 mod remote;
 mod serve;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -53,6 +54,18 @@ enum Command {
         after_help = "Examples:\n  runtime logs\n  runtime logs -f\n  runtime logs -f --url http://127.0.0.1:4000"
     )]
     Logs(logs::LogsArgs),
+    /// Write every table of a running server to a file as JSON Lines (ids, creation times and
+    /// indexes included), read at one snapshot.
+    #[command(
+        after_help = "Examples:\n  runtime export backup.jsonl\n  runtime export - --url http://127.0.0.1:4000 | gzip > backup.jsonl.gz\n\nThe file starts with a header line listing the tables, then one line per document\n({\"type\":\"document\",\"table\":...,\"value\":{...}}), then an end line with the count."
+    )]
+    Export(transfer::ExportArgs),
+    /// Load a file written by `runtime export` into a running server: into new or empty
+    /// tables, keeping ids and creation times.
+    #[command(
+        after_help = "Examples:\n  runtime import backup.jsonl\n  runtime import backup.jsonl --url http://127.0.0.1:4000\n\nThe whole file is checked before anything is sent. A table whose number is taken on the\nserver gets a new one; its ids, and every reference to them, are rewritten to match."
+    )]
+    Import(transfer::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +81,8 @@ fn main() -> ExitCode {
         Command::New(args) => new::run(args),
         Command::Run(args) => call::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Export(args) => transfer::export(args),
+        Command::Import(args) => transfer::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

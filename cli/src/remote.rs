@@ -1,8 +1,8 @@
-//! Talking to a running server, for the commands that do (`run`, `logs`): its HTTP API and
+//! Talking to a running server, for the commands that do (`run`, `logs`, `export`, `import`): its HTTP API and
 //! its WebSocket endpoints (PROTOCOL.md sections 3 and 4).
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value as Json;
@@ -78,6 +78,26 @@ impl ServerUrl {
         let json = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{path} answered {status} with a body that is not JSON ({e})"))?;
         Ok((status, json))
+    }
+
+    /// A `GET` whose body is read as it arrives: the status and the body.
+    pub async fn get_streaming(&self, path: &str) -> Result<(u16, Incoming), String> {
+        let stream = self.connect().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("talking to http://{}: {e}", self.authority))?;
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", &self.authority)
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("calling http://{}{path}: {e}", self.authority))?;
+        Ok((response.status().as_u16(), response.into_body()))
     }
 
     /// A WebSocket on `path` (e.g. `/api/sync`).

@@ -3,4 +3,5 @@
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod wasm;

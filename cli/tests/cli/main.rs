@@ -14,6 +14,7 @@ mod guests;
 mod logs;
 mod run;
 mod serve;
+mod transfer;
 
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader};

@@ -7,6 +7,8 @@
 //! - [`static_files`]: every other `GET` (and `HEAD`), from the app's web folder.
 //! - [`browser_client`]: `GET /api/client.js`, the browser client.
 //! - [`logs`]: `GET /api/logs`, a WebSocket of function executions for `runtime logs`.
+//! - [`transfer`]: `GET /api/export`, `POST /api/import/tables`, `POST /api/import/documents`,
+//!   for `runtime export` and `runtime import`.
 //!
 //! Status codes of `/api/query` and `/api/mutation`:
 //!
@@ -40,9 +42,10 @@ mod api;
 mod browser_client;
 mod call_request;
 mod logs;
-mod response;
+pub(crate) mod response;
 mod routes;
 mod static_files;
+mod transfer;
 
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
@@ -84,6 +87,8 @@ pub(crate) struct Served {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
     pub web_dir: Option<PathBuf>,
+    /// Turns true when graceful shutdown begins.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// A bound listener, ready to serve [`App`].
@@ -91,6 +96,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<Served>,
     sync: Arc<SyncEngine>,
+    stop_sender: watch::Sender<bool>,
 }
 
 /// Deploys new versions of the app into a running [`Server`] with no outage: connections
@@ -135,14 +141,17 @@ impl Server {
             web_dir,
         } = app;
         let sync = Arc::new(SyncEngine::new(store.clone(), host.clone(), module));
+        let (stop_sender, stopping) = watch::channel(false);
         Ok(Server {
             listener,
             app: Arc::new(Served {
                 store,
                 host,
                 web_dir,
+                stopping,
             }),
             sync,
+            stop_sender,
         })
     }
 
@@ -169,9 +178,10 @@ impl Server {
             listener,
             app,
             sync,
+            stop_sender,
         } = self;
         let refresher = tokio::spawn(sync.clone().run());
-        let (stop_sender, stop) = watch::channel(false);
+        let stop = app.stopping.clone();
         let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         loop {

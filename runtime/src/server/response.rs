@@ -1,22 +1,32 @@
 //! Building responses: JSON bodies for the API, plain text for the rest.
 
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use model::Value;
 use serde_json::{json, Value as Json};
 
-/// Every response body is built in memory: API results are bounded by the result limit, and
-/// web files are small. (Streaming large files would need a boxed body type here.)
-pub type HttpResponse = Response<Full<Bytes>>;
+/// A response body: built in memory for API results (bounded by the result limit) and web
+/// files, streamed for exports, which may be larger than memory should hold. A streamed
+/// body that fails ends the response early, so the client sees it incomplete.
+pub type HttpBody = UnsyncBoxBody<Bytes, std::io::Error>;
+pub type HttpResponse = Response<HttpBody>;
+
+/// A body held whole in memory.
+pub fn full(bytes: impl Into<Bytes>) -> HttpBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 pub fn json(status: StatusCode, body: &Json) -> HttpResponse {
     with_body(status, "application/json", body.to_string().into_bytes())
 }
 
 pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
         .headers_mut()

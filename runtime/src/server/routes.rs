@@ -1,7 +1,7 @@
 //! Which handler answers which request.
 
 use super::response::{api_error, method_not_allowed, HttpResponse};
-use super::{api, browser_client, static_files, Served};
+use super::{api, browser_client, static_files, transfer, Served};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -24,6 +24,26 @@ pub async fn handle(
             api::call(app, sync.module(), FunctionKind::Mutation, request).await
         }
         (&Method::GET, "/api/functions") => api::functions(&sync.module()),
+        (&Method::GET, "/api/export") => transfer::export(&app),
+        (&Method::POST, "/api/import/tables") => transfer::import_tables(app, request).await,
+        (&Method::POST, "/api/import/documents") => {
+            transfer::import_documents(app, sync.module(), request).await
+        }
+        // How mutations committed since the store opened (for benchmarks and diagnostics).
+        (&Method::GET, "/api/metrics") => {
+            let stats = app.store.stats();
+            let count = |c: &std::sync::atomic::AtomicU64| {
+                c.load(std::sync::atomic::Ordering::Relaxed).to_string()
+            };
+            super::response::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "committed": count(&stats.committed),
+                    "conflictRetries": count(&stats.conflict_retries),
+                    "serialRuns": count(&stats.serial_runs),
+                }),
+            )
+        }
         // The WebSocket sync endpoint (PROTOCOL.md section 3).
         (_, "/api/sync") => match crate::sync::upgrade::upgrade(sync, request) {
             Ok(switching_protocols) => switching_protocols,
@@ -50,13 +70,13 @@ pub async fn handle(
             upgraded.unwrap_or_else(|(status, message)| api_error(status, message, None, &[]))
         }
         (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
-        (_, "/api/functions") => method_not_allowed(&path, &method, "GET"),
+        (_, "/api/functions" | "/api/metrics") => method_not_allowed(&path, &method, "GET"),
         (_, browser_client::PATH) => browser_client::serve(&method),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.
         (_, p) if p == "/api" || p.starts_with("/api/") => api_error(
             StatusCode::NOT_FOUND,
             format!(
-                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/client.js"
+                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/metrics, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/client.js"
             ),
             None,
             &[],

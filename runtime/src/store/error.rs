@@ -60,6 +60,23 @@ pub enum StoreError {
     #[error("index {table}.{index} already exists with different fields")]
     IndexExists { table: String, index: String },
 
+    #[error("table {table:?} already has documents: an import fills only new or empty tables; import into a fresh data folder, or delete the table's documents first")]
+    TableNotEmpty { table: String },
+
+    #[error("document {id} already exists in table {table:?}: an imported id must be new")]
+    DuplicateId { table: String, id: String },
+
+    #[error("document id {id} belongs to table number {id_table}, not to table {table:?} (number {table_number})")]
+    IdOfAnotherTable {
+        table: String,
+        table_number: u32,
+        id: String,
+        id_table: u32,
+    },
+
+    #[error("invalid _creationTime for table {table:?}: it must be a finite number of milliseconds, got {given}")]
+    InvalidCreationTime { table: String, given: f64 },
+
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 

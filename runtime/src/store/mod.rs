@@ -83,6 +83,65 @@ impl Snapshot {
         self.shared.register_snapshot(self.published.ts);
         Transaction::at(self.shared.clone(), self.published.clone(), true)
     }
+
+    /// The tables as of this snapshot.
+    pub fn tables(&self) -> Vec<Arc<TableInfo>> {
+        self.published.catalog.tables().cloned().collect()
+    }
+
+    /// How many documents `table` holds at this snapshot (0 for a table that does not exist).
+    pub fn count_documents(&self, table: &str) -> Result<u64, StoreError> {
+        let Some(info) = self.published.catalog.table(table) else {
+            return Ok(0);
+        };
+        let range = IndexRange::all().to_key_range(table, info.by_id())?;
+        let mut count = 0;
+        for entry in self
+            .shared
+            .engine
+            .scan(Space::Indexes, &range, self.published.ts, Order::Asc)
+        {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Every document of `table` at this snapshot, oldest first, read straight from storage
+    /// without a transaction's limits: for exports, which read everything once. Memory stays
+    /// bounded: documents are read one at a time as the iterator advances.
+    pub fn documents(
+        &self,
+        table: &str,
+    ) -> Result<impl Iterator<Item = Result<Document, StoreError>> + '_, StoreError> {
+        let info = self.published.catalog.table(table).cloned();
+        let range = match &info {
+            Some(info) => Some(IndexRange::all().to_key_range(table, info.by_creation_time())?),
+            None => None,
+        };
+        let ts = self.published.ts;
+        let entries = range
+            .map(|range| {
+                self.shared
+                    .engine
+                    .scan(Space::Indexes, &range, ts, Order::Asc)
+            })
+            .into_iter()
+            .flatten();
+        Ok(entries.map(move |entry| {
+            let (key, _) = entry?;
+            let id = catalog::id_from_index_key(&key)
+                .ok_or_else(|| StoreError::Corrupt("index key without a document id".into()))?;
+            let bytes = self
+                .shared
+                .engine
+                .get(Space::Documents, id.as_bytes(), ts)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("index entry for {id} has no document"))
+                })?;
+            Ok(Document::from_stored(id, StoredDocument::decode(&bytes)?))
+        }))
+    }
 }
 
 impl Drop for Snapshot {
@@ -147,6 +206,28 @@ impl Shared {
 
     pub fn allocate_table_number(&self) -> TableNumber {
         self.next_table_number.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    /// Takes `number` for a new table if no table can have had it yet (it is at or past the
+    /// next number to allocate), moving allocation past it. Numbers below that may belong to
+    /// a table or to a transaction that has not committed, so they are never claimed.
+    pub fn claim_table_number(&self, number: TableNumber) -> bool {
+        if number == 0 || number == TableNumber::MAX {
+            return false;
+        }
+        let mut next = self.next_table_number.load(AtomicOrdering::Relaxed);
+        while number >= next {
+            match self.next_table_number.compare_exchange_weak(
+                next,
+                number + 1,
+                AtomicOrdering::Relaxed,
+                AtomicOrdering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => next = actual,
+            }
+        }
+        false
     }
 
     pub fn allocate_index_id(&self) -> catalog::IndexId {
@@ -400,20 +481,7 @@ impl Store {
         fields: &[&str],
     ) -> Result<Timestamp, StoreError> {
         check_name("table", table)?;
-        check_name("index", name)?;
-        if fields.is_empty()
-            || fields
-                .iter()
-                .any(|f| f.is_empty() || f.starts_with('$') || f.split('.').any(str::is_empty))
-        {
-            return Err(StoreError::InvalidRange {
-                table: table.into(),
-                index: name.into(),
-                reason: format!(
-                    "index fields must be non-empty dot-separated paths, got {fields:?}"
-                ),
-            });
-        }
+        check_index_definition(table, name, fields)?;
         let mut state = self.shared.state.lock();
         let existing = state.catalog.table(table).cloned();
         if let Some(index) = existing.as_ref().and_then(|t| t.index(name)) {
@@ -442,9 +510,7 @@ impl Store {
             name: name.to_owned(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
         };
-        let ts = state.next_ts();
-        let catalog_key = catalog::table_catalog_key(table);
-        let mut keys = vec![(Space::Catalog, catalog_key.clone())];
+        let mut keys = Vec::new();
         let mut writes = Vec::new();
         // Backfill from every existing document of the table.
         let table_docs = KeyRange {
@@ -469,6 +535,89 @@ impl Store {
             });
         }
         info.indexes.push(index);
+        self.commit_table_change(&mut state, info, writes, keys)
+    }
+
+    /// Makes `table` ready to receive imported documents (`Transaction::insert_imported`):
+    /// creates it, numbered `preferred_number` when no table can have that number (so the
+    /// imported ids keep their text) and with a new number otherwise, or takes it as it is
+    /// if it exists and holds no document. Either way it ends with every index of `indexes`
+    /// (name, fields); an index that exists with other fields is an error. A table that
+    /// holds documents is refused: imported ids and creation times could collide with them.
+    pub fn prepare_import_table(
+        &self,
+        table: &str,
+        preferred_number: TableNumber,
+        indexes: &[(String, Vec<String>)],
+    ) -> Result<Arc<TableInfo>, StoreError> {
+        check_name("table", table)?;
+        for (name, fields) in indexes {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            check_index_definition(table, name, &fields)?;
+        }
+        let mut state = self.shared.state.lock();
+        let mut info = match state.catalog.table(table) {
+            Some(existing) => {
+                let by_id = IndexRange::all().to_key_range(table, existing.by_id())?;
+                let mut entries =
+                    self.shared
+                        .engine
+                        .scan(Space::Indexes, &by_id, state.last_ts, Order::Asc);
+                if entries.next().transpose()?.is_some() {
+                    return Err(StoreError::TableNotEmpty {
+                        table: table.to_owned(),
+                    });
+                }
+                (**existing).clone()
+            }
+            None => {
+                let number = if self.shared.claim_table_number(preferred_number) {
+                    preferred_number
+                } else {
+                    self.shared.allocate_table_number()
+                };
+                TableInfo::new(number, table, || self.shared.allocate_index_id())
+            }
+        };
+        let mut changed = state.catalog.table(table).is_none();
+        for (name, fields) in indexes {
+            match info.index(name) {
+                Some(index) if &index.fields == fields => {}
+                Some(_) => {
+                    return Err(StoreError::IndexExists {
+                        table: table.into(),
+                        index: name.clone(),
+                    })
+                }
+                None => {
+                    info.indexes.push(IndexInfo {
+                        id: self.shared.allocate_index_id(),
+                        name: name.clone(),
+                        fields: fields.clone(),
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            // The table is empty under the committer's lock: no index needs filling.
+            self.commit_table_change(&mut state, info, Vec::new(), Vec::new())?;
+        }
+        Ok(state.catalog.table(table).expect("exists now").clone())
+    }
+
+    /// Writes `info` as the table's catalog entry, with `writes` (index entries that fill
+    /// its new indexes), as one commit made under the committer's lock, then publishes it.
+    fn commit_table_change(
+        &self,
+        state: &mut CommitterState,
+        info: TableInfo,
+        mut writes: Vec<Write>,
+        mut keys: Vec<(Space, Vec<u8>)>,
+    ) -> Result<Timestamp, StoreError> {
+        let ts = state.next_ts();
+        let catalog_key = catalog::table_catalog_key(&info.name);
+        keys.push((Space::Catalog, catalog_key.clone()));
         let info = Arc::new(info);
         writes.push(Write {
             space: Space::Catalog,
@@ -489,6 +638,23 @@ impl Store {
         self.shared.engine.discard_before(self.shared.gc_horizon());
         Ok(ts)
     }
+}
+
+/// Index names follow the name rule; fields are non-empty dot-separated paths.
+fn check_index_definition(table: &str, name: &str, fields: &[&str]) -> Result<(), StoreError> {
+    check_name("index", name)?;
+    if fields.is_empty()
+        || fields
+            .iter()
+            .any(|f| f.is_empty() || f.starts_with('$') || f.split('.').any(str::is_empty))
+    {
+        return Err(StoreError::InvalidRange {
+            table: table.into(),
+            index: name.into(),
+            reason: format!("index fields must be non-empty dot-separated paths, got {fields:?}"),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for Store {

@@ -361,14 +361,73 @@ impl Transaction {
             Space::Indexes,
             KeyRange::point(by_id_key(info.by_id(), &id)),
         );
-        // Provisional: the committer moves it later only if a concurrent insert took it.
+        let now_ms = self.now_ms;
+        self.add_insert(&info, id, now_ms, fields, size)?;
+        Ok(id)
+    }
+
+    /// Inserts a document with the id and creation time it had where it was exported from
+    /// (see `crate::transfer`). The table must exist and own the id's table number, and the
+    /// id must be new. The creation time is kept unless the table already holds a newer one:
+    /// then, as for every insert, the committer moves it just past that one, so creation
+    /// times still strictly increase within the table.
+    pub fn insert_imported(
+        &mut self,
+        table: &str,
+        id: DocumentId,
+        creation_time: f64,
+        fields: Object,
+    ) -> Result<(), StoreError> {
+        self.ensure_writable("insert", table)?;
+        let size = validate_fields(table, &fields)?;
+        let info = self
+            .table_by_name(table)
+            .ok_or_else(|| StoreError::UnknownTable {
+                table: table.to_owned(),
+            })?;
+        if id.table_number() != info.number {
+            return Err(StoreError::IdOfAnotherTable {
+                table: table.to_owned(),
+                table_number: info.number,
+                id: id.to_string(),
+                id_table: id.table_number(),
+            });
+        }
+        if !creation_time.is_finite() {
+            return Err(StoreError::InvalidCreationTime {
+                table: table.to_owned(),
+                given: creation_time,
+            });
+        }
+        // The point read makes a concurrent insert of the same id a conflict.
+        let (_, current) = self.current(id)?;
+        if current.is_some() {
+            return Err(StoreError::DuplicateId {
+                table: table.to_owned(),
+                id: id.to_string(),
+            });
+        }
+        self.add_insert(&info, id, creation_time, fields, size)
+    }
+
+    /// Adds a new document to the overlay with a provisional creation time of at least
+    /// `wanted`: past every creation time this transaction has seen in the table. The
+    /// committer moves it later only if a concurrent insert took it.
+    fn add_insert(
+        &mut self,
+        info: &TableInfo,
+        id: DocumentId,
+        wanted: f64,
+        fields: Object,
+        size: usize,
+    ) -> Result<(), StoreError> {
         let floor = self
             .last_creation_time
             .get(&info.number)
             .or_else(|| self.committed_creation_time.get(&info.number));
         let creation_time = match floor {
-            Some(last) if *last >= self.now_ms => last.next_up(),
-            _ => self.now_ms,
+            Some(last) if *last >= wanted => last.next_up(),
+            _ => wanted,
         };
         self.last_creation_time.insert(info.number, creation_time);
         self.writes.insert(
@@ -382,8 +441,7 @@ impl Transaction {
                 }),
             },
         );
-        self.count_write(size, true)?;
-        Ok(id)
+        self.count_write(size, true)
     }
 
     fn write_existing(

@@ -3,7 +3,7 @@
 
 use super::engine::SyncEngine;
 use super::session::{self, MAX_CLIENT_FRAME_BYTES};
-use http_body_util::Full;
+use crate::server::response::{full, HttpResponse};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
@@ -26,7 +26,7 @@ const READ_LIMIT_BYTES: usize = 2 * MAX_CLIENT_FRAME_BYTES;
 pub fn upgrade(
     engine: &Arc<SyncEngine>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, (StatusCode, String)> {
+) -> Result<HttpResponse, (StatusCode, String)> {
     let session_engine = engine.clone();
     upgrade_to(engine, "/api/sync", request, move |socket| {
         session::run(session_engine, socket)
@@ -41,7 +41,7 @@ pub fn upgrade_to<F, Fut>(
     endpoint: &'static str,
     mut request: Request<Incoming>,
     serve: F,
-) -> Result<Response<Full<Bytes>>, (StatusCode, String)>
+) -> Result<HttpResponse, (StatusCode, String)>
 where
     F: FnOnce(session::Socket) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -67,7 +67,7 @@ where
         serve(socket).await;
         drop(guard);
     });
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));

@@ -3,6 +3,7 @@
 mod bad_input;
 mod basics;
 mod concurrency;
+mod import;
 mod model_check;
 
 use runtime::store::Store;

@@ -1,0 +1,419 @@
+//! `runtime export [FILE]` and `runtime import FILE`: every table of a running server as
+//! JSON Lines (the format of `runtime::transfer`), out and back in, with a progress bar on a
+//! terminal.
+
+use crate::remote::ServerUrl;
+use clap::Args;
+use http_body_util::BodyExt;
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::DocumentId;
+use runtime::store::document::validate_fields;
+use runtime::transfer::{parse_line, IdRemap, ImportedDocument, Line, TableHeader};
+use serde_json::{json, Value as Json};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// An import sends documents in batches of at most this many, each one transaction...
+const BATCH_DOCUMENTS: usize = 1_000;
+/// ...and of about this many bytes of JSON, well inside the request and write limits.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The file to write (`-`: standard output). It appears only once the export is whole.
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// The server, as `runtime serve` printed it.
+    #[arg(long, default_value = "http://127.0.0.1:3210")]
+    pub url: String,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A file written by `runtime export`.
+    pub file: PathBuf,
+    /// The server, as `runtime serve` printed it.
+    #[arg(long, default_value = "http://127.0.0.1:3210")]
+    pub url: String,
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+fn progress_bar(total: u64, verb: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{verb} {{bar:40}} {{pos}}/{{len}} documents ({{per_sec}}, {{eta}} left)"
+        ))
+        .expect("a valid template"),
+    );
+    bar
+}
+
+pub fn export(args: ExportArgs) -> Result<(), String> {
+    let url = ServerUrl::parse(&args.url)?;
+    // Written beside the target and renamed at the end, so a file named FILE is always whole.
+    let (mut out, partial): (Box<dyn Write>, Option<PathBuf>) = if args.file == "-" {
+        (Box::new(BufWriter::new(std::io::stdout().lock())), None)
+    } else {
+        let partial = PathBuf::from(format!("{}.partial", args.file));
+        let file = File::create(&partial)
+            .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        (Box::new(BufWriter::new(file)), Some(partial))
+    };
+    let result = async_runtime()?.block_on(stream_export(&url, &mut out));
+    let result = result.and_then(|summary| {
+        out.flush()
+            .map_err(|e| format!("writing the export: {e}"))?;
+        Ok(summary)
+    });
+    drop(out);
+    match (result, partial) {
+        (Ok((tables, documents)), partial) => {
+            if let Some(partial) = partial {
+                std::fs::rename(&partial, &args.file)
+                    .map_err(|e| format!("renaming {} to {}: {e}", partial.display(), args.file))?;
+            }
+            eprintln!(
+                "exported {documents} documents from {tables} tables{}",
+                if args.file == "-" {
+                    String::new()
+                } else {
+                    format!(" to {}", args.file)
+                }
+            );
+            Ok(())
+        }
+        (Err(message), partial) => {
+            if let Some(partial) = partial {
+                let _ = std::fs::remove_file(partial);
+            }
+            Err(message)
+        }
+    }
+}
+
+/// Copies the server's export into `out` line by line; the number of tables and documents.
+async fn stream_export(url: &ServerUrl, out: &mut dyn Write) -> Result<(usize, u64), String> {
+    let (status, mut body) = url.get_streaming("/api/export").await?;
+    if status != 200 {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<Json>(&bytes)
+            .ok()
+            .and_then(|j| j["errorMessage"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(format!(
+            "the server refused the export ({status}): {message}"
+        ));
+    }
+    let cut_short = || {
+        "the export ended early (did the server stop?); nothing was written, run it again"
+            .to_owned()
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut bar: Option<ProgressBar> = None;
+    let mut tables = 0;
+    let mut documents = 0u64;
+    let mut end: Option<u64> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| cut_short())?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        out.write_all(&data)
+            .map_err(|e| format!("writing the export: {e}"))?;
+        pending.extend_from_slice(&data);
+        // Only whole lines are looked at: the header for the total, `end` for the check.
+        while let Some(newline) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=newline).collect();
+            let text = std::str::from_utf8(&line[..line.len() - 1])
+                .map_err(|_| "the server sent an export that is not UTF-8".to_owned())?;
+            if bar.is_none() {
+                let Ok(Line::Header { tables: listed, .. }) = parse_line(text) else {
+                    return Err(format!(
+                        "the server's export does not start with its header: {text:.200}"
+                    ));
+                };
+                tables = listed.len();
+                bar = Some(progress_bar(
+                    listed.iter().map(|t| t.documents).sum(),
+                    "exporting",
+                ));
+                continue;
+            }
+            // Every line after the header is a document but the last, `end`.
+            match text
+                .starts_with("{\"type\":\"end\"")
+                .then(|| parse_line(text))
+            {
+                Some(Ok(Line::End { documents })) => end = Some(documents),
+                _ => {
+                    documents += 1;
+                    bar.as_ref().expect("set by the header").inc(1);
+                }
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match end {
+        Some(count) if count == documents && pending.is_empty() => Ok((tables, documents)),
+        _ => Err(cut_short()),
+    }
+}
+
+/// What the first reading of an import file found.
+struct Checked {
+    tables: Vec<TableHeader>,
+    ids: Vec<DocumentId>,
+    documents: u64,
+}
+
+pub fn import(args: ImportArgs) -> Result<(), String> {
+    let url = ServerUrl::parse(&args.url)?;
+    // Everything that can be checked without the server is, before anything is sent, so a
+    // bad file changes nothing.
+    let checked = check_file(&args.file)?;
+    async_runtime()?.block_on(send_import(&url, &args.file, checked))
+}
+
+fn open_lines(
+    path: &Path,
+) -> Result<impl Iterator<Item = (usize, Result<String, String>)>, String> {
+    let file = File::open(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; pass a file written by `runtime export`",
+            path.display()
+        )
+    })?;
+    let shown = path.display().to_string();
+    Ok(BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(move |(i, line)| {
+            (
+                i + 1,
+                line.map_err(|e| format!("{shown}: reading line {}: {e}", i + 1)),
+            )
+        }))
+}
+
+fn check_file(path: &Path) -> Result<Checked, String> {
+    let shown = path.display();
+    let at = |line: usize, message: String| format!("{shown}, line {line}: {message}");
+    let mut tables: Option<Vec<TableHeader>> = None;
+    let mut numbers: HashMap<String, u32> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    let mut end = None;
+    let mut last_line = 0;
+    for (number, line) in open_lines(path)? {
+        let line = line?;
+        last_line = number;
+        if end.is_some() {
+            return Err(at(number, "a line after the end line".into()));
+        }
+        let parsed = parse_line(&line).map_err(|e| at(number, e))?;
+        match (parsed, tables.is_some()) {
+            (Line::Header { tables: listed, .. }, false) => {
+                for table in &listed {
+                    if numbers.insert(table.name.clone(), table.number).is_some() {
+                        return Err(at(number, format!("table {:?} is listed twice", table.name)));
+                    }
+                }
+                tables = Some(listed);
+            }
+            (_, false) => {
+                return Err(at(
+                    number,
+                    "an export starts with its header line ({\"type\":\"export\", ...}); is this a file from `runtime export`?".into(),
+                ))
+            }
+            (Line::Header { .. }, true) => return Err(at(number, "a second header line".into())),
+            (Line::Document { table, value }, true) => {
+                let Some(&table_number) = numbers.get(&table) else {
+                    return Err(at(number, format!("table {table:?} is not in the header")));
+                };
+                let document =
+                    ImportedDocument::from_value(&table, value).map_err(|e| at(number, e))?;
+                if document.id.table_number() != table_number {
+                    return Err(at(
+                        number,
+                        format!(
+                            "document {} has table number {}, but the header numbers table {table:?} {table_number}",
+                            document.id,
+                            document.id.table_number()
+                        ),
+                    ));
+                }
+                if !seen.insert(document.id) {
+                    return Err(at(number, format!("document {} appears twice", document.id)));
+                }
+                validate_fields(&table, &document.fields).map_err(|e| at(number, e.to_string()))?;
+                ids.push(document.id);
+            }
+            (Line::End { documents }, true) => end = Some((number, documents)),
+        }
+    }
+    let Some(tables) = tables else {
+        return Err(format!(
+            "{shown} is empty; pass a file written by `runtime export`"
+        ));
+    };
+    match end {
+        Some((_, documents)) if documents == ids.len() as u64 => Ok(Checked {
+            tables,
+            documents,
+            ids,
+        }),
+        Some((number, documents)) => Err(at(
+            number,
+            format!(
+                "the end line counts {documents} documents, but the file has {}",
+                ids.len()
+            ),
+        )),
+        None => Err(format!(
+            "{shown} has no end line after line {last_line}: the export was cut short; export again"
+        )),
+    }
+}
+
+async fn send_import(url: &ServerUrl, path: &Path, checked: Checked) -> Result<(), String> {
+    let (status, answer) = url
+        .request(
+            Method::POST,
+            "/api/import/tables",
+            Some(&json!({"tables": checked.tables.iter().map(TableHeader::to_json).collect::<Vec<_>>()})),
+        )
+        .await?;
+    if status != 200 {
+        return Err(format!(
+            "the server refused the import, nothing was imported: {}",
+            message_of(&answer, status)
+        ));
+    }
+    let here: HashMap<&str, u32> = answer["tables"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t["name"].as_str()?,
+                u32::try_from(t["number"].as_u64()?).ok()?,
+            ))
+        })
+        .collect();
+    let mut renumbered = Vec::new();
+    let mut pairs = Vec::new();
+    for table in &checked.tables {
+        let number = *here
+            .get(table.name.as_str())
+            .ok_or_else(|| format!("the server did not prepare table {:?}", table.name))?;
+        if number != table.number {
+            renumbered.push(format!("{} ({} → {})", table.name, table.number, number));
+        }
+        pairs.push((table.number, number));
+    }
+    let mut remap = IdRemap::new(pairs);
+    if !remap.is_identity() {
+        for id in &checked.ids {
+            remap.note_exported(*id);
+        }
+    }
+
+    let bar = progress_bar(checked.documents, "importing");
+    let mut imported = 0u64;
+    let mut batch: Vec<Json> = Vec::new();
+    let mut batch_bytes = 0;
+    let mut batch_first_line = 0;
+    for (number, line) in open_lines(path)? {
+        let Line::Document { table, value } =
+            parse_line(&line?).map_err(|e| format!("line {number}: {e}"))?
+        else {
+            continue;
+        };
+        let mut document = ImportedDocument::from_value(&table, value)
+            .map_err(|e| format!("line {number}: {e}"))?;
+        remap.apply(&mut document);
+        let entry = json!({"table": table, "value": model::json::to_json(&document.to_value())});
+        if batch.is_empty() {
+            batch_first_line = number;
+        }
+        batch_bytes += entry.to_string().len();
+        batch.push(entry);
+        if batch.len() >= BATCH_DOCUMENTS || batch_bytes >= BATCH_BYTES {
+            imported += send_batch(url, &mut batch, batch_first_line, number, imported).await?;
+            batch_bytes = 0;
+            bar.set_position(imported);
+        }
+    }
+    if !batch.is_empty() {
+        imported += send_batch(url, &mut batch, batch_first_line, usize::MAX, imported).await?;
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "imported {imported} documents into {} tables{}",
+        checked.tables.len(),
+        if renumbered.is_empty() {
+            "; every id kept".to_owned()
+        } else {
+            format!(
+                "; renumbered because the number was taken here, with their ids and the references to them rewritten: {}",
+                renumbered.join(", ")
+            )
+        }
+    );
+    Ok(())
+}
+
+async fn send_batch(
+    url: &ServerUrl,
+    batch: &mut Vec<Json>,
+    first_line: usize,
+    last_line: usize,
+    imported_before: u64,
+) -> Result<u64, String> {
+    let documents = std::mem::take(batch);
+    let count = documents.len() as u64;
+    let (status, answer) = url
+        .request(
+            Method::POST,
+            "/api/import/documents",
+            Some(&json!({"documents": documents})),
+        )
+        .await?;
+    if status == 200 {
+        return Ok(count);
+    }
+    let lines = if last_line == usize::MAX {
+        format!("from line {first_line} on")
+    } else {
+        format!("lines {first_line} to {last_line}")
+    };
+    Err(format!(
+        "the server refused the documents of {lines} ({}); the {imported_before} documents before them were imported",
+        message_of(&answer, status)
+    ))
+}
+
+fn message_of(answer: &Json, status: u16) -> String {
+    answer["errorMessage"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("status {status}: {answer}"))
+}
