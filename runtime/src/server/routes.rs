@@ -70,13 +70,18 @@ pub async fn handle(
             upgraded.unwrap_or_else(|(status, message)| api_error(status, message, None, &[]))
         }
         (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
-        (_, "/api/functions" | "/api/metrics") => method_not_allowed(&path, &method, "GET"),
+        (_, "/api/functions" | "/api/metrics" | "/api/export") => {
+            method_not_allowed(&path, &method, "GET")
+        }
+        (_, "/api/import/tables" | "/api/import/documents") => {
+            method_not_allowed(&path, &method, "POST")
+        }
         (_, browser_client::PATH) => browser_client::serve(&method),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.
         (_, p) if p == "/api" || p.starts_with("/api/") => api_error(
             StatusCode::NOT_FOUND,
             format!(
-                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/metrics, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/client.js"
+                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/metrics, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/export, POST /api/import/tables, POST /api/import/documents, GET /api/client.js"
             ),
             None,
             &[],

@@ -327,3 +327,115 @@ async fn other_api_paths_and_methods_answer_in_json() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
+    let server = TestServer::start("examples/tasks").await;
+    let (status, prepared) = server
+        .post(
+            "/api/import/tables",
+            r#"{"tables": [{"name": "tasks", "number": 1, "indexes": [{"name": "by_done", "fields": ["done", "priority"]}]}, {"name": "notes", "number": 9}]}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{prepared}");
+    let number = prepared["tables"][0]["number"].as_u64().unwrap() as u32;
+    assert_eq!(prepared["tables"][1], json!({"name": "notes", "number": 9}));
+    let note = model::DocumentId::new(9, [7; 16]).to_string();
+    let id = |n: u8| model::DocumentId::new(number, [n; 16]).to_string();
+    let document = |n: u8, fields: &str| {
+        format!(
+            r#"{{"table": "tasks", "value": {{"_id": "{}", "_creationTime": 1000.0{fields}}}}}"#,
+            id(n)
+        )
+    };
+    let good = document(1, r#", "title": "a", "done": false"#);
+    let before = server.store.latest_ts();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                r#"{{"documents": [{good}, {}]}}"#,
+                document(2, r#", "title": 5, "done": false"#)
+            ),
+            "documents[1]: document",
+        ),
+        (
+            format!(r#"{{"documents": [{good}, {good}]}}"#),
+            "documents[1]: document",
+        ),
+        (
+            format!(
+                r#"{{"documents": [{{"table": "notes", "value": {{"_id": "{note}", "_creationTime": 1.0, "_x": 1.0}}}}]}}"#
+            ),
+            "documents[0]: invalid document for table \"notes\": field \"_x\" starts with '_'",
+        ),
+        (r#"{"documents": 3}"#.to_owned(), "expected {\"documents\""),
+        (
+            r#"{"documents": [{"table": "tasks", "value": {}}]}"#.to_owned(),
+            "documents[0]: the document has no _id",
+        ),
+    ];
+    for (body, expected) in &cases {
+        let (status, answer) = server.post("/api/import/documents", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = error_message(&answer);
+        assert!(
+            message.starts_with("POST /api/import/documents"),
+            "{message}"
+        );
+        assert!(
+            message.contains(expected),
+            "{message:?} should contain {expected:?}"
+        );
+    }
+    // The schema rule and the duplicate are named as such.
+    let (_, answer) = server.post("/api/import/documents", &cases[0].0).await;
+    assert!(
+        error_message(&answer).contains("does not match its schema"),
+        "{answer}"
+    );
+    let (_, answer) = server.post("/api/import/documents", &cases[1].0).await;
+    assert!(
+        error_message(&answer).contains("already exists"),
+        "{answer}"
+    );
+    assert_eq!(
+        server.store.latest_ts(),
+        before,
+        "a refused batch writes nothing"
+    );
+
+    // The good document alone goes in, and then the table is no longer open to imports.
+    let (status, answer) = server
+        .post(
+            "/api/import/documents",
+            &format!(r#"{{"documents": [{good}]}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["imported"], 1);
+    let (status, answer) = server
+        .post(
+            "/api/import/tables",
+            r#"{"tables": [{"name": "tasks", "number": 1}]}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error_message(&answer).contains("table \"tasks\" already has documents"),
+        "{answer}"
+    );
+    let (status, _, _) = server.request("GET", "/api/import/documents").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // The export shows it, and the server went on serving throughout.
+    let (status, headers, body) = server.get("/api/export").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains(&id(1)), "{text}");
+    assert!(
+        text.ends_with("{\"type\":\"end\",\"documents\":1}\n"),
+        "{text}"
+    );
+    server.shutdown().await;
+}
