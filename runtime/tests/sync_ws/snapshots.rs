@@ -2,7 +2,7 @@
 //! different indexes, never disagree in any state the client is shown, while many clients
 //! write concurrently.
 
-use crate::{modify, Client, TestServer};
+use crate::{add_messages_query, bodies, modify, send_message, Client, TestServer};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 
@@ -98,4 +98,34 @@ fn open_of(client: &Client) -> Vec<Json> {
         .as_array()
         .expect("a list of tasks")
         .clone()
+}
+
+/// A client that reconnects after a restart must not be shown a state older than a commit it
+/// was answered about: the restarted engine's results start valid at the latest commit, not
+/// at 0, even before any new commit wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_first_transition_is_not_behind_earlier_commits() {
+    let server = TestServer::start("examples/chat").await;
+    let mut before = server.client_of_session("session-behind", 0).await;
+    before.send(send_message(1, "ada", "answered")).await;
+    let answered = before.next_of_type("MutationResponse").await;
+    assert_eq!(answered["success"], true, "{answered}");
+    let committed: u64 = answered["ts"].as_str().unwrap().parse().unwrap();
+    drop(before);
+
+    let server = server.restart("examples/chat").await;
+    let mut after = server.client_of_session("session-behind", 1).await;
+    // An empty change of the query set is acknowledged at once, with the engine's timestamp
+    // as it stands, before anything has woken the engine since it started.
+    after.send(modify(0, json!([]))).await;
+    let first = after.next_of_type("Transition").await;
+    assert!(
+        after.ts() >= committed,
+        "the first transition after the restart is at {}, behind the commit at {committed} the client was answered about: {first}",
+        after.ts()
+    );
+    after.send(modify(1, json!([add_messages_query(1)]))).await;
+    after.until(|c| c.results.contains_key(&1)).await;
+    assert_eq!(bodies(&after.results[&1]), ["answered"]);
+    server.shutdown().await;
 }
