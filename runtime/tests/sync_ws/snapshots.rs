@@ -1,6 +1,6 @@
 //! Guarantee 1 (one snapshot per transition): two queries over the same table, read through
 //! different indexes, never disagree in any state the client is shown, while many clients
-//! write concurrently.
+//! write concurrently. And the snapshot a restarted engine starts at: never behind a commit.
 
 use crate::{add_messages_query, bodies, modify, send_message, Client, TestServer};
 use serde_json::{json, Value as Json};
