@@ -51,7 +51,7 @@ fn progress_bar(total: u64, verb: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{verb} {{bar:40}} {{pos}}/{{len}} documents ({{per_sec}}, {{eta}} left)"
+            "{verb} {{bar:40}} {{human_pos}}/{{human_len}} documents, {{eta}} left"
         ))
         .expect("a valid template"),
     );
