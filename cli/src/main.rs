@@ -63,7 +63,7 @@ enum Command {
     /// Load a file written by `runtime export` into a running server: into new or empty
     /// tables, keeping ids and creation times.
     #[command(
-        after_help = "Examples:\n  runtime import backup.jsonl\n  runtime import backup.jsonl --url http://127.0.0.1:4000\n\nThe whole file is checked before anything is sent. A table whose number is taken on the\nserver gets a new one; its ids, and every reference to them, are rewritten to match."
+        after_help = "Examples:\n  runtime import backup.jsonl\n  runtime import backup.jsonl --url http://127.0.0.1:4000\n  runtime import rows.jsonl --table messages   one JSON object per line, as new documents\n\nThe whole file is checked before anything is sent. A table whose number is taken on the\nserver gets a new one; its ids, and every reference to them, are rewritten to match."
     )]
     Import(transfer::ImportArgs),
 }

@@ -7,7 +7,8 @@ use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use model::DocumentId;
+use model::{DocumentId, Object, Value};
+use runtime::store::catalog::check_name;
 use runtime::store::document::validate_fields;
 use runtime::transfer::{parse_line, IdRemap, ImportedDocument, Line, TableHeader};
 use serde_json::{json, Value as Json};
@@ -33,8 +34,14 @@ pub struct ExportArgs {
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// A file written by `runtime export`.
+    /// A file written by `runtime export` (or, with `--table`, one JSON object per line).
     pub file: PathBuf,
+    /// Read FILE as plain JSON Lines, one document per line (values in the wire form of
+    /// PROTOCOL.md: `{"$integer": "42"}` for an int64), and insert each into this table as a
+    /// new document, with a new `_id` and `_creationTime` (those in the file are replaced).
+    /// The table may already hold documents.
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
@@ -186,6 +193,10 @@ pub fn import(args: ImportArgs) -> Result<(), String> {
     let url = ServerUrl::parse(&args.url)?;
     // Everything that can be checked without the server is, before anything is sent, so a
     // bad file changes nothing.
+    if let Some(table) = &args.table {
+        let checked = check_plain_file(&args.file, table)?;
+        return async_runtime()?.block_on(send_plain_import(&url, &args.file, table, checked));
+    }
     let checked = check_file(&args.file)?;
     async_runtime()?.block_on(send_import(&url, &args.file, checked))
 }
@@ -336,11 +347,7 @@ async fn send_import(url: &ServerUrl, path: &Path, checked: Checked) -> Result<(
         }
     }
 
-    let bar = progress_bar(checked.documents, "importing");
-    let mut imported = 0u64;
-    let mut batch: Vec<Json> = Vec::new();
-    let mut batch_bytes = 0;
-    let mut batch_first_line = 0;
+    let mut batches = Batches::new(url, checked.documents);
     for (number, line) in open_lines(path)? {
         let Line::Document { table, value } =
             parse_line(&line?).map_err(|e| format!("line {number}: {e}"))?
@@ -350,22 +357,10 @@ async fn send_import(url: &ServerUrl, path: &Path, checked: Checked) -> Result<(
         let mut document = ImportedDocument::from_value(&table, value)
             .map_err(|e| format!("line {number}: {e}"))?;
         remap.apply(&mut document);
-        let entry = json!({"table": table, "value": model::json::to_json(&document.to_value())});
-        if batch.is_empty() {
-            batch_first_line = number;
-        }
-        batch_bytes += entry.to_string().len();
-        batch.push(entry);
-        if batch.len() >= BATCH_DOCUMENTS || batch_bytes >= BATCH_BYTES {
-            imported += send_batch(url, &mut batch, batch_first_line, number, imported).await?;
-            batch_bytes = 0;
-            bar.set_position(imported);
-        }
+        let value = document.to_value();
+        batches.push(&table, &value, number).await?;
     }
-    if !batch.is_empty() {
-        imported += send_batch(url, &mut batch, batch_first_line, usize::MAX, imported).await?;
-    }
-    bar.finish_and_clear();
+    let imported = batches.finish().await?;
     eprintln!(
         "imported {imported} documents into {} tables{}",
         checked.tables.len(),
@@ -381,34 +376,149 @@ async fn send_import(url: &ServerUrl, path: &Path, checked: Checked) -> Result<(
     Ok(())
 }
 
-async fn send_batch(
-    url: &ServerUrl,
-    batch: &mut Vec<Json>,
-    first_line: usize,
-    last_line: usize,
-    imported_before: u64,
-) -> Result<u64, String> {
-    let documents = std::mem::take(batch);
-    let count = documents.len() as u64;
-    let (status, answer) = url
-        .request(
-            Method::POST,
-            "/api/import/documents",
-            Some(&json!({"documents": documents})),
-        )
-        .await?;
-    if status == 200 {
-        return Ok(count);
-    }
-    let lines = if last_line == usize::MAX {
-        format!("from line {first_line} on")
-    } else {
-        format!("lines {first_line} to {last_line}")
+/// What the first reading of a plain JSON Lines file found.
+struct CheckedPlain {
+    documents: u64,
+    /// Lines whose `_id` or `_creationTime` is replaced.
+    with_system_fields: u64,
+}
+
+/// A plain line's document: its user fields, and whether it carried system fields.
+fn plain_document(table: &str, line: &str) -> Result<(Object, bool), String> {
+    let json: Json = serde_json::from_str(line).map_err(|e| format!("not a JSON object ({e})"))?;
+    let Value::Object(mut fields) = model::json::from_json(&json).map_err(|e| e.to_string())?
+    else {
+        return Err(format!(
+            "each line is one document, a JSON object; got {}",
+            model::json::json_kind(&json)
+        ));
     };
-    Err(format!(
-        "the server refused the documents of {lines} ({}); the {imported_before} documents before them were imported",
-        message_of(&answer, status)
-    ))
+    let had_id = fields.remove("_id").is_some();
+    let had_time = fields.remove("_creationTime").is_some();
+    validate_fields(table, &fields).map_err(|e| e.to_string())?;
+    Ok((fields, had_id || had_time))
+}
+
+fn check_plain_file(path: &Path, table: &str) -> Result<CheckedPlain, String> {
+    check_name("table", table).map_err(|e| format!("--table: {e}"))?;
+    let mut checked = CheckedPlain {
+        documents: 0,
+        with_system_fields: 0,
+    };
+    for (number, line) in open_lines(path)? {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (_, replaced) = plain_document(table, &line)
+            .map_err(|e| format!("{}, line {number}: {e}", path.display()))?;
+        checked.documents += 1;
+        checked.with_system_fields += replaced as u64;
+    }
+    Ok(checked)
+}
+
+async fn send_plain_import(
+    url: &ServerUrl,
+    path: &Path,
+    table: &str,
+    checked: CheckedPlain,
+) -> Result<(), String> {
+    let mut batches = Batches::new(url, checked.documents);
+    for (number, line) in open_lines(path)? {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (fields, _) =
+            plain_document(table, &line).map_err(|e| format!("line {number}: {e}"))?;
+        batches.push(table, &Value::Object(fields), number).await?;
+    }
+    let imported = batches.finish().await?;
+    eprintln!(
+        "imported {imported} new documents into table {table:?}{}",
+        match checked.with_system_fields {
+            0 => String::new(),
+            n => format!("; {n} of them had _id or _creationTime in the file, which were replaced"),
+        }
+    );
+    Ok(())
+}
+
+/// Documents on their way to `POST /api/import/documents`, a batch at a time, each batch one
+/// transaction; the progress bar follows what the server has taken.
+struct Batches<'a> {
+    url: &'a ServerUrl,
+    batch: Vec<Json>,
+    bytes: usize,
+    first_line: usize,
+    imported: u64,
+    bar: ProgressBar,
+}
+
+impl<'a> Batches<'a> {
+    fn new(url: &'a ServerUrl, total: u64) -> Self {
+        Batches {
+            url,
+            batch: Vec::new(),
+            bytes: 0,
+            first_line: 0,
+            imported: 0,
+            bar: progress_bar(total, "importing"),
+        }
+    }
+
+    /// Adds the document of line `line`; sends the batch once it is full.
+    async fn push(&mut self, table: &str, value: &Value, line: usize) -> Result<(), String> {
+        let entry = json!({"table": table, "value": model::json::to_json(value)});
+        if self.batch.is_empty() {
+            self.first_line = line;
+        }
+        self.bytes += entry.to_string().len();
+        self.batch.push(entry);
+        if self.batch.len() >= BATCH_DOCUMENTS || self.bytes >= BATCH_BYTES {
+            self.send(Some(line)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left; how many documents the server took in all.
+    async fn finish(mut self) -> Result<u64, String> {
+        if !self.batch.is_empty() {
+            self.send(None).await?;
+        }
+        self.bar.finish_and_clear();
+        Ok(self.imported)
+    }
+
+    async fn send(&mut self, last_line: Option<usize>) -> Result<(), String> {
+        let documents = std::mem::take(&mut self.batch);
+        let count = documents.len() as u64;
+        self.bytes = 0;
+        let (status, answer) = self
+            .url
+            .request(
+                Method::POST,
+                "/api/import/documents",
+                Some(&json!({"documents": documents})),
+            )
+            .await?;
+        if status != 200 {
+            self.bar.finish_and_clear();
+            let lines = match last_line {
+                Some(last) => format!("lines {} to {last}", self.first_line),
+                None => format!("from line {} on", self.first_line),
+            };
+            return Err(format!(
+                "the server refused the documents of {lines} ({}); the {} documents before them were imported",
+                message_of(&answer, status),
+                self.imported
+            ));
+        }
+        self.imported += count;
+        self.bar.set_position(self.imported);
+        Ok(())
+    }
 }
 
 fn message_of(answer: &Json, status: u16) -> String {

@@ -242,3 +242,65 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     );
     chat.stop();
 }
+
+#[test]
+fn plain_json_lines_go_into_a_table_as_new_documents() {
+    let work = tempfile::tempdir().unwrap();
+    let chat = Running::start(serve_command(
+        &repo_root().join("examples/chat"),
+        &work.path().join("data"),
+    ));
+    mutation(
+        chat.addr,
+        "chat:send_message",
+        json!({"user": "ada", "body": "already here"}),
+    );
+    let url = format!("http://{}", chat.addr);
+    let import = |file: &Path| {
+        let mut command = Command::new(runtime_bin());
+        command
+            .arg("import")
+            .arg(file)
+            .args(["--table", "messages", "--url", &url]);
+        run_to_end(command)
+    };
+
+    // Rows from elsewhere: system fields from another system are replaced, blank lines skipped.
+    let rows = work.path().join("rows.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"user\": \"bob\", \"body\": \"from a dump\"}\n\n{\"_id\": \"jd7abc\", \"_creationTime\": 1, \"user\": \"cy\", \"body\": \"with an old id\"}\n",
+    )
+    .unwrap();
+    let output = import(&rows);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "imported 2 new documents into table \"messages\"; 1 of them had _id or _creationTime"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    // The table already had a document; the new ones come after it, and queries see them.
+    assert_eq!(
+        crate::message_bodies(chat.addr),
+        ["already here", "from a dump", "with an old id"]
+    );
+
+    // A bad line: named, and nothing of the file goes in.
+    let bad = work.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"user\": \"dee\", \"body\": \"fine\"}\n{\"user\": \"eve\", \"$body\": \"no\"}\n",
+    )
+    .unwrap();
+    let output = import(&bad);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("bad.jsonl, line 2:"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(crate::message_bodies(chat.addr).len(), 3);
+    chat.stop();
+}

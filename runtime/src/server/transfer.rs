@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
-use model::Value;
+use model::{Object, Value};
 use serde_json::{json, Value as Json};
 use std::io;
 use std::sync::Arc;
@@ -150,9 +150,10 @@ pub async fn import_tables(app: Arc<Served>, request: Request<Incoming>) -> Http
     }
 }
 
-/// `{"documents": [{"table", "value"}, ...]}`, values with `_id` and `_creationTime` (ids
-/// already rewritten to this store's table numbers) → `{"status": "success", "imported": n,
-/// "ts": "<ts>"}`. All of the batch or none of it is written.
+/// `{"documents": [{"table", "value"}, ...]}` → `{"status": "success", "imported": n, "ts":
+/// "<ts>"}`. A value with `_id` and `_creationTime` (its id already in this store's table
+/// numbers) keeps them; a value with neither is inserted as a new document, its table made
+/// on first insert like any other. All of the batch or none of it is written.
 pub async fn import_documents(
     app: Arc<Served>,
     module: Arc<DeployedModule>,
@@ -182,9 +183,14 @@ pub async fn import_documents(
     let count = documents.len();
     let committed = tokio::task::spawn_blocking(move || {
         store.run_mutation(|tx| {
-            for (i, d) in documents.iter().enumerate() {
-                tx.insert_imported(&d.table, d.id, d.creation_time, d.fields.clone())
-                    .map_err(|e| ImportFailure::At(i, e))?;
+            for (i, document) in documents.iter().enumerate() {
+                match document {
+                    Batched::Kept(d) => {
+                        tx.insert_imported(&d.table, d.id, d.creation_time, d.fields.clone())
+                    }
+                    Batched::New { table, fields } => tx.insert(table, fields.clone()).map(|_| ()),
+                }
+                .map_err(|e| ImportFailure::At(i, e))?;
             }
             Ok::<_, ImportFailure>(())
         })
@@ -212,7 +218,15 @@ impl From<StoreError> for ImportFailure {
     }
 }
 
-fn parse_document(json: &Json, module: &DeployedModule) -> Result<ImportedDocument, String> {
+/// A document of an import batch.
+enum Batched {
+    /// With the id and creation time it was exported with.
+    Kept(ImportedDocument),
+    /// Without system fields: it gets new ones, as an insert does.
+    New { table: String, fields: Object },
+}
+
+fn parse_document(json: &Json, module: &DeployedModule) -> Result<Batched, String> {
     let table = json
         .get("table")
         .and_then(Json::as_str)
@@ -223,18 +237,28 @@ fn parse_document(json: &Json, module: &DeployedModule) -> Result<ImportedDocume
     else {
         return Err("\"value\" must be an object".into());
     };
-    let document = ImportedDocument::from_value(table, value)?;
+    let (document, fields, named) = if value.contains_key("_id") {
+        let document = ImportedDocument::from_value(table, value)?;
+        let named = format!("document {}", document.id);
+        let fields = document.fields.clone();
+        (Batched::Kept(document), fields, named)
+    } else if value.contains_key("_creationTime") {
+        return Err(
+            "a document without _id is inserted as a new one, and takes no _creationTime".into(),
+        );
+    } else {
+        let document = Batched::New {
+            table: table.to_owned(),
+            fields: value.clone(),
+        };
+        (document, value, "the document".to_owned())
+    };
     // Declared schemas hold for every write, imports included.
     if let Some(declared) = module.schema.table(table) {
         declared
             .document
-            .check(&Value::Object(document.fields.clone()))
-            .map_err(|e| {
-                format!(
-                    "document {} for table {table:?} does not match its schema: {e}",
-                    document.id
-                )
-            })?;
+            .check(&Value::Object(fields))
+            .map_err(|e| format!("{named} for table {table:?} does not match its schema: {e}"))?;
     }
     Ok(document)
 }

@@ -370,8 +370,8 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
         ),
         (r#"{"documents": 3}"#.to_owned(), "expected {\"documents\""),
         (
-            r#"{"documents": [{"table": "tasks", "value": {}}]}"#.to_owned(),
-            "documents[0]: the document has no _id",
+            r#"{"documents": [{"table": "tasks", "value": {"_creationTime": 1.0}}]}"#.to_owned(),
+            "documents[0]: a document without _id is inserted as a new one, and takes no _creationTime",
         ),
     ];
     for (body, expected) in &cases {
@@ -404,15 +404,18 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
         "a refused batch writes nothing"
     );
 
-    // The good document alone goes in, and then the table is no longer open to imports.
+    // The good document goes in with its id, a document without system fields as a new one,
+    // and then the table is no longer open to imports that keep ids.
     let (status, answer) = server
         .post(
             "/api/import/documents",
-            &format!(r#"{{"documents": [{good}]}}"#),
+            &format!(
+                r#"{{"documents": [{good}, {{"table": "notes", "value": {{"text": "fresh"}}}}]}}"#
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["imported"], 1);
+    assert_eq!(answer["imported"], 2);
     let (status, answer) = server
         .post(
             "/api/import/tables",
@@ -433,8 +436,9 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     assert_eq!(headers["content-type"], "application/x-ndjson");
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains(&id(1)), "{text}");
+    assert!(text.contains("\"text\":\"fresh\""), "{text}");
     assert!(
-        text.ends_with("{\"type\":\"end\",\"documents\":1}\n"),
+        text.ends_with("{\"type\":\"end\",\"documents\":2}\n"),
         "{text}"
     );
     server.shutdown().await;
