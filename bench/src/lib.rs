@@ -1,4 +1,20 @@
-//! Shared pieces of the benchmarks: load drivers, samplers and figure printing.
+//! The product benchmark (`cargo run --release -p bench --bin bench -- [--quick]`): every
+//! scenario against a real `runtime serve` over loopback, beside the baselines that say how
+//! close it is to the machine's limit, with one table, a JSON file and SVG plots.
+//!
+//! - [`server`]: the `runtime` binary in a child process, started and stopped as a user would.
+//! - [`ws`], [`http`]: the clients (PROTOCOL.md sections 3 and 4).
+//! - [`scenarios`]: chat-send, bank-transfer, fanout, calls, scale, and the baselines
+//!   (RocksDB alone, PostgreSQL).
+//! - [`report`], [`svg`]: the table, the JSON file and the plots.
+
+pub mod http;
+pub mod report;
+pub mod scenarios;
+pub mod server;
+pub mod stats;
+pub mod svg;
+pub mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -75,9 +91,99 @@ impl Zipf {
         let u = rng.unit();
         self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1)
     }
+
+    /// The probability of drawing `rank`.
+    pub fn probability(&self, rank: usize) -> f64 {
+        self.cdf[rank] - if rank == 0 { 0.0 } else { self.cdf[rank - 1] }
+    }
 }
 
-/// Prints one row of a figures table.
-pub fn row(name: &str, value: f64, unit: &str, note: &str) {
-    println!("{name:<48} {value:>14.1} {unit:<10} {note}");
+/// How accounts are picked for a transfer: uniformly, or by Zipf rank (hot accounts).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Skew {
+    Uniform,
+    Zipf(f64),
+}
+
+impl Skew {
+    pub fn name(self) -> String {
+        match self {
+            Skew::Uniform => "uniform".into(),
+            Skew::Zipf(s) => format!("zipf-{s}"),
+        }
+    }
+}
+
+/// Picks the two distinct accounts of a transfer among `n`.
+pub fn pick_pair(rng: &mut Rng, n: usize, zipf: Option<&Zipf>) -> (usize, usize) {
+    let pick = |rng: &mut Rng| match zipf {
+        Some(z) => z.sample(rng),
+        None => rng.below(n),
+    };
+    let from = pick(rng);
+    let mut to = pick(rng);
+    if to == from {
+        to = (from + 1) % n;
+    }
+    (from, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_draws_ranks_at_their_probability() {
+        let zipf = Zipf::new(100_000, 1.5);
+        // 1 / sum_{k<=n} k^-1.5, with the sum close to zeta(1.5) = 2.612.
+        assert!(
+            (zipf.probability(0) - 0.3839).abs() < 0.002,
+            "{}",
+            zipf.probability(0)
+        );
+        let mut rng = Rng::new(9);
+        let mut counts = [0u32; 4];
+        let draws = 200_000;
+        for _ in 0..draws {
+            let rank = zipf.sample(&mut rng);
+            assert!(rank < 100_000);
+            if rank < 4 {
+                counts[rank] += 1;
+            }
+        }
+        for (rank, &count) in counts.iter().enumerate() {
+            let seen = f64::from(count) / f64::from(draws);
+            let expected = zipf.probability(rank);
+            assert!(
+                (seen - expected).abs() < 0.01,
+                "rank {rank}: drawn {seen}, expected {expected}"
+            );
+        }
+        assert!(counts[0] > counts[1] && counts[1] > counts[2] && counts[2] > counts[3]);
+    }
+
+    #[test]
+    fn uniform_draws_cover_the_range_evenly() {
+        let mut rng = Rng::new(3);
+        let mut counts = [0u32; 10];
+        for _ in 0..100_000 {
+            counts[rng.below(10)] += 1;
+        }
+        for count in counts {
+            assert!((9_000..11_000).contains(&count), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_transfer_never_pairs_an_account_with_itself() {
+        let zipf = Zipf::new(1_000, 1.5);
+        let mut rng = Rng::new(5);
+        for _ in 0..10_000 {
+            let (a, b) = pick_pair(&mut rng, 1_000, Some(&zipf));
+            assert_ne!(a, b);
+            assert!(a < 1_000 && b < 1_000);
+            let (a, b) = pick_pair(&mut rng, 2, None);
+            assert_ne!(a, b);
+        }
+    }
 }

@@ -1,0 +1,181 @@
+//! `bank-transfer`: 100,000 accounts in `runtime serve examples/bank`, 64 WebSocket
+//! connections each sending `bank:transfer` (read two balances, write both) after the
+//! previous answer, with accounts chosen uniformly and with Zipf skew 1.5 (hot accounts).
+//! Conflict retries come from the server's counters (`GET /api/metrics`).
+//!
+//! Beside it: the same transfer on the store alone, in process, with no server and no wasm
+//! (what the server and sandbox add), RocksDB alone, and PostgreSQL (see `postgres`).
+
+use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
+use crate::http::{int, Http, Metrics};
+use crate::report::Row;
+use crate::ws::closed_loop;
+use crate::{pick_pair, run_for, Skew, Zipf};
+use model::{obj, DocumentId, Value};
+use runtime::store::{Store, StoreError};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const SKEWS: [Skew; 2] = [Skew::Uniform, Skew::Zipf(1.5)];
+/// Accounts created by one `bank:seed` call.
+pub const SEED_BATCH: usize = 10_000;
+
+fn metrics(addr: SocketAddr) -> Result<Metrics, String> {
+    Http::connect(addr).map_err(|e| e.to_string())?.metrics()
+}
+
+/// Creates `count` accounts with `bank:seed`; their ids.
+pub fn seed(addr: SocketAddr, count: usize) -> Result<Vec<String>, String> {
+    let mut http = Http::connect(addr).map_err(|e| e.to_string())?;
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let n = SEED_BATCH.min(count - ids.len());
+        let value = http.call(
+            "mutation",
+            "bank:seed",
+            json!({"count": int(n as i64), "balance": int(1_000)}),
+        )?;
+        let created = value.as_array().ok_or("bank:seed returned no array")?;
+        ids.extend(
+            created
+                .iter()
+                .filter_map(|id| id.as_str().map(str::to_owned)),
+        );
+    }
+    Ok(ids)
+}
+
+pub fn run(ctx: &mut Context) -> Result<(), String> {
+    let duration = ctx.duration();
+    match postgres::run(ctx, &SKEWS) {
+        Ok(rows) => rows.into_iter().for_each(|r| ctx.push(r)),
+        Err(e) => ctx.skipped.push(format!("PostgreSQL baseline: {e}")),
+    }
+    store_alone(ctx)?;
+
+    let server = ctx.serve("examples/bank", "bank-transfer")?;
+    let seeding = Instant::now();
+    let ids = Arc::new(seed(server.addr, ACCOUNTS)?);
+    println!(
+        "  bank-transfer: {} accounts created in {:.1} s",
+        ids.len(),
+        seeding.elapsed().as_secs_f64()
+    );
+    let zipf = Arc::new(Zipf::new(ACCOUNTS, 1.5));
+    for skew in SKEWS {
+        let before = metrics(server.addr)?;
+        let (ids, zipf) = (ids.clone(), zipf.clone());
+        let result = ctx.clients.block_on(closed_loop(
+            server.addr,
+            CLIENTS,
+            duration,
+            move |_, rng| {
+                let hot = matches!(skew, Skew::Zipf(_)).then_some(&*zipf);
+                let (from, to) = pick_pair(rng, ids.len(), hot);
+                (
+                    "bank:transfer",
+                    json!({"from": ids[from], "to": ids[to], "amount": int(1)}),
+                )
+            },
+        ));
+        let after = metrics(server.addr)?;
+        let retries = after.conflict_retries - before.conflict_retries;
+        let serial = after.serial_runs - before.serial_runs;
+        let mut row = Row::new(
+            "bank-transfer",
+            format!("{CLIENTS} clients, bank:transfer, {}", skew.name()),
+        )
+        .throughput(result.per_second())
+        .latency(result.latency.clone())
+        .note(format!(
+            "{} transfers, {retries} conflict retries ({:.3}/transfer), {serial} serial-lane runs, {} failed{}",
+            result.answered,
+            retries as f64 / result.answered.max(1) as f64,
+            result.failures,
+            result.first_failure.map(|e| format!(": {e}")).unwrap_or_default()
+        ));
+        for baseline in [
+            ctx.find("baseline", &postgres::case(skew)),
+            ctx.find("bank-transfer", &store_case(skew)),
+            ctx.find("baseline", rocks::BANK),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            row = row.throughput_ratio(&baseline);
+        }
+        ctx.push(row);
+    }
+    server.stop()
+}
+
+fn store_case(skew: Skew) -> String {
+    format!("store alone, {CLIENTS} threads, {}", skew.name())
+}
+
+/// The transfer as native Rust on the store, in this process: no server, no wasm.
+fn store_alone(ctx: &mut Context) -> Result<(), String> {
+    let dir = ctx.store_dir("bank-store-alone");
+    let store = Store::open(&dir).map_err(|e| e.to_string())?;
+    let accounts: Vec<DocumentId> = (0..ACCOUNTS / SEED_BATCH)
+        .map(|_| {
+            store.run_mutation(|tx| -> Result<Vec<DocumentId>, StoreError> {
+                (0..SEED_BATCH)
+                    .map(|_| tx.insert("accounts", obj! { "balance" => 1_000i64 }))
+                    .collect()
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .flat_map(|c| c.value)
+        .collect();
+    let transfer = |from: DocumentId, to: DocumentId| {
+        store.run_mutation(|tx| -> Result<(), StoreError> {
+            let balance = |tx: &mut runtime::store::Transaction, id| -> Result<i64, StoreError> {
+                Ok(tx
+                    .get(id)?
+                    .and_then(|d| d.fields["balance"].as_i64())
+                    .unwrap_or(0))
+            };
+            let (a, b) = (balance(tx, from)?, balance(tx, to)?);
+            tx.patch(
+                from,
+                [("balance".to_string(), Some(Value::from(a - 1)))].into(),
+            )?;
+            tx.patch(
+                to,
+                [("balance".to_string(), Some(Value::from(b + 1)))].into(),
+            )?;
+            Ok(())
+        })
+    };
+    let zipf = Zipf::new(ACCOUNTS, 1.5);
+    for skew in SKEWS {
+        let stats = store.stats();
+        let retries0 = stats.conflict_retries.load(Ordering::Relaxed);
+        let failures = std::sync::atomic::AtomicU64::new(0);
+        let (n, took) = run_for(CLIENTS, ctx.duration(), |_, rng| {
+            let hot = matches!(skew, Skew::Zipf(_)).then_some(&zipf);
+            let (from, to) = pick_pair(rng, ACCOUNTS, hot);
+            if transfer(accounts[from], accounts[to]).is_err() {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let retries = stats.conflict_retries.load(Ordering::Relaxed) - retries0;
+        ctx.push(
+            Row::new("bank-transfer", store_case(skew))
+                .throughput(n as f64 / took.as_secs_f64())
+                .note(format!(
+                    "Store::run_mutation, no server or wasm; {retries} conflict retries, {} failed",
+                    failures.into_inner()
+                )),
+        );
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

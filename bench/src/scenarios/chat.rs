@@ -1,0 +1,42 @@
+//! `chat-send`: 64 WebSocket connections to `runtime serve examples/chat`, each sending
+//! `chat:send_message` after the previous answer. Each answer means a durable commit.
+
+use super::{rocks, Context, BODY_BYTES, CLIENTS};
+use crate::report::Row;
+use crate::ws::closed_loop;
+use serde_json::json;
+
+pub fn run(ctx: &mut Context) -> Result<(), String> {
+    let server = ctx.serve("examples/chat", "chat-send")?;
+    let duration = ctx.duration();
+    let result = ctx.clients.block_on(closed_loop(
+        server.addr,
+        CLIENTS,
+        duration,
+        |client, rng| {
+            let body = format!("{:-<BODY_BYTES$}", format!("m{client}-{}", rng.next_u64()));
+            (
+                "chat:send_message",
+                json!({"user": format!("user{client}"), "body": body}),
+            )
+        },
+    ));
+    server.stop()?;
+    let mut row = Row::new("chat-send", format!("{CLIENTS} clients, chat:send_message"))
+        .throughput(result.per_second())
+        .latency(result.latency.clone())
+        .note(format!(
+            "{} durable commits, {} failed{}",
+            result.answered,
+            result.failures,
+            result
+                .first_failure
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    if let Some(baseline) = ctx.find("baseline", rocks::CHAT) {
+        row = row.throughput_ratio(&baseline);
+    }
+    ctx.push(row);
+    Ok(())
+}

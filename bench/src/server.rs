@@ -1,0 +1,256 @@
+//! The `runtime` binary (`cli/`), run as `runtime serve APP --port 0 --data DIR` in a child
+//! process on loopback, exactly as a user starts it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The workspace root (where `examples/` and `Cargo.toml` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `runtime` binary beside this one, built first with cargo (a no-op when it is up to
+/// date) into the same target folder.
+pub fn runtime_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile_dir = exe.parent().ok_or("no folder for the current executable")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("the current executable is not in a cargo target folder")?;
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "runtime-cli",
+            "--bin",
+            "runtime",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("running cargo to build the runtime binary: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the runtime binary failed ({status})"));
+    }
+    let binary = profile_dir.join("runtime");
+    if !binary.is_file() {
+        return Err(format!("no runtime binary at {}", binary.display()));
+    }
+    Ok(binary)
+}
+
+/// Builds an app crate to wasm where `runtime serve` looks for it (`APP/target`), so that
+/// the server's own build is a no-op and a timed start never includes compiling.
+/// Returns the module's path.
+pub fn build_app(app: &Path) -> Result<PathBuf, String> {
+    runtime::wasm::build_app(app, &app.join("target"))
+        .map_err(|e| format!("building {}: {e}", app.display()))
+}
+
+/// A running `runtime serve`.
+pub struct RuntimeServer {
+    child: Child,
+    pub addr: SocketAddr,
+    /// From spawning the process to its `listening on` line.
+    pub started_in: Duration,
+    log: PathBuf,
+    /// `perf record` of the server, when `BENCH_PERF` is set.
+    perf: Option<Child>,
+}
+
+impl RuntimeServer {
+    /// Starts `runtime serve APP --port 0 --data DATA`; its stderr goes to `log`.
+    pub fn start(binary: &Path, app: &Path, data: &Path, log: &Path) -> Result<Self, String> {
+        let started = Instant::now();
+        let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg(app)
+            .args(["--host", "127.0.0.1", "--port", "0", "--data"])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        // Read stdout on a thread (and keep draining it), so a timeout can be had.
+        let stdout = child.stdout.take().unwrap();
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { return };
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let deadline = started + Duration::from_secs(600);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match line_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+                        let addr = addr
+                            .parse()
+                            .map_err(|e| format!("the server said {line:?}: {e}"))?;
+                        let started_in = started.elapsed();
+                        let perf = std::env::var_os("BENCH_PERF")
+                            .and_then(|_| profile(child.id(), &log.with_extension("perf.data")));
+                        return Ok(RuntimeServer {
+                            child,
+                            addr,
+                            started_in,
+                            log: log.to_owned(),
+                            perf,
+                        });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "runtime serve {} did not start; the end of {}:\n{}",
+                        app.display(),
+                        log.display(),
+                        tail(log)
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
+    /// SIGTERM (a graceful shutdown), then SIGKILL if it has not exited within 60 s.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop_profile();
+        // SAFETY: a plain system call on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "the server exited with {status}; the end of {}:\n{}",
+                        self.log.display(),
+                        tail(&self.log)
+                    ))
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err("the server did not stop within 60 s; killed".into());
+                }
+            }
+        }
+    }
+}
+
+impl RuntimeServer {
+    fn stop_profile(&mut self) {
+        if let Some(mut perf) = self.perf.take() {
+            // SAFETY: a plain system call on our own child's pid.
+            unsafe {
+                libc::kill(perf.id() as libc::pid_t, libc::SIGINT);
+            }
+            let _ = perf.wait();
+        }
+    }
+}
+
+/// `perf record -g` of process `pid` into `output`, until it is sent SIGINT.
+fn profile(pid: u32, output: &Path) -> Option<Child> {
+    Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "499",
+            "-g",
+            "-q",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+impl Drop for RuntimeServer {
+    fn drop(&mut self) {
+        self.stop_profile();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Raises the soft descriptor limit as far as allowed (children inherit it); returns the
+/// soft limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: 65_536.max(limit.rlim_cur),
+            rlim_max: 65_536.max(limit.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            return wanted.rlim_cur;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            return limit.rlim_cur;
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}

@@ -1,0 +1,173 @@
+//! WebSocket clients of `/api/sync` (PROTOCOL.md section 3), and the closed-loop load driver:
+//! N connections, each sending a mutation after the previous one was answered.
+
+use crate::stats::Latency;
+use crate::Rng;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value as Json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// A mutation that has no answer by then counts as failed, and its connection stops.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn connect(addr: SocketAddr, session: &str) -> Ws {
+    let stream = TcpStream::connect(addr).await.expect("connecting");
+    stream.set_nodelay(true).unwrap();
+    // A small read buffer: 10,000 connections at the default 128 KiB would be 1.3 GB.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        "ws://localhost/api/sync",
+        stream,
+        Some(config),
+    )
+    .await
+    .expect("the WebSocket handshake");
+    send(
+        &mut ws,
+        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
+    )
+    .await;
+    ws
+}
+
+pub async fn send(ws: &mut Ws, message: Json) {
+    ws.send(Message::text(message.to_string()))
+        .await
+        .expect("sending a frame");
+}
+
+/// The next text frame, parsed.
+pub async fn next_json(ws: &mut Ws) -> Json {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended: {other:?}"),
+        }
+    }
+}
+
+/// Subscribes to one query (query id 1) and waits for its first result.
+pub async fn subscribe(ws: &mut Ws, path: &str, args: Json) {
+    send(
+        ws,
+        json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
+               "modifications": [{"type": "Add", "queryId": 1, "udfPath": path, "args": args}]}),
+    )
+    .await;
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == "Transition" && frame["endVersion"]["querySet"] == 1 {
+            return;
+        }
+    }
+}
+
+/// Sends a mutation and waits for its answer, skipping other frames: `Ok` with the
+/// response, or `Err` with the error (a failed mutation, or no answer in time).
+pub async fn mutate(ws: &mut Ws, request_id: u64, path: &str, args: Json) -> Result<Json, String> {
+    send(
+        ws,
+        json!({"type": "Mutation", "requestId": request_id, "udfPath": path, "args": args}),
+    )
+    .await;
+    let answer = async {
+        loop {
+            let frame = next_json(ws).await;
+            if frame["type"] == "MutationResponse" && frame["requestId"] == request_id {
+                return frame;
+            }
+        }
+    };
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+        Ok(frame) if frame["success"] == true => Ok(frame),
+        Ok(frame) => Err(format!("{path} failed: {frame}")),
+        Err(_) => Err(format!("{path}: no answer within {ANSWER_TIMEOUT:?}")),
+    }
+}
+
+/// What a closed-loop run measured.
+pub struct LoadResult {
+    pub answered: usize,
+    pub failures: usize,
+    pub first_failure: Option<String>,
+    pub took: Duration,
+    pub latency: Latency,
+}
+
+impl LoadResult {
+    pub fn per_second(&self) -> f64 {
+        self.answered as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// `clients` connections, each sending the mutation `call(client, rng)` returns after the
+/// previous one was answered, for `duration`; latency is send to `MutationResponse`.
+pub async fn closed_loop<F>(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(usize, &mut Rng) -> (&'static str, Json) + Send + Sync + 'static,
+{
+    let call = Arc::new(call);
+    let mut sockets = Vec::new();
+    for i in 0..clients {
+        sockets.push(connect(addr, &format!("load-{i}-{}", std::process::id())).await);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng::new(i as u64 + 1);
+                let (mut latencies, mut failures, mut first_failure) = (Vec::new(), 0, None);
+                let mut request_id = 0;
+                while start.elapsed() < duration {
+                    request_id += 1;
+                    let (path, args) = call(i, &mut rng);
+                    let sent = Instant::now();
+                    match mutate(&mut ws, request_id, path, args).await {
+                        Ok(_) => latencies.push(sent.elapsed()),
+                        Err(e) => {
+                            failures += 1;
+                            first_failure.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+                let _ = ws.close(None).await;
+                (latencies, failures, first_failure)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failures, mut first_failure) = (Vec::new(), 0, None);
+    for task in tasks {
+        let (l, f, e) = task.await.unwrap();
+        latencies.extend(l);
+        failures += f;
+        if first_failure.is_none() {
+            first_failure = e;
+        }
+    }
+    let took = start.elapsed();
+    LoadResult {
+        answered: latencies.len(),
+        failures,
+        first_failure,
+        took,
+        latency: Latency::of(latencies),
+    }
+}
