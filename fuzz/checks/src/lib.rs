@@ -4,6 +4,8 @@
 //! under `cargo test` on stable.
 
 mod gen;
+pub mod server;
+pub mod sim;
 mod transactions;
 mod values;
 

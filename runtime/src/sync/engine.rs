@@ -115,8 +115,9 @@ impl SyncEngine {
     }
 
     /// One round: every subscription brought up to one new snapshot, and every connection
-    /// with something new woken.
-    fn refresh(&self) {
+    /// with something new woken. Public so that a deterministic simulation can run rounds
+    /// itself, in an order it chooses, instead of the task of [`SyncEngine::run`].
+    pub fn refresh(&self) {
         let mut state = self.state.blocking_lock();
         let state = &mut *state;
         let (ts, changed) = advance(
