@@ -4,15 +4,16 @@
 //! under `cargo test` on stable.
 
 mod gen;
+mod protocol;
 pub mod server;
 pub mod sim;
 mod transactions;
 mod values;
 
+pub use protocol::protocol;
 pub use transactions::transactions;
 pub use values::values;
 
-pub fn protocol(_data: &[u8]) {}
 pub fn abi(_data: &[u8]) {}
 pub fn modules(_data: &[u8]) {}
 

@@ -60,6 +60,12 @@ fn repo_root() -> PathBuf {
 pub fn channels_wasm() -> Vec<u8> {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();
     WASM.get_or_init(|| {
+        // Under cargo-fuzz (a nightly toolchain without the wasm target) the module built by
+        // `cargo test` is named instead.
+        if let Some(path) = std::env::var_os("FUZZ_CHANNELS_WASM") {
+            return std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("reading FUZZ_CHANNELS_WASM {path:?}: {e}"));
+        }
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target"))

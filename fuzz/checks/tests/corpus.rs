@@ -47,3 +47,11 @@ fn transactions_corpus() {
         "the transactions seed corpus is missing"
     );
 }
+
+#[test]
+fn protocol_corpus() {
+    assert!(
+        replay("protocol", fuzz_checks::protocol) >= 5,
+        "the protocol seed corpus is missing"
+    );
+}
