@@ -38,6 +38,7 @@
 
 mod ctx;
 mod db;
+mod encode;
 mod error;
 mod host;
 pub mod schema;
@@ -48,7 +49,7 @@ mod value;
 pub mod __private;
 
 /// Uses the heap the linker leaves in the initial memory before growing memory. `runtime`'s
-/// build gives modules 4 MiB of initial memory for this.
+/// build gives modules 2 MiB of initial memory, about 1 MiB of it heap, for this.
 #[cfg(all(target_arch = "wasm32", feature = "allocator"))]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

@@ -98,8 +98,10 @@ pub(crate) fn build_engine(config: &HostConfig) -> wasmtime::Result<Engine> {
 }
 
 /// Bytes of each memory slot kept mapped between calls (only the pages a call dirtied are
-/// reset): the initial memory `build` gives modules.
-const KEEP_RESIDENT_BYTES: usize = super::build::INITIAL_MEMORY_BYTES;
+/// reset): twice the initial memory `build` gives modules, so a call that grows memory a
+/// little does not leave the next call page faults. Resetting walks only the memory the
+/// instance had, whatever this is.
+const KEEP_RESIDENT_BYTES: usize = 2 * super::build::INITIAL_MEMORY_BYTES;
 
 /// Advances the engine's epoch every tick until dropped.
 pub(crate) struct EpochTicker {
