@@ -1,6 +1,7 @@
 //! What the macros expand to. Not a public API.
 
 use crate::ctx::{MutationCtx, QueryCtx};
+use crate::encode::to_binary;
 use crate::error::Error;
 use crate::host;
 use crate::schema::HasSchema;
@@ -37,22 +38,23 @@ fn read_args(handle: u32, len: u32) -> Result<Args, Error> {
     }
 }
 
-fn finish(outcome: Result<Value, Error>) {
+fn finish(outcome: Result<Vec<u8>, Error>) {
     match outcome {
-        Ok(value) => host::output_result(&value),
+        Ok(bytes) => host::output_bytes(output::RESULT, &bytes),
         Err(error) => host::output_value(output::ERROR, &error.to_value()),
     }
 }
 
-/// Turns a function's `Result<T, E>` into a value or an error.
+/// Turns a function's `Result<T, E>` into the binary form of its value, or an error. The
+/// value is encoded straight from `T`, without a `Value` copy in between.
 pub trait IntoOutcome {
-    fn into_outcome(self) -> Result<Value, Error>;
+    fn into_outcome(self) -> Result<Vec<u8>, Error>;
 }
 
 impl<T: Serialize, E: Into<Error>> IntoOutcome for Result<T, E> {
-    fn into_outcome(self) -> Result<Value, Error> {
+    fn into_outcome(self) -> Result<Vec<u8>, Error> {
         let value = self.map_err(Into::into)?;
-        to_value(&value)
+        to_binary(&value)
             .map_err(|e| Error::new(format!("the result cannot be converted to a value: {e}")))
     }
 }
@@ -60,7 +62,7 @@ impl<T: Serialize, E: Into<Error>> IntoOutcome for Result<T, E> {
 pub fn run_query(
     handle: u32,
     len: u32,
-    body: impl FnOnce(&mut QueryCtx, &mut Args) -> Result<Value, Error>,
+    body: impl FnOnce(&mut QueryCtx, &mut Args) -> Result<Vec<u8>, Error>,
 ) {
     host::install_panic_hook();
     finish(read_args(handle, len).and_then(|mut args| body(&mut QueryCtx::new(), &mut args)));
@@ -69,7 +71,7 @@ pub fn run_query(
 pub fn run_mutation(
     handle: u32,
     len: u32,
-    body: impl FnOnce(&mut MutationCtx, &mut Args) -> Result<Value, Error>,
+    body: impl FnOnce(&mut MutationCtx, &mut Args) -> Result<Vec<u8>, Error>,
 ) {
     host::install_panic_hook();
     finish(read_args(handle, len).and_then(|mut args| body(&mut MutationCtx::new(), &mut args)));

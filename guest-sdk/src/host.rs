@@ -2,7 +2,7 @@
 
 use crate::error::{DbError, DbErrorKind};
 use crate::sys;
-use model::abi::{output, status};
+use model::abi::status;
 use model::{binary, Value};
 
 /// Reads the bytes behind a host handle into a buffer the guest owns.
@@ -14,13 +14,13 @@ pub(crate) fn read_handle(handle: u32, len: u32) -> Vec<u8> {
 }
 
 pub(crate) fn output_value(kind: i32, value: &Value) {
-    let bytes = binary::encode(value);
-    // SAFETY: the host only reads `bytes.len()` bytes from a live buffer.
-    unsafe { sys::output(kind, bytes.as_ptr(), bytes.len() as u32) };
+    output_bytes(kind, &binary::encode(value))
 }
 
-pub(crate) fn output_result(value: &Value) {
-    output_value(output::RESULT, value)
+/// Outputs a value already in binary form.
+pub(crate) fn output_bytes(kind: i32, bytes: &[u8]) {
+    // SAFETY: the host only reads `bytes.len()` bytes from a live buffer.
+    unsafe { sys::output(kind, bytes.as_ptr(), bytes.len() as u32) };
 }
 
 pub(crate) fn log_line(line: &str) {

@@ -49,9 +49,9 @@ impl WasmHost {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.config.deadline_ticks());
         let result = self.run_instance(&mut store, module, export, args);
-        let state = store.into_data();
+        let mut state = store.into_data();
         let outcome = match result {
-            Ok(()) => outcome_of(&state),
+            Ok(()) => outcome_of(&mut state),
             Err(error) => Err(self.classify(error, &state)),
         };
         Execution {
@@ -126,21 +126,21 @@ impl WasmHost {
     }
 }
 
-fn outcome_of(state: &CallState) -> Result<Value, CallError> {
-    match &state.output {
-        Some((output::ERROR, Value::Object(error))) => Err(CallError::User {
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("(no message)")
-                .to_owned(),
-            data: error.get("data").cloned(),
+/// Moves the output out of the finished call's state (a result can be large: no copy).
+fn outcome_of(state: &mut CallState) -> Result<Value, CallError> {
+    match state.output.take() {
+        Some((output::ERROR, Value::Object(mut error))) => Err(CallError::User {
+            message: match error.remove("message") {
+                Some(Value::String(message)) => message,
+                _ => "(no message)".to_owned(),
+            },
+            data: error.remove("data"),
         }),
         Some((output::ERROR, other)) => Err(CallError::User {
             message: format!("{other:?}"),
             data: None,
         }),
-        Some((_, value)) => Ok(value.clone()),
+        Some((_, value)) => Ok(value),
         None => Err(CallError::NoOutput),
     }
 }
