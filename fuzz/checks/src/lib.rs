@@ -3,19 +3,20 @@
 //! (`cargo +nightly fuzz run TARGET`) and, over the seed corpora in `fuzz/corpus/TARGET/`,
 //! under `cargo test` on stable.
 
+mod abi;
 mod gen;
+mod modules;
 mod protocol;
 pub mod server;
 pub mod sim;
 mod transactions;
 mod values;
 
+pub use abi::{abi, guest_wat as abi_guest_wat};
+pub use modules::modules;
 pub use protocol::protocol;
 pub use transactions::transactions;
 pub use values::values;
-
-pub fn abi(_data: &[u8]) {}
-pub fn modules(_data: &[u8]) {}
 
 /// A fresh folder for a store: in memory where the system has one (`/dev/shm`), since the
 /// checks commit often and each commit is a synced write.

@@ -55,3 +55,19 @@ fn protocol_corpus() {
         "the protocol seed corpus is missing"
     );
 }
+
+#[test]
+fn abi_corpus() {
+    assert!(
+        replay("abi", fuzz_checks::abi) >= 5,
+        "the abi seed corpus is missing"
+    );
+}
+
+#[test]
+fn modules_corpus() {
+    assert!(
+        replay("modules", fuzz_checks::modules) >= 5,
+        "the modules seed corpus is missing"
+    );
+}
