@@ -326,9 +326,11 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                 "newVersion": base + 1,
                 "modifications": modifications,
             });
-            let args_are_objects = modifications
-                .iter()
-                .all(|m| m["type"] == json!("Remove") || m["args"].is_object());
+            // Arguments must be an object and a value (no field name starting with `$`).
+            let args_are_objects = modifications.iter().all(|m| {
+                m["type"] == json!("Remove")
+                    || (m["args"].is_object() && model::json::from_json(&m["args"]).is_ok())
+            });
             if valid && args_are_objects {
                 conn.version += 1;
                 conn.queries = queries;
@@ -359,12 +361,14 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                 "args": args,
             });
             // A function error is an answer, not a protocol error: never refused for its
-            // arguments, as long as they are an object.
-            let expect = if frame["args"].is_object() {
-                Expect::Accept
-            } else {
-                Expect::Unknown
-            };
+            // arguments, as long as they are an object and a value (a field name starting
+            // with `$` is a malformed frame).
+            let expect =
+                if frame["args"].is_object() && model::json::from_json(&frame["args"]).is_ok() {
+                    Expect::Accept
+                } else {
+                    Expect::Unknown
+                };
             (frame.to_string(), expect)
         }
         _ => {
