@@ -455,8 +455,9 @@ pub fn abi(data: &[u8]) {
         }
         Ok(()) => {}
     }
-    if query {
-        // A write from a query traps: no write answered OK.
+    if query && outcome.is_ok() {
+        // A write from a query traps: a query that ran to its end had no write answered OK.
+        // (Only then is the last log line the statuses; a trap leaves the program's own.)
         if let Some(statuses) = log_lines.last() {
             let writes_ok = statuses
                 .bytes()

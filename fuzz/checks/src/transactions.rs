@@ -14,7 +14,7 @@
 //! - after a restart (the store closed and reopened on the same files) and at the end, the
 //!   table holds exactly the model's committed state.
 //!
-//! One store serves every run (opening RocksDB costs more than a run); each run has a table of
+//! One store serves many runs (opening RocksDB costs more than a run); each run has a table of
 //! its own, so runs do not see each other.
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -77,18 +77,26 @@ impl Open {
 struct Shared {
     dir: tempfile::TempDir,
     store: Option<Store>,
+    runs: u64,
+}
+
+/// Runs per store: reopening replays the write-ahead log, which grows with every commit, so
+/// a store serves this many runs and is then replaced by a fresh one.
+const RUNS_PER_STORE: u64 = 64;
+
+fn fresh() -> Shared {
+    let dir = crate::scratch_dir();
+    let store = Store::open(&data_path(&dir)).expect("open the store");
+    Shared {
+        dir,
+        store: Some(store),
+        runs: 0,
+    }
 }
 
 fn shared() -> &'static Mutex<Shared> {
     static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = crate::scratch_dir();
-        let store = Store::open(&data_path(&dir)).expect("open the store");
-        Mutex::new(Shared {
-            dir,
-            store: Some(store),
-        })
-    })
+    SHARED.get_or_init(|| Mutex::new(fresh()))
 }
 
 fn data_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -112,6 +120,12 @@ fn run(ops: &[Op]) {
     let table = format!("t{}", RUN.fetch_add(1, Ordering::Relaxed));
     let mut shared = shared().lock().unwrap_or_else(|e| e.into_inner());
     let shared = &mut *shared;
+    shared.runs += 1;
+    if shared.runs > RUNS_PER_STORE {
+        shared.store = None;
+        *shared = fresh();
+        shared.runs = 1;
+    }
     let mut committed: BTreeMap<DocumentId, Fields> = BTreeMap::new();
     // What each commit of the model wrote, in order.
     let mut history: Vec<BTreeSet<DocumentId>> = Vec::new();
