@@ -4,3 +4,5 @@ mod browser;
 #[path = "../../runtime/tests/common/guests.rs"]
 mod guests;
 mod store_crash;
+#[path = "../../runtime/tests/common/test_server.rs"]
+mod test_server;

@@ -14,6 +14,8 @@ mod guests;
 mod logs;
 mod run;
 mod serve;
+#[path = "../../../runtime/tests/common/test_server.rs"]
+mod test_server;
 mod transfer;
 
 use serde_json::{json, Value as Json};

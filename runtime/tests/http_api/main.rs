@@ -8,24 +8,24 @@ mod calls;
 mod guests;
 mod shutdown;
 mod static_files;
+#[path = "../common/test_server.rs"]
+mod test_server;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use runtime::server::{App, Server};
 use runtime::store::Store;
-use runtime::wasm::{DeployedModule, HostConfig, WasmHost};
+use runtime::wasm::{DeployedModule, WasmHost};
 use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tempfile::TempDir;
+use test_server::{serve, Serving};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A running server over a fresh store, and handles to what it serves.
 pub struct TestServer {
@@ -33,8 +33,7 @@ pub struct TestServer {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
     pub module: Arc<DeployedModule>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    serving: Option<Serving>,
     /// Holds the store's data and the web folder's parent (see [`TestServer::outside_web`]).
     pub dir: TempDir,
 }
@@ -49,47 +48,30 @@ impl TestServer {
     /// writes files there).
     pub async fn start_with_web(example: &str, with_web: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(&dir.path().join("data")).expect("open store"));
-        let host = Arc::new(
-            WasmHost::new(HostConfig {
-                max_instances: 16,
-                cache_dir: Some(guests::guest_target_dir().join("compiled")),
-                ..HostConfig::default()
-            })
-            .expect("creating the wasm host"),
-        );
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
-        let module = Arc::new(
-            host.deploy(&store, &wasm)
-                .unwrap_or_else(|e| panic!("deploying {example}: {e}")),
-        );
         let web_dir = with_web.then(|| {
             let web = dir.path().join("web");
             std::fs::create_dir(&web).expect("creating the web folder");
             web
         });
-        let app = App {
-            store: store.clone(),
-            host: host.clone(),
-            module: module.clone(),
+        let serving = serve(
+            &dir.path().join("data"),
+            &wasm,
+            "127.0.0.1:0".parse().unwrap(),
             web_dir,
-        };
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), app)
-            .await
-            .expect("binding port 0");
-        let addr = server.local_addr();
-        assert_ne!(addr.port(), 0, "port 0 is replaced by the bound port");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        )
+        .await;
+        assert_ne!(
+            serving.addr.port(),
+            0,
+            "port 0 is replaced by the bound port"
+        );
         TestServer {
-            addr,
-            store,
-            host,
-            module,
-            stop: Some(stop),
-            task: Some(task),
+            addr: serving.addr,
+            store: serving.store(),
+            host: serving.host.clone(),
+            module: serving.module.clone(),
+            serving: Some(serving),
             dir,
         }
     }
@@ -100,18 +82,16 @@ impl TestServer {
 
     /// Asks the server to shut down, without waiting.
     pub fn signal_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.serving.as_mut().expect("running").signal_shutdown();
     }
 
     /// Shuts down and waits until the server has closed every connection.
     pub async fn shutdown(mut self) {
-        self.signal_shutdown();
-        let task = self.task.take().expect("shut down once");
-        task.await
-            .expect("the server task panicked")
-            .expect("serving failed");
+        self.serving
+            .take()
+            .expect("shut down once")
+            .shutdown()
+            .await;
     }
 
     /// `POST path` with a JSON body; the status and the JSON answer.

@@ -53,7 +53,7 @@ async fn a_mutation_resent_after_a_server_restart_is_applied_once() {
 
     // The answer was lost with the connection; the server restarts (its memory is gone);
     // the client reconnects and re-sends.
-    let server = server.restart("examples/chat").await;
+    let server = server.restart().await;
     let mut second = server.client_of_session("session-r", 1).await;
     second
         .send(send_message(1, "ada", "before the restart"))

@@ -13,20 +13,18 @@ mod live;
 mod redeploy;
 mod slow_client;
 mod snapshots;
+#[path = "../common/test_server.rs"]
+mod test_server;
 
 use futures_util::{SinkExt, StreamExt};
-use runtime::server::{App, Deployer, Server};
-use runtime::store::Store;
-use runtime::wasm::{HostConfig, WasmHost};
+use runtime::server::Deployer;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
+use test_server::{serve, Serving};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -38,9 +36,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Deploys new versions into the running server.
     pub deployer: Deployer,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: TempDir,
+    serving: Serving,
+    example: String,
+    dir: TempDir,
 }
 
 impl TestServer {
@@ -50,49 +48,29 @@ impl TestServer {
 
     /// Stops the server gracefully and starts a new one on the same port over the same data,
     /// as an operator's restart does.
-    pub async fn restart(mut self, example: &str) -> TestServer {
-        let port = self.addr.port();
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
-        self.shutdown().await;
-        Self::start_in(example, dir, port).await
+    pub async fn restart(self) -> TestServer {
+        let TestServer {
+            addr,
+            deployer,
+            serving,
+            example,
+            dir,
+        } = self;
+        drop(deployer);
+        serving.shutdown_and_close().await;
+        Self::start_in(&example, dir, addr.port()).await
     }
 
     async fn start_in(example: &str, dir: TempDir, port: u16) -> TestServer {
-        let store = Arc::new(Store::open(&dir.path().join("data")).expect("open store"));
-        let host = Arc::new(
-            WasmHost::new(HostConfig {
-                max_instances: 16,
-                cache_dir: Some(guests::guest_target_dir().join("compiled")),
-                ..HostConfig::default()
-            })
-            .expect("creating the wasm host"),
-        );
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
-        let module = Arc::new(
-            host.deploy(&store, &wasm)
-                .unwrap_or_else(|e| panic!("deploying {example}: {e}")),
-        );
-        let app = App {
-            store,
-            host,
-            module,
-            web_dir: None,
-        };
-        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], port)), app)
-            .await
-            .expect("binding the port");
-        let addr = server.local_addr();
-        let deployer = server.deployer();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let serving = serve(&dir.path().join("data"), &wasm, addr, None).await;
         TestServer {
-            addr,
-            deployer,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
+            addr: serving.addr,
+            deployer: serving.deployer.clone(),
+            serving,
+            example: example.to_owned(),
+            dir,
         }
     }
 
@@ -129,14 +107,8 @@ impl TestServer {
     }
 
     /// Shuts down (with WebSocket sessions still open) and waits until the server is done.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.take().expect("shut down once").send(());
-        let task = self.task.take().expect("shut down once");
-        tokio::time::timeout(FRAME_TIMEOUT, task)
-            .await
-            .expect("shutdown finishes")
-            .expect("the server task panicked")
-            .expect("serving failed");
+    pub async fn shutdown(self) {
+        self.serving.shutdown().await;
     }
 }
 

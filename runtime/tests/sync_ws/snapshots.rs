@@ -113,7 +113,7 @@ async fn after_a_restart_the_first_transition_is_not_behind_earlier_commits() {
     let committed: u64 = answered["ts"].as_str().unwrap().parse().unwrap();
     drop(before);
 
-    let server = server.restart("examples/chat").await;
+    let server = server.restart().await;
     let mut after = server.client_of_session("session-behind", 1).await;
     // An empty change of the query set is acknowledged at once, with the engine's timestamp
     // as it stands, before anything has woken the engine since it started.

@@ -3,12 +3,10 @@
 //! `chromedriver` process over WebDriver.
 
 use crate::guests;
+use crate::test_server::{serve, Serving};
 use fantoccini::wd::{Capabilities, TimeoutConfiguration};
 use fantoccini::ClientBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use runtime::server::{App, Server};
-use runtime::store::Store;
-use runtime::wasm::{HostConfig, WasmHost};
 use serde_json::{json, Value as Json};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -16,11 +14,8 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Generous: it only turns a hang into a failure, no test waits for it to pass.
 pub const DEADLINE: Duration = Duration::from_secs(90);
@@ -52,13 +47,7 @@ pub struct TestServer {
     wasm: Vec<u8>,
     web_dir: Option<PathBuf>,
     dir: TempDir,
-    running: Option<Running>,
-}
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
-    store: Weak<Store>,
+    running: Option<Serving>,
 }
 
 impl TestServer {
@@ -81,55 +70,16 @@ impl TestServer {
     }
 
     async fn launch(&mut self) {
-        let store =
-            Arc::new(Store::open(&self.dir.path().join("data")).expect("opening the store"));
-        let host = Arc::new(
-            WasmHost::new(HostConfig {
-                max_instances: 16,
-                cache_dir: Some(guests::guest_target_dir().join("compiled")),
-                ..HostConfig::default()
-            })
-            .expect("creating the wasm host"),
-        );
-        let module = Arc::new(host.deploy(&store, &self.wasm).expect("deploying"));
-        let weak_store = Arc::downgrade(&store);
-        let app = App {
-            store,
-            host,
-            module,
-            web_dir: self.web_dir.clone(),
-        };
-        let server = Server::bind(self.addr, app)
-            .await
-            .unwrap_or_else(|e| panic!("binding {}: {e}", self.addr));
-        self.addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
-        self.running = Some(Running {
-            stop,
-            task,
-            store: weak_store,
-        });
+        let data = self.dir.path().join("data");
+        let serving = serve(&data, &self.wasm, self.addr, self.web_dir.clone()).await;
+        self.addr = serving.addr;
+        self.running = Some(serving);
     }
 
     /// Shuts down gracefully and waits until the store is closed.
     pub async fn stop(&mut self) {
         let running = self.running.take().expect("the server is running");
-        let _ = running.stop.send(());
-        tokio::time::timeout(DEADLINE, running.task)
-            .await
-            .expect("shutdown finishes")
-            .expect("the server task panicked")
-            .expect("serving failed");
-        // RocksDB locks its folder until the last handle goes (blocking-pool tasks may
-        // still hold one for a moment).
-        eventually("the store to be closed", || {
-            let closed = running.store.strong_count() == 0;
-            async move { closed.then_some(()) }
-        })
-        .await;
+        running.shutdown_and_close().await;
     }
 
     /// Starts again on the same port over the same data.

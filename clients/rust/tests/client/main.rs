@@ -10,18 +10,15 @@ mod guests;
 mod live;
 mod proxy;
 mod reconnect;
+#[path = "../../../../runtime/tests/common/test_server.rs"]
+mod test_server;
 
-use runtime::server::{App, Server};
-use runtime::store::Store;
-use runtime::wasm::{HostConfig, WasmHost};
 use runtime_client::{Client, Subscription, Value};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use test_server::{serve, Serving};
 
 /// Generous: what has not happened by then is never going to.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,9 +44,7 @@ pub async fn client(url: &str) -> Client {
 pub struct TestServer {
     pub addr: SocketAddr,
     dir: TempDir,
-    store: Weak<Store>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    serving: Serving,
 }
 
 impl TestServer {
@@ -60,39 +55,13 @@ impl TestServer {
 
     /// A server over the store in `dir` (made by an earlier one, or new), bound to `addr`.
     pub async fn start_in(dir: TempDir, addr: SocketAddr) -> TestServer {
-        let store = Arc::new(Store::open(&dir.path().join("data")).expect("open store"));
-        let host = Arc::new(
-            WasmHost::new(HostConfig {
-                max_instances: 16,
-                cache_dir: Some(guests::guest_target_dir().join("compiled")),
-                ..HostConfig::default()
-            })
-            .expect("creating the wasm host"),
-        );
         // guests.rs finds paths from the parent of this crate's folder (`clients/`).
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm("../examples/chat"));
-        let module = Arc::new(host.deploy(&store, &wasm).expect("deploying chat"));
-        let weak = Arc::downgrade(&store);
-        let app = App {
-            store,
-            host,
-            module,
-            web_dir: None,
-        };
-        let server = Server::bind(addr, app)
-            .await
-            .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let serving = serve(&dir.path().join("data"), &wasm, addr, None).await;
         TestServer {
-            addr,
+            addr: serving.addr,
             dir,
-            store: weak,
-            stop,
-            task,
+            serving,
         }
     }
 
@@ -103,19 +72,7 @@ impl TestServer {
     /// Shuts the server down (WebSocket sessions still open) and waits until it is done and
     /// its store is closed; returns the data folder and address, for a restart.
     pub async fn shutdown(self) -> (TempDir, SocketAddr) {
-        let _ = self.stop.send(());
-        within("the server to shut down", self.task)
-            .await
-            .expect("the server task panicked")
-            .expect("serving failed");
-        // Blocking tasks of the old server may hold the store a moment longer; the store
-        // closes (and releases its lock) when the last one lets go.
-        within("the store to close", async {
-            while self.store.strong_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        within("the server to shut down", self.serving.shutdown_and_close()).await;
         (self.dir, self.addr)
     }
 }
