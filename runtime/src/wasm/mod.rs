@@ -262,13 +262,25 @@ impl WasmHost {
     ) -> QueryRun {
         let started = ExecutionClock::start();
         let run = self.run_query_unlogged(store, module, path, args, tx, options);
-        let (error, log_lines) = match &run.outcome {
-            Ok(outcome) => (None, &outcome.log_lines),
-            Err(failure) => (Some(failure.to_string()), &failure.log_lines),
+        let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
+        self.record_execution(started, path, "query", lines);
+        run
+    }
+
+    /// Records one execution for `runtime logs`: how it ended and the lines it logged.
+    fn record_execution(
+        &self,
+        started: ExecutionClock,
+        path: &str,
+        kind: &'static str,
+        outcome: Result<&[String], &CallFailure>,
+    ) {
+        let (error, log_lines) = match outcome {
+            Ok(log_lines) => (None, log_lines),
+            Err(failure) => (Some(failure.to_string()), failure.log_lines.as_slice()),
         };
         self.executions
-            .record(started.finish(path, "query", error, log_lines.clone()));
-        run
+            .record(started.finish(path, kind, error, log_lines.to_vec()));
     }
 
     fn run_query_unlogged(
@@ -384,12 +396,8 @@ impl WasmHost {
     ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
         let result = self.run_mutation_unlogged(store, module, path, args, options, receipt_key);
-        let (error, log_lines) = match &result {
-            Ok(outcome) => (None, &outcome.log_lines),
-            Err(failure) => (Some(failure.to_string()), &failure.log_lines),
-        };
-        self.executions
-            .record(started.finish(path, "mutation", error, log_lines.clone()));
+        let lines = result.as_ref().map(|o| o.log_lines.as_slice());
+        self.record_execution(started, path, "mutation", lines);
         result
     }
 
