@@ -341,10 +341,8 @@ async fn send_import(url: &ServerUrl, path: &Path, checked: Checked) -> Result<(
         pairs.push((table.number, number));
     }
     let mut remap = IdRemap::new(pairs);
-    if !remap.is_identity() {
-        for id in &checked.ids {
-            remap.note_exported(*id);
-        }
+    for id in &checked.ids {
+        remap.note_exported(*id);
     }
 
     let mut batches = Batches::new(url, checked.documents);

@@ -13,16 +13,7 @@ use model::value::canonical_float;
 use model::Value;
 use serde::ser::{self, Serialize};
 
-// The tags of `model::binary`.
-const NULL: u8 = 0;
-const INT64: u8 = 1;
-const FLOAT64: u8 = 2;
-const FALSE: u8 = 3;
-const TRUE: u8 = 4;
-const STRING: u8 = 5;
-const BYTES: u8 = 6;
-const ARRAY: u8 = 7;
-const OBJECT: u8 = 8;
+use model::binary::tag::*;
 
 /// The binary form of `value`, as `model::binary::encode(&to_value(value)?)`.
 pub fn to_binary<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ValueError> {

@@ -7,15 +7,20 @@
 use crate::value::{canonical_float, Object, Value};
 use std::fmt;
 
-const NULL: u8 = 0;
-const INT64: u8 = 1;
-const FLOAT64: u8 = 2;
-const FALSE: u8 = 3;
-const TRUE: u8 = 4;
-const STRING: u8 = 5;
-const BYTES: u8 = 6;
-const ARRAY: u8 = 7;
-const OBJECT: u8 = 8;
+/// The tag byte that starts each value; public for encoders that write the same form
+/// without building a `Value` first (the guest SDK's).
+pub mod tag {
+    pub const NULL: u8 = 0;
+    pub const INT64: u8 = 1;
+    pub const FLOAT64: u8 = 2;
+    pub const FALSE: u8 = 3;
+    pub const TRUE: u8 = 4;
+    pub const STRING: u8 = 5;
+    pub const BYTES: u8 = 6;
+    pub const ARRAY: u8 = 7;
+    pub const OBJECT: u8 = 8;
+}
+use tag::*;
 
 /// Recursion bound of the decoder; stored values are limited far below it (see `limits`).
 pub const MAX_DECODE_DEPTH: usize = 64;
