@@ -110,7 +110,7 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
                 let session = server.sessions.get_mut(&conn.id).expect("open");
                 let queued_before = session.queued_mutations();
                 session.inbox.push_back(frame.clone());
-                session.read_one(&server.engine);
+                session.read_one();
                 let refused = session.fatal.is_some();
                 match expect {
                     Expect::Accept => assert!(
@@ -135,14 +135,14 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
             }
             5 => {
                 let session = server.sessions.get_mut(&conns[c].id).expect("open");
-                if !session.answer(&server.engine) {
-                    session.run_one(&server.engine);
+                if !session.answer() {
+                    session.run_one();
                 }
             }
             6 => server.refresh(),
             7 => {
                 let session = server.sessions.get_mut(&conns[c].id).expect("open");
-                session.send_transition(&server.engine);
+                session.send_transition();
             }
             _ => check_outbox(server, &mut conns[c]),
         }
@@ -155,15 +155,15 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
 fn drain(server: &mut Server, id: u64) {
     for _ in 0..200 {
         let session = server.sessions.get_mut(&id).expect("open");
-        while session.read_one(&server.engine) {}
-        let busy = session.answer(&server.engine) | session.run_one(&server.engine);
+        while session.read_one() {}
+        let busy = session.answer() | session.run_one();
         if !busy {
             break;
         }
     }
     server.refresh();
     let session = server.sessions.get_mut(&id).expect("open");
-    session.send_transition(&server.engine);
+    session.send_transition();
 }
 
 /// Reads what the server sent on `conn` and checks each frame.

@@ -1,22 +1,15 @@
 //! The sync server without sockets or tasks: a store, a [`SyncEngine`] whose refresh rounds
-//! the caller runs, and sessions that do what `runtime::sync::session` does with each frame,
-//! one step at a time. The simulation and the `protocol` target drive it; the order of every
-//! step is theirs, so a run is a function of its input.
-//!
-//! A session here mirrors `session.rs`: frames are handled in order (`handle_frame`),
-//! mutations run one at a time in the order sent and are recorded in the engine's mutation
-//! log under a receipt, a successful answer awaits a transition at its timestamp, and a
-//! transition is built only when the engine woke the connection.
+//! the caller runs, and sessions, each the server's own [`SessionCore`] (what
+//! `runtime::sync::session` wraps around a socket) stepped one event at a time. The
+//! simulation and the `protocol` target drive it; the order of every step is theirs, so a run
+//! is a function of its input.
 
-use model::Value;
 use runtime::store::Store;
-use runtime::sync::connection::ConnectionState;
 use runtime::sync::engine::{ConnectionId, SyncEngine};
 use runtime::sync::mutation_log::Outcome;
-use runtime::sync::protocol::{
-    parse_client_message, ClientMessage, FunctionError, ServerMessage, TokenType,
-};
-use runtime::wasm::{CallError, CallFailure, CallOptions, DeployedModule, HostConfig, WasmHost};
+use runtime::sync::protocol::ServerMessage;
+use runtime::sync::session_core::SessionCore;
+use runtime::wasm::{DeployedModule, HostConfig, WasmHost};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -106,8 +99,9 @@ impl Server {
 
     /// A new connection (the socket upgraded, nothing read yet).
     pub fn accept(&mut self) -> ConnectionId {
-        let id = self.engine.new_connection_id();
-        self.sessions.insert(id, Session::new(id));
+        let session = Session::new(self.engine.clone());
+        let id = session.id();
+        self.sessions.insert(id, session);
         id
     }
 
@@ -120,7 +114,7 @@ impl Server {
     /// already ran stays recorded in the mutation log, queued ones are dropped.
     pub fn close(&mut self, id: ConnectionId) {
         if let Some(mut session) = self.sessions.remove(&id) {
-            session.release(&self.engine);
+            session.release();
         }
     }
 
@@ -142,22 +136,15 @@ impl Server {
     }
 }
 
-struct Pending {
-    request_id: u64,
-    udf_path: String,
-    args: Value,
-}
-
-/// One connection's session.
+/// One connection: the server's own [`SessionCore`] between an inbox and an outbox, each step
+/// taken when the caller says, as `runtime::sync::session` takes them when the socket and the
+/// blocking pool say.
 pub struct Session {
-    pub id: ConnectionId,
-    wake: Arc<Notify>,
-    session_id: Option<String>,
+    core: SessionCore,
     /// Frames the client sent, not yet read.
     pub inbox: VecDeque<String>,
     /// Frames for the client, not yet delivered.
     pub outbox: VecDeque<String>,
-    queued: VecDeque<Pending>,
     /// A mutation that ran and is not yet answered.
     ran: Option<(u64, Outcome)>,
     /// Set after a `FatalError`: nothing more is read or sent; the server closes it.
@@ -165,29 +152,30 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(id: ConnectionId) -> Session {
+    fn new(engine: Arc<SyncEngine>) -> Session {
         Session {
-            id,
-            wake: Arc::new(Notify::new()),
-            session_id: None,
+            core: SessionCore::new(engine),
             inbox: VecDeque::new(),
             outbox: VecDeque::new(),
-            queued: VecDeque::new(),
             ran: None,
             fatal: None,
         }
     }
 
+    pub fn id(&self) -> ConnectionId {
+        self.core.id()
+    }
+
     /// Reads one frame of the inbox, if any; a protocol violation queues the `FatalError`.
     /// Returns whether there was a frame.
-    pub fn read_one(&mut self, engine: &SyncEngine) -> bool {
+    pub fn read_one(&mut self) -> bool {
         if self.fatal.is_some() {
             return false;
         }
         let Some(text) = self.inbox.pop_front() else {
             return false;
         };
-        if let Err(reason) = self.handle_frame(engine, &text) {
+        if let Err(reason) = now(self.core.handle_frame(&text)) {
             assert!(!reason.is_empty(), "a FatalError without a reason");
             self.outbox.push_back(
                 ServerMessage::FatalError {
@@ -196,180 +184,67 @@ impl Session {
                 .to_frame(),
             );
             self.fatal = Some(reason);
-            self.release(engine);
+            self.release();
         }
         true
-    }
-
-    /// What `session.rs` does with one text frame.
-    fn handle_frame(&mut self, engine: &SyncEngine, text: &str) -> Result<(), String> {
-        if text.len() > runtime::sync::session::MAX_CLIENT_FRAME_BYTES {
-            return Err(format!("a frame of {} bytes exceeds the limit", text.len()));
-        }
-        let message = parse_client_message(text).map_err(|e| e.0)?;
-        match message {
-            ClientMessage::Connect { .. } if self.session_id.is_some() => {
-                return Err("Connect: sent twice on one connection".into());
-            }
-            ClientMessage::Connect { session_id, .. } => {
-                let mut state = engine.state.blocking_lock();
-                state
-                    .connections
-                    .insert(self.id, ConnectionState::new(self.wake.clone()));
-                self.session_id = Some(session_id);
-            }
-            _ if self.session_id.is_none() => {
-                return Err("the first message on a connection must be Connect".into());
-            }
-            ClientMessage::ModifyQuerySet {
-                base_version,
-                new_version,
-                modifications,
-            } => {
-                {
-                    let mut state = engine.state.blocking_lock();
-                    let state = &mut *state;
-                    let connection = state
-                        .connections
-                        .get_mut(&self.id)
-                        .expect("registered at Connect");
-                    connection.modify_query_set(
-                        &mut state.subscriptions,
-                        &state.module,
-                        base_version,
-                        new_version,
-                        modifications,
-                    )?;
-                }
-                self.wake.notify_one();
-            }
-            ClientMessage::Mutation {
-                request_id,
-                udf_path,
-                args,
-            } => self.queued.push_back(Pending {
-                request_id,
-                udf_path,
-                args,
-            }),
-            ClientMessage::Authenticate { token_type, .. } => {
-                if token_type != TokenType::None {
-                    return Err(format!(
-                        "Authenticate: tokenType {token_type:?} is not supported"
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Mutations read and not yet run (a flood is bounded by what the caller lets in).
     pub fn queued_mutations(&self) -> usize {
-        self.queued.len()
+        self.core.queued_mutations()
     }
 
     /// Runs the oldest queued mutation unless one waits for its answer. Returns whether one
     /// ran.
-    pub fn run_one(&mut self, engine: &SyncEngine) -> bool {
-        if self.fatal.is_some() || self.ran.is_some() {
+    pub fn run_one(&mut self) -> bool {
+        if self.fatal.is_some() {
             return false;
         }
-        let Some(next) = self.queued.pop_front() else {
+        let Some(mutation) = self.core.next_mutation() else {
             return false;
         };
-        let session_id = self
-            .session_id
-            .clone()
-            .expect("mutations come after Connect");
-        let outcome = engine.mutations.run_once(&session_id, next.request_id, || {
-            engine
-                .host
-                .run_mutation_once(
-                    &engine.store,
-                    &engine.module(),
-                    &next.udf_path,
-                    &next.args,
-                    CallOptions::default(),
-                    &receipt_key(&session_id, next.request_id),
-                )
-                .map_err(|failure| (function_error(&failure), failure.log_lines))
-        });
-        self.ran = Some((next.request_id, outcome));
+        let request_id = mutation.request_id();
+        self.ran = Some((request_id, mutation.run()));
         true
     }
 
     /// Answers the mutation that ran; a success then awaits a transition at its timestamp.
-    pub fn answer(&mut self, engine: &SyncEngine) -> bool {
+    pub fn answer(&mut self) -> bool {
         if self.fatal.is_some() {
             return false;
         }
         let Some((request_id, outcome)) = self.ran.take() else {
             return false;
         };
-        let (response, ts) = match outcome {
-            Ok(success) => (
-                ServerMessage::MutationResponse {
-                    request_id,
-                    outcome: Ok((success.value, success.ts)),
-                    log_lines: success.log_lines,
-                },
-                Some(success.ts),
-            ),
-            Err((error, log_lines)) => (
-                ServerMessage::MutationResponse {
-                    request_id,
-                    outcome: Err(error),
-                    log_lines,
-                },
-                None,
-            ),
-        };
+        let response = now(self.core.answer_mutation(request_id, outcome));
         self.outbox.push_back(response.to_frame());
-        if let Some(ts) = ts {
-            let mut state = engine.state.blocking_lock();
-            if let Some(connection) = state.connections.get_mut(&self.id) {
-                connection.await_ts(ts);
-            }
-            drop(state);
-            self.wake.notify_one();
-        }
         true
     }
 
     /// Sends a transition if the engine woke this connection and there is one to send.
     /// Returns whether it was woken.
-    pub fn send_transition(&mut self, engine: &SyncEngine) -> bool {
-        if self.fatal.is_some() || !take_permit(&self.wake) {
+    pub fn send_transition(&mut self) -> bool {
+        if self.fatal.is_some() || !take_permit(self.core.wake()) {
             return false;
         }
-        let transition = {
-            let mut state = engine.state.blocking_lock();
-            let state = &mut *state;
-            let Some(connection) = state.connections.get_mut(&self.id) else {
-                return true;
-            };
-            connection.take_transition(&state.subscriptions, state.ts)
-        };
-        if let Some((start, end, modifications)) = transition {
-            self.outbox.push_back(
-                ServerMessage::Transition {
-                    start,
-                    end,
-                    modifications,
-                }
-                .to_frame(),
-            );
+        if let Some(transition) = now(self.core.take_transition()) {
+            self.outbox.push_back(transition.to_frame());
         }
         true
     }
 
-    fn release(&mut self, engine: &SyncEngine) {
-        self.queued.clear();
-        let mut state = engine.state.blocking_lock();
-        let state = &mut *state;
-        if let Some(connection) = state.connections.remove(&self.id) {
-            connection.release(&mut state.subscriptions);
-        }
+    fn release(&mut self) {
+        now(self.core.release());
+    }
+}
+
+/// Runs a step of the core to its end. Its only wait is the engine's lock, which nothing
+/// else holds between the steps of one thread.
+fn now<T>(step: impl Future<Output = T>) -> T {
+    let mut step = pin!(step);
+    match step.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a session step waited, but nothing else holds the engine's lock"),
     }
 }
 
@@ -378,24 +253,4 @@ fn take_permit(notify: &Notify) -> bool {
     let mut notified = pin!(notify.notified());
     let mut context = Context::from_waker(Waker::noop());
     matches!(notified.as_mut().poll(&mut context), Poll::Ready(()))
-}
-
-/// The receipt key of `session.rs`: the session id's length, the session id, the request id.
-fn receipt_key(session_id: &str, request_id: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + session_id.len() + 8);
-    key.extend_from_slice(&(session_id.len() as u32).to_be_bytes());
-    key.extend_from_slice(session_id.as_bytes());
-    key.extend_from_slice(&request_id.to_be_bytes());
-    key
-}
-
-fn function_error(failure: &CallFailure) -> FunctionError {
-    let data = match &failure.error {
-        CallError::User { data, .. } => data.clone(),
-        _ => None,
-    };
-    FunctionError {
-        message: failure.to_string(),
-        data,
-    }
 }

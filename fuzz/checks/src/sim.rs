@@ -466,7 +466,7 @@ impl World {
         };
         let server = self.server.as_mut().expect("runs");
         let session = server.sessions.get_mut(&id).expect("present");
-        session.read_one(&server.engine)
+        session.read_one()
     }
 
     /// Runs the next mutation, or answers the one that ran.
@@ -476,7 +476,7 @@ impl World {
         };
         let server = self.server.as_mut().expect("runs");
         let session = server.sessions.get_mut(&id).expect("present");
-        session.answer(&server.engine) || session.run_one(&server.engine)
+        session.answer() || session.run_one()
     }
 
     fn server_send(&mut self, c: usize) -> bool {
@@ -485,7 +485,7 @@ impl World {
         };
         let server = self.server.as_mut().expect("runs");
         let session = server.sessions.get_mut(&id).expect("present");
-        session.send_transition(&server.engine)
+        session.send_transition()
     }
 
     /// Delivers the oldest frame the server has for client `c`.
