@@ -228,6 +228,14 @@ impl CommitterState {
     pub fn fail(&mut self, error: &EngineError) {
         self.failed = Some(error.0.clone());
     }
+
+    /// Refuses once a durable write has failed (see `fail`).
+    pub fn refuse_if_failed(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(reason) => Err(failed_error(reason)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Commits a group of requests with one durable write and publishes the result.

@@ -615,6 +615,7 @@ impl Store {
         mut writes: Vec<Write>,
         mut keys: Vec<(Space, Vec<u8>)>,
     ) -> Result<Timestamp, StoreError> {
+        state.refuse_if_failed()?;
         let ts = state.next_ts();
         let catalog_key = catalog::table_catalog_key(&info.name);
         keys.push((Space::Catalog, catalog_key.clone()));
@@ -624,7 +625,14 @@ impl Store {
             key: catalog_key,
             value: Some(info.encode()),
         });
-        self.shared.engine.write(&[CommitRecord { ts, writes }])?;
+        if let Err(e) = self.shared.engine.write(&[CommitRecord { ts, writes }]) {
+            // It may be on disk all the same, and the catalog here would then lack it (later
+            // writes would leave its index incomplete): as in `commit_group`, refuse every
+            // later commit.
+            tracing::error!(error = %e, "durable write failed; the store refuses further commits");
+            state.fail(&e);
+            return Err(e.into());
+        }
         state.catalog = Arc::new(state.catalog.with(info));
         state.last_ts = ts;
         keys.sort();
