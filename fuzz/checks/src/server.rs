@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 pub fn host() -> Arc<WasmHost> {
     static HOST: OnceLock<(Arc<WasmHost>, tempfile::TempDir)> = OnceLock::new();
     HOST.get_or_init(|| {
-        let cache = tempfile::tempdir().expect("temp dir");
+        let cache = crate::scratch_dir();
         let config = HostConfig {
             // Generous: a call that hits a wall-clock limit on a loaded machine would make a
             // run depend on timing.
