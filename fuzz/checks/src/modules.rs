@@ -284,6 +284,9 @@ pub(crate) fn run(data: &[u8]) -> Ran {
         }
     };
     let verbose = std::env::var_os("FUZZ_CHECKS_VERBOSE").is_some();
+    if verbose {
+        eprintln!("modules run: the call body calls {:?}", host_calls(&wasm));
+    }
     let fixture = fixture().lock().unwrap_or_else(|e| e.into_inner());
     let (store, host) = (&fixture.store, &fixture.host);
     let before = store.latest_ts();
@@ -407,6 +410,48 @@ fn check_result(path: &str, returns: &Type, value: &Value) {
     if let Err(e) = returns.check(value) {
         panic!("{path}: returned {value:?}, which breaks its type: {e}");
     }
+}
+
+/// The imports the call export's body calls directly, in order (for `FUZZ_CHECKS_VERBOSE`).
+fn host_calls(wasm: &[u8]) -> Vec<String> {
+    let mut imports = Vec::new();
+    let (mut call, mut defined) = (None, 0);
+    let mut calls = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ImportSection(section)) => {
+                for import in section.into_iter().flatten() {
+                    if let wasmparser::TypeRef::Func(_) = import.ty {
+                        imports.push(import.name.to_owned());
+                    }
+                }
+            }
+            Ok(wasmparser::Payload::ExportSection(section)) => {
+                for export in section.into_iter().flatten() {
+                    if export.name.strip_prefix(CALL_PREFIX) == Some(F) {
+                        call = Some(export.index);
+                    }
+                }
+            }
+            Ok(wasmparser::Payload::CodeSectionEntry(body)) => {
+                if call == Some(imports.len() as u32 + defined) {
+                    let Ok(reader) = body.get_operators_reader() else {
+                        break;
+                    };
+                    for op in reader.into_iter().flatten() {
+                        if let wasmparser::Operator::Call { function_index } = op {
+                            if let Some(name) = imports.get(function_index as usize) {
+                                calls.push(name.clone());
+                            }
+                        }
+                    }
+                }
+                defined += 1;
+            }
+            _ => {}
+        }
+    }
+    calls
 }
 
 fn binary(value: &Value) -> Vec<u8> {
