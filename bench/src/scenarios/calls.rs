@@ -39,6 +39,9 @@ fn native_case(call: &str) -> String {
     format!("native Rust, {call}")
 }
 
+/// A case to time: its name, how many calls, the call in wasm, the same work natively.
+type Case<'a> = (String, usize, Box<dyn FnMut() + 'a>, Box<dyn FnMut() + 'a>);
+
 pub fn run(ctx: &mut Context) -> Result<(), String> {
     let (queries, mutations) = if ctx.quick {
         (1_000, 100)
@@ -82,7 +85,7 @@ fn in_process(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(),
             .expect("the query runs")
     };
 
-    let mut rows: Vec<(String, usize, Box<dyn FnMut() + '_>, Box<dyn FnMut() + '_>)> = vec![
+    let mut rows: Vec<Case<'_>> = vec![
         (
             "host floor (WAT module, no guest)".into(),
             queries,

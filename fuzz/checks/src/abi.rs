@@ -377,7 +377,7 @@ pub fn abi(data: &[u8]) {
     let mut fixture = fixture().lock().unwrap_or_else(|e| e.into_inner());
     // The table grows with every run: start over now and then, so that runs stay fast.
     fixture.runs += 1;
-    if fixture.runs % 512 == 0 {
+    if fixture.runs.is_multiple_of(512) {
         *fixture = Fixture::new();
     }
     let mut u = Unstructured::new(data);

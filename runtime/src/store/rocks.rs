@@ -563,68 +563,6 @@ impl Iterator for VersionedScan<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: Option<&[u8]>) {
-        engine
-            .write(&[CommitRecord {
-                ts,
-                writes: vec![Write {
-                    space: Space::Documents,
-                    key: key.to_vec(),
-                    value: value.map(<[u8]>::to_vec),
-                }],
-            }])
-            .unwrap();
-    }
-
-    fn stored_versions(engine: &RocksEngine, key: &[u8]) -> Vec<Timestamp> {
-        let mut iter = engine.db.raw_iterator_cf(engine.cf(Space::Documents));
-        iter.seek(key);
-        let mut out = Vec::new();
-        while iter.valid() && is_version_of(iter.key().unwrap(), key) {
-            out.push(split(iter.key().unwrap()).unwrap().1);
-            iter.next();
-        }
-        out
-    }
-
-    #[test]
-    fn compaction_drops_only_versions_no_reader_can_see() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(&dir.path().join("db")).unwrap();
-        for ts in 1..=100u64 {
-            put(&engine, ts, b"hot", Some(&ts.to_be_bytes()));
-        }
-        put(&engine, 101, b"gone", Some(b"x"));
-        put(&engine, 102, b"gone", None);
-        engine.discard_before(60);
-        engine.compact().unwrap();
-        // Versions after the horizon, and the one a reader at the horizon sees, remain.
-        assert_eq!(
-            stored_versions(&engine, b"hot"),
-            (60..=100).rev().collect::<Vec<_>>()
-        );
-        assert_eq!(
-            engine.get(Space::Documents, b"hot", 60).unwrap(),
-            Some(60u64.to_be_bytes().to_vec())
-        );
-        assert_eq!(
-            engine.get(Space::Documents, b"hot", 75).unwrap(),
-            Some(75u64.to_be_bytes().to_vec())
-        );
-        // Nothing shadowed at the horizon yet: both versions of "gone" stay.
-        assert_eq!(stored_versions(&engine, b"gone"), vec![102, 101]);
-        engine.discard_before(200);
-        engine.compact().unwrap();
-        assert_eq!(stored_versions(&engine, b"hot"), vec![100]);
-        assert_eq!(stored_versions(&engine, b"gone"), vec![102]);
-        assert_eq!(engine.get(Space::Documents, b"gone", 200).unwrap(), None);
-    }
-}
-
 const SPACE_DOCUMENTS: u8 = 0;
 const SPACE_INDEXES: u8 = 1;
 const SPACE_CATALOG: u8 = 2;
@@ -696,4 +634,66 @@ fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
         writes.push(Write { space, key, value });
     }
     Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: Option<&[u8]>) {
+        engine
+            .write(&[CommitRecord {
+                ts,
+                writes: vec![Write {
+                    space: Space::Documents,
+                    key: key.to_vec(),
+                    value: value.map(<[u8]>::to_vec),
+                }],
+            }])
+            .unwrap();
+    }
+
+    fn stored_versions(engine: &RocksEngine, key: &[u8]) -> Vec<Timestamp> {
+        let mut iter = engine.db.raw_iterator_cf(engine.cf(Space::Documents));
+        iter.seek(key);
+        let mut out = Vec::new();
+        while iter.valid() && is_version_of(iter.key().unwrap(), key) {
+            out.push(split(iter.key().unwrap()).unwrap().1);
+            iter.next();
+        }
+        out
+    }
+
+    #[test]
+    fn compaction_drops_only_versions_no_reader_can_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(&dir.path().join("db")).unwrap();
+        for ts in 1..=100u64 {
+            put(&engine, ts, b"hot", Some(&ts.to_be_bytes()));
+        }
+        put(&engine, 101, b"gone", Some(b"x"));
+        put(&engine, 102, b"gone", None);
+        engine.discard_before(60);
+        engine.compact().unwrap();
+        // Versions after the horizon, and the one a reader at the horizon sees, remain.
+        assert_eq!(
+            stored_versions(&engine, b"hot"),
+            (60..=100).rev().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            engine.get(Space::Documents, b"hot", 60).unwrap(),
+            Some(60u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            engine.get(Space::Documents, b"hot", 75).unwrap(),
+            Some(75u64.to_be_bytes().to_vec())
+        );
+        // Nothing shadowed at the horizon yet: both versions of "gone" stay.
+        assert_eq!(stored_versions(&engine, b"gone"), vec![102, 101]);
+        engine.discard_before(200);
+        engine.compact().unwrap();
+        assert_eq!(stored_versions(&engine, b"hot"), vec![100]);
+        assert_eq!(stored_versions(&engine, b"gone"), vec![102]);
+        assert_eq!(engine.get(Space::Documents, b"gone", 200).unwrap(), None);
+    }
 }
