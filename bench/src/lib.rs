@@ -112,6 +112,14 @@ impl Skew {
             Skew::Zipf(s) => format!("zipf-{s}"),
         }
     }
+
+    /// The sampler of hot accounts among `n`, for a skewed workload.
+    pub fn sampler(self, n: usize) -> Option<Zipf> {
+        match self {
+            Skew::Uniform => None,
+            Skew::Zipf(s) => Some(Zipf::new(n, s)),
+        }
+    }
 }
 
 /// Picks the two distinct accounts of a transfer among `n`.

@@ -7,7 +7,7 @@
 //!
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL
 //! baseline when it is installed), fanout, calls, scale. `--quick` runs shorter and smaller
-//! (under two minutes once built). Results go to `DIR` (default `target/bench`):
+//! (about 35 s once built). Results go to `DIR` (default `target/bench`):
 //! `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`, `fanout.svg`,
 //! `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the stores go
 //! (default: inside `DIR`).

@@ -10,7 +10,7 @@ use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
 use crate::http::{int, Http, Metrics};
 use crate::report::Row;
 use crate::ws::closed_loop;
-use crate::{pick_pair, run_for, Skew, Zipf};
+use crate::{pick_pair, run_for, Skew};
 use model::{obj, DocumentId, Value};
 use runtime::store::{Store, StoreError};
 use serde_json::json;
@@ -39,11 +39,19 @@ pub fn seed(addr: SocketAddr, count: usize) -> Result<Vec<String>, String> {
             json!({"count": int(n as i64), "balance": int(1_000)}),
         )?;
         let created = value.as_array().ok_or("bank:seed returned no array")?;
-        ids.extend(
-            created
-                .iter()
-                .filter_map(|id| id.as_str().map(str::to_owned)),
-        );
+        if created.len() != n {
+            return Err(format!(
+                "bank:seed created {} accounts, {n} asked",
+                created.len()
+            ));
+        }
+        for id in created {
+            ids.push(
+                id.as_str()
+                    .ok_or("bank:seed returned a non-string id")?
+                    .to_owned(),
+            );
+        }
     }
     Ok(ids)
 }
@@ -64,17 +72,15 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         ids.len(),
         seeding.elapsed().as_secs_f64()
     );
-    let zipf = Arc::new(Zipf::new(ACCOUNTS, 1.5));
     for skew in SKEWS {
         let before = metrics(server.addr)?;
-        let (ids, zipf) = (ids.clone(), zipf.clone());
+        let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
         let result = ctx.clients.block_on(closed_loop(
             server.addr,
             CLIENTS,
             duration,
             move |_, rng| {
-                let hot = matches!(skew, Skew::Zipf(_)).then_some(&*zipf);
-                let (from, to) = pick_pair(rng, ids.len(), hot);
+                let (from, to) = pick_pair(rng, ids.len(), zipf.as_ref());
                 (
                     "bank:transfer",
                     json!({"from": ids[from], "to": ids[to], "amount": int(1)}),
@@ -153,14 +159,13 @@ fn store_alone(ctx: &mut Context) -> Result<(), String> {
             Ok(())
         })
     };
-    let zipf = Zipf::new(ACCOUNTS, 1.5);
     for skew in SKEWS {
+        let zipf = skew.sampler(ACCOUNTS);
         let stats = store.stats();
         let retries0 = stats.conflict_retries.load(Ordering::Relaxed);
         let failures = std::sync::atomic::AtomicU64::new(0);
         let (n, took) = run_for(CLIENTS, ctx.duration(), |_, rng| {
-            let hot = matches!(skew, Skew::Zipf(_)).then_some(&zipf);
-            let (from, to) = pick_pair(rng, ACCOUNTS, hot);
+            let (from, to) = pick_pair(rng, ACCOUNTS, zipf.as_ref());
             if transfer(accounts[from], accounts[to]).is_err() {
                 failures.fetch_add(1, Ordering::Relaxed);
             }

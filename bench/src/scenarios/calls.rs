@@ -70,7 +70,7 @@ fn in_process(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(),
     let floor = deploy(&floor_module())?;
     let no_args = Value::Object(Default::default());
     let message = Value::Object(obj! { "user" => "ada", "body" => "hello" });
-    for _ in 0..50 {
+    let send_message = || {
         host.run_mutation(
             &store,
             &chat,
@@ -78,7 +78,10 @@ fn in_process(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(),
             &message,
             CallOptions::default(),
         )
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("{e:?}"))
+    };
+    for _ in 0..50 {
+        send_message()?;
     }
     let query = |module: &runtime::wasm::DeployedModule, path: &str| {
         host.run_query(&store, module, path, &no_args, CallOptions::default())
@@ -134,14 +137,7 @@ fn in_process(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(),
             "chat:send_message".into(),
             mutations,
             Box::new(|| {
-                host.run_mutation(
-                    &store,
-                    &chat,
-                    "chat:send_message",
-                    &message,
-                    CallOptions::default(),
-                )
-                .expect("the mutation runs");
+                send_message().expect("the mutation runs");
             }),
             Box::new(|| {
                 store

@@ -69,22 +69,19 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     let db = rocksdb::DB::open_default(&dir).map_err(|e| e.to_string())?;
     let duration = ctx.duration();
     let key = |rng: &mut Rng| rng.next_u64().to_be_bytes();
-    let (latency, rate) = synced_writes(&db, 1, duration.min(Duration::from_secs(2)), |rng| {
+    let chat_message = |rng: &mut Rng| {
         let mut b = rocksdb::WriteBatch::default();
         b.put(key(rng), message_bytes(rng));
         b
-    });
+    };
+    let (latency, rate) = synced_writes(&db, 1, duration.min(Duration::from_secs(2)), chat_message);
     ctx.push(
         Row::new("baseline", ONE_WRITER)
             .throughput(rate)
             .latency(latency)
             .note("one fsync per write: the disk's sync latency"),
     );
-    let (latency, rate) = synced_writes(&db, CLIENTS, duration, |rng| {
-        let mut b = rocksdb::WriteBatch::default();
-        b.put(key(rng), message_bytes(rng));
-        b
-    });
+    let (latency, rate) = synced_writes(&db, CLIENTS, duration, chat_message);
     ctx.push(
         Row::new("baseline", CHAT)
             .throughput(rate)

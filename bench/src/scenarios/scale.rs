@@ -13,7 +13,7 @@ use super::fanout::{add_subscribers, close_all};
 use super::Context;
 use crate::http::Http;
 use crate::report::Row;
-use crate::stats::Latency;
+use crate::stats::{ms, Latency};
 use crate::Rng;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -140,8 +140,4 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         )),
     );
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

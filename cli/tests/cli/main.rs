@@ -5,7 +5,6 @@
 
 mod bad_input;
 mod browser_dev;
-// For the browser harness shared with tests/e2e.
 mod dev;
 mod durability;
 #[allow(dead_code)]
@@ -14,6 +13,7 @@ mod guests;
 mod logs;
 mod run;
 mod serve;
+// The browser harness shared with tests/e2e names `crate::test_server`.
 #[path = "../../../runtime/tests/common/test_server.rs"]
 mod test_server;
 mod transfer;

@@ -65,7 +65,7 @@ fn wat_bytes(bytes: &[u8]) -> String {
 
 /// The interpreter guest: `app::m::q` (a query) and `app::m::w` (a mutation) run the same
 /// program.
-pub fn guest_wat() -> String {
+fn guest_wat() -> String {
     let q = describe(FunctionKind::Query);
     let w = describe(FunctionKind::Mutation);
     let (q_at, w_at) = (16, 16 + q.len());
@@ -196,8 +196,15 @@ struct Program {
     /// Every `db_*` call is a well-formed request at a valid place (and nothing else in the
     /// program can fail before the end).
     well_formed: bool,
-    /// Index among the `db_*` calls -> what it does to the table when it answers OK.
-    effects: Vec<i64>,
+    /// The `db_*` calls, in order: what each does when it answers OK.
+    db_calls: Vec<DbCall>,
+}
+
+struct DbCall {
+    /// Insert, patch, replace or delete: a write, which a query may never have answered OK.
+    writes: bool,
+    /// How it changes the table's document count.
+    effect: i64,
 }
 
 impl Program {
@@ -237,7 +244,7 @@ fn program(u: &mut Unstructured, table: &str, ids: &[String]) -> Result<Program>
         records: Vec::new(),
         data: Vec::new(),
         well_formed: true,
-        effects: Vec::new(),
+        db_calls: Vec::new(),
     };
     // Half the programs make only well-formed calls, so that the model has runs to judge.
     let clean = u.arbitrary::<bool>()?;
@@ -312,7 +319,10 @@ fn program(u: &mut Unstructured, table: &str, ids: &[String]) -> Result<Program>
                 if corrupt {
                     p.well_formed = false;
                 }
-                p.effects.push(effect);
+                p.db_calls.push(DbCall {
+                    writes: (1..=4).contains(&op),
+                    effect,
+                });
                 [OP_DB_FIRST + op, ptr, len, out]
             }
             6 => {
@@ -401,28 +411,17 @@ pub fn abi(data: &[u8]) {
     let before_ts = fixture.store.latest_ts();
     let before = count(&fixture.store, table);
     let path = if query { "m:q" } else { "m:w" };
-    let (outcome, log_lines) = if query {
-        match fixture.host.run_query(
-            &fixture.store,
-            &fixture.module,
-            path,
-            &args,
-            CallOptions::default(),
-        ) {
-            Ok(o) => (Ok(()), o.log_lines),
-            Err(e) => (Err(e.to_string()), e.log_lines),
-        }
+    let (host, store, module) = (&fixture.host, &fixture.store, &fixture.module);
+    let ran = if query {
+        host.run_query(store, module, path, &args, CallOptions::default())
+            .map(|o| o.log_lines)
     } else {
-        match fixture.host.run_mutation(
-            &fixture.store,
-            &fixture.module,
-            path,
-            &args,
-            CallOptions::default(),
-        ) {
-            Ok(o) => (Ok(()), o.log_lines),
-            Err(e) => (Err(e.to_string()), e.log_lines),
-        }
+        host.run_mutation(store, module, path, &args, CallOptions::default())
+            .map(|o| o.log_lines)
+    };
+    let (outcome, log_lines) = match ran {
+        Ok(log_lines) => (Ok(()), log_lines),
+        Err(e) => (Err(e.to_string()), e.log_lines),
     };
     if std::env::var_os("FUZZ_CHECKS_VERBOSE").is_some() {
         eprintln!(
@@ -461,8 +460,8 @@ pub fn abi(data: &[u8]) {
         if let Some(statuses) = log_lines.last() {
             let writes_ok = statuses
                 .bytes()
-                .zip(&program.effects)
-                .any(|(s, e)| s == b'0' && *e != 0);
+                .zip(&program.db_calls)
+                .any(|(s, call)| s == b'0' && call.writes);
             assert!(!writes_ok, "a query's write answered OK: {statuses}");
         }
     }
@@ -470,17 +469,17 @@ pub fn abi(data: &[u8]) {
     // answered inserts and deletes.
     if !query && program.well_formed && outcome.is_ok() {
         let statuses = log_lines.last().expect("the program logs its statuses");
-        assert_eq!(statuses.len(), program.effects.len(), "{statuses}");
+        assert_eq!(statuses.len(), program.db_calls.len(), "{statuses}");
         let delta: i64 = statuses
             .bytes()
-            .zip(&program.effects)
-            .map(|(s, e)| {
+            .zip(&program.db_calls)
+            .map(|(s, call)| {
                 assert!(
                     matches!(s, b'0' | b'1' | b'2'),
                     "a status that is not a status code: {s}"
                 );
                 if s == b'0' {
-                    *e
+                    call.effect
                 } else {
                     0
                 }

@@ -12,7 +12,7 @@ pub mod sim;
 mod transactions;
 mod values;
 
-pub use abi::{abi, guest_wat as abi_guest_wat};
+pub use abi::abi;
 pub use modules::modules;
 pub use protocol::protocol;
 pub use transactions::transactions;

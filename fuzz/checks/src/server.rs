@@ -9,7 +9,7 @@ use runtime::sync::engine::{ConnectionId, SyncEngine};
 use runtime::sync::mutation_log::Outcome;
 use runtime::sync::protocol::ServerMessage;
 use runtime::sync::session_core::SessionCore;
-use runtime::wasm::{DeployedModule, HostConfig, WasmHost};
+use runtime::wasm::{HostConfig, WasmHost};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -91,10 +91,6 @@ impl Server {
             engine,
             sessions: BTreeMap::new(),
         }
-    }
-
-    pub fn module(&self) -> Arc<DeployedModule> {
-        self.engine.module()
     }
 
     /// A new connection (the socket upgraded, nothing read yet).

@@ -6,7 +6,7 @@
 use super::catalog::{
     index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
 };
-use super::engine::{CommitRecord, EngineError, Space, Timestamp, Write};
+use super::engine::{CommitRecord, EngineError, Space, StorageEngine, Timestamp, Write};
 use super::error::StoreError;
 use super::read_set::NormalizedReadSet;
 use super::transaction::{DocumentWrite, Receipt};
@@ -229,6 +229,19 @@ impl CommitterState {
         self.failed = Some(error.0.clone());
     }
 
+    /// Writes `records` durably. On failure the outcome is unknown (the write may be on disk
+    /// all the same) and this state runs ahead of the disk, so every later commit is refused.
+    pub fn write_durably(
+        &mut self,
+        engine: &dyn StorageEngine,
+        records: &[CommitRecord],
+    ) -> Result<(), EngineError> {
+        engine.write(records).inspect_err(|e| {
+            tracing::error!(error = %e, "durable write failed; the store refuses further commits");
+            self.fail(e);
+        })
+    }
+
     /// Refuses once a durable write has failed (see `fail`).
     pub fn refuse_if_failed(&self) -> Result<(), StoreError> {
         match &self.failed {
@@ -265,10 +278,7 @@ pub(crate) fn commit_group(
     if records.is_empty() {
         return outcomes;
     }
-    if let Err(e) = shared.engine.write(&records) {
-        // The in-memory state now runs ahead of the disk; refuse every later commit.
-        tracing::error!(error = %e, "durable write failed; the store refuses further commits");
-        state.fail(&e);
+    if let Err(e) = state.write_durably(shared.engine.as_ref(), &records) {
         return outcomes
             .into_iter()
             .map(|o| o.and_then(|_| Err(failed_error(&e.0))))

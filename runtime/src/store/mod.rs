@@ -625,14 +625,9 @@ impl Store {
             key: catalog_key,
             value: Some(info.encode()),
         });
-        if let Err(e) = self.shared.engine.write(&[CommitRecord { ts, writes }]) {
-            // It may be on disk all the same, and the catalog here would then lack it (later
-            // writes would leave its index incomplete): as in `commit_group`, refuse every
-            // later commit.
-            tracing::error!(error = %e, "durable write failed; the store refuses further commits");
-            state.fail(&e);
-            return Err(e.into());
-        }
+        // On failure the catalog here would lack a change that may be on disk (later writes
+        // would leave its index incomplete): `write_durably` refuses every later commit.
+        state.write_durably(self.shared.engine.as_ref(), &[CommitRecord { ts, writes }])?;
         state.catalog = Arc::new(state.catalog.with(info));
         state.last_ts = ts;
         keys.sort();

@@ -9,8 +9,8 @@
 use super::engine::SyncEngine;
 use super::mutation_log::Outcome;
 use super::protocol::{FunctionError, ServerMessage};
+use super::session_core::SessionCore;
 pub use super::session_core::MAX_CLIENT_FRAME_BYTES;
-use super::session_core::{oversized_frame, SessionCore};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -163,12 +163,9 @@ impl Session {
         }
     }
 
-    /// Starts the next mutation the core hands out, if none is running. A mutation blocks
+    /// Starts the next mutation the core hands out (none while one runs). A mutation blocks
     /// its thread for up to the call time limit, so it runs on the blocking pool.
     fn start_next_mutation(&mut self) {
-        if self.running.is_some() {
-            return;
-        }
         let Some(mutation) = self.core.next_mutation() else {
             return;
         };
@@ -215,12 +212,8 @@ async fn finish(running: &mut Option<RunningMutation>) -> (u64, Outcome) {
 fn read_text(frame: Option<Result<Message, WsError>>) -> Result<Option<String>, End> {
     match frame {
         None | Some(Ok(Message::Close(_))) => Err(End::ClientGone),
-        Some(Ok(Message::Text(text))) => {
-            if text.len() > MAX_CLIENT_FRAME_BYTES {
-                return Err(End::Fatal(oversized_frame(text.len())));
-            }
-            Ok(Some(text.as_str().to_owned()))
-        }
+        // The core refuses a frame over the size limit.
+        Some(Ok(Message::Text(text))) => Ok(Some(text.as_str().to_owned())),
         Some(Ok(Message::Binary(_))) => Err(End::Fatal(
             "binary frame: the sync protocol uses JSON text frames only".into(),
         )),

@@ -119,11 +119,6 @@ impl SessionCore {
         self.queued.len()
     }
 
-    /// Whether a mutation was taken and not yet answered.
-    pub fn is_running(&self) -> bool {
-        self.running
-    }
-
     /// Handles one text frame from the client. `Err` is a protocol violation: the reason to
     /// send in a `FatalError`, after which the connection ends.
     pub async fn handle_frame(&mut self, text: &str) -> Result<(), String> {
@@ -277,7 +272,7 @@ impl SessionCore {
 }
 
 /// The reason given for a frame over [`MAX_CLIENT_FRAME_BYTES`].
-pub fn oversized_frame(given: usize) -> String {
+fn oversized_frame(given: usize) -> String {
     format!(
         "a frame of {given} bytes exceeds the limit MAX_CLIENT_FRAME_BYTES ({MAX_CLIENT_FRAME_BYTES} bytes)"
     )

@@ -37,9 +37,7 @@ use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};
 use engine::EpochTicker;
-use model::abi::{
-    AppSchema, FunctionDescription, FunctionKind, Type, MEMORY_EXPORT, SCHEMA_EXPORT,
-};
+use model::abi::{AppSchema, FunctionDescription, FunctionKind, MEMORY_EXPORT, SCHEMA_EXPORT};
 use model::limits::MAX_ARGS_OR_RESULT_BYTES;
 use model::{binary, Value};
 use state::{CallState, Entry};
@@ -532,27 +530,12 @@ impl WasmHost {
 }
 
 fn check_result(function: &FunctionInfo, value: Value) -> Result<Value, CallError> {
-    let returns = &function.description.returns;
-    if !accepted_at_top(returns, &value) {
-        returns
-            .check(&value)
-            .map_err(|e| CallError::InvalidResult(e.to_string()))?;
-    }
+    function
+        .description
+        .returns
+        .check(&value)
+        .map_err(|e| CallError::InvalidResult(e.to_string()))?;
     Ok(value)
-}
-
-/// Whether `value` has type `ty` as far as its top level decides: `any`, and arrays, records
-/// and optionals of `any` (what `Vec<Document>` and the like declare). `true` only where
-/// `Type::check` passes too; it walks every element, which a large result need not pay for.
-fn accepted_at_top(ty: &Type, value: &Value) -> bool {
-    match (ty, value) {
-        (Type::Any, _) | (Type::Optional(_), Value::Null) => true,
-        (Type::Optional(inner), _) => accepted_at_top(inner, value),
-        (Type::Array(item), Value::Array(_)) | (Type::Record(item), Value::Object(_)) => {
-            matches!(**item, Type::Any)
-        }
-        _ => false,
-    }
 }
 
 enum MutationAbort {

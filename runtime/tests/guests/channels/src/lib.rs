@@ -1,5 +1,6 @@
-//! Chat messages by channel, for `bench/src/bin/sync.rs`: `channels:list` reads one channel
-//! through a declared index, so a write to one channel invalidates only that channel's query.
+//! Chat messages by channel, for the fanout benchmark (`bench/src/scenarios/fanout.rs`) and
+//! the sync simulation (`fuzz/checks`): `channels:list` reads one channel through a declared
+//! index, so a write to one channel invalidates only that channel's query.
 
 use guest_sdk::prelude::*;
 
