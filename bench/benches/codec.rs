@@ -1,12 +1,12 @@
-//! Binary encodings of values: the hand-written codec of `model::binary` against bincode 2
+//! Binary encodings of values: the hand-written codec of `ferrovex_model::binary` against bincode 2
 //! (standard configuration, derived `Encode`/`Decode` on an equivalent tree), on a chat
 //! message and on a larger nested document.
 //!
-//! `cargo bench -p bench --bench codec`
+//! `cargo bench -p ferrovex-bench --bench codec`
 
 use bincode::{Decode, Encode};
 use criterion::{criterion_group, criterion_main, Criterion};
-use model::{binary, obj, Value};
+use ferrovex_model::{binary, obj, Value};
 use std::hint::black_box;
 
 /// The same tree as `Value`, in the shape bincode derives for.
@@ -55,17 +55,17 @@ fn codec(c: &mut Criterion) {
         let ours = binary::encode(&value);
         let theirs = bincode::encode_to_vec(&tree, config).unwrap();
         println!(
-            "{name}: model::binary {} bytes, bincode {} bytes",
+            "{name}: ferrovex_model::binary {} bytes, bincode {} bytes",
             ours.len(),
             theirs.len()
         );
-        c.bench_function(&format!("{name}/encode/model::binary"), |b| {
+        c.bench_function(&format!("{name}/encode/ferrovex_model::binary"), |b| {
             b.iter(|| binary::encode(black_box(&value)))
         });
         c.bench_function(&format!("{name}/encode/bincode"), |b| {
             b.iter(|| bincode::encode_to_vec(black_box(&tree), config).unwrap())
         });
-        c.bench_function(&format!("{name}/decode/model::binary"), |b| {
+        c.bench_function(&format!("{name}/decode/ferrovex_model::binary"), |b| {
             b.iter(|| binary::decode(black_box(&ours)).unwrap())
         });
         c.bench_function(&format!("{name}/decode/bincode"), |b| {

@@ -30,7 +30,7 @@ pub fn runtime_binary() -> Result<PathBuf, String> {
             "--release",
             "--quiet",
             "-p",
-            "runtime-cli",
+            "ferrovex-cli",
             "--bin",
             "runtime",
         ])
@@ -53,7 +53,7 @@ pub fn runtime_binary() -> Result<PathBuf, String> {
 /// the server's own build is a no-op and a timed start never includes compiling.
 /// Returns the module's path.
 pub fn build_app(app: &Path) -> Result<PathBuf, String> {
-    runtime::wasm::build_app(app, &app.join("target"))
+    ferrovex_runtime::wasm::build_app(app, &app.join("target"))
         .map_err(|e| format!("building {}: {e}", app.display()))
 }
 

@@ -1,7 +1,7 @@
 //! An app folder: its crate, where its data and build output go, and building it.
 
-use runtime::store::Store;
-use runtime::wasm::{build_app, HostConfig, WasmHost};
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::{build_app, HostConfig, WasmHost};
 use std::path::{Path, PathBuf};
 
 /// An app crate on disk, checked to exist.
@@ -19,7 +19,7 @@ impl AppDir {
         }
         if !dir.join("Cargo.toml").is_file() {
             return Err(format!(
-                "{} is not an app: it has no Cargo.toml. An app is a Rust crate that depends on guest-sdk (see README.md)",
+                "{} is not an app: it has no Cargo.toml. An app is a Rust crate that depends on ferrovex-sdk (see README.md)",
                 dir.display()
             ));
         }

@@ -5,8 +5,8 @@
 
 use crate::app::AppDir;
 use crate::serve::{serve_with, ServeArgs};
+use ferrovex_runtime::server::Deployer;
 use notify::{RecursiveMode, Watcher};
-use runtime::server::Deployer;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

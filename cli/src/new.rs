@@ -9,7 +9,7 @@ pub struct NewArgs {
     pub name: PathBuf,
 }
 
-/// The template's files: (path in the new app, contents with `{{name}}` and `{{guest_sdk}}`).
+/// The template's files: (path in the new app, contents with `{{name}}` and `{{ferrovex_sdk}}`).
 const TEMPLATE: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../template/Cargo.toml.tmpl")),
     (".gitignore", include_str!("../template/gitignore.tmpl")),
@@ -37,7 +37,7 @@ pub fn run(args: NewArgs) -> Result<(), String> {
             dir.display()
         ));
     }
-    let guest_sdk = guest_sdk_path();
+    let ferrovex_sdk = guest_sdk_path();
     for (path, contents) in TEMPLATE {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
@@ -46,7 +46,7 @@ pub fn run(args: NewArgs) -> Result<(), String> {
         }
         let contents = contents
             .replace("{{name}}", &name)
-            .replace("{{guest_sdk}}", &guest_sdk.display().to_string());
+            .replace("{{ferrovex_sdk}}", &ferrovex_sdk.display().to_string());
         std::fs::write(&target, contents)
             .map_err(|e| format!("writing {}: {e}", target.display()))?;
     }

@@ -2,7 +2,7 @@
 
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
-use runtime::server::{App, Deployer, Server};
+use ferrovex_runtime::server::{App, Deployer, Server};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -1,16 +1,16 @@
 //! `runtime export [FILE]` and `runtime import FILE`: every table of a running server as
-//! JSON Lines (the format of `runtime::transfer`), out and back in, with a progress bar on a
+//! JSON Lines (the format of `ferrovex_runtime::transfer`), out and back in, with a progress bar on a
 //! terminal.
 
 use crate::remote::ServerUrl;
 use clap::Args;
+use ferrovex_model::{DocumentId, Object, Value};
+use ferrovex_runtime::store::catalog::check_name;
+use ferrovex_runtime::store::document::validate_fields;
+use ferrovex_runtime::transfer::{parse_line, IdRemap, ImportedDocument, Line, TableHeader};
 use http_body_util::BodyExt;
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use model::{DocumentId, Object, Value};
-use runtime::store::catalog::check_name;
-use runtime::store::document::validate_fields;
-use runtime::transfer::{parse_line, IdRemap, ImportedDocument, Line, TableHeader};
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -384,11 +384,12 @@ struct CheckedPlain {
 /// A plain line's document: its user fields, and whether it carried system fields.
 fn plain_document(table: &str, line: &str) -> Result<(Object, bool), String> {
     let json: Json = serde_json::from_str(line).map_err(|e| format!("not a JSON object ({e})"))?;
-    let Value::Object(mut fields) = model::json::from_json(&json).map_err(|e| e.to_string())?
+    let Value::Object(mut fields) =
+        ferrovex_model::json::from_json(&json).map_err(|e| e.to_string())?
     else {
         return Err(format!(
             "each line is one document, a JSON object; got {}",
-            model::json::json_kind(&json)
+            ferrovex_model::json::json_kind(&json)
         ));
     };
     let had_id = fields.remove("_id").is_some();
@@ -468,7 +469,7 @@ impl<'a> Batches<'a> {
 
     /// Adds the document of line `line`; sends the batch once it is full.
     async fn push(&mut self, table: &str, value: &Value, line: usize) -> Result<(), String> {
-        let entry = json!({"table": table, "value": model::json::to_json(value)});
+        let entry = json!({"table": table, "value": ferrovex_model::json::to_json(value)});
         if self.batch.is_empty() {
             self.first_line = line;
         }

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_checks::modules(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ferrovex_fuzz_checks::modules(data));

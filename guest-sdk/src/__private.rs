@@ -6,13 +6,13 @@ use crate::error::Error;
 use crate::host;
 use crate::schema::HasSchema;
 use crate::value::{from_value, to_value};
-use model::abi::{output, FunctionDescription, FunctionKind, Type};
-use model::{binary, Object, Value};
+use ferrovex_model::abi::{output, FunctionDescription, FunctionKind, Type};
+use ferrovex_model::{binary, Object, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
 
-pub use model::abi::FunctionKind as Kind;
+pub use ferrovex_model::abi::FunctionKind as Kind;
 pub use serde;
 
 /// The call's arguments, taken one parameter at a time.

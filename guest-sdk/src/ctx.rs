@@ -7,7 +7,7 @@ use std::cell::Cell;
 /// What a query sees: a read-only database. Writing does not compile:
 ///
 /// ```compile_fail
-/// use guest_sdk::prelude::*;
+/// use ferrovex_sdk::prelude::*;
 /// #[query]
 /// fn sneaky(ctx: &QueryCtx) -> Result<()> {
 ///     ctx.db.insert("messages", doc! { "body": "no" })?;

@@ -4,7 +4,7 @@
 use crate::error::{DbError, Error, Result};
 use crate::host::{self, import_fn};
 use crate::value::{from_value, to_value, ValueRef};
-use model::{Object, Value};
+use ferrovex_model::{Object, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -86,7 +86,7 @@ impl Document {
     /// A user field converted to a Rust type; a missing field reads as null.
     ///
     /// ```no_run
-    /// # use guest_sdk::prelude::*;
+    /// # use ferrovex_sdk::prelude::*;
     /// # fn f(doc: &Document) -> Result<()> {
     /// let body: String = doc.field("body")?;
     /// let likes: Option<i64> = doc.field("likes")?;
@@ -209,7 +209,7 @@ impl DatabaseReader {
     /// Starts a read of `table`, by default over its `by_creation_time` index, ascending.
     ///
     /// ```no_run
-    /// # use guest_sdk::prelude::*;
+    /// # use ferrovex_sdk::prelude::*;
     /// # fn f(ctx: &QueryCtx) -> Result<()> {
     /// let latest = ctx.db.query("messages").order(Desc).take(50)?;
     /// let open = ctx.db.query("tasks").with_index("by_done", |r| r.eq("done", false)).collect()?;
@@ -465,7 +465,7 @@ impl Query {
     /// One page of the range. Several paginated reads may share one function.
     ///
     /// ```no_run
-    /// # use guest_sdk::prelude::*;
+    /// # use ferrovex_sdk::prelude::*;
     /// # fn f(ctx: &QueryCtx, cursor: Option<String>) -> Result<PaginationResult> {
     /// ctx.db.query("tasks").order(Desc).paginate(PaginationOptions { cursor, num_items: 10 })
     /// # }

@@ -1,21 +1,21 @@
 //! Rust values (through serde) straight to the ABI's binary form, without building a
-//! [`Value`](model::Value) tree first.
+//! [`Value`](ferrovex_model::Value) tree first.
 //!
-//! [`to_binary`] gives exactly the bytes of `model::binary::encode(&to_value(v)?)`, and the
+//! [`to_binary`] gives exactly the bytes of `ferrovex_model::binary::encode(&to_value(v)?)`, and the
 //! same errors as [`to_value`](crate::to_value): a function's result is encoded once, not
 //! copied into a tree and then encoded. Objects are written in key order: entries that arrive
 //! in order (a `BTreeMap`, a `Document`) are written in place; otherwise they are sorted
 //! afterwards, and a repeated key keeps its last value, as in an object.
 
 use crate::value::{to_value, ValueError};
-use model::binary::write_varint;
-use model::value::canonical_float;
-use model::Value;
+use ferrovex_model::binary::write_varint;
+use ferrovex_model::value::canonical_float;
+use ferrovex_model::Value;
 use serde::ser::{self, Serialize};
 
-use model::binary::tag::*;
+use ferrovex_model::binary::tag::*;
 
-/// The binary form of `value`, as `model::binary::encode(&to_value(value)?)`.
+/// The binary form of `value`, as `ferrovex_model::binary::encode(&to_value(value)?)`.
 pub fn to_binary<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ValueError> {
     let mut out = Vec::with_capacity(128);
     value.serialize(Encoder { out: &mut out })?;
@@ -466,7 +466,7 @@ mod tests {
     use super::*;
     use crate::value::AnyValue;
     use crate::{Bytes, Document, Id};
-    use model::{binary, Object};
+    use ferrovex_model::{binary, Object};
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};
     use std::collections::{BTreeMap, HashMap};
 

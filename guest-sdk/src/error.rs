@@ -1,13 +1,13 @@
 //! Errors a function returns to its caller.
 
-use model::{Object, Value};
+use ferrovex_model::{Object, Value};
 use std::fmt;
 
 /// The error of a query or mutation: a message, and optionally structured data that reaches
 /// the client as `errorData` (PROTOCOL.md section 3).
 ///
 /// ```
-/// use guest_sdk::prelude::*;
+/// use ferrovex_sdk::prelude::*;
 ///
 /// let e = Error::new("not enough credit").with_data(doc! { "needed": 3i64 });
 /// assert_eq!(e.message(), "not enough credit");
@@ -44,7 +44,7 @@ impl Error {
         self.data.as_ref()
     }
 
-    /// The form `model::abi::output::ERROR` carries.
+    /// The form `ferrovex_model::abi::output::ERROR` carries.
     pub(crate) fn to_value(&self) -> Value {
         let mut o = Object::new();
         o.insert("message".into(), Value::String(self.message.clone()));

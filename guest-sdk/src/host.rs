@@ -2,8 +2,8 @@
 
 use crate::error::{DbError, DbErrorKind};
 use crate::sys;
-use model::abi::status;
-use model::{binary, Value};
+use ferrovex_model::abi::status;
+use ferrovex_model::{binary, Value};
 
 /// Reads the bytes behind a host handle into a buffer the guest owns.
 pub(crate) fn read_handle(handle: u32, len: u32) -> Vec<u8> {

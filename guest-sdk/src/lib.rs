@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! // src/chat.rs of an app crate: functions `chat:send_message` and `chat:get_messages`.
-//! use guest_sdk::prelude::*;
+//! use ferrovex_sdk::prelude::*;
 //!
 //! #[mutation]
 //! fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {
@@ -60,12 +60,12 @@ pub use db::{
     PaginationOptions, PaginationResult, Query,
 };
 pub use error::{DbError, DbErrorKind, Error, Result};
-pub use guest_sdk_macros::{mutation, query, schema};
-pub use model::{Object, Value};
+pub use ferrovex_model::{Object, Value};
+pub use ferrovex_sdk_macros::{mutation, query, schema};
 pub use schema::{v, HasSchema, Schema, Table, Type};
 pub use value::{from_value, to_value, AnyValue, Bytes, ValueError};
 
-/// Everything an app module needs: `use guest_sdk::prelude::*;`.
+/// Everything an app module needs: `use ferrovex_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         bail, doc, log, mutation, query, schema, v, Asc, Bytes, Desc, Document, Error, Id,
@@ -77,7 +77,7 @@ pub mod prelude {
 /// Writes a log line (`format!` syntax) that returns to the caller with the outcome.
 ///
 /// ```no_run
-/// # use guest_sdk::prelude::*;
+/// # use ferrovex_sdk::prelude::*;
 /// log!("sending {} bytes", 42);
 /// ```
 #[macro_export]

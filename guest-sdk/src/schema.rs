@@ -2,7 +2,7 @@
 //! and results.
 //!
 //! ```
-//! use guest_sdk::prelude::*;
+//! use ferrovex_sdk::prelude::*;
 //!
 //! #[schema]
 //! fn schema() -> Schema {
@@ -21,8 +21,8 @@
 
 use crate::db::{Document, Id};
 use crate::value::{AnyValue, Bytes};
-pub use model::abi::Type;
-use model::abi::{AppSchema, TableSchema};
+pub use ferrovex_model::abi::Type;
+use ferrovex_model::abi::{AppSchema, TableSchema};
 use std::collections::{BTreeMap, HashMap};
 
 /// Type constructors for schemas.
@@ -147,7 +147,7 @@ has_schema!(Type::Int64 => i8, i16, i32, i64, u8, u16, u32, isize, usize);
 has_schema!(Type::Float64 => f32, f64);
 has_schema!(Type::Null => ());
 has_schema!(Type::Bytes => Bytes);
-has_schema!(Type::Any => Document, AnyValue, model::Value);
+has_schema!(Type::Any => Document, AnyValue, ferrovex_model::Value);
 
 impl<T: HasSchema> HasSchema for Option<T> {
     fn schema() -> Type {

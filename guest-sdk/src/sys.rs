@@ -1,4 +1,4 @@
-//! The raw imports of `model::abi` (documented there, with their errors and traps).
+//! The raw imports of `ferrovex_model::abi` (documented there, with their errors and traps).
 //!
 //! Outside wasm32 (when the SDK is built for the host, e.g. by `cargo test --workspace` or
 //! rustdoc) the imports are stubs that panic: guest functions only run inside the runtime.

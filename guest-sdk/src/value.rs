@@ -4,7 +4,7 @@
 //! structs and maps objects, `Option::None` and `()` null, unit enum variants their name as a
 //! string, other variants `{"Variant": content}`.
 
-use model::{Object, Value};
+use ferrovex_model::{Object, Value};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 use std::fmt;
@@ -33,7 +33,7 @@ impl de::Error for ValueError {
 /// Converts any serializable value to a [`Value`].
 ///
 /// ```
-/// use guest_sdk::{to_value, Value};
+/// use ferrovex_sdk::{to_value, Value};
 /// assert_eq!(to_value(&(1i64, "a")).unwrap(), Value::Array(vec![Value::Int64(1), "a".into()]));
 /// ```
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
@@ -43,7 +43,7 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
 /// Converts a [`Value`] to any deserializable type.
 ///
 /// ```
-/// use guest_sdk::{from_value, Value};
+/// use ferrovex_sdk::{from_value, Value};
 /// let n: Option<i64> = from_value(Value::Int64(3)).unwrap();
 /// assert_eq!(n, Some(3));
 /// ```

@@ -1,4 +1,4 @@
-//! The host ABI between the runtime's wasm host and guest modules built with `guest-sdk`
+//! The host ABI between the runtime's wasm host and guest modules built with `ferrovex-sdk`
 //! (DESIGN.md section 3, "Host ABI"). Both sides compile this file, so the names, codes and
 //! formats cannot drift apart.
 //!

@@ -1,6 +1,6 @@
 //! Property tests of the encodings: key order is value order, and every encoding round-trips.
 
-use model::{binary, json, key, Object, Value};
+use ferrovex_model::{binary, json, key, Object, Value};
 use proptest::prelude::*;
 
 /// Arbitrary values, with floats drawn to hit the edge cases (±0, ±inf, NaN, subnormals).

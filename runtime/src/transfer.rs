@@ -16,8 +16,8 @@
 //! (a reference) anywhere in a document, keeping the id's other 16 bytes.
 
 use crate::store::{Document, TableInfo, Timestamp, BY_CREATION_TIME, BY_ID};
-use model::json::{from_json, json_kind, to_json};
-use model::{DocumentId, Object, Value};
+use ferrovex_model::json::{from_json, json_kind, to_json};
+use ferrovex_model::{DocumentId, Object, Value};
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, HashSet};
 
@@ -225,7 +225,7 @@ impl ImportedDocument {
             Some(other) => {
                 return Err(format!(
                     "_creationTime must be a finite float64 (milliseconds), got {}",
-                    model::json::to_json_string(&other)
+                    ferrovex_model::json::to_json_string(&other)
                 ))
             }
             None => return Err(format!("document {id} has no _creationTime")),
@@ -316,7 +316,7 @@ impl IdRemap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::obj;
+    use ferrovex_model::obj;
 
     fn id(table: u32, n: u8) -> DocumentId {
         DocumentId::new(table, [n; 16])

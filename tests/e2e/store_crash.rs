@@ -2,7 +2,7 @@
 //! and again. After each kill the store is reopened: every acknowledged commit is present,
 //! and no transaction is partly visible.
 
-use runtime::store::{IndexRange, Order, Store, BY_ID};
+use ferrovex_runtime::store::{IndexRange, Order, Store, BY_ID};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

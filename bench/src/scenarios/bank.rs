@@ -11,8 +11,8 @@ use crate::http::{int, Http, Metrics};
 use crate::report::Row;
 use crate::ws::closed_loop;
 use crate::{pick_pair, run_for, Skew};
-use model::{obj, DocumentId, Value};
-use runtime::store::{Store, StoreError};
+use ferrovex_model::{obj, DocumentId, Value};
+use ferrovex_runtime::store::{Store, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -141,12 +141,13 @@ fn store_alone(ctx: &mut Context) -> Result<(), String> {
         .collect();
     let transfer = |from: DocumentId, to: DocumentId| {
         store.run_mutation(|tx| -> Result<(), StoreError> {
-            let balance = |tx: &mut runtime::store::Transaction, id| -> Result<i64, StoreError> {
-                Ok(tx
-                    .get(id)?
-                    .and_then(|d| d.fields["balance"].as_i64())
-                    .unwrap_or(0))
-            };
+            let balance =
+                |tx: &mut ferrovex_runtime::store::Transaction, id| -> Result<i64, StoreError> {
+                    Ok(tx
+                        .get(id)?
+                        .and_then(|d| d.fields["balance"].as_i64())
+                        .unwrap_or(0))
+                };
             let (a, b) = (balance(tx, from)?, balance(tx, to)?);
             tx.patch(
                 from,

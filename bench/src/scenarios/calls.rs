@@ -14,9 +14,9 @@ use crate::http::Http;
 use crate::report::Row;
 use crate::server::build_app;
 use crate::stats::Latency;
-use model::{obj, Value};
-use runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
-use runtime::wasm::{CallOptions, HostConfig, WasmHost};
+use ferrovex_model::{obj, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
+use ferrovex_runtime::wasm::{CallOptions, HostConfig, WasmHost};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,7 +83,7 @@ fn in_process(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(),
     for _ in 0..50 {
         send_message()?;
     }
-    let query = |module: &runtime::wasm::DeployedModule, path: &str| {
+    let query = |module: &ferrovex_runtime::wasm::DeployedModule, path: &str| {
         host.run_query(&store, module, path, &no_args, CallOptions::default())
             .expect("the query runs")
     };
@@ -223,7 +223,7 @@ fn over_http(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(), 
 /// The least a call can cost: a hand-written module whose function outputs null without
 /// allocating, so instantiation and the host's own work are all that is measured.
 fn floor_module() -> Vec<u8> {
-    use model::abi::{FunctionDescription, FunctionKind, Type};
+    use ferrovex_model::abi::{FunctionDescription, FunctionKind, Type};
     let description = FunctionDescription {
         kind: FunctionKind::Query,
         args: Type::object([]),
@@ -235,7 +235,7 @@ fn floor_module() -> Vec<u8> {
             .map(|b| format!("\\{b:02x}"))
             .collect::<String>()
     };
-    let described = model::binary::encode(&description.to_value());
+    let described = ferrovex_model::binary::encode(&description.to_value());
     let wat = format!(
         r#"(module
             (import "runtime_v1" "output" (func $output (param i32 i32 i32)))

@@ -6,7 +6,7 @@ use super::{Context, BODY_BYTES, CLIENTS};
 use crate::report::Row;
 use crate::stats::Latency;
 use crate::Rng;
-use model::{obj, Value};
+use ferrovex_model::{obj, Value};
 use std::time::{Duration, Instant};
 
 pub const ONE_WRITER: &str = "rocksdb alone, 1 synced writer";
@@ -16,13 +16,13 @@ pub const BANK: &str = "rocksdb alone, 64 synced writers, 2 docs";
 /// A chat message as the store encodes it.
 pub fn message_bytes(rng: &mut Rng) -> Vec<u8> {
     let body = format!("{:-<BODY_BYTES$}", format!("m{}", rng.next_u64()));
-    model::binary::encode(&Value::Object(
+    ferrovex_model::binary::encode(&Value::Object(
         obj! { "user" => format!("user{}", rng.below(64)), "body" => body },
     ))
 }
 
 fn account_bytes(balance: i64) -> Vec<u8> {
-    model::binary::encode(&Value::Object(obj! { "balance" => balance }))
+    ferrovex_model::binary::encode(&Value::Object(obj! { "balance" => balance }))
 }
 
 /// `threads` writers, each writing `batch(rng)` synced, one after another, for `duration`;

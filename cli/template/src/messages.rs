@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 /// Called as `messages:send` with `{"author": "...", "body": "..."}`.
 #[mutation]

@@ -73,7 +73,7 @@ fn an_app_that_does_not_compile_shows_the_compiler_errors() {
     copy_chat_example(app.path());
     std::fs::write(
         app.path().join("src/chat.rs"),
-        "use guest_sdk::prelude::*;\n\n#[query]\nfn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {\n    let n: u32 = \"not a number\";\n    Ok(vec![])\n}\n",
+        "use ferrovex_sdk::prelude::*;\n\n#[query]\nfn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {\n    let n: u32 = \"not a number\";\n    Ok(vec![])\n}\n",
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();

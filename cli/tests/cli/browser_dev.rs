@@ -9,7 +9,7 @@ use std::process::Command;
 #[path = "../../../tests/e2e/browser/harness.rs"]
 mod harness;
 
-const SHOUTING: &str = r#"use guest_sdk::prelude::*;
+const SHOUTING: &str = r#"use ferrovex_sdk::prelude::*;
 
 #[mutation]
 fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {

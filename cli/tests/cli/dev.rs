@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use tungstenite::WebSocket;
 
-const BODIES_ONLY: &str = r#"use guest_sdk::prelude::*;
+const BODIES_ONLY: &str = r#"use ferrovex_sdk::prelude::*;
 
 #[mutation]
 fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {

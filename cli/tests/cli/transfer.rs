@@ -180,8 +180,8 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
             after["_id"].as_str().unwrap(),
         );
         let (before_id, after_id) = (
-            model::DocumentId::parse(before_id).unwrap(),
-            model::DocumentId::parse(after_id).unwrap(),
+            ferrovex_model::DocumentId::parse(before_id).unwrap(),
+            ferrovex_model::DocumentId::parse(after_id).unwrap(),
         );
         assert_eq!(before_id.as_bytes()[4..], after_id.as_bytes()[4..]);
     }

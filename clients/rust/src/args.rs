@@ -1,6 +1,6 @@
 //! Function arguments: always an object of values on the wire.
 
-use model::{Object, Value};
+use ferrovex_model::{Object, Value};
 use serde::Serialize;
 
 /// What a function can be called with: an [`Object`], a [`Value`] that is an object, `()`
@@ -12,8 +12,8 @@ use serde::Serialize;
 /// an int64.
 ///
 /// ```
-/// use runtime_client::{IntoArgs, Value};
-/// use model::obj;
+/// use ferrovex_client::{IntoArgs, Value};
+/// use ferrovex_model::obj;
 ///
 /// #[derive(serde::Serialize)]
 /// struct SendMessage<'a> { user: &'a str, body: &'a str }
@@ -55,7 +55,7 @@ impl IntoArgs for () {
 
 impl<T: Serialize + ?Sized> IntoArgs for &T {
     fn into_args(self) -> Result<Object, String> {
-        guest_sdk::to_value(self)
+        ferrovex_sdk::to_value(self)
             .map_err(|e| e.to_string())?
             .into_args()
     }

@@ -4,8 +4,8 @@ use crate::args::IntoArgs;
 use crate::error::{Error, FunctionError};
 use crate::util::{new_session_id, sync_url};
 use crate::worker::{open_socket, Command, Options, QueryResult, Worker};
+use ferrovex_model::Value;
 use futures_util::Stream;
-use model::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 ///
 /// ```no_run
 /// use futures_util::StreamExt;
-/// use runtime_client::{obj, Client};
+/// use ferrovex_client::{obj, Client};
 ///
-/// # async fn example() -> Result<(), runtime_client::Error> {
+/// # async fn example() -> Result<(), ferrovex_client::Error> {
 /// let client = Client::connect("http://127.0.0.1:3210").await?;
 /// let mut messages = client.subscribe("chat:get_messages", ())?;
 /// client
@@ -138,9 +138,9 @@ impl Client {
     /// Settings beyond the URL: reconnect delays and timeouts.
     ///
     /// ```no_run
-    /// # async fn example() -> Result<(), runtime_client::Error> {
+    /// # async fn example() -> Result<(), ferrovex_client::Error> {
     /// use std::time::Duration;
-    /// let client = runtime_client::Client::builder("ws://127.0.0.1:3210/api/sync")
+    /// let client = ferrovex_client::Client::builder("ws://127.0.0.1:3210/api/sync")
     ///     .reconnect_max_delay(Duration::from_secs(2))
     ///     .connect()
     ///     .await?;

@@ -1,6 +1,6 @@
 //! The client's errors.
 
-use model::Value;
+use ferrovex_model::Value;
 use std::fmt;
 
 /// A function's own failure, as the server reports it: its `Err`, a panic, a trap, a

@@ -9,7 +9,7 @@
 //!   its write (read your writes);
 //! - run a [`query`](Client::query) once.
 //!
-//! Values are [`model::Value`]; arguments are anything [`IntoArgs`] accepts: an [`Object`]
+//! Values are [`ferrovex_model::Value`]; arguments are anything [`IntoArgs`] accepts: an [`Object`]
 //! (see [`obj!`]), a [`Value`] object, `()`, or a reference to a serde-serializable struct.
 //! Results convert to Rust types with [`from_value`].
 //!
@@ -20,7 +20,7 @@
 //!
 //! ```no_run
 //! use futures_util::StreamExt;
-//! use runtime_client::{from_value, Client};
+//! use ferrovex_client::{from_value, Client};
 //!
 //! #[derive(serde::Serialize)]
 //! struct SendMessage<'a> {
@@ -59,6 +59,6 @@ mod worker;
 pub use args::IntoArgs;
 pub use client::{Client, ClientBuilder, ConnectionStatus, Subscription};
 pub use error::{Error, FunctionError};
+pub use ferrovex_model::{obj, Object, Value};
+pub use ferrovex_sdk::{from_value, to_value, Bytes, ValueError};
 pub use futures_util::Stream;
-pub use guest_sdk::{from_value, to_value, Bytes, ValueError};
-pub use model::{obj, Object, Value};

@@ -3,8 +3,8 @@
 //! reconnect, never a panic).
 
 use crate::error::FunctionError;
-use model::json::{from_json, to_json};
-use model::{Object, Value};
+use ferrovex_model::json::{from_json, to_json};
+use ferrovex_model::{Object, Value};
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
 
@@ -60,7 +60,7 @@ pub(crate) fn parse_server_message(text: &str) -> Result<ServerMessage, String> 
     let Json::Object(map) = &json else {
         return Err(format!(
             "malformed frame: expected a JSON object, got {}",
-            model::json::json_kind(&json)
+            ferrovex_model::json::json_kind(&json)
         ));
     };
     let kind = string(map, "type", "frame")?;
@@ -217,7 +217,7 @@ fn value(json: &Json, what: &str) -> Result<Value, String> {
 fn wrong_type(what: &str, expected: &str, got: &Json) -> String {
     format!(
         "malformed frame: {what} must be {expected}, got {}",
-        model::json::json_kind(got)
+        ferrovex_model::json::json_kind(got)
     )
 }
 
@@ -292,7 +292,7 @@ fn object_json(args: &Object) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::obj;
+    use ferrovex_model::obj;
 
     #[test]
     fn server_messages_parse_as_the_protocol_writes_them() {

@@ -9,9 +9,9 @@ use crate::client::ConnectionStatus;
 use crate::error::{Error, FunctionError};
 use crate::util::{Backoff, SyncUrl};
 use crate::wire::{self, QueryModification, QuerySetChange, ServerMessage, StateVersion};
+use ferrovex_model::{Object, Value};
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
-use model::{Object, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -188,7 +188,7 @@ impl Worker {
                         backoff.reset();
                     }
                     tracing::warn!(
-                        "runtime-client: connection to {} lost: {reason}; reconnecting",
+                        "ferrovex-client: connection to {} lost: {reason}; reconnecting",
                         self.url.url
                     );
                     self.status.send_modify(|s| {
@@ -217,7 +217,7 @@ impl Worker {
                     result = &mut attempt => match result {
                         Ok(socket) => return Some(socket),
                         Err(e) => {
-                            tracing::debug!("runtime-client: reconnecting failed: {e}");
+                            tracing::debug!("ferrovex-client: reconnecting failed: {e}");
                             self.status.send_modify(|s| s.last_error = Some(e));
                             break;
                         }
@@ -478,7 +478,7 @@ impl Worker {
                 match outcome {
                     Ok((value, ts, log_lines)) => {
                         for line in log_lines {
-                            tracing::debug!("runtime-client: {}: {line}", mutation.udf_path);
+                            tracing::debug!("ferrovex-client: {}: {line}", mutation.udf_path);
                         }
                         mutation.state = MutationState::Committed {
                             value,
@@ -603,7 +603,7 @@ async fn write_frames(
     while let Some(message) = outgoing.recv().await {
         let closing = matches!(message, Message::Close(_));
         if let Err(e) = sink.send(message).await {
-            tracing::debug!("runtime-client: writing to the socket failed: {e}");
+            tracing::debug!("ferrovex-client: writing to the socket failed: {e}");
             return;
         }
         if closing {

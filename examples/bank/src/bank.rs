@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 /// Creates `count` accounts holding `balance` each, in one commit; returns their ids in
 /// creation order.

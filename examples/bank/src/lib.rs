@@ -1,9 +1,9 @@
-//! The bank app of the benchmark (`cargo run --release -p bench --bin bench`): accounts with
+//! The bank app of the benchmark (`cargo run --release -p ferrovex-bench --bin bench`): accounts with
 //! a balance, and transfers between them, the workload of SpacetimeDB's "keynote-2"
 //! comparison. Its functions live in `src/bank.rs`, so their paths are `bank:seed`,
 //! `bank:transfer`, `bank:balance`, `bank:recent` and `bank:ping`.
 
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 mod bank;
 

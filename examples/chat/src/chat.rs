@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 /// Args `{"user": string, "body": string}`.
 #[mutation]

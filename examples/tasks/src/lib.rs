@@ -2,7 +2,7 @@
 //! `src/tasks.rs` (`tasks:add`, `tasks:complete`, `tasks:remove`, `tasks:list_open`,
 //! `tasks:page`).
 
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 mod tasks;
 

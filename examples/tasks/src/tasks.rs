@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 /// Adds an open task and returns its id.
 #[mutation]

@@ -6,11 +6,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().expect("replay TARGET FILE_OR_DIR...");
     let check: fn(&[u8]) = match target.as_str() {
-        "values" => fuzz_checks::values,
-        "protocol" => fuzz_checks::protocol,
-        "transactions" => fuzz_checks::transactions,
-        "abi" => fuzz_checks::abi,
-        "modules" => fuzz_checks::modules,
+        "values" => ferrovex_fuzz_checks::values,
+        "protocol" => ferrovex_fuzz_checks::protocol,
+        "transactions" => ferrovex_fuzz_checks::transactions,
+        "abi" => ferrovex_fuzz_checks::abi,
+        "modules" => ferrovex_fuzz_checks::modules,
         other => panic!("unknown target {other}"),
     };
     let mut files = Vec::new();

@@ -2,7 +2,7 @@
 //! failing seed with the guarantee it broke and its last events, and a summary; exits 1 if
 //! any seed failed. A failing seed replays exactly: `simulate SEED 1`.
 
-use fuzz_checks::sim::{run_seed, SimConfig};
+use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};
 use std::time::Instant;
 
 fn main() {

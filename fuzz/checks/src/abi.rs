@@ -16,10 +16,10 @@
 //! - no instance outlives its call (the pool's slots are all free afterwards).
 
 use arbitrary::{Result, Unstructured};
-use model::abi::{FunctionDescription, FunctionKind, Type};
-use model::{binary, Object, Value};
-use runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
-use runtime::wasm::{CallOptions, DeployedModule, WasmHost};
+use ferrovex_model::abi::{FunctionDescription, FunctionKind, Type};
+use ferrovex_model::{binary, Object, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
+use ferrovex_runtime::wasm::{CallOptions, DeployedModule, WasmHost};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where the guest copies its arguments.

@@ -1,7 +1,7 @@
 //! Structured input from fuzz bytes: values with the corner cases the codecs care about.
 
 use arbitrary::{Result, Unstructured};
-use model::{Object, Value};
+use ferrovex_model::{Object, Value};
 
 /// Deepest value generated: deep enough for every nesting rule, shallow enough for serde_json's
 /// recursion limit.

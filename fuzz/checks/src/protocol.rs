@@ -1,6 +1,6 @@
 //! The `protocol` target: arbitrary client frames, and sequences of them on up to two
 //! connections, into the sync session state machine of [`crate::server`] (what
-//! `runtime::sync::session` does with each frame), interleaved with the server's steps
+//! `ferrovex_runtime::sync::session` does with each frame), interleaved with the server's steps
 //! (reading, running and answering mutations, refresh rounds, transitions).
 //!
 //! Checks:
@@ -19,8 +19,8 @@
 use crate::gen;
 use crate::server::{channels_wasm, Server};
 use arbitrary::{Result, Unstructured};
-use model::json::to_json;
-use runtime::sync::protocol::parse_client_message;
+use ferrovex_model::json::to_json;
+use ferrovex_runtime::sync::protocol::parse_client_message;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
@@ -329,7 +329,8 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
             // Arguments must be an object and a value (no field name starting with `$`).
             let args_are_objects = modifications.iter().all(|m| {
                 m["type"] == json!("Remove")
-                    || (m["args"].is_object() && model::json::from_json(&m["args"]).is_ok())
+                    || (m["args"].is_object()
+                        && ferrovex_model::json::from_json(&m["args"]).is_ok())
             });
             if valid && args_are_objects {
                 conn.version += 1;
@@ -363,12 +364,13 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
             // A function error is an answer, not a protocol error: never refused for its
             // arguments, as long as they are an object and a value (a field name starting
             // with `$` is a malformed frame).
-            let expect =
-                if frame["args"].is_object() && model::json::from_json(&frame["args"]).is_ok() {
-                    Expect::Accept
-                } else {
-                    Expect::Unknown
-                };
+            let expect = if frame["args"].is_object()
+                && ferrovex_model::json::from_json(&frame["args"]).is_ok()
+            {
+                Expect::Accept
+            } else {
+                Expect::Unknown
+            };
             (frame.to_string(), expect)
         }
         _ => {

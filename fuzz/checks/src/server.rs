@@ -1,15 +1,15 @@
 //! The sync server without sockets or tasks: a store, a [`SyncEngine`] whose refresh rounds
 //! the caller runs, and sessions, each the server's own [`SessionCore`] (what
-//! `runtime::sync::session` wraps around a socket) stepped one event at a time. The
+//! `ferrovex_runtime::sync::session` wraps around a socket) stepped one event at a time. The
 //! simulation and the `protocol` target drive it; the order of every step is theirs, so a run
 //! is a function of its input.
 
-use runtime::store::Store;
-use runtime::sync::engine::{ConnectionId, SyncEngine};
-use runtime::sync::mutation_log::Outcome;
-use runtime::sync::protocol::ServerMessage;
-use runtime::sync::session_core::SessionCore;
-use runtime::wasm::{HostConfig, WasmHost};
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::sync::engine::{ConnectionId, SyncEngine};
+use ferrovex_runtime::sync::mutation_log::Outcome;
+use ferrovex_runtime::sync::protocol::ServerMessage;
+use ferrovex_runtime::sync::session_core::SessionCore;
+use ferrovex_runtime::wasm::{HostConfig, WasmHost};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ pub fn channels_wasm() -> Vec<u8> {
             .unwrap_or_else(|| repo_root().join("target"))
             .join("guests");
         let dir = repo_root().join("runtime/tests/guests/channels");
-        let path = runtime::wasm::build_app(&dir, &target)
+        let path = ferrovex_runtime::wasm::build_app(&dir, &target)
             .unwrap_or_else(|e| panic!("building the channels guest: {e}"));
         std::fs::read(path).expect("reading the channels guest")
     })
@@ -133,7 +133,7 @@ impl Server {
 }
 
 /// One connection: the server's own [`SessionCore`] between an inbox and an outbox, each step
-/// taken when the caller says, as `runtime::sync::session` takes them when the socket and the
+/// taken when the caller says, as `ferrovex_runtime::sync::session` takes them when the socket and the
 /// blocking pool say.
 pub struct Session {
     core: SessionCore,

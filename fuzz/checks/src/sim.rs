@@ -34,7 +34,7 @@
 //!    ends; a function's error is `success: false` with a message that names the function.
 
 use crate::server::{channels_wasm, Server};
-use runtime::store::{IndexRange, Order, BY_CREATION_TIME};
+use ferrovex_runtime::store::{IndexRange, Order, BY_CREATION_TIME};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 

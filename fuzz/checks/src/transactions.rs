@@ -34,12 +34,12 @@
 //! its own, so runs do not see each other.
 
 use arbitrary::{Arbitrary, Unstructured};
-use model::{DocumentId, Object, Value};
-use runtime::store::engine::{
+use ferrovex_model::{DocumentId, Object, Value};
+use ferrovex_runtime::store::engine::{
     CommitRecord, EngineError, EngineResult, KeyRange, Scan, Space, StorageEngine,
 };
-use runtime::store::rocks::RocksEngine;
-use runtime::store::{
+use ferrovex_runtime::store::rocks::RocksEngine;
+use ferrovex_runtime::store::{
     IndexRange, Order, Store, StoreError, Timestamp, Transaction, BY_CREATION_TIME, BY_ID,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -787,7 +787,7 @@ fn expect_write(
 }
 
 fn check_scan(
-    docs: &[runtime::store::Document],
+    docs: &[ferrovex_runtime::store::Document],
     desc: bool,
     expected: &BTreeMap<DocumentId, Fields>,
 ) {
@@ -806,7 +806,7 @@ fn check_scan(
 
 /// A scan of `by_a`: the expected documents ordered by field `a` (absent first), then id.
 fn check_by_a(
-    docs: &[runtime::store::Document],
+    docs: &[ferrovex_runtime::store::Document],
     desc: bool,
     expected: &BTreeMap<DocumentId, Fields>,
 ) {

@@ -9,7 +9,7 @@
 
 use crate::gen;
 use arbitrary::Unstructured;
-use model::{binary, json, key, Value};
+use ferrovex_model::{binary, json, key, Value};
 use std::cmp::Ordering;
 
 pub fn values(data: &[u8]) {

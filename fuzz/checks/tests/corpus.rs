@@ -35,7 +35,7 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 #[test]
 fn values_corpus() {
     assert!(
-        replay("values", fuzz_checks::values) >= 5,
+        replay("values", ferrovex_fuzz_checks::values) >= 5,
         "the values seed corpus is missing"
     );
 }
@@ -43,7 +43,7 @@ fn values_corpus() {
 #[test]
 fn transactions_corpus() {
     assert!(
-        replay("transactions", fuzz_checks::transactions) >= 5,
+        replay("transactions", ferrovex_fuzz_checks::transactions) >= 5,
         "the transactions seed corpus is missing"
     );
 }
@@ -51,7 +51,7 @@ fn transactions_corpus() {
 #[test]
 fn protocol_corpus() {
     assert!(
-        replay("protocol", fuzz_checks::protocol) >= 5,
+        replay("protocol", ferrovex_fuzz_checks::protocol) >= 5,
         "the protocol seed corpus is missing"
     );
 }
@@ -59,7 +59,7 @@ fn protocol_corpus() {
 #[test]
 fn abi_corpus() {
     assert!(
-        replay("abi", fuzz_checks::abi) >= 5,
+        replay("abi", ferrovex_fuzz_checks::abi) >= 5,
         "the abi seed corpus is missing"
     );
 }
@@ -67,7 +67,7 @@ fn abi_corpus() {
 #[test]
 fn modules_corpus() {
     assert!(
-        replay("modules", fuzz_checks::modules) >= 5,
+        replay("modules", ferrovex_fuzz_checks::modules) >= 5,
         "the modules seed corpus is missing"
     );
 }

@@ -12,12 +12,12 @@
 //! commit also moves the thread's head document to its number and a shared counter up by
 //! one, so a partial commit cannot match. Whatever the timing of the kill, that holds.
 
-use model::{DocumentId, Object, Value};
-use runtime::store::engine::{
+use ferrovex_model::{DocumentId, Object, Value};
+use ferrovex_runtime::store::engine::{
     CommitRecord, EngineError, EngineResult, KeyRange, Order, Scan, Space, StorageEngine,
 };
-use runtime::store::rocks::RocksEngine;
-use runtime::store::{Document, Store, StoreError, Timestamp, Transaction};
+use ferrovex_runtime::store::rocks::RocksEngine;
+use ferrovex_runtime::store::{Document, Store, StoreError, Timestamp, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
@@ -35,7 +35,7 @@ const INDEX_AFTER: u64 = 5;
 
 /// One draw of SplitMix64 seeded with `x` (the simulation's generator).
 fn splitmix(x: u64) -> u64 {
-    fuzz_checks::sim::Rng::new(x).next_u64()
+    ferrovex_fuzz_checks::sim::Rng::new(x).next_u64()
 }
 
 /// How many documents commit `s` of thread `t` inserts into `docs` (1 to 3).
@@ -386,7 +386,7 @@ fn check_recovered(dir: &Path, seed: u64, acks: &Acks) -> usize {
                 .query(
                     "docs",
                     INDEX,
-                    &runtime::store::IndexRange::all(),
+                    &ferrovex_runtime::store::IndexRange::all(),
                     Order::Asc,
                     100_000,
                 )
@@ -454,7 +454,7 @@ fn check_recovered(dir: &Path, seed: u64, acks: &Acks) -> usize {
 fn kill_and_recover() {
     let started = std::time::Instant::now();
     for seed in 1..=8u64 {
-        let dir = fuzz_checks::scratch_dir();
+        let dir = ferrovex_fuzz_checks::scratch_dir();
         let data = dir.path().join("data");
         let kill_after = 20 + (splitmix(seed) % 400) as usize;
         let acks = run_and_kill(&data, seed, kill_after);
@@ -529,7 +529,7 @@ impl StorageEngine for FailingEngine {
 #[test]
 fn no_commit_after_a_failed_write() {
     for (fail_at, durable) in [(2, false), (2, true), (3, false), (3, true)] {
-        let dir = fuzz_checks::scratch_dir();
+        let dir = ferrovex_fuzz_checks::scratch_dir();
         let engine = FailingEngine {
             inner: RocksEngine::open(&dir.path().join("data")).expect("open"),
             fail_at,

@@ -1,8 +1,8 @@
-//! A short run of the deterministic simulation of the sync engine (`fuzz_checks::sim`): every
+//! A short run of the deterministic simulation of the sync engine (`ferrovex_fuzz_checks::sim`): every
 //! guarantee of PROTOCOL.md section 3 over the whole history of each seed. The long run is
-//! `cargo run --release -p fuzz-checks --example simulate -- FIRST_SEED COUNT`.
+//! `cargo run --release -p ferrovex-fuzz-checks --example simulate -- FIRST_SEED COUNT`.
 
-use fuzz_checks::sim::{run_seed, SimConfig};
+use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};
 
 #[test]
 fn simulation_seeds_keep_every_guarantee() {

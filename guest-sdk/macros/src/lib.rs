@@ -1,5 +1,5 @@
 //! `#[query]`, `#[mutation]` and `#[schema]`: they keep the function as written and add the
-//! wasm exports of `model::abi` (a call entry point and a description) next to it.
+//! wasm exports of `ferrovex_model::abi` (a call entry point and a description) next to it.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -34,7 +34,7 @@ pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
         const _: () = {
             #[export_name = "__runtime_v1_schema"]
             extern "C" fn __runtime_schema() {
-                ::guest_sdk::__private::output_schema(#name());
+                ::ferrovex_sdk::__private::output_schema(#name());
             }
         };
     }
@@ -105,29 +105,29 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     let schema_of = |ty: &Type| {
         quote! {{
             #[allow(unused_imports)]
-            use ::guest_sdk::__private::{ViaAny as _, ViaHasSchema as _};
-            (&&::guest_sdk::__private::Probe::<#ty>::new()).schema()
+            use ::ferrovex_sdk::__private::{ViaAny as _, ViaHasSchema as _};
+            (&&::ferrovex_sdk::__private::Probe::<#ty>::new()).schema()
         }}
     };
     let param_schemas: Vec<Tokens> = types.iter().map(schema_of).collect();
     let return_schema = match &returns {
         Some(ty) => schema_of(ty),
-        None => quote!(::guest_sdk::Type::Any),
+        None => quote!(::ferrovex_sdk::Type::Any),
     };
     quote! {
         #function
         const _: () = {
             #[export_name = concat!("__runtime_v1_call:", module_path!(), "::", #name_text)]
             extern "C" fn __runtime_call(args_handle: u32, args_len: u32) {
-                ::guest_sdk::__private::#runner(args_handle, args_len, |ctx, args| {
+                ::ferrovex_sdk::__private::#runner(args_handle, args_len, |ctx, args| {
                     #( let #locals: #types = args.take(#arg_names)?; )*
-                    ::guest_sdk::__private::IntoOutcome::into_outcome(#name(ctx, #(#locals),*))
+                    ::ferrovex_sdk::__private::IntoOutcome::into_outcome(#name(ctx, #(#locals),*))
                 });
             }
             #[export_name = concat!("__runtime_v1_describe:", module_path!(), "::", #name_text)]
             extern "C" fn __runtime_describe() {
-                ::guest_sdk::__private::describe(
-                    ::guest_sdk::__private::Kind::#kind_tokens,
+                ::ferrovex_sdk::__private::describe(
+                    ::ferrovex_sdk::__private::Kind::#kind_tokens,
                     &[ #( (#arg_names, #param_schemas) ),* ],
                     #return_schema,
                 );

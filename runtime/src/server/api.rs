@@ -8,16 +8,16 @@ use super::response::{api_error, json, HttpResponse};
 use super::Served;
 use crate::store::Timestamp;
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
+use ferrovex_model::abi::FunctionKind;
+use ferrovex_model::json::to_json;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use model::abi::FunctionKind;
-use model::json::to_json;
 use serde_json::json;
 use std::sync::Arc;
 
 /// What a successful call returns, whichever its kind.
 struct Success {
-    value: model::Value,
+    value: ferrovex_model::Value,
     ts: Timestamp,
     log_lines: Vec<String>,
 }
@@ -105,7 +105,7 @@ fn failure_response(failure: &CallFailure) -> HttpResponse {
 }
 
 /// `{"moduleHash": "...", "functions": [{"path", "kind", "args", "returns"}, ...]}`, sorted by
-/// path; `args` and `returns` are schemas in the form of `model::abi::Type::to_value`.
+/// path; `args` and `returns` are schemas in the form of `ferrovex_model::abi::Type::to_value`.
 pub fn functions(module: &DeployedModule) -> HttpResponse {
     let functions: Vec<_> = module
         .functions()

@@ -2,12 +2,12 @@
 //! and parsing `{"path": "module:function", "args": {...}}`.
 
 use super::response::{api_error, HttpResponse};
+use ferrovex_model::limits::MAX_ARGS_OR_RESULT_BYTES;
+use ferrovex_model::{Object, Value};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Request, StatusCode};
-use model::limits::MAX_ARGS_OR_RESULT_BYTES;
-use model::{Object, Value};
 use serde_json::Value as Json;
 
 /// The largest request body accepted. Arguments may take up to `MAX_ARGS_OR_RESULT_BYTES`
@@ -73,7 +73,7 @@ impl CallRequest {
         let Json::Object(fields) = json else {
             return Err(format!(
                 "the request body must be a JSON object, got {}; {EXPECTED_SHAPE}",
-                model::json::json_kind(&json)
+                ferrovex_model::json::json_kind(&json)
             ));
         };
         if let Some(unexpected) = fields.keys().find(|k| *k != "path" && *k != "args") {
@@ -86,13 +86,13 @@ impl CallRequest {
             Some(other) => {
                 return Err(format!(
                     "\"path\" must be a string, got {}; {EXPECTED_SHAPE}",
-                    model::json::json_kind(other)
+                    ferrovex_model::json::json_kind(other)
                 ))
             }
             None => return Err(format!("missing field \"path\"; {EXPECTED_SHAPE}")),
         };
         let args = match fields.get("args") {
-            Some(args) => model::json::from_json(args)
+            Some(args) => ferrovex_model::json::from_json(args)
                 .map_err(|e| format!("{path}: invalid arguments: {e}"))?,
             None => Value::Object(Object::new()),
         };

@@ -1,11 +1,11 @@
 //! Building responses: JSON bodies for the API, plain text for the rest.
 
+use ferrovex_model::Value;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use model::Value;
 use serde_json::{json, Value as Json};
 
 /// A response body: built in memory for API results (bounded by the result limit) and web
@@ -48,7 +48,7 @@ pub fn api_error(
         "logLines": log_lines,
     });
     if let Some(data) = data {
-        body["errorData"] = model::json::to_json(data);
+        body["errorData"] = ferrovex_model::json::to_json(data);
     }
     json(status, &body)
 }

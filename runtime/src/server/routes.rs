@@ -3,10 +3,10 @@
 use super::response::{api_error, method_not_allowed, HttpResponse};
 use super::{api, browser_client, static_files, transfer, Served};
 use crate::sync::engine::SyncEngine;
+use ferrovex_model::abi::FunctionKind;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
-use model::abi::FunctionKind;
 use std::sync::Arc;
 
 pub async fn handle(

@@ -18,12 +18,12 @@ use super::Served;
 use crate::store::{Store, StoreError};
 use crate::transfer::{document_line, end_line, header_line, ImportedDocument, TableHeader};
 use crate::wasm::DeployedModule;
+use ferrovex_model::{Object, Value};
 use futures_util::stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
-use model::{Object, Value};
 use serde_json::{json, Value as Json};
 use std::io;
 use std::sync::Arc;
@@ -233,7 +233,7 @@ fn parse_document(json: &Json, module: &DeployedModule) -> Result<Batched, Strin
         .ok_or("\"table\" must be a string")?;
     let value = json.get("value").ok_or("a document needs \"value\"")?;
     let Value::Object(value) =
-        model::json::from_json(value).map_err(|e| format!("\"value\": {e}"))?
+        ferrovex_model::json::from_json(value).map_err(|e| format!("\"value\": {e}"))?
     else {
         return Err("\"value\" must be an object".into());
     };
@@ -274,7 +274,7 @@ fn parse_field(body: &[u8], field: &str, shape: &str) -> Result<Vec<Json>, Strin
         },
         other => Err(format!(
             "the body must be a JSON object, got {}; expected {shape}",
-            model::json::json_kind(&other)
+            ferrovex_model::json::json_kind(&other)
         )),
     }
 }

@@ -8,8 +8,8 @@
 
 use super::document::StoredDocument;
 use super::error::StoreError;
-use model::binary::write_varint;
-use model::{key, DocumentId, Value};
+use ferrovex_model::binary::write_varint;
+use ferrovex_model::{key, DocumentId, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -88,7 +88,7 @@ impl TableInfo {
                     .chain(index.fields.iter().map(|f| Value::from(f.as_str())))
                     .collect(),
             );
-            let bytes = model::binary::encode(&fields);
+            let bytes = ferrovex_model::binary::encode(&fields);
             write_varint(&mut out, bytes.len() as u64);
             out.extend_from_slice(&bytes);
         }
@@ -123,7 +123,8 @@ impl TableInfo {
         for _ in 0..count {
             let id = u32::from_be_bytes(take(4, &mut pos)?.try_into().unwrap());
             let len = varint(&mut pos)?;
-            let value = model::binary::decode(take(len, &mut pos)?).map_err(|e| e.to_string())?;
+            let value =
+                ferrovex_model::binary::decode(take(len, &mut pos)?).map_err(|e| e.to_string())?;
             let Value::Array(parts) = value else {
                 return Err(bad("index fields"));
             };
@@ -167,7 +168,7 @@ pub fn index_key(index: &IndexInfo, id: &DocumentId, doc: &StoredDocument) -> Ve
 
 /// The document id at the end of an index key.
 pub fn id_from_index_key(key: &[u8]) -> Option<DocumentId> {
-    DocumentId::from_bytes(key.get(key.len().checked_sub(model::id::ID_BYTES)?..)?)
+    DocumentId::from_bytes(key.get(key.len().checked_sub(ferrovex_model::id::ID_BYTES)?..)?)
 }
 
 /// The index id at the front of an index key.
@@ -223,7 +224,7 @@ impl Catalog {
 /// `MAX_NAME_BYTES` long.
 pub fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
-        && name.len() <= model::limits::MAX_NAME_BYTES
+        && name.len() <= ferrovex_model::limits::MAX_NAME_BYTES
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {

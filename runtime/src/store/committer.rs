@@ -11,7 +11,7 @@ use super::error::StoreError;
 use super::read_set::NormalizedReadSet;
 use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
-use model::DocumentId;
+use ferrovex_model::DocumentId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ impl CommitterState {
         match space {
             Space::Catalog => key
                 .get(1..)
-                .and_then(|k| model::key::decode(k).ok())
+                .and_then(|k| ferrovex_model::key::decode(k).ok())
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| "?".into()),
             _ => index_id_of_key(key)

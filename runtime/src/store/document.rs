@@ -2,8 +2,8 @@
 //! document must satisfy before it is written.
 
 use super::error::StoreError;
-use model::limits::{MAX_DOCUMENT_BYTES, MAX_FIELD_NAME_BYTES, MAX_NESTING_DEPTH};
-use model::{binary, DocumentId, Object, Value};
+use ferrovex_model::limits::{MAX_DOCUMENT_BYTES, MAX_FIELD_NAME_BYTES, MAX_NESTING_DEPTH};
+use ferrovex_model::{binary, DocumentId, Object, Value};
 
 /// A document as stored: its creation time, then its user fields. The creation time sits in
 /// a fixed 8-byte header so the committer can settle it without re-encoding the fields.

@@ -1,7 +1,7 @@
 //! Store errors. Each names what failed, the rule or limit, and the value given.
 
 use super::engine::EngineError;
-use model::id::IdError;
+use ferrovex_model::id::IdError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -4,7 +4,7 @@
 use super::catalog::IndexInfo;
 use super::engine::KeyRange;
 use super::error::StoreError;
-use model::{key, Value};
+use ferrovex_model::{key, Value};
 use std::ops::Bound;
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -30,7 +30,7 @@ pub use committer::CommittedKeys;
 use committer::{CommitRequest, CommitterState, Reply};
 use document::StoredDocument;
 use engine::{CommitRecord, KeyRange, Space, Write};
-use model::DocumentId;
+use ferrovex_model::DocumentId;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -284,8 +284,8 @@ impl Store {
             let range = IndexRange::all().to_key_range(&table.name, index)?;
             if let Some(entry) = engine.scan(Space::Indexes, &range, ts, Order::Desc).next() {
                 let (key, _) = entry?;
-                if let Ok((Some(model::Value::Float64(ct)), _)) =
-                    model::key::decode_prefix(&key[4..])
+                if let Ok((Some(ferrovex_model::Value::Float64(ct)), _)) =
+                    ferrovex_model::key::decode_prefix(&key[4..])
                 {
                     last_creation_time.insert(table.number, ct);
                 }

@@ -7,7 +7,7 @@
 //! into one `WriteBatch` written with `sync`, so a group is durable or absent as a whole.
 
 use super::engine::*;
-use model::binary::write_varint;
+use ferrovex_model::binary::write_varint;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{

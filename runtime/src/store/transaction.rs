@@ -15,8 +15,8 @@ use super::error::StoreError;
 use super::index_range::IndexRange;
 use super::read_set::ReadSet;
 use super::{Published, Shared};
-use model::limits::*;
-use model::{DocumentId, Object, Value};
+use ferrovex_model::limits::*;
+use ferrovex_model::{DocumentId, Object, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub(crate) struct DocumentWrite {
     pub new: Option<StoredDocument>,
 }
 
-/// Counters checked against the limits of `model::limits`.
+/// Counters checked against the limits of `ferrovex_model::limits`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub documents_read: usize,

@@ -44,7 +44,7 @@ fn group_of_interval(space: Space, start: &[u8], end: Option<&[u8]>) -> Option<G
     let end = end?;
     let same_prefix = end.len() >= 4 && end[..4] == group.1;
     let next_prefix =
-        model::key::prefix_successor(&group.1).is_some_and(|next| end == next.as_slice());
+        ferrovex_model::key::prefix_successor(&group.1).is_some_and(|next| end == next.as_slice());
     (same_prefix || next_prefix).then_some(group)
 }
 

@@ -4,8 +4,8 @@
 //! Unknown fields are ignored (a newer client may send more); an unknown message `type`,
 //! a missing field or a wrongly typed one is an error, answered with `FatalError`.
 
-use model::json::{from_json, to_json};
-use model::Value;
+use ferrovex_model::json::{from_json, to_json};
+use ferrovex_model::Value;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
@@ -142,7 +142,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         None => {
             return Err(ProtocolError(format!(
                 "malformed frame: expected a JSON object, got {}",
-                model::json::json_kind(&json)
+                ferrovex_model::json::json_kind(&json)
             )))
         }
     };
@@ -233,7 +233,7 @@ fn parse_args(what: &str, args: &Json) -> Result<Value, ProtocolError> {
     if !args.is_object() {
         return Err(ProtocolError(format!(
             "{what}: args must be a JSON object, got {}",
-            model::json::json_kind(args)
+            ferrovex_model::json::json_kind(args)
         )));
     }
     from_json(args).map_err(|e| ProtocolError(format!("{what}: {e}")))
@@ -442,7 +442,7 @@ impl ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::obj;
+    use ferrovex_model::obj;
 
     #[test]
     fn client_messages_parse_as_the_protocol_writes_them() {

@@ -25,7 +25,7 @@ use super::protocol::{
     parse_client_message, ClientMessage, FunctionError, ServerMessage, TokenType,
 };
 use crate::wasm::{CallError, CallFailure, CallOptions};
-use model::Value;
+use ferrovex_model::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;

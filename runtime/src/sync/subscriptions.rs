@@ -6,7 +6,7 @@
 use super::invalidation::{SubscriptionId, SubscriptionIndex};
 use crate::store::{CommittedKeys, Snapshot, Store, Timestamp};
 use crate::wasm::{CallError, CallOptions, DeployedModule, WasmHost};
-use model::{binary, Value};
+use ferrovex_model::{binary, Value};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};

@@ -1,6 +1,6 @@
 //! Deploy-time check that a module's imports and exports are exactly what the ABI allows.
 
-use model::abi::{
+use ferrovex_model::abi::{
     function_path, WasmType, CALL_PREFIX, DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE,
     IMPORT_SIGNATURES, MEMORY_EXPORT, SCHEMA_EXPORT,
 };

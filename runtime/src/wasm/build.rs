@@ -45,7 +45,7 @@ impl std::error::Error for BuildError {}
 pub fn build_app(app_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--message-format=json-render-diagnostics"])
-        // Initial memory with room for the heap: guest-sdk's allocator uses it before growing
+        // Initial memory with room for the heap: ferrovex-sdk's allocator uses it before growing
         // memory, and growing costs every call two page-protection changes in the host.
         .args(["--config", &format!(r#"target.wasm32-unknown-unknown.rustflags=["-C", "link-arg=--initial-memory={INITIAL_MEMORY_BYTES}"]"#)])
         .arg("--manifest-path")

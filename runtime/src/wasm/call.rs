@@ -5,8 +5,8 @@ use super::error::{CallError, Violation};
 use super::state::CallState;
 use super::{DeployedModule, WasmHost};
 use crate::store::Transaction;
-use model::abi::output;
-use model::Value;
+use ferrovex_model::abi::output;
+use ferrovex_model::Value;
 use wasmtime::{ModuleExport, Trap};
 
 /// What one execution produced; the transaction comes back so a mutation can commit it.

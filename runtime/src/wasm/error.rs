@@ -115,7 +115,7 @@ pub enum CallError {
     /// The function returned `Err`: its message and data reach the client.
     User {
         message: String,
-        data: Option<model::Value>,
+        data: Option<ferrovex_model::Value>,
     },
     Panic {
         message: String,
@@ -185,7 +185,7 @@ impl fmt::Display for CallError {
             CallError::Store(e) => write!(f, "{e}"),
             CallError::NoOutput => write!(
                 f,
-                "returned without a result (was it built with guest-sdk?)"
+                "returned without a result (was it built with ferrovex-sdk?)"
             ),
             CallError::InvalidResult(reason) => write!(
                 f,
@@ -235,7 +235,7 @@ impl fmt::Display for DeployError {
             DeployError::Abi(problems) => write!(
                 f,
                 "the module does not match the host ABI {}:\n  - {}",
-                model::abi::IMPORT_MODULE,
+                ferrovex_model::abi::IMPORT_MODULE,
                 problems.join("\n  - ")
             ),
             DeployError::Describe { export, reason } => write!(f, "{export}: {reason}"),

@@ -1,13 +1,15 @@
-//! The host side of every import of `model::abi`. Each checks every pointer and length
+//! The host side of every import of `ferrovex_model::abi`. Each checks every pointer and length
 //! before touching guest memory, answers expected failures with a status code, and traps
 //! (returns an error carrying a [`Violation`]) on everything else.
 
 use super::error::Violation;
 use super::state::{CallState, Entry};
 use crate::store::{Document, IndexRange, Order, StoreError};
-use model::abi::{import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES};
-use model::limits::{MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ};
-use model::{binary, DocumentId, Object, Value};
+use ferrovex_model::abi::{
+    import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES,
+};
+use ferrovex_model::limits::{MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ};
+use ferrovex_model::{binary, DocumentId, Object, Value};
 use std::ops::Range;
 use wasmtime::{Caller, Engine, Linker};
 

@@ -1,9 +1,9 @@
-//! The WebAssembly host: deploys guest modules built with `guest-sdk` and runs each query or
+//! The WebAssembly host: deploys guest modules built with `ferrovex-sdk` and runs each query or
 //! mutation call in a fresh wasmtime instance over a store transaction.
 //!
 //! - [`engine`]: the one engine, its configuration and limits, the epoch ticker.
 //! - [`cache`]: compiled modules on disk, keyed by module hash and engine hash.
-//! - [`abi_check`]: imports and exports checked against `model::abi` at deploy time.
+//! - [`abi_check`]: imports and exports checked against `ferrovex_model::abi` at deploy time.
 //! - [`imports`]: the host side of every import.
 //! - [`state`]: the per-call state (transaction, handles, logs, memory limiter).
 //! - [`call`]: one execution and how it ended.
@@ -37,9 +37,11 @@ use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};
 use engine::EpochTicker;
-use model::abi::{AppSchema, FunctionDescription, FunctionKind, MEMORY_EXPORT, SCHEMA_EXPORT};
-use model::limits::MAX_ARGS_OR_RESULT_BYTES;
-use model::{binary, Value};
+use ferrovex_model::abi::{
+    AppSchema, FunctionDescription, FunctionKind, MEMORY_EXPORT, SCHEMA_EXPORT,
+};
+use ferrovex_model::limits::MAX_ARGS_OR_RESULT_BYTES;
+use ferrovex_model::{binary, Value};
 use state::{CallState, Entry};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -586,19 +588,19 @@ impl ExecutionClock {
 
 /// A committed mutation's outcome as its receipt stores it (the commit adds the timestamp).
 fn encode_receipt(value: &Value, log_lines: &[String]) -> Vec<u8> {
-    let mut receipt = model::Object::new();
+    let mut receipt = ferrovex_model::Object::new();
     receipt.insert("value".into(), value.clone());
     receipt.insert(
         "logLines".into(),
         Value::Array(log_lines.iter().cloned().map(Value::String).collect()),
     );
-    model::binary::encode(&Value::Object(receipt))
+    ferrovex_model::binary::encode(&Value::Object(receipt))
 }
 
 fn decode_receipt(bytes: &[u8], ts: Timestamp) -> Result<MutationOutcome, String> {
     let malformed = |what: &str| format!("a malformed mutation receipt: {what}");
     let Value::Object(mut receipt) =
-        model::binary::decode(bytes).map_err(|e| malformed(&e.to_string()))?
+        ferrovex_model::binary::decode(bytes).map_err(|e| malformed(&e.to_string()))?
     else {
         return Err(malformed("not an object"));
     };

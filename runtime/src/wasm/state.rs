@@ -3,8 +3,8 @@
 
 use super::error::Violation;
 use crate::store::{Store, Transaction};
-use model::abi::{AppSchema, MAX_LIVE_HANDLES};
-use model::Value;
+use ferrovex_model::abi::{AppSchema, MAX_LIVE_HANDLES};
+use ferrovex_model::Value;
 use std::sync::Arc;
 use wasmtime::{Memory, ResourceLimiter};
 

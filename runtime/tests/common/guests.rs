@@ -3,7 +3,7 @@
 //! on the lock of the build running the tests). Shared by the test binaries through
 //! `#[path = "../common/guests.rs"] mod guests;`.
 
-use runtime::wasm::build_app;
+use ferrovex_runtime::wasm::build_app;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};

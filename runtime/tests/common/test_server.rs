@@ -7,9 +7,9 @@
 #![allow(dead_code)]
 
 use crate::guests;
-use runtime::server::{App, Deployer, Server};
-use runtime::store::Store;
-use runtime::wasm::{DeployedModule, HostConfig, WasmHost};
+use ferrovex_runtime::server::{App, Deployer, Server};
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::{DeployedModule, HostConfig, WasmHost};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};

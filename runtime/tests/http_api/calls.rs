@@ -2,8 +2,8 @@
 //! end, and each error with its status and message.
 
 use crate::{error_message, parse_json, TestServer};
+use ferrovex_runtime::server::MAX_REQUEST_BODY_BYTES;
 use hyper::StatusCode;
-use runtime::server::MAX_REQUEST_BODY_BYTES;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -340,8 +340,8 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     assert_eq!(status, StatusCode::OK, "{prepared}");
     let number = prepared["tables"][0]["number"].as_u64().unwrap() as u32;
     assert_eq!(prepared["tables"][1], json!({"name": "notes", "number": 9}));
-    let note = model::DocumentId::new(9, [7; 16]).to_string();
-    let id = |n: u8| model::DocumentId::new(number, [n; 16]).to_string();
+    let note = ferrovex_model::DocumentId::new(9, [7; 16]).to_string();
+    let id = |n: u8| ferrovex_model::DocumentId::new(number, [n; 16]).to_string();
     let document = |n: u8, fields: &str| {
         format!(
             r#"{{"table": "tasks", "value": {{"_id": "{}", "_creationTime": 1000.0{fields}}}}}"#,

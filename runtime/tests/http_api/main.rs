@@ -11,13 +11,13 @@ mod static_files;
 #[path = "../common/test_server.rs"]
 mod test_server;
 
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::{DeployedModule, WasmHost};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use runtime::store::Store;
-use runtime::wasm::{DeployedModule, WasmHost};
 use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::path::PathBuf;

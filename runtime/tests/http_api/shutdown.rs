@@ -2,7 +2,7 @@
 //! connections are refused, and `serve` returns once every connection is done.
 
 use crate::TestServer;
-use runtime::wasm::CallOptions;
+use ferrovex_runtime::wasm::CallOptions;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -53,12 +53,12 @@ async fn a_request_in_flight_finishes_after_shutdown_begins() {
             &store,
             &module,
             "chat:get_messages",
-            &model::json::from_json_str("{}").unwrap(),
+            &ferrovex_model::json::from_json_str("{}").unwrap(),
             CallOptions::default(),
         )
         .unwrap();
     assert_eq!(
-        model::json::to_json(&messages.value)[0]["body"],
+        ferrovex_model::json::to_json(&messages.value)[0]["body"],
         "in flight",
         "the in-flight mutation committed"
     );

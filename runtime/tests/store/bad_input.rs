@@ -1,9 +1,9 @@
 //! Bad input: each a clear error naming the rule or limit and what was given; nothing written.
 
 use crate::temp_store;
-use model::limits::{MAX_DOCUMENT_BYTES, MAX_INDEX_RANGES_READ, MAX_NESTING_DEPTH};
-use model::{obj, DocumentId, Object, Value};
-use runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
+use ferrovex_model::limits::{MAX_DOCUMENT_BYTES, MAX_INDEX_RANGES_READ, MAX_NESTING_DEPTH};
+use ferrovex_model::{obj, DocumentId, Object, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
 
 /// Asserts the store holds exactly the `count` documents of table `t` it held before.
 fn assert_untouched(store: &Store, before_ts: u64) {

@@ -1,6 +1,8 @@
 use crate::temp_store;
-use model::{obj, Value};
-use runtime::store::{IndexRange, Order, Patch, Store, StoreError, BY_CREATION_TIME, BY_ID};
+use ferrovex_model::{obj, Value};
+use ferrovex_runtime::store::{
+    IndexRange, Order, Patch, Store, StoreError, BY_CREATION_TIME, BY_ID,
+};
 
 #[test]
 fn insert_get_patch_replace_delete() {
@@ -149,7 +151,7 @@ fn user_indexes_support_prefix_ranges_order_and_pagination() {
             .unwrap();
     }
     store.commit(tx).unwrap();
-    let scores = |docs: Vec<runtime::store::Document>| -> Vec<i64> {
+    let scores = |docs: Vec<ferrovex_runtime::store::Document>| -> Vec<i64> {
         docs.iter()
             .map(|d| d.fields["score"].as_i64().unwrap())
             .collect()
@@ -403,7 +405,7 @@ fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
         .run_mutation(|tx| -> Result<i64, StoreError> {
             runs += 1;
             let n = tx.get(id)?.unwrap().fields["n"].as_i64().unwrap();
-            if runs <= runtime::store::OPTIMISTIC_ATTEMPTS {
+            if runs <= ferrovex_runtime::store::OPTIMISTIC_ATTEMPTS {
                 // Another writer changes what this attempt read: every optimistic attempt conflicts.
                 let mut other = store.begin();
                 other.patch(id, [("n".to_string(), Some(Value::from(n + 100)))].into())?;
@@ -413,10 +415,13 @@ fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
             Ok(n)
         })
         .unwrap();
-    assert_eq!(committed.attempts, runtime::store::OPTIMISTIC_ATTEMPTS + 1);
-    assert_eq!(runs, runtime::store::OPTIMISTIC_ATTEMPTS + 1);
+    assert_eq!(
+        committed.attempts,
+        ferrovex_runtime::store::OPTIMISTIC_ATTEMPTS + 1
+    );
+    assert_eq!(runs, ferrovex_runtime::store::OPTIMISTIC_ATTEMPTS + 1);
     // The serial run read the latest state: one interfering write of +100 per optimistic attempt.
-    let interfering = 100 * runtime::store::OPTIMISTIC_ATTEMPTS as i64;
+    let interfering = 100 * ferrovex_runtime::store::OPTIMISTIC_ATTEMPTS as i64;
     assert_eq!(committed.value, interfering);
     assert_eq!(
         store.begin().get(id).unwrap().unwrap().fields["n"],

@@ -5,8 +5,8 @@
 //! just before it.
 
 use crate::temp_store;
-use model::{obj, DocumentId, Value};
-use runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
+use ferrovex_model::{obj, DocumentId, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,7 +27,7 @@ struct Transfer {
 }
 
 fn read_account(
-    tx: &mut runtime::store::Transaction,
+    tx: &mut ferrovex_runtime::store::Transaction,
     id: DocumentId,
 ) -> Result<(i64, i64), StoreError> {
     let doc = tx.get(id)?.expect("accounts are never deleted");

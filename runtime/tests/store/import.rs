@@ -3,8 +3,8 @@
 //! limits.
 
 use crate::temp_store;
-use model::{obj, DocumentId, Object, Value};
-use runtime::store::{IndexRange, Order, StoreError, BY_CREATION_TIME};
+use ferrovex_model::{obj, DocumentId, Object, Value};
+use ferrovex_runtime::store::{IndexRange, Order, StoreError, BY_CREATION_TIME};
 
 fn indexes(list: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
     list.iter()
@@ -69,7 +69,7 @@ fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index() {
         .unwrap();
     drop(store);
     // Across a reopen: ids, times and index entries are stored, not just cached.
-    let store = runtime::store::Store::open(&dir.path().join("data")).unwrap();
+    let store = ferrovex_runtime::store::Store::open(&dir.path().join("data")).unwrap();
     let mut tx = store.begin_read_only();
     let by_author = tx
         .query(
@@ -122,7 +122,7 @@ fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index() {
 #[test]
 fn a_snapshot_reads_every_document_past_the_transaction_limits() {
     let (store, _dir) = temp_store();
-    let count = model::limits::MAX_DOCUMENTS_READ + 10;
+    let count = ferrovex_model::limits::MAX_DOCUMENTS_READ + 10;
     for chunk in 0..count.div_ceil(10_000) {
         store
             .run_mutation(|tx| {

@@ -6,7 +6,7 @@ mod concurrency;
 mod import;
 mod model_check;
 
-use runtime::store::Store;
+use ferrovex_runtime::store::Store;
 use tempfile::TempDir;
 
 /// A store in a fresh temporary folder; the folder lives as long as the returned guard.

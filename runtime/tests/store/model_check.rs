@@ -3,9 +3,9 @@
 //! so the write overlay is checked as well).
 
 use crate::temp_store;
-use model::{DocumentId, Object, Value};
+use ferrovex_model::{DocumentId, Object, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Transaction, BY_CREATION_TIME, BY_ID};
 use proptest::prelude::*;
-use runtime::store::{IndexRange, Order, Transaction, BY_CREATION_TIME, BY_ID};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]

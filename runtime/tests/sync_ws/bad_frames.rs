@@ -2,7 +2,7 @@
 //! close, and every other connection goes on as before.
 
 use crate::{add_messages_query, bodies, modify, send_message, TestServer};
-use runtime::sync::session::MAX_CLIENT_FRAME_BYTES;
+use ferrovex_runtime::sync::session::MAX_CLIENT_FRAME_BYTES;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

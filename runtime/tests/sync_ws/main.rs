@@ -16,8 +16,8 @@ mod snapshots;
 #[path = "../common/test_server.rs"]
 mod test_server;
 
+use ferrovex_runtime::server::Deployer;
 use futures_util::{SinkExt, StreamExt};
-use runtime::server::Deployer;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,8 +2,8 @@
 //! message that names the offending import or export.
 
 use crate::test_host;
-use runtime::store::Store;
-use runtime::wasm::DeployError;
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::DeployError;
 
 fn deploy(wat: &str) -> DeployError {
     let dir = tempfile::tempdir().unwrap();

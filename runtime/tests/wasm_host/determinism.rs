@@ -1,7 +1,7 @@
 //! The same call on the same snapshot gives identical results, logs and writes.
 
 use crate::{args, App};
-use runtime::wasm::CallOptions;
+use ferrovex_runtime::wasm::CallOptions;
 
 const FIXED: CallOptions = CallOptions {
     now_ms: Some(1_732_406_400_000.0),

@@ -2,8 +2,8 @@
 //! index, patch, delete, pagination).
 
 use crate::{args, App};
-use model::Value;
-use runtime::wasm::CallError;
+use ferrovex_model::Value;
+use ferrovex_runtime::wasm::CallError;
 
 fn bodies(value: &Value) -> Vec<String> {
     let Value::Array(docs) = value else {
@@ -158,7 +158,7 @@ fn tasks_use_a_declared_index_patch_delete_and_pagination() {
     let mut seen = Vec::new();
     let mut cursor = Value::Null;
     loop {
-        let mut request = model::Object::new();
+        let mut request = ferrovex_model::Object::new();
         request.insert("cursor".into(), cursor.clone());
         request.insert("size".into(), Value::Int64(2));
         let page = app
@@ -182,7 +182,7 @@ fn tasks_use_a_declared_index_patch_delete_and_pagination() {
         CallError::User { message, data } => {
             assert_eq!(message, "a task needs a title");
             assert_eq!(
-                model::json::to_json_string(data.as_ref().unwrap()),
+                ferrovex_model::json::to_json_string(data.as_ref().unwrap()),
                 r#"{"field":"title"}"#
             );
         }
@@ -236,15 +236,15 @@ fn mutations_and_queries_run_concurrently() {
 #[test]
 fn compiled_modules_are_cached_on_disk_by_module_and_engine_hash() {
     let cache = tempfile::tempdir().unwrap();
-    let config = || runtime::wasm::HostConfig {
+    let config = || ferrovex_runtime::wasm::HostConfig {
         cache_dir: Some(cache.path().to_owned()),
         ..Default::default()
     };
     let wasm = crate::guest_wasm("examples/chat");
-    let hash = runtime::wasm::module_hash(&wasm);
+    let hash = ferrovex_runtime::wasm::module_hash(&wasm);
     let first = App::with_host(
         "examples/chat",
-        runtime::wasm::WasmHost::new(config()).unwrap(),
+        ferrovex_runtime::wasm::WasmHost::new(config()).unwrap(),
     );
     let artifacts: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
@@ -259,7 +259,7 @@ fn compiled_modules_are_cached_on_disk_by_module_and_engine_hash() {
     // A second host (as after a restart) loads the artifact and runs it.
     let second = App::with_host(
         "examples/chat",
-        runtime::wasm::WasmHost::new(config()).unwrap(),
+        ferrovex_runtime::wasm::WasmHost::new(config()).unwrap(),
     );
     second
         .mutation("chat:send_message", args(r#"{"user": "a", "body": "b"}"#))

@@ -2,9 +2,9 @@
 //! the store unchanged, free its pool slot, and leave the module working for the next call.
 
 use crate::{args, test_host, App};
-use model::Value;
-use runtime::store::StoreError;
-use runtime::wasm::{CallError, Violation};
+use ferrovex_model::Value;
+use ferrovex_runtime::store::StoreError;
+use ferrovex_runtime::wasm::{CallError, Violation};
 
 #[derive(Clone, Copy)]
 enum Kind {

@@ -13,9 +13,9 @@ mod guests;
 mod hostile;
 mod subscriptions;
 
-use model::Value;
-use runtime::store::Store;
-use runtime::wasm::{CallOptions, DeployedModule, HostConfig, WasmHost};
+use ferrovex_model::Value;
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::{CallOptions, DeployedModule, HostConfig, WasmHost};
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -64,7 +64,7 @@ impl App {
         &self,
         path: &str,
         args: Value,
-    ) -> Result<runtime::wasm::QueryOutcome, runtime::wasm::CallFailure> {
+    ) -> Result<ferrovex_runtime::wasm::QueryOutcome, ferrovex_runtime::wasm::CallFailure> {
         self.host.run_query(
             &self.store,
             &self.module,
@@ -78,7 +78,7 @@ impl App {
         &self,
         path: &str,
         args: Value,
-    ) -> Result<runtime::wasm::MutationOutcome, runtime::wasm::CallFailure> {
+    ) -> Result<ferrovex_runtime::wasm::MutationOutcome, ferrovex_runtime::wasm::CallFailure> {
         self.host.run_mutation(
             &self.store,
             &self.module,
@@ -91,5 +91,5 @@ impl App {
 
 /// Arguments from wire JSON.
 pub fn args(json: &str) -> Value {
-    model::json::from_json_str(json).expect("test arguments are valid JSON")
+    ferrovex_model::json::from_json_str(json).expect("test arguments are valid JSON")
 }

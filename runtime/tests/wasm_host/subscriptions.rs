@@ -3,10 +3,10 @@
 //! snapshot.
 
 use crate::App;
-use model::json::from_json_str;
-use model::Value;
-use runtime::sync::subscriptions::{advance, CommitFeed, QueryKey, Subscriptions};
-use runtime::wasm::{CallOptions, DeployedModule};
+use ferrovex_model::json::from_json_str;
+use ferrovex_model::Value;
+use ferrovex_runtime::sync::subscriptions::{advance, CommitFeed, QueryKey, Subscriptions};
+use ferrovex_runtime::wasm::{CallOptions, DeployedModule};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -108,7 +108,7 @@ fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
     // Completing "a" moves it out of the open range: both queries read it.
     mutate(
         "tasks:complete",
-        &format!(r#"{{"id": {}}}"#, model::json::to_json_string(&a)),
+        &format!(r#"{{"id": {}}}"#, ferrovex_model::json::to_json_string(&a)),
     );
     let (_, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
     assert_eq!(subs.runs, 4);
@@ -119,7 +119,7 @@ fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
     // not run again, the page over all tasks does.
     mutate(
         "tasks:remove",
-        &format!(r#"{{"id": {}}}"#, model::json::to_json_string(&a)),
+        &format!(r#"{{"id": {}}}"#, ferrovex_model::json::to_json_string(&a)),
     );
     let (ts, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
     assert_eq!(subs.runs, 5, "only tasks:page re-ran");

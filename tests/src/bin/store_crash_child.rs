@@ -6,8 +6,8 @@
 //! commit returned (that is, once it is durable). The parent kills this process with SIGKILL
 //! at an arbitrary point and checks that every acknowledged commit survived whole.
 
-use model::{obj, Value};
-use runtime::store::{IndexRange, Order, Store, StoreError};
+use ferrovex_model::{obj, Value};
+use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError};
 use std::io::Write;
 use std::sync::Mutex;
 

@@ -2,8 +2,8 @@
 //! malformed frames, answers that arrive just before the connection drops.
 
 use crate::{within, TIMEOUT};
+use ferrovex_client::{obj, Client, Error, Value};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use runtime_client::{obj, Client, Error, Value};
 use serde_json::{json, Value as Json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -108,7 +108,7 @@ fn updated(query_id: &Json, value: Json) -> Json {
     json!({"type": "QueryUpdated", "queryId": query_id, "value": value, "logLines": []})
 }
 
-async fn next(subscription: &mut runtime_client::Subscription) -> Value {
+async fn next(subscription: &mut ferrovex_client::Subscription) -> Value {
     within("a subscription result", subscription.next())
         .await
         .expect("the subscription ended")

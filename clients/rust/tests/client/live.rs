@@ -1,8 +1,8 @@
 //! Subscriptions, mutations and one-shot queries against a real server.
 
 use crate::{bodies, client, current_bodies, until, within, TestServer};
+use ferrovex_client::{from_value, obj, Error, Value};
 use futures_util::StreamExt;
-use runtime_client::{from_value, obj, Error, Value};
 use serde::{Deserialize, Serialize};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

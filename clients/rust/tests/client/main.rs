@@ -13,7 +13,7 @@ mod reconnect;
 #[path = "../../../../runtime/tests/common/test_server.rs"]
 mod test_server;
 
-use runtime_client::{Client, Subscription, Value};
+use ferrovex_client::{Client, Subscription, Value};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,14 +2,14 @@
 
 use crate::proxy::Proxy;
 use crate::{bodies, client, current_bodies, until, within, TestServer};
+use ferrovex_client::{obj, Client, Value};
 use futures_util::future::join_all;
 use futures_util::FutureExt;
-use runtime_client::{obj, Client, Value};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
-type Call<'a> = Pin<Box<dyn Future<Output = Result<Value, runtime_client::Error>> + Send + 'a>>;
+type Call<'a> = Pin<Box<dyn Future<Output = Result<Value, ferrovex_client::Error>> + Send + 'a>>;
 
 /// Calls `chat:send_message` with bodies `{prefix} 0..count`, in that order (each call is
 /// polled once, which hands it to the client), without waiting for answers.

@@ -10,11 +10,11 @@
 use super::wrappers::{Op, PLACEHOLDERS, PLACEHOLDER_MODULE};
 use super::F;
 use arbitrary::Unstructured;
-use model::abi::{
+use ferrovex_model::abi::{
     FunctionDescription, FunctionKind, Type, WasmType, CALL_PREFIX, DESCRIBE_PREFIX,
     IMPORT_SIGNATURES,
 };
-use model::Value;
+use ferrovex_model::Value;
 use std::sync::OnceLock;
 
 fn wat_type(t: &WasmType) -> &'static str {

@@ -33,11 +33,11 @@ mod wrappers;
 
 use arbitrary::Unstructured;
 use choices::{config, other_kind, plan, Describe};
-use model::abi::{FunctionDescription, FunctionKind, Type, CALL_PREFIX};
-use model::Value;
+use ferrovex_model::abi::{FunctionDescription, FunctionKind, Type, CALL_PREFIX};
+use ferrovex_model::Value;
+use ferrovex_runtime::store::Store;
+use ferrovex_runtime::wasm::{CallError, CallOptions, DeployError, HostConfig, WasmHost};
 use rewrite::rewrite;
-use runtime::store::Store;
-use runtime::wasm::{CallError, CallOptions, DeployError, HostConfig, WasmHost};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tables::{contents, replay, reset, wrapper_lines, Docs};
@@ -384,5 +384,5 @@ fn host_calls(wasm: &[u8]) -> Vec<String> {
 }
 
 fn binary(value: &Value) -> Vec<u8> {
-    model::binary::encode(value)
+    ferrovex_model::binary::encode(value)
 }

@@ -15,7 +15,9 @@ use super::wrappers::{
     SHIM_LETTER,
 };
 use super::{binary, F, G};
-use model::abi::{import, output, CALL_PREFIX, DESCRIBE_PREFIX, IMPORT_MODULE, IMPORT_SIGNATURES};
+use ferrovex_model::abi::{
+    import, output, CALL_PREFIX, DESCRIBE_PREFIX, IMPORT_MODULE, IMPORT_SIGNATURES,
+};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use wasm_encoder::reencode::{self, Reencode};

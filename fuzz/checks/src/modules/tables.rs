@@ -6,9 +6,9 @@
 //! be exactly the model with its writes.
 
 use super::wrappers::{Op, Wrapper, PLACEHOLDERS, SHIM_LETTER};
-use model::abi::FunctionKind;
-use model::{Object, Value};
-use runtime::store::Store;
+use ferrovex_model::abi::FunctionKind;
+use ferrovex_model::{Object, Value};
+use ferrovex_runtime::store::Store;
 use std::collections::BTreeMap;
 
 /// The tables wrappers use: `t` holds the documents every input starts with, `u` starts
@@ -34,7 +34,7 @@ pub(super) fn reset(store: &Store) -> Vec<String> {
     let mut ids = Vec::new();
     for n in 0..RESET_DOCUMENTS {
         let id = tx
-            .insert("t", model::obj! { "n" => n as i64 })
+            .insert("t", ferrovex_model::obj! { "n" => n as i64 })
             .expect("inserting a document");
         ids.push(id.to_string());
     }
@@ -106,7 +106,7 @@ pub(super) fn replay(
     wrappers: &[Wrapper],
     docs: &mut Docs,
 ) -> Option<bool> {
-    use model::abi::status::{INVALID, NOT_FOUND, OK};
+    use ferrovex_model::abi::status::{INVALID, NOT_FOUND, OK};
     let mut wrote = false;
     for line in lines {
         let Some(placeholder) = line.placeholder else {

@@ -5,8 +5,8 @@ use super::rewrite::rewrite;
 use super::tables::{contents, replay, reset, wrapper_lines};
 use super::wrappers::{store_plan, wrapper, Op, ID_MARKER, PLACEHOLDERS, SLOTS};
 use super::*;
-use model::abi::DESCRIBE_PREFIX;
-use model::Object;
+use ferrovex_model::abi::DESCRIBE_PREFIX;
+use ferrovex_model::Object;
 
 fn corpus_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -79,7 +79,7 @@ fn seed_corpus_deploys_and_calls() {
 }
 
 /// Counts for a folder of inputs (`FUZZ_MODULES_DIR`) or for `FUZZ_MODULES_RANDOM`
-/// random inputs: `cargo test --release -p fuzz-checks --lib measure -- --ignored
+/// random inputs: `cargo test --release -p ferrovex-fuzz-checks --lib measure -- --ignored
 /// --nocapture`. With `FUZZ_MODULES_SAVE` (a folder), the random inputs that reach the
 /// store are saved there: candidates for seeds.
 #[test]
@@ -177,7 +177,7 @@ fn wrappers_reach_the_store() {
     }
     // An insert into a table whose name is refused.
     let refused = binary(&Value::Object(
-        model::obj! { "table" => "_x", "fields" => Object::new() },
+        ferrovex_model::obj! { "table" => "_x", "fields" => Object::new() },
     ));
     let refused_data: String = refused.iter().map(|b| format!("\\{b:02x}")).collect();
     let refused_len = refused.len();

@@ -17,8 +17,8 @@ use super::binary;
 use super::rewrite::{store_bytes, Rewriter, MEMARG};
 use super::tables::RESET_DOCUMENTS;
 use arbitrary::Unstructured;
-use model::abi::{import, output, Type};
-use model::{Object, Value};
+use ferrovex_model::abi::{import, output, Type};
+use ferrovex_model::{Object, Value};
 
 /// The module of the placeholder imports; none is left after the rewrite.
 pub(super) const PLACEHOLDER_MODULE: &str = "fuzz";
@@ -144,11 +144,11 @@ impl Wrapper {
 fn fields_template(choice: u8) -> Object {
     match choice % 5 {
         0 => Object::new(),
-        1 => model::obj! { "n" => 1i64 },
-        2 => model::obj! { "s" => "x", "f" => 0.5 },
-        3 => model::obj! { "b" => vec![1u8, 2, 3], "n" => Value::Null },
-        _ => model::obj! {
-            "o" => model::obj! { "a" => vec![Value::Int64(1), Value::from("y")] },
+        1 => ferrovex_model::obj! { "n" => 1i64 },
+        2 => ferrovex_model::obj! { "s" => "x", "f" => 0.5 },
+        3 => ferrovex_model::obj! { "b" => vec![1u8, 2, 3], "n" => Value::Null },
+        _ => ferrovex_model::obj! {
+            "o" => ferrovex_model::obj! { "a" => vec![Value::Int64(1), Value::from("y")] },
             "n" => 2i64,
         },
     }
@@ -207,9 +207,9 @@ pub(super) fn wrapper(op: Op, slot: u8, choice: u8, returns: Option<&Type>) -> W
                 (
                     "index",
                     if by_time {
-                        runtime::store::BY_CREATION_TIME
+                        ferrovex_runtime::store::BY_CREATION_TIME
                     } else {
-                        runtime::store::BY_ID
+                        ferrovex_runtime::store::BY_ID
                     }
                     .into(),
                 ),

@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 #[mutation]
 fn send(ctx: &mut MutationCtx, channel: String, body: String) -> Result<()> {

@@ -2,7 +2,7 @@
 //! the sync simulation (`fuzz/checks`): `channels:list` reads one channel through a declared
 //! index, so a write to one channel invalidates only that channel's query.
 
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 mod channels;
 

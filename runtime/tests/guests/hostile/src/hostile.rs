@@ -1,4 +1,4 @@
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 use std::hint::black_box;
 
 /// The raw ABI, to do what the SDK never would.
@@ -14,7 +14,7 @@ mod raw {
 }
 
 fn encode(value: &Value) -> Vec<u8> {
-    guest_sdk::__private::encode(value)
+    ferrovex_sdk::__private::encode(value)
 }
 
 #[query]
@@ -99,7 +99,7 @@ fn overflowing_pointer(_ctx: &QueryCtx) -> Result<()> {
 /// A valid request, but the response slot is outside memory.
 #[query]
 fn out_of_bounds_out_pointer(_ctx: &QueryCtx) -> Result<()> {
-    let request = encode(&Value::Object(guest_sdk::Object::from([(
+    let request = encode(&Value::Object(ferrovex_sdk::Object::from([(
         "id".to_owned(),
         Value::from("x"),
     )])));
@@ -123,7 +123,7 @@ fn forged_handle(_ctx: &QueryCtx) -> Result<()> {
 /// Reads a handle, then reads it again.
 #[query]
 fn stale_handle(_ctx: &QueryCtx) -> Result<()> {
-    let request = encode(&Value::Object(guest_sdk::Object::from([(
+    let request = encode(&Value::Object(ferrovex_sdk::Object::from([(
         "id".to_owned(),
         Value::from("x"),
     )])));
@@ -138,7 +138,7 @@ fn stale_handle(_ctx: &QueryCtx) -> Result<()> {
 /// The SDK's `QueryCtx` cannot write, so call the import directly.
 #[query]
 fn write_from_query(_ctx: &QueryCtx) -> Result<()> {
-    let request = encode(&Value::Object(guest_sdk::Object::from([
+    let request = encode(&Value::Object(ferrovex_sdk::Object::from([
         ("table".to_owned(), Value::from("notes")),
         ("fields".to_owned(), Value::Object(Default::default())),
     ])));
@@ -194,28 +194,31 @@ fn entropy(ctx: &QueryCtx) -> Result<Vec<f64>> {
 
 /// Inserts `{n: value}` into the declared table `strict`; returns the id.
 #[mutation]
-fn write_strict(ctx: &mut MutationCtx, value: guest_sdk::AnyValue) -> Result<Id> {
+fn write_strict(ctx: &mut MutationCtx, value: ferrovex_sdk::AnyValue) -> Result<Id> {
     ctx.db.insert(
         "strict",
-        guest_sdk::Fields(guest_sdk::Object::from([("n".to_owned(), value.0)])),
+        ferrovex_sdk::Fields(ferrovex_sdk::Object::from([("n".to_owned(), value.0)])),
     )
 }
 
 /// Patches `note` of a `strict` document.
 #[mutation]
-fn patch_strict(ctx: &mut MutationCtx, id: Id, note: guest_sdk::AnyValue) -> Result<()> {
+fn patch_strict(ctx: &mut MutationCtx, id: Id, note: ferrovex_sdk::AnyValue) -> Result<()> {
     ctx.db.patch(
         &id,
-        guest_sdk::Fields(guest_sdk::Object::from([("note".to_owned(), note.0)])),
+        ferrovex_sdk::Fields(ferrovex_sdk::Object::from([("note".to_owned(), note.0)])),
     )
 }
 
 /// Stores `value` as a `values` document and returns it: clients round-trip every type.
 #[mutation]
-fn put_value(ctx: &mut MutationCtx, value: guest_sdk::AnyValue) -> Result<guest_sdk::AnyValue> {
+fn put_value(
+    ctx: &mut MutationCtx,
+    value: ferrovex_sdk::AnyValue,
+) -> Result<ferrovex_sdk::AnyValue> {
     ctx.db.insert(
         "values",
-        guest_sdk::Fields(guest_sdk::Object::from([(
+        ferrovex_sdk::Fields(ferrovex_sdk::Object::from([(
             "value".to_owned(),
             value.0.clone(),
         )])),

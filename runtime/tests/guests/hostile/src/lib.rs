@@ -2,7 +2,7 @@
 
 mod hostile;
 
-use guest_sdk::prelude::*;
+use ferrovex_sdk::prelude::*;
 
 /// One declared table, to check the host enforces schemas on every write.
 #[schema]
