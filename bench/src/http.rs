@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 client over one kept-alive loopback connection, for `POST /api/query`,
-//! `POST /api/mutation` and `GET /api/metrics` (PROTOCOL.md section 4). The server answers
+//! `POST /api/mutation` and `GET /api/metrics` (docs/PROTOCOL.md section 4). The server answers
 //! every API request with a `Content-Length` body.
 
 use serde_json::{json, Value as Json};
@@ -69,13 +69,14 @@ impl Http {
 
     /// Calls a function (`kind` is `query` or `mutation`); its value, or the error body.
     pub fn call(&mut self, kind: &str, path: &str, args: Json) -> Result<Json, String> {
-        let body = json!({"path": path, "args": args}).to_string();
+        let body =
+            json!({"path": path, "args": [args], "format": "convex_encoded_json"}).to_string();
         let (status, text) = self
             .request("POST", &format!("/api/{kind}"), &body)
             .map_err(|e| format!("{kind} {path}: {e}"))?;
         let response: Json =
             serde_json::from_str(&text).map_err(|e| format!("{kind} {path}: {e}: {text}"))?;
-        if status != 200 {
+        if status != 200 || response["status"] != "success" {
             return Err(format!("{kind} {path}: {status} {text}"));
         }
         Ok(response["value"].clone())
@@ -112,7 +113,7 @@ pub struct Metrics {
     pub serial_runs: u64,
 }
 
-/// An int64 argument in the wire form (PROTOCOL.md section 1).
+/// An int64 argument in the wire form (docs/PROTOCOL.md section 1).
 pub fn int(v: i64) -> Json {
-    json!({"$integer": v.to_string()})
+    ferrovex_model::json::to_json(&ferrovex_model::Value::Int64(v))
 }

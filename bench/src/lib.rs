@@ -3,7 +3,7 @@
 //! close it is to the machine's limit, with one table, a JSON file and SVG plots.
 //!
 //! - [`server`]: the `runtime` binary in a child process, started and stopped as a user would.
-//! - [`ws`], [`http`]: the clients (PROTOCOL.md sections 3 and 4).
+//! - [`ws`], [`http`]: the clients (docs/PROTOCOL.md sections 3 and 4).
 //! - [`scenarios`]: chat-send, bank-transfer, fanout, calls, scale, and the baselines
 //!   (RocksDB alone, PostgreSQL).
 //! - [`report`], [`svg`]: the table, the JSON file and the plots.

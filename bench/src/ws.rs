@@ -1,10 +1,11 @@
-//! WebSocket clients of `/api/sync` (PROTOCOL.md section 3), and the closed-loop load driver:
+//! WebSocket clients of `/api/sync` (docs/PROTOCOL.md section 3), and the closed-loop load driver:
 //! N connections, each sending a mutation after the previous one was answered.
 
 use crate::stats::Latency;
 use crate::Rng;
+use ferrovex_runtime::sync::protocol::{Args, ClientMessage, QuerySetModification};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,11 +31,13 @@ pub async fn connect(addr: SocketAddr, session: &str) -> Ws {
     )
     .await
     .expect("the WebSocket handshake");
-    send(
-        &mut ws,
-        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
-    )
-    .await;
+    let connect = ClientMessage::Connect {
+        session_id: session.to_owned(),
+        connection_count: 0,
+        last_close_reason: None,
+        max_observed_timestamp: None,
+    };
+    send(&mut ws, connect.to_json()).await;
     ws
 }
 
@@ -57,12 +60,17 @@ pub async fn next_json(ws: &mut Ws) -> Json {
 
 /// Subscribes to one query (query id 1) and waits for its first result.
 pub async fn subscribe(ws: &mut Ws, path: &str, args: Json) {
-    send(
-        ws,
-        json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
-               "modifications": [{"type": "Add", "queryId": 1, "udfPath": path, "args": args}]}),
-    )
-    .await;
+    let add = ClientMessage::ModifyQuerySet {
+        base_version: 0,
+        new_version: 1,
+        modifications: vec![QuerySetModification::Add {
+            query_id: 1,
+            udf_path: path.to_owned(),
+            args: Args(Json::Array(vec![args])),
+            journal: None,
+        }],
+    };
+    send(ws, add.to_json()).await;
     loop {
         let frame = next_json(ws).await;
         if frame["type"] == "Transition" && frame["endVersion"]["querySet"] == 1 {
@@ -74,11 +82,12 @@ pub async fn subscribe(ws: &mut Ws, path: &str, args: Json) {
 /// Sends a mutation and waits for its answer, skipping other frames: `Ok` with the
 /// response, or `Err` with the error (a failed mutation, or no answer in time).
 pub async fn mutate(ws: &mut Ws, request_id: u64, path: &str, args: Json) -> Result<Json, String> {
-    send(
-        ws,
-        json!({"type": "Mutation", "requestId": request_id, "udfPath": path, "args": args}),
-    )
-    .await;
+    let mutation = ClientMessage::Mutation {
+        request_id,
+        udf_path: path.to_owned(),
+        args: Args(Json::Array(vec![args])),
+    };
+    send(ws, mutation.to_json()).await;
     let answer = async {
         loop {
             let frame = next_json(ws).await;

@@ -3,6 +3,10 @@
 
 use crate::remote::ServerUrl;
 use clap::Args;
+use ferrovex_model::json::to_clean_json;
+use ferrovex_runtime::sync::protocol::{
+    self, ClientMessage, QueryModification, QuerySetModification, ServerMessage,
+};
 use futures_util::{SinkExt, StreamExt};
 use hyper::Method;
 use serde_json::{json, Value as Json};
@@ -12,8 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct RunArgs {
     /// The function, as `module:function` (e.g. `chat:get_messages`).
     pub path: String,
-    /// Its arguments as a JSON object, in the wire form of PROTOCOL.md (an int64 is
-    /// `{"$integer": "42"}`).
+    /// Its arguments as a JSON object, in the wire form of docs/PROTOCOL.md section 1 (a
+    /// plain number is a float64; an int64 is `{"$integer": base64 of 8 little-endian bytes}`).
+    /// Results print as plain JSON, an int64 as a decimal string.
     #[arg(default_value = "{}")]
     pub args: String,
     /// Keep a query subscribed and print every new result (Ctrl-C to stop).
@@ -43,8 +48,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
     runtime.block_on(async move {
-        let kind = function_kind(&url, &args.path).await?;
         if args.watch {
+            let kind = function_kind(&url, &args.path).await?;
             if kind != "query" {
                 return Err(format!(
                     "--watch subscribes to a query, and {} is a {kind}; run it without --watch",
@@ -53,19 +58,27 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             }
             return watch(&url, &args.path, call_args).await;
         }
+        // `/api/function` runs a query or a mutation alike; results come back as plain JSON
+        // (an int64 as a decimal string), which is what a person reads.
         let (status, answer) = url
             .request(
                 Method::POST,
-                &format!("/api/{kind}"),
-                Some(&json!({"path": args.path, "args": call_args})),
+                "/api/function",
+                Some(&json!({"path": args.path, "args": call_args, "format": "json"})),
             )
             .await?;
         print_log_lines(&answer["logLines"]);
-        if status == 200 {
-            println!("{}", pretty(&answer["value"]));
-            Ok(())
-        } else {
-            Err(error_of(&answer, status))
+        match (status, answer["status"].as_str()) {
+            (200, Some("success")) => {
+                println!("{}", pretty(&answer["value"]));
+                Ok(())
+            }
+            (200, _) => Err(error_of(&answer)),
+            _ => Err(format!(
+                "{} (HTTP {status}, {})",
+                answer["message"].as_str().unwrap_or("no message"),
+                answer["code"].as_str().unwrap_or("no code")
+            )),
         }
     })
 }
@@ -91,41 +104,55 @@ async fn watch(url: &ServerUrl, path: &str, args: Json) -> Result<(), String> {
     let mut socket = url.websocket("/api/sync").await?;
     let session = format!("runtime-run-{}", std::process::id());
     for message in [
-        json!({"type": "Connect", "sessionId": session, "connectionCount": 0}),
-        json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
-               "modifications": [{"type": "Add", "queryId": 1, "udfPath": path, "args": args}]}),
+        ClientMessage::Connect {
+            session_id: session,
+            connection_count: 0,
+            last_close_reason: None,
+            max_observed_timestamp: None,
+        },
+        ClientMessage::ModifyQuerySet {
+            base_version: 0,
+            new_version: 1,
+            modifications: vec![QuerySetModification::Add {
+                query_id: 1,
+                udf_path: path.to_owned(),
+                args: protocol::Args(Json::Array(vec![args.clone()])),
+                journal: None,
+            }],
+        },
     ] {
         socket
-            .send(Message::text(message.to_string()))
+            .send(Message::text(message.to_json().to_string()))
             .await
             .map_err(|e| format!("subscribing: {e}"))?;
     }
     while let Some(frame) = socket.next().await {
         let frame = frame.map_err(|e| format!("the subscription ended: {e}"))?;
         let Message::Text(text) = frame else { continue };
-        let message: Json =
-            serde_json::from_str(text.as_str()).map_err(|e| format!("a bad frame: {e}"))?;
-        match message["type"].as_str() {
-            Some("Transition") => {
-                for modification in message["modifications"].as_array().into_iter().flatten() {
-                    print_log_lines(&modification["logLines"]);
-                    match modification["type"].as_str() {
-                        Some("QueryUpdated") => println!("{}", pretty(&modification["value"])),
-                        Some("QueryFailed") => {
-                            eprintln!(
-                                "error: {}",
-                                modification["errorMessage"].as_str().unwrap_or("?")
-                            )
+        let message = protocol::parse_server_message(text.as_str())
+            .map_err(|e| format!("a bad frame: {e}"))?;
+        match message {
+            ServerMessage::Transition { modifications, .. } => {
+                for modification in modifications {
+                    match modification {
+                        QueryModification::Updated {
+                            value, log_lines, ..
+                        } => {
+                            print_lines(&log_lines);
+                            println!("{}", pretty(&to_clean_json(&value)));
+                        }
+                        QueryModification::Failed {
+                            error, log_lines, ..
+                        } => {
+                            print_lines(&log_lines);
+                            eprintln!("error: {}", error.message);
                         }
                         _ => {}
                     }
                 }
             }
-            Some("FatalError") => {
-                return Err(format!(
-                    "the server closed the subscription: {}",
-                    message["error"].as_str().unwrap_or("?")
-                ))
+            ServerMessage::FatalError { error } => {
+                return Err(format!("the server closed the subscription: {error}"))
             }
             _ => {}
         }
@@ -133,17 +160,27 @@ async fn watch(url: &ServerUrl, path: &str, args: Json) -> Result<(), String> {
     Err("the server closed the connection".into())
 }
 
+/// Log lines as HTTP answers carry them (`[LOG] text`), to stderr.
 fn print_log_lines(lines: &Json) {
     for line in lines.as_array().into_iter().flatten() {
-        eprintln!("[log] {}", line.as_str().unwrap_or_default());
+        eprintln!("{}", line.as_str().unwrap_or_default());
     }
 }
 
-fn error_of(answer: &Json, status: u16) -> String {
+/// Log lines as a parsed transition holds them (the function's text), to stderr in the same
+/// form as [`print_log_lines`].
+fn print_lines(lines: &[String]) {
+    for line in lines {
+        eprintln!("[LOG] {line}");
+    }
+}
+
+/// A failed call's message, with its data when it has some.
+fn error_of(answer: &Json) -> String {
     let message = answer["errorMessage"].as_str().unwrap_or("no message");
     match answer.get("errorData") {
-        Some(data) if !data.is_null() => format!("{message} (HTTP {status}; data: {data})"),
-        _ => format!("{message} (HTTP {status})"),
+        Some(data) if !data.is_null() => format!("{message} (data: {data})"),
+        _ => message.to_owned(),
     }
 }
 

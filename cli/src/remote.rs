@@ -1,5 +1,5 @@
 //! Talking to a running server, for the commands that do (`run`, `logs`, `export`, `import`): its HTTP API and
-//! its WebSocket endpoints (PROTOCOL.md sections 3 and 4).
+//! its WebSocket endpoints (docs/PROTOCOL.md sections 3 and 4).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};

@@ -1,4 +1,4 @@
-//! `runtime serve`: PROTOCOL.md section 5.
+//! `runtime serve`: docs/PROTOCOL.md section 5.
 
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;

@@ -37,7 +37,7 @@ pub struct ImportArgs {
     /// A file written by `runtime export` (or, with `--table`, one JSON object per line).
     pub file: PathBuf,
     /// Read FILE as plain JSON Lines, one document per line (values in the wire form of
-    /// PROTOCOL.md: `{"$integer": "42"}` for an int64), and insert each into this table as a
+    /// docs/PROTOCOL.md: `{"$integer": "KgAAAAAAAAA="}` for the int64 42), and insert each into this table as a
     /// new document, with a new `_id` and `_creationTime` (those in the file are replaced).
     /// The table may already hold documents.
     #[arg(long, value_name = "TABLE")]
@@ -119,7 +119,7 @@ async fn stream_export(url: &ServerUrl, out: &mut dyn Write) -> Result<(usize, u
             .unwrap_or_default();
         let message = serde_json::from_slice::<Json>(&bytes)
             .ok()
-            .and_then(|j| j["errorMessage"].as_str().map(str::to_owned))
+            .and_then(|j| j["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         return Err(format!(
             "the server refused the export ({status}): {message}"
@@ -521,7 +521,7 @@ impl<'a> Batches<'a> {
 }
 
 fn message_of(answer: &Json, status: u16) -> String {
-    answer["errorMessage"]
+    answer["message"]
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| format!("status {status}: {answer}"))

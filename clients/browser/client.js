@@ -1,5 +1,5 @@
 // The browser client of the runtime: live queries and mutations over the WebSocket sync
-// protocol (PROTOCOL.md section 3). One ES module, no build step; the runtime serves it at
+// protocol (docs/PROTOCOL.md section 3). One ES module, no build step; the runtime serves it at
 // `/api/client.js`:
 //
 //   import { Client } from "/api/client.js";
@@ -7,7 +7,7 @@
 //   const stop = client.subscribe("chat:get_messages", {}, (messages) => render(messages));
 //   await client.mutation("chat:send_message", { user: "ada", body: "hi" });
 //
-// Values follow PROTOCOL.md section 1: int64 is a BigInt, bytes a Uint8Array, float64 a
+// Values follow docs/PROTOCOL.md section 1: int64 is a BigInt, bytes a Uint8Array, float64 a
 // number (NaN and ±Infinity included). Plain numbers are always float64, so pass `5n`
 // where a function takes an int64.
 
@@ -92,7 +92,7 @@ export class Client {
     this._querySetVersion = 0;
     this._flushScheduled = false;
     // The last applied transition's end; a new connection starts again from zero.
-    this._version = { querySet: 0, ts: 0n };
+    this._version = { querySet: 0, identity: 0, ts: 0n };
     this._maxObservedTs = 0n;
 
     // Request ids are never reused within a session: the server deduplicates by them.
@@ -176,7 +176,7 @@ export class Client {
 
   /**
    * Runs a mutation. Resolves once its commit is visible to this client: every query this
-   * client subscribes to shows the write (PROTOCOL.md guarantee 5). Across reconnects it is
+   * client subscribes to shows the write (docs/PROTOCOL.md guarantee 5). Across reconnects it is
    * re-sent with its original request id, and the server applies it exactly once.
    *
    * @param {string} path the function, `module:function`
@@ -284,11 +284,11 @@ export class Client {
   _onOpen() {
     // Each connection starts from an empty query set at version zero (guarantee 2).
     this._connectionCount = this._connections++;
-    this._version = { querySet: 0, ts: 0n };
+    this._version = { querySet: 0, identity: 0, ts: 0n };
     this._querySetVersion = 0;
     this._serverQueries = new Set();
     const connect = { type: "Connect", sessionId: this._sessionId, connectionCount: this._connectionCount };
-    if (this._maxObservedTs > 0n) connect.maxObservedTimestamp = this._maxObservedTs.toString();
+    if (this._maxObservedTs > 0n) connect.maxObservedTimestamp = encodeU64(this._maxObservedTs);
     this._send(connect);
     this._state = "connected";
     // The whole query set, as one ModifyQuerySet from version 0.
@@ -347,11 +347,15 @@ export class Client {
 
   _onTransition(transition) {
     const start = transition.startVersion;
-    if (start.querySet !== this._version.querySet || BigInt(start.ts) !== this._version.ts) {
+    if (
+      start.querySet !== this._version.querySet ||
+      start.identity !== this._version.identity ||
+      decodeU64(start.ts) !== this._version.ts
+    ) {
       // Guarantee 2: a gap means this view can no longer be trusted.
       this._restart(
         `a transition starting at ${JSON.stringify(start)} does not follow ` +
-          `{"querySet":${this._version.querySet},"ts":"${this._version.ts}"}`,
+          `{"querySet":${this._version.querySet},"identity":${this._version.identity},"ts":"${encodeU64(this._version.ts)}"}`,
       );
       return;
     }
@@ -381,7 +385,7 @@ export class Client {
       changed.push(query);
     }
     const end = transition.endVersion;
-    this._version = { querySet: end.querySet, ts: BigInt(end.ts) };
+    this._version = { querySet: end.querySet, identity: end.identity, ts: decodeU64(end.ts) };
     if (this._version.ts > this._maxObservedTs) this._maxObservedTs = this._version.ts;
     // All results are in place before anyone hears of one: one snapshot (guarantee 1).
     for (const query of changed) {
@@ -399,11 +403,11 @@ export class Client {
     if (!response.success) {
       this._mutations.delete(response.requestId);
       const data = response.errorData === undefined ? undefined : decodeValue(response.errorData);
-      mutation.reject(new FunctionError(response.errorMessage, data, response.logLines ?? []));
+      mutation.reject(new FunctionError(response.result, data, response.logLines ?? []));
       this._notifyStatus();
       return;
     }
-    mutation.ts = BigInt(response.ts);
+    mutation.ts = decodeU64(response.ts);
     mutation.result = decodeValue(response.result);
     if (mutation.ts > this._maxObservedTs) this._maxObservedTs = mutation.ts;
     // Shown once a transition at or after its commit has been applied (guarantee 5).
@@ -507,11 +511,11 @@ export class Client {
  * @property {unknown} result
  */
 
-// --- Values (PROTOCOL.md section 1) ----------------------------------------------------
+// --- Values (docs/PROTOCOL.md section 1) ----------------------------------------------------
 
 /**
  * Decodes a wire value: `{"$integer"}` becomes a BigInt, `{"$bytes"}` a Uint8Array,
- * `{"$float"}` NaN or ±Infinity.
+ * `{"$float"}` NaN, ±Infinity or -0.
  *
  * @param {unknown} json
  * @returns {unknown}
@@ -524,14 +528,11 @@ export function decodeValue(json) {
     const inner = json[keys[0]];
     switch (keys[0]) {
       case "$integer":
-        return BigInt(inner);
+        return eightBytes(inner).getBigInt64(0, true);
       case "$bytes":
         return base64ToBytes(inner);
       case "$float":
-        if (inner === "NaN") return NaN;
-        if (inner === "Infinity") return Infinity;
-        if (inner === "-Infinity") return -Infinity;
-        throw new TypeError(`unknown $float value ${inner}`);
+        return eightBytes(inner).getFloat64(0, true);
       default:
         throw new TypeError(`unknown encoded value ${JSON.stringify(json)}`);
     }
@@ -543,7 +544,7 @@ export function decodeValue(json) {
 
 /**
  * Encodes a value for the wire: BigInt as `{"$integer"}`, Uint8Array (or ArrayBuffer) as
- * `{"$bytes"}`, NaN and ±Infinity as `{"$float"}`. Fields that are `undefined` are left out.
+ * `{"$bytes"}`, NaN, ±Infinity and -0 as `{"$float"}`. Fields that are `undefined` are left out.
  *
  * @param {unknown} value
  * @returns {unknown}
@@ -554,13 +555,14 @@ export function encodeValue(value) {
     case "string":
       return value;
     case "number":
-      if (Number.isFinite(value)) return value;
-      return { $float: Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity" };
+      // NaN, ±Infinity and -0 have no plain JSON form.
+      if (Number.isFinite(value) && !Object.is(value, -0)) return value;
+      return { $float: bytesToBase64(littleEndian((view) => view.setFloat64(0, value, true))) };
     case "bigint":
       if (value < INT64_MIN || value > INT64_MAX) {
         throw new RangeError(`${value} does not fit in an int64`);
       }
-      return { $integer: value.toString() };
+      return { $integer: bytesToBase64(littleEndian((view) => view.setBigInt64(0, value, true))) };
     case "object":
       break;
     default:
@@ -587,12 +589,36 @@ export function encodeValue(value) {
   return object;
 }
 
+/** A call's arguments as the protocol sends them: an array holding the argument object. */
 function encodeArgs(args) {
   const encoded = encodeValue(args ?? {});
   if (encoded === null || typeof encoded !== "object" || Array.isArray(encoded)) {
     throw new TypeError("a function's arguments are an object");
   }
-  return encoded;
+  return [encoded];
+}
+
+/** 8 bytes written by `write` into a little-endian view. */
+function littleEndian(write) {
+  const bytes = new Uint8Array(8);
+  write(new DataView(bytes.buffer));
+  return bytes;
+}
+
+/** The 8 bytes an `$integer`, `$float` or timestamp carries, as a view. */
+function eightBytes(text) {
+  const bytes = base64ToBytes(text);
+  if (bytes.length !== 8) throw new TypeError(`${text} is not 8 bytes of base64`);
+  return new DataView(bytes.buffer);
+}
+
+/** A timestamp on the wire (base64 of 8 little-endian bytes) as a BigInt. */
+function decodeU64(text) {
+  return eightBytes(text).getBigUint64(0, true);
+}
+
+function encodeU64(ts) {
+  return bytesToBase64(littleEndian((view) => view.setBigUint64(0, ts, true)));
 }
 
 function bytesToBase64(bytes) {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 
-/// A document id: an opaque string that names its table (PROTOCOL.md section 1).
+/// A document id: an opaque string that names its table (docs/PROTOCOL.md section 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Id(pub String);
 
@@ -352,20 +352,105 @@ impl IndexRange {
     }
 }
 
-/// Where [`Query::paginate`] starts and how much it reads.
+/// Where [`Query::paginate`] starts and how much it reads: Convex's `paginationOpts`, which
+/// `usePaginatedQuery` sends. A function parameter named `pagination_opts` is the argument
+/// `paginationOpts` on the wire.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaginationOptions {
+    /// How many documents a new page reads (a page with a fixed end may hold more or fewer).
+    #[serde(rename = "numItems", deserialize_with = "count")]
+    pub num_items: usize,
     /// The `continue_cursor` of the previous page, or `None` for the first.
     pub cursor: Option<String>,
-    pub num_items: usize,
+    /// Where the page ends (included): set when a client splits a page in two.
+    #[serde(rename = "endCursor", default, skip_serializing_if = "Option::is_none")]
+    pub end_cursor: Option<String>,
+    /// The client's own tag for the page; the server ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<f64>,
+    /// Accepted for compatibility; the transaction's read limits bound a page.
+    #[serde(
+        rename = "maximumRowsRead",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub maximum_rows_read: Option<f64>,
+    /// Accepted for compatibility; the transaction's read limits bound a page.
+    #[serde(
+        rename = "maximumBytesRead",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub maximum_bytes_read: Option<f64>,
 }
 
-/// One page: pass `continue_cursor` back to read the next.
+impl PaginationOptions {
+    /// The first page of `num_items` documents.
+    pub fn first(num_items: usize) -> Self {
+        PaginationOptions {
+            num_items,
+            ..PaginationOptions::default()
+        }
+    }
+
+    /// The page of `num_items` documents after `cursor` (a `continue_cursor`).
+    pub fn after(cursor: Option<String>, num_items: usize) -> Self {
+        PaginationOptions {
+            num_items,
+            cursor,
+            ..PaginationOptions::default()
+        }
+    }
+}
+
+/// A count sent as a JavaScript number (a float64) or an int64.
+fn count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<usize, D::Error> {
+    struct Count;
+    impl serde::de::Visitor<'_> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number of items from 1 to 32000")
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<usize, E> {
+            if v.fract() == 0.0 && (1.0..=MAX_PAGE_ITEMS as f64).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(E::custom(format!(
+                    "numItems must be a whole number from 1 to {MAX_PAGE_ITEMS}, got {v}"
+                )))
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<usize, E> {
+            self.visit_f64(v as f64)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<usize, E> {
+            self.visit_f64(v as f64)
+        }
+    }
+    deserializer.deserialize_any(Count)
+}
+
+/// The most documents a new page may ask for (Convex's bound).
+pub const MAX_PAGE_ITEMS: usize = 32_000;
+
+/// One page, as `usePaginatedQuery` reads it: pass `continue_cursor` back for the next page.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PaginationResult {
     pub page: Vec<Document>,
-    pub continue_cursor: Option<String>,
+    #[serde(rename = "isDone")]
     pub is_done: bool,
+    /// Where the next page starts; a string even on the last page.
+    #[serde(rename = "continueCursor")]
+    pub continue_cursor: String,
+    /// Where this page could be split in two (near its middle), when it has two or more
+    /// documents.
+    #[serde(rename = "splitCursor")]
+    pub split_cursor: Option<String>,
+    /// `"SplitRecommended"` when the page grew past twice what it asked for; else `None`.
+    #[serde(rename = "pageStatus")]
+    pub page_status: Option<String>,
 }
 
 /// A read being built: `ctx.db.query(table)`, then an index range, an order and a terminal
@@ -392,13 +477,9 @@ impl Query {
         self
     }
 
-    fn scan(
-        &self,
-        limit: usize,
-        cursor: Option<Vec<u8>>,
-    ) -> Result<(Vec<Document>, Option<Vec<u8>>, bool)> {
+    fn request(&self, limit: usize, cursor: Option<Vec<u8>>) -> Vec<(&'static str, Value)> {
         let (eq, lower, upper) = self.range.to_value();
-        let request = object(vec![
+        vec![
             ("table", self.table.as_str().into()),
             ("index", self.index.as_str().into()),
             ("eq", eq),
@@ -415,7 +496,25 @@ impl Query {
             ),
             ("limit", Value::Int64(limit.min(i64::MAX as usize) as i64)),
             ("cursor", cursor.map(Value::Bytes).unwrap_or(Value::Null)),
-        ]);
+        ]
+    }
+
+    fn scan(
+        &self,
+        limit: usize,
+        cursor: Option<Vec<u8>>,
+    ) -> Result<(Vec<Document>, Option<Vec<u8>>, bool)> {
+        let (documents, mut response) = self.send(object(self.request(limit, cursor)))?;
+        let cursor = match response.remove("cursor") {
+            Some(Value::Bytes(c)) => Some(c),
+            _ => None,
+        };
+        let is_done = matches!(response.get("isDone"), Some(Value::Boolean(true)));
+        Ok((documents, cursor, is_done))
+    }
+
+    /// Sends a scan request: the documents, and the rest of the response.
+    fn send(&self, request: Value) -> Result<(Vec<Document>, Object)> {
         let Value::Object(mut response) = host::db_call("query", import_fn!(db_scan), &request)?
         else {
             return Err(Error::new("malformed scan response from the host"));
@@ -427,12 +526,7 @@ impl Query {
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(Error::new("malformed scan response from the host")),
         };
-        let cursor = match response.remove("cursor") {
-            Some(Value::Bytes(c)) => Some(c),
-            _ => None,
-        };
-        let is_done = matches!(response.get("isDone"), Some(Value::Boolean(true)));
-        Ok((documents, cursor, is_done))
+        Ok((documents, response))
     }
 
     /// At most `n` documents, in order.
@@ -462,42 +556,77 @@ impl Query {
         Ok(self.scan(usize::MAX, None)?.0)
     }
 
-    /// One page of the range. Several paginated reads may share one function.
+    /// One page of the range, as `usePaginatedQuery` drives it. A page keeps its end when the
+    /// query runs again (the server remembers it in the query's journal), so while documents
+    /// are added and deleted pages grow and shrink in place: the client's pages together stay
+    /// gapless and without duplicates. Several paginated reads may share one function.
     ///
     /// ```no_run
     /// # use ferrovex_sdk::prelude::*;
-    /// # fn f(ctx: &QueryCtx, cursor: Option<String>) -> Result<PaginationResult> {
-    /// ctx.db.query("tasks").order(Desc).paginate(PaginationOptions { cursor, num_items: 10 })
+    /// # fn f(ctx: &QueryCtx, pagination_opts: PaginationOptions) -> Result<PaginationResult> {
+    /// ctx.db.query("messages").order(Desc).paginate(pagination_opts)
     /// # }
     /// ```
     pub fn paginate(self, options: PaginationOptions) -> Result<PaginationResult> {
-        let cursor = match &options.cursor {
-            None => None,
-            Some(text) => Some(
-                decode_cursor(text)
-                    .ok_or_else(|| Error::new(format!("malformed cursor {text:?}")))?,
-            ),
+        let cursor = options.cursor.as_deref().map(decode_cursor).transpose()?;
+        let end = options
+            .end_cursor
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()?;
+        let mut request = self.request(options.num_items, cursor);
+        request.push(("paginate", Value::Boolean(true)));
+        request.push(("endCursor", end.map(Value::Bytes).unwrap_or(Value::Null)));
+        let (page, mut response) = self.send(object(request))?;
+        let continue_cursor = match response.remove("cursor") {
+            Some(Value::Bytes(c)) => encode_cursor(&c),
+            _ => return Err(Error::new("malformed scan response from the host")),
         };
-        let (page, cursor, is_done) = self.scan(options.num_items, cursor)?;
+        let split_cursor = match response.remove("splitCursor") {
+            Some(Value::Bytes(c)) => Some(encode_cursor(&c)),
+            _ => None,
+        };
+        let page_status = (page.len() > 2 * options.num_items).then(|| "SplitRecommended".into());
         Ok(PaginationResult {
             page,
-            continue_cursor: cursor.map(|c| encode_cursor(&c)),
-            is_done,
+            is_done: matches!(response.get("isDone"), Some(Value::Boolean(true))),
+            continue_cursor,
+            split_cursor,
+            page_status,
         })
     }
 }
 
-/// Cursors travel as lowercase hex: opaque to clients, and safe in JSON and URLs.
+/// The cursor of the end of a range: the last page's `continue_cursor`.
+const END_CURSOR: &str = "end";
+
+/// Cursors travel as lowercase hex of an index key (opaque to clients, safe in JSON and
+/// URLs), and the end of the range as `"end"` (odd-length, so never hex).
 fn encode_cursor(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return END_CURSOR.into();
+    }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
+fn decode_cursor(text: &str) -> Result<Vec<u8>> {
+    let invalid = || {
+        Error::new(format!(
+            "InvalidCursor: {text:?} is not a cursor this server issued; start from the first page"
+        ))
+    };
+    if text == END_CURSOR {
+        return Ok(Vec::new());
+    }
+    if text.is_empty() || !text.len().is_multiple_of(2) {
+        return Err(invalid());
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(invalid)
+        })
         .collect()
 }

@@ -4,7 +4,7 @@ use ferrovex_model::{Object, Value};
 use std::fmt;
 
 /// The error of a query or mutation: a message, and optionally structured data that reaches
-/// the client as `errorData` (PROTOCOL.md section 3).
+/// the client as `errorData` (docs/PROTOCOL.md section 3).
 ///
 /// ```
 /// use ferrovex_sdk::prelude::*;

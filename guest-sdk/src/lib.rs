@@ -21,7 +21,7 @@
 //! ```
 //!
 //! - A function's path is its module path inside the app crate with `/` between segments,
-//!   a colon, and its name (PROTOCOL.md section 2). Functions live in modules, not at the
+//!   a colon, and its name (docs/PROTOCOL.md section 2). Functions live in modules, not at the
 //!   crate root.
 //! - Parameters after the context are the call's arguments, by name, through serde; the host
 //!   checks them against the schema the function exports before the call.

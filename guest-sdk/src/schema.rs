@@ -171,18 +171,26 @@ impl<T: HasSchema, S> HasSchema for HashMap<String, T, S> {
 }
 impl HasSchema for crate::db::PaginationResult {
     fn schema() -> Type {
+        let optional_string = || Type::Optional(Box::new(Type::String));
         Type::object([
             ("page", Type::Array(Box::new(Type::Any))),
-            ("continue_cursor", Type::Optional(Box::new(Type::String))),
-            ("is_done", Type::Boolean),
+            ("isDone", Type::Boolean),
+            ("continueCursor", Type::String),
+            ("splitCursor", optional_string()),
+            ("pageStatus", optional_string()),
         ])
     }
 }
 impl HasSchema for crate::db::PaginationOptions {
     fn schema() -> Type {
+        let optional = |t: Type| Type::Optional(Box::new(t));
         Type::object([
-            ("cursor", Type::Optional(Box::new(Type::String))),
-            ("num_items", Type::Int64),
+            ("numItems", Type::Float64),
+            ("cursor", optional(Type::String)),
+            ("endCursor", optional(Type::String)),
+            ("id", optional(Type::Float64)),
+            ("maximumRowsRead", optional(Type::Float64)),
+            ("maximumBytesRead", optional(Type::Float64)),
         ])
     }
 }

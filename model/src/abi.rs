@@ -1,5 +1,5 @@
 //! The host ABI between the runtime's wasm host and guest modules built with `ferrovex-sdk`
-//! (DESIGN.md section 3, "Host ABI"). Both sides compile this file, so the names, codes and
+//! (ARCHITECTURE.md, "Invariants"). Both sides compile this file, so the names, codes and
 //! formats cannot drift apart.
 //!
 //! # Shape
@@ -12,7 +12,7 @@
 //! - per function, [`CALL_PREFIX`]`<rust path>` `(i32, i32) -> ()` and
 //!   [`DESCRIBE_PREFIX`]`<rust path>` `() -> ()`; `<rust path>` is `module_path!()::name`, e.g.
 //!   `chat::chat::send_message`, from which the host derives the function path `chat:send_message`
-//!   (PROTOCOL.md section 2, see [`function_path`]);
+//!   (docs/PROTOCOL.md section 2, see [`function_path`]);
 //! - optionally [`SCHEMA_EXPORT`] `() -> ()`, which outputs the app's [`AppSchema`];
 //! - the linker's `__data_end` and `__heap_base` globals, which the host ignores.
 //!
@@ -115,8 +115,14 @@ pub mod import {
     pub const DB_DELETE: &str = "db_delete";
     /// `db_scan(ptr, len, out_ptr) -> i32`: request `{table: string, index: string,
     /// eq: [value], lower: null | [value, inclusive: bool], upper: null | [value, bool],
-    /// order: "asc" | "desc", limit: int64, cursor: null | bytes}`; response
-    /// `{documents: [document], cursor: null | bytes, isDone: bool}`. A missing table reads as
+    /// order: "asc" | "desc", limit: int64, cursor: null | bytes}`, and optionally
+    /// `endCursor: null | bytes` (the page ends there, included, whatever `limit` says; the
+    /// empty cursor is the range's end) and `paginate: bool`; response
+    /// `{documents: [document], cursor: null | bytes, isDone: bool}`. With `paginate`, the
+    /// k-th such scan of a call without an `endCursor` ends where the same query's k-th page
+    /// ended last time, if the caller passed that back (the query's journal), and the response
+    /// always has a cursor (the empty one once the range is read to its end) and a
+    /// `splitCursor: null | bytes` near the middle of the page. A missing table reads as
     /// empty. Errors: `INVALID` for an unknown index, a range the index cannot serve, or a
     /// cursor that does not belong to the range. Traps: a read limit exceeded.
     pub const DB_SCAN: &str = "db_scan";
@@ -170,7 +176,7 @@ pub const IMPORT_SIGNATURES: &[(&str, &[WasmType], &[WasmType])] = {
     ]
 };
 
-/// The function path (`module:function`, PROTOCOL.md section 2) of a Rust path
+/// The function path (`module:function`, docs/PROTOCOL.md section 2) of a Rust path
 /// `crate::module::...::function`: the crate name is dropped and module segments are joined
 /// with '/'. `None` for a function at the crate root, which has no module.
 pub fn function_path(rust_path: &str) -> Option<String> {

@@ -1,13 +1,21 @@
-//! The JSON form of values on the wire (PROTOCOL.md section 1).
+//! The JSON form of values on the wire (docs/PROTOCOL.md section 1): Convex's encoding, so the
+//! official Convex clients read and write it unchanged.
 //!
-//! int64 is `{"$integer": "-42"}`, bytes `{"$bytes": "<base64>"}`, non-finite floats
-//! `{"$float": "NaN" | "Infinity" | "-Infinity"}`; a plain JSON number is always float64.
-//! Any other object field name starting with `$` is rejected.
+//! A finite float64 other than -0 is a plain JSON number, and every plain JSON number is a
+//! float64. int64 is `{"$integer": base64 of its 8 little-endian bytes}`; NaN, ±Infinity and
+//! -0 are `{"$float": base64 of the 8 little-endian IEEE-754 bytes}`; bytes are
+//! `{"$bytes": standard base64}`. Field names follow [`field_name_error`].
+//!
+//! [`to_clean_json`] is the lossy form HTTP callers get with `"format": "json"` (or none):
+//! int64 as a decimal string, bytes as a plain base64 string, non-finite floats as strings.
 
+use crate::limits::MAX_FIELD_NAME_BYTES;
 use crate::value::{canonical_float, Object, Value};
 use base64::Engine as _;
 use serde_json::{Map, Number, Value as Json};
 use std::fmt;
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Why a JSON value is not a valid value, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,21 +33,44 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
+/// Why `name` cannot be a field name, or `None` when it can: printable ASCII (0x20 to 0x7E)
+/// only, at most `MAX_FIELD_NAME_BYTES`, no leading `$` (that marks the encoded types). The
+/// npm client throws on any object from the server that breaks these rules, so they hold for
+/// arguments, documents and results alike. A leading `_` is for system fields; the store
+/// decides where it is allowed.
+pub fn field_name_error(name: &str) -> Option<String> {
+    if name.starts_with('$') {
+        return Some(format!(
+            "field name {name:?} starts with '$', which is reserved"
+        ));
+    }
+    if name.len() > MAX_FIELD_NAME_BYTES {
+        return Some(format!(
+            "a field name of {} bytes exceeds MAX_FIELD_NAME_BYTES ({MAX_FIELD_NAME_BYTES})",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| !(' '..='~').contains(c)) {
+        let shown: String = name.chars().take(64).collect();
+        return Some(format!(
+            "field name {shown:?} has the character {c:?}: field names are printable ASCII only"
+        ));
+    }
+    None
+}
+
 /// Converts a value to its wire JSON form.
 pub fn to_json(value: &Value) -> Json {
     match value {
         Value::Null => Json::Null,
         Value::Boolean(b) => Json::Bool(*b),
-        Value::Float64(f) => match Number::from_f64(*f) {
+        Value::Float64(f) => match plain_number(*f) {
             Some(n) => Json::Number(n),
-            None => special("$float", float_name(*f)),
+            None => special("$float", BASE64.encode(f.to_le_bytes())),
         },
-        Value::Int64(i) => special("$integer", i.to_string()),
+        Value::Int64(i) => special("$integer", BASE64.encode(i.to_le_bytes())),
         Value::String(s) => Json::String(s.clone()),
-        Value::Bytes(b) => special(
-            "$bytes",
-            base64::engine::general_purpose::STANDARD.encode(b),
-        ),
+        Value::Bytes(b) => special("$bytes", BASE64.encode(b)),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Object(fields) => Json::Object(
             fields
@@ -55,20 +86,67 @@ pub fn to_json_string(value: &Value) -> String {
     to_json(value).to_string()
 }
 
-fn float_name(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f > 0.0 {
-        "Infinity".into()
-    } else {
-        "-Infinity".into()
+/// The lossy "clean" JSON form: int64 as a decimal string, bytes as a plain base64 string,
+/// NaN and ±Infinity as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`. For readers that
+/// want plain JSON (HTTP calls with `"format": "json"`, printing results for people).
+pub fn to_clean_json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(*b),
+        Value::Float64(f) => match Number::from_f64(*f) {
+            Some(n) => Json::Number(n),
+            None if f.is_nan() => Json::String("NaN".into()),
+            None if *f > 0.0 => Json::String("Infinity".into()),
+            None => Json::String("-Infinity".into()),
+        },
+        Value::Int64(i) => Json::String(i.to_string()),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(BASE64.encode(b)),
+        Value::Array(items) => Json::Array(items.iter().map(to_clean_json).collect()),
+        Value::Object(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_clean_json(v)))
+                .collect(),
+        ),
     }
+}
+
+/// A float that travels as a plain JSON number: finite and not -0 (a JSON number cannot
+/// tell -0 from 0 once a JavaScript client has read it).
+fn plain_number(f: f64) -> Option<Number> {
+    if f == 0.0 && f.is_sign_negative() {
+        return None;
+    }
+    Number::from_f64(f)
 }
 
 fn special(tag: &str, text: String) -> Json {
     let mut map = Map::new();
     map.insert(tag.to_owned(), Json::String(text));
     Json::Object(map)
+}
+
+/// Base64 of a u64's 8 little-endian bytes: how commit timestamps travel.
+pub fn encode_u64(n: u64) -> String {
+    BASE64.encode(n.to_le_bytes())
+}
+
+/// The inverse of [`encode_u64`]: the text must be standard padded base64 of exactly 8 bytes.
+pub fn decode_u64(text: &str) -> Result<u64, String> {
+    decode_8_bytes(text).map(u64::from_le_bytes)
+}
+
+fn decode_8_bytes(text: &str) -> Result<[u8; 8], String> {
+    let bytes = BASE64
+        .decode(text)
+        .map_err(|e| format!("{text:?} is not standard padded base64 ({e})"))?;
+    <[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "{text:?} decodes to {} bytes, not the 8 little-endian bytes required",
+            bytes.len()
+        )
+    })
 }
 
 /// The kind of a JSON value as an error message says it: "null", "a boolean", "a number",
@@ -131,11 +209,8 @@ fn convert(json: &Json, path: &mut String) -> Result<Value, JsonError> {
             }
             let mut out = Object::new();
             for (key, item) in map {
-                if key.starts_with('$') {
-                    return Err(error(
-                        path,
-                        format!("field name {key:?} starts with '$', which is reserved"),
-                    ));
+                if let Some(message) = field_name_error(key) {
+                    return Err(error(path, message));
                 }
                 let len = path.len();
                 path.push('.');
@@ -154,44 +229,30 @@ fn convert_special(map: &Map<String, Json>, path: &str) -> Result<Option<Value>,
         return Ok(None);
     }
     let (tag, inner) = map.iter().next().expect("one entry");
-    let text = || {
-        inner
-            .as_str()
-            .ok_or_else(|| error(path, format!("{tag} must be a string, got {inner}")))
-    };
+    if !matches!(tag.as_str(), "$integer" | "$float" | "$bytes") {
+        return Ok(None);
+    }
+    let text = inner
+        .as_str()
+        .ok_or_else(|| error(path, format!("{tag} must be a base64 string, got {inner}")))?;
+    let eight = || decode_8_bytes(text).map_err(|e| error(path, format!("{tag}: {e}")));
     Ok(Some(match tag.as_str() {
-        "$integer" => {
-            let s = text()?;
-            Value::Int64(s.parse::<i64>().map_err(|_| {
-                error(
-                    path,
-                    format!("$integer {s:?} is not a decimal 64-bit integer"),
-                )
-            })?)
-        }
+        "$integer" => Value::Int64(i64::from_le_bytes(eight()?)),
         "$float" => {
-            let s = text()?;
-            Value::Float64(canonical_float(match s {
-                "NaN" => f64::NAN,
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                other => {
-                    return Err(error(
-                        path,
-                        format!("$float {other:?} must be \"NaN\", \"Infinity\" or \"-Infinity\""),
-                    ))
-                }
-            }))
+            let f = f64::from_le_bytes(eight()?);
+            if plain_number(f).is_some() {
+                return Err(error(
+                    path,
+                    format!("$float {f} must be sent as a plain JSON number: only NaN, ±Infinity and -0 use $float"),
+                ));
+            }
+            Value::Float64(canonical_float(f))
         }
-        "$bytes" => {
-            let s = text()?;
-            Value::Bytes(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| error(path, format!("$bytes is not standard base64: {e}")))?,
-            )
-        }
-        _ => return Ok(None),
+        _ => Value::Bytes(
+            BASE64
+                .decode(text)
+                .map_err(|e| error(path, format!("$bytes is not standard padded base64 ({e})")))?,
+        ),
     }))
 }
 
@@ -201,34 +262,114 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn wire_forms_match_the_protocol() {
+    fn wire_forms_match_convex() {
+        // The examples of Convex's encoding, byte for byte.
         let cases: Vec<(Value, Json)> = vec![
             (Value::Null, json!(null)),
-            (Value::Int64(-42), json!({"$integer": "-42"})),
+            (Value::Int64(42), json!({"$integer": "KgAAAAAAAAA="})),
+            (Value::Int64(-42), json!({"$integer": "1v////////8="})),
+            (Value::Int64(0), json!({"$integer": "AAAAAAAAAAA="})),
             (Value::Float64(1.5), json!(1.5)),
-            (Value::Float64(f64::NAN), json!({"$float": "NaN"})),
-            (Value::Float64(f64::INFINITY), json!({"$float": "Infinity"})),
+            (Value::Float64(0.0), json!(0.0)),
+            (Value::Float64(f64::NAN), json!({"$float": "AAAAAAAA+H8="})),
+            (
+                Value::Float64(f64::INFINITY),
+                json!({"$float": "AAAAAAAA8H8="}),
+            ),
             (
                 Value::Float64(f64::NEG_INFINITY),
-                json!({"$float": "-Infinity"}),
+                json!({"$float": "AAAAAAAA8P8="}),
             ),
-            (Value::Bytes(vec![0, 1, 255]), json!({"$bytes": "AAH/"})),
+            (Value::Float64(-0.0), json!({"$float": "AAAAAAAAAIA="})),
+            (Value::Bytes(vec![1, 2, 3]), json!({"$bytes": "AQID"})),
             (Value::Boolean(true), json!(true)),
         ];
         for (value, wire) in cases {
             assert_eq!(to_json(&value), wire, "encoding {value:?}");
-            assert_eq!(from_json(&wire).unwrap(), value, "decoding {wire}");
+            let back = from_json(&wire).unwrap();
+            assert_eq!(back, value, "decoding {wire}");
         }
+        // -0 survives the round trip as -0, not 0.
+        let Value::Float64(f) = from_json(&json!({"$float": "AAAAAAAAAIA="})).unwrap() else {
+            panic!("a float")
+        };
+        assert!(f == 0.0 && f.is_sign_negative());
         // A plain JSON number is always a float, even when integral.
         assert_eq!(from_json(&json!(3)).unwrap(), Value::Float64(3.0));
+        assert_eq!(encode_u64(0), "AAAAAAAAAAA=");
+        assert_eq!(
+            decode_u64(&encode_u64(1_796_230_657_000_000_123)).unwrap(),
+            1_796_230_657_000_000_123
+        );
     }
 
     #[test]
-    fn dollar_fields_are_rejected_with_their_path() {
-        let err = from_json(&json!({"a": [{"$where": 1}]})).unwrap_err();
-        assert_eq!(err.path, "$.a[0]");
-        assert!(err.message.contains("$where"), "{err}");
-        let err = from_json(&json!({"$integer": "12x"})).unwrap_err();
-        assert!(err.message.contains("12x"), "{err}");
+    fn bad_values_say_what_and_where() {
+        let cases = [
+            (
+                json!({"a": [{"$where": 1}]}),
+                "$.a[0]",
+                "\"$where\" starts with '$'",
+            ),
+            (
+                json!({"$integer": "12x"}),
+                "$",
+                "not standard padded base64",
+            ),
+            (
+                json!({"$integer": "KgAAAA=="}),
+                "$",
+                "decodes to 4 bytes, not the 8",
+            ),
+            (
+                json!({"$integer": 5}),
+                "$",
+                "$integer must be a base64 string",
+            ),
+            (
+                json!({"$float": "AAAAAAAA8D8="}),
+                "$",
+                "$float 1 must be sent as a plain JSON number",
+            ),
+            (
+                json!({"$bytes": "A"}),
+                "$",
+                "$bytes is not standard padded base64",
+            ),
+            (
+                json!({"x": {"caf\u{e9}": 1}}),
+                "$.x",
+                "printable ASCII only",
+            ),
+            (json!({"tab\there": 1}), "$", "printable ASCII only"),
+            (json!({"$set": []}), "$", "\"$set\" starts with '$'"),
+        ];
+        for (wire, path, needle) in cases {
+            let err = from_json(&wire).unwrap_err();
+            assert_eq!(err.path, path, "{wire}: {err}");
+            assert!(err.message.contains(needle), "{wire}: {err}");
+        }
+        let long = "f".repeat(MAX_FIELD_NAME_BYTES + 1);
+        let err = from_json(&json!({ long: 1 })).unwrap_err();
+        assert!(
+            err.message
+                .contains("1025 bytes exceeds MAX_FIELD_NAME_BYTES (1024)"),
+            "{err}"
+        );
+        assert!(from_json(&json!({ "f".repeat(MAX_FIELD_NAME_BYTES): 1 })).is_ok());
+        for bad in ["", "AAAA", "AAAAAAAAAAAAAAAAAAAAAAA=", "not base64!"] {
+            assert!(decode_u64(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clean_json_is_plain() {
+        let value = Value::Object(crate::obj! {
+            "n" => 42i64, "b" => Value::Bytes(vec![1, 2, 3]), "f" => f64::NEG_INFINITY, "x" => 2.5
+        });
+        assert_eq!(
+            to_clean_json(&value),
+            json!({"b": "AQID", "f": "-Infinity", "n": "42", "x": 2.5})
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The value model shared by the runtime and guest modules (PROTOCOL.md section 1).
+//! The value model shared by the runtime and guest modules (docs/PROTOCOL.md section 1).
 //!
 //! - [`value`]: the value type and its total order.
 //! - [`json`]: the wire JSON form.

@@ -1,4 +1,4 @@
-//! Named resource limits (DESIGN.md section 3, starting values taken from Convex).
+//! Named resource limits (starting values taken from Convex).
 //! Every check against one of these produces an error that names the limit and the value.
 
 /// Documents one transaction may read.

@@ -1,4 +1,4 @@
-//! The value type of the document model (PROTOCOL.md section 1) and its total order.
+//! The value type of the document model (docs/PROTOCOL.md section 1) and its total order.
 //!
 //! The order is the one index keys sort by: first by type
 //! (null < int64 < float64 < boolean < string < bytes < array < object), then within the type.

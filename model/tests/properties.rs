@@ -30,7 +30,7 @@ fn any_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-c\u{0}_]{0,3}", inner, 0..4).prop_map(
+            prop::collection::btree_map("[a-c_ ~]{0,3}", inner, 0..4).prop_map(
                 |m: std::collections::BTreeMap<String, Value>| Value::Object(
                     m.into_iter().collect::<Object>()
                 )
@@ -61,8 +61,8 @@ proptest! {
 
     #[test]
     fn json_round_trips(v in any_value()) {
-        // Field names starting with '$' are not representable on the wire by design.
-        prop_assume!(!has_dollar_field(&v));
+        // Field names outside the wire's rules are not representable on it by design.
+        prop_assume!(!has_invalid_field_name(&v));
         let text = json::to_json_string(&v);
         let back = json::from_json_str(&text).unwrap();
         prop_assert_eq!(back, v, "via {}", text);
@@ -75,12 +75,12 @@ proptest! {
     }
 }
 
-fn has_dollar_field(v: &Value) -> bool {
-    match v {
-        Value::Array(items) => items.iter().any(has_dollar_field),
+fn has_invalid_field_name(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(has_invalid_field_name),
         Value::Object(fields) => fields
             .iter()
-            .any(|(k, v)| k.starts_with('$') || has_dollar_field(v)),
+            .any(|(k, v)| json::field_name_error(k).is_some() || has_invalid_field_name(v)),
         _ => false,
     }
 }

@@ -1,5 +1,5 @@
 //! The export format of `runtime export` and `runtime import`: every table as JSON Lines,
-//! one JSON object per line, values in the wire form of PROTOCOL.md section 1.
+//! one JSON object per line, values in the wire form of docs/PROTOCOL.md section 1.
 //!
 //! ```text
 //! {"type":"export","version":1,"ts":"42","tables":[{"name":"tasks","number":1,"documents":2,"indexes":[{"name":"by_done","fields":["done"]}]}]}

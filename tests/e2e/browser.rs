@@ -138,7 +138,7 @@ async fn browser_client_decodes_values_and_resolves_mutations_once_shown() {
             const response = await fetch("/api/query", {
               method: "POST",
               headers: { "content-type": "application/json" },
-              body: JSON.stringify({ path: "hostile:list_values", args: {} }),
+              body: JSON.stringify({ path: "hostile:list_values", args: [{}], format: "convex_encoded_json" }),
             });
             const wire = (await response.json()).value[0];
             return {
@@ -161,10 +161,10 @@ async fn browser_client_decodes_values_and_resolves_mutations_once_shown() {
     assert_eq!(
         values["wire"],
         json!({
-            "int": {"$integer": "42"}, "min": {"$integer": "-9223372036854775808"},
+            "int": {"$integer": "KgAAAAAAAAA="}, "min": {"$integer": "AAAAAAAAAIA="},
             "bytes": {"$bytes": "AAH+/w=="},
-            "nan": {"$float": "NaN"}, "inf": {"$float": "Infinity"}, "ninf": {"$float": "-Infinity"},
-            "float": 1.5, "s": "all types", "nested": [{"$integer": "7"}, {"x": null, "t": true}],
+            "nan": {"$float": "AAAAAAAA+H8="}, "inf": {"$float": "AAAAAAAA8H8="}, "ninf": {"$float": "AAAAAAAA8P8="},
+            "float": 1.5, "s": "all types", "nested": [{"$integer": "BwAAAAAAAAA="}, {"x": null, "t": true}],
         }),
         "what the server stored from the encoded arguments"
     );
@@ -247,7 +247,7 @@ async fn browser_client_decodes_values_and_resolves_mutations_once_shown() {
         "{failures}"
     );
     assert_eq!(panic["data"], "absent");
-    assert_eq!(panic["logLines"], json!(["about to panic"]));
+    assert_eq!(panic["logLines"], json!(["[LOG] about to panic"]));
     assert!(
         failures["dollar"]["message"]
             .as_str()
@@ -301,7 +301,7 @@ async fn browser_client_reconnects_resends_and_survives_a_server_restart() {
     assert_eq!(after[0]["newVersion"], 1);
     assert_eq!(
         after[0]["modifications"],
-        json!([{"type": "Add", "queryId": 1, "udfPath": "hostile:list_values", "args": {}}])
+        json!([{"type": "Add", "queryId": 1, "udfPath": "hostile:list_values", "args": [{}]}])
     );
 
     // An answer lost with the connection: the client re-sends the mutation with its request
@@ -343,7 +343,7 @@ async fn browser_client_reconnects_resends_and_survives_a_server_restart() {
     assert_eq!(state["result"], "c");
     let resent: Vec<&Json> = frames(&state["sent"], "Mutation")
         .into_iter()
-        .filter(|m| m["args"]["value"] == "c")
+        .filter(|m| m["args"][0]["value"] == "c")
         .collect();
     assert_eq!(resent.len(), 2, "sent, then re-sent after the reconnect");
     assert_eq!(resent[0]["requestId"], resent[1]["requestId"]);
@@ -435,7 +435,7 @@ async fn browser_client_reconnects_resends_and_survives_a_server_restart() {
     assert_eq!(end["values"], json!(["a", "b", "c", "c2", "d", "e"]));
     let resent: Vec<&Json> = frames(&end["sent"], "Mutation")
         .into_iter()
-        .filter(|m| m["args"]["value"] == "c2")
+        .filter(|m| m["args"][0]["value"] == "c2")
         .collect();
     assert_eq!(
         resent.len(),

@@ -12,10 +12,10 @@
 //! `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the stores go
 //! (default: inside `DIR`).
 
-use bench::report::{loadavg, Machine, Report, Row};
-use bench::scenarios::{self, Context};
-use bench::server::{build_app, raise_fd_limit, runtime_binary, workspace_root};
-use bench::svg;
+use ferrovex_bench::report::{loadavg, Machine, Report, Row};
+use ferrovex_bench::scenarios::{self, Context};
+use ferrovex_bench::server::{build_app, raise_fd_limit, runtime_binary, workspace_root};
+use ferrovex_bench::svg;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

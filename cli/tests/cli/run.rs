@@ -31,7 +31,7 @@ fn run_calls_functions_and_watch_prints_each_new_result() {
     assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "null");
     assert!(
         String::from_utf8_lossy(&sent.stderr)
-            .contains("[log] This Rust function is running on the server."),
+            .contains("[LOG] This Rust function is running on the server."),
         "log lines go to stderr: {sent:?}"
     );
     let listed = run(&url, &["chat:get_messages"]);
@@ -71,7 +71,8 @@ fn run_calls_functions_and_watch_prints_each_new_result() {
 
     // Mistakes: each a message saying what to do, and exit status 1.
     for (args, needle) in [
-        (vec!["chat:nope"], "the server has no function \"chat:nope\"; it has: chat:get_messages, chat:send_message"),
+        (vec!["chat:nope"], "chat:nope: no such function; the deployed functions are: chat:delete_message, chat:get_messages"),
+        (vec!["chat:nope", "--watch"], "the server has no function \"chat:nope\"; it has: chat:delete_message, chat:get_messages"),
         (vec!["chat:send_message", "{not json"], "the arguments must be a JSON object"),
         (vec!["chat:send_message", "[1]"], "the arguments must be a JSON object"),
         (vec!["chat:send_message", "{}"], "chat:send_message"),

@@ -100,7 +100,8 @@ fn a_new_app_serves_its_functions_and_page() {
         "/api/mutation",
         &json!({"path": "messages:send", "args": {"author": "ada", "body": " "}}),
     );
-    assert_eq!(status, 400, "{empty}");
+    assert_eq!(status, 200, "a function's failure: {empty}");
+    assert_eq!(empty["status"], "error", "{empty}");
     assert!(
         empty["errorMessage"]
             .as_str()

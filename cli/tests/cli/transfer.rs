@@ -62,12 +62,12 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     let first = mutation(
         source.addr,
         "tasks:add",
-        json!({"title": "write", "priority": {"$integer": "2"}}),
+        json!({"title": "write", "priority": {"$integer": "AgAAAAAAAAA="}}),
     );
     mutation(
         source.addr,
         "tasks:add",
-        json!({"title": "test", "priority": {"$integer": "5"}}),
+        json!({"title": "test", "priority": {"$integer": "BQAAAAAAAAA="}}),
     );
     mutation(source.addr, "tasks:add", json!({"title": "ship"}));
     mutation(source.addr, "tasks:complete", json!({"id": first}));
@@ -92,7 +92,10 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     assert_eq!(original_tasks.len(), 3);
     assert_eq!(original_tasks[0]["_id"], first);
     assert_eq!(original_tasks[0]["done"], true);
-    assert_eq!(original_tasks[1]["priority"], json!({"$integer": "5"}));
+    assert_eq!(
+        original_tasks[1]["priority"],
+        json!({"$integer": "BQAAAAAAAAA="})
+    );
     assert_eq!(
         original.last().unwrap(),
         &json!({"type": "end", "documents": 3})

@@ -16,3 +16,20 @@ fn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {
     messages.reverse();
     Ok(messages)
 }
+
+/// Messages newest first, a page at a time, as `usePaginatedQuery` asks for them
+/// (`{"paginationOpts": {"numItems", "cursor"}}`).
+#[query]
+fn list_messages(ctx: &QueryCtx, pagination_opts: PaginationOptions) -> Result<PaginationResult> {
+    ctx.db
+        .query("messages")
+        .order(Desc)
+        .paginate(pagination_opts)
+}
+
+/// Args `{"id": string}`.
+#[mutation]
+fn delete_message(ctx: &mut MutationCtx, id: Id) -> Result<()> {
+    ctx.db.delete(&id)?;
+    Ok(())
+}

@@ -44,5 +44,5 @@ fn page(ctx: &QueryCtx, cursor: Option<String>, size: i64) -> Result<PaginationR
     ctx.db
         .query("tasks")
         .order(Desc)
-        .paginate(PaginationOptions { cursor, num_items })
+        .paginate(PaginationOptions::after(cursor, num_items))
 }

@@ -90,14 +90,14 @@ pub fn bytes(u: &mut Unstructured) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Whether any object field name anywhere in `value` starts with `$` (the wire form rejects
-/// those).
-pub fn has_dollar_field(value: &Value) -> bool {
+/// Whether any object field name anywhere in `value` breaks the wire's rules
+/// (`ferrovex_model::json::field_name_error`): such a value has no JSON form.
+pub fn has_invalid_field_name(value: &Value) -> bool {
     match value {
-        Value::Array(items) => items.iter().any(has_dollar_field),
-        Value::Object(fields) => fields
-            .iter()
-            .any(|(k, v)| k.starts_with('$') || has_dollar_field(v)),
+        Value::Array(items) => items.iter().any(has_invalid_field_name),
+        Value::Object(fields) => fields.iter().any(|(k, v)| {
+            ferrovex_model::json::field_name_error(k).is_some() || has_invalid_field_name(v)
+        }),
         _ => false,
     }
 }

@@ -7,11 +7,14 @@
 //! - the parser never panics, and refuses with a reason;
 //! - a frame that is bad by construction (not JSON, not an object, an unknown type, anything
 //!   before `Connect`, a second `Connect`, a `ModifyQuerySet` whose `baseVersion` is not the
-//!   server's, an id added twice or removed without being there, an unsupported token type),
-//!   and every frame the parser refuses, gets a `FatalError` with a reason, after which the
-//!   session sends nothing more;
-//! - a frame that is good by construction is never refused;
-//! - every frame the server sends is JSON of a known type, and transitions chain;
+//!   server's, an id added twice or removed without being there, an `Authenticate` whose
+//!   `baseVersion` is not the identity version), and every frame the parser refuses, gets a
+//!   `FatalError` with a reason, after which the session sends nothing more;
+//! - a frame that is good by construction is never refused, whatever its arguments and path
+//!   (bad ones are the call's failure); a user or admin token gets `AuthError`, which ends the
+//!   connection, and an action gets an `ActionResponse`;
+//! - every frame the server sends parses as a server message, and transitions chain (query
+//!   set, identity and timestamp);
 //! - bounded memory: when the connections close, the engine holds no connection and no
 //!   subscription (nothing leaks from any sequence), and no session queues more mutations
 //!   than it read.
@@ -20,7 +23,7 @@ use crate::gen;
 use crate::server::{channels_wasm, Server};
 use arbitrary::{Result, Unstructured};
 use ferrovex_model::json::to_json;
-use ferrovex_runtime::sync::protocol::parse_client_message;
+use ferrovex_runtime::sync::protocol::{parse_client_message, parse_server_message, ServerMessage};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
@@ -46,7 +49,12 @@ struct Conn {
     expect_fatal: bool,
     /// The server refused a frame: the connection is over.
     fatal_seen: bool,
-    last_end: (u64, u64),
+    /// A token was sent: the server answers `AuthError` and closes.
+    expect_close: bool,
+    /// Accepted `Authenticate` messages: the identity version the server holds.
+    identity: u64,
+    /// The last `endVersion`: query set, identity, timestamp.
+    last_end: (u64, u64, u64),
     /// A frame of unknown effect was accepted: the client no longer knows the server's
     /// query set, so only the parser's verdict is checked from then on.
     uncertain: bool,
@@ -56,6 +64,8 @@ struct Conn {
 enum Expect {
     Accept,
     Refuse,
+    /// Answer, then close (a token it cannot verify).
+    Close,
     /// Decided by the parser (arbitrary text): refused if the parser refuses it.
     Unknown,
 }
@@ -100,7 +110,7 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
         match u.int_in_range(0..=9)? {
             0..=4 => {
                 let conn = &mut conns[c];
-                if conn.fatal_seen || conn.expect_fatal {
+                if conn.fatal_seen || conn.expect_fatal || conn.expect_close {
                     continue;
                 }
                 let (frame, mut expect) = frame(u, conn)?;
@@ -112,7 +122,9 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
                 session.inbox.push_back(frame.clone());
                 session.read_one();
                 let refused = session.fatal.is_some();
+                let closed = session.closed;
                 match expect {
+                    Expect::Close => assert!(closed && !refused, "a token did not close: {frame}"),
                     Expect::Accept => assert!(
                         !refused,
                         "a good frame was refused: {frame}: {:?}",
@@ -126,6 +138,7 @@ fn drive(u: &mut Unstructured, server: &mut Server, conns: &mut [Conn; 2]) -> Re
                             assert!(refused, "a frame the parser refuses was accepted: {frame}");
                         }
                         conn.uncertain |= !refused;
+                        conn.expect_close |= closed;
                     }
                 }
                 assert!(session.queued_mutations() <= queued_before + 1);
@@ -179,46 +192,42 @@ fn check_outbox(server: &mut Server, conn: &mut Conn) {
         );
     }
     for frame in frames {
-        let message: Json = serde_json::from_str(&frame).expect("the server sends JSON");
-        match message["type"].as_str() {
-            Some("FatalError") => {
-                assert!(
-                    !message["error"].as_str().unwrap_or_default().is_empty(),
-                    "a FatalError without a reason"
-                );
+        let message = parse_server_message(&frame).unwrap_or_else(|e| {
+            panic!("the server sent a frame that does not parse ({e}): {frame}")
+        });
+        match message {
+            ServerMessage::FatalError { error } => {
+                assert!(!error.is_empty(), "a FatalError without a reason");
             }
-            Some("Transition") => {
-                let version = |v: &Json| {
-                    (
-                        v["querySet"].as_u64().expect("querySet"),
-                        v["ts"]
-                            .as_str()
-                            .and_then(|t| t.parse::<u64>().ok())
-                            .expect("ts"),
-                    )
-                };
+            ServerMessage::Transition { start, end, .. } => {
                 let (start, end) = (
-                    version(&message["startVersion"]),
-                    version(&message["endVersion"]),
+                    (start.query_set, start.identity, start.ts),
+                    (end.query_set, end.identity, end.ts),
                 );
                 assert_eq!(start, conn.last_end, "transitions do not chain");
                 assert!(
                     conn.uncertain || end.0 <= conn.version,
                     "a query-set version never sent"
                 );
+                assert!(
+                    conn.uncertain || end.1 <= conn.identity,
+                    "an identity version the client never reached"
+                );
                 conn.last_end = end;
             }
-            Some("MutationResponse") => {
-                assert!(message["requestId"].is_u64());
-                if message["success"] == json!(false) {
-                    assert!(!message["errorMessage"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .is_empty());
+            ServerMessage::MutationResponse { outcome, .. } => {
+                if let Err(error) = outcome {
+                    assert!(!error.message.is_empty(), "a failure without a message");
                 }
             }
-            Some("Ping") => {}
-            other => panic!("the server sent an unknown message {other:?}"),
+            ServerMessage::ActionResponse { outcome, .. } => {
+                let error = outcome.expect_err("no action runs yet");
+                assert!(error.message.contains("not supported"), "{}", error.message);
+            }
+            ServerMessage::AuthError { error, .. } => {
+                assert!(!error.is_empty(), "an AuthError without a reason");
+            }
+            ServerMessage::Ping => {}
         }
     }
 }
@@ -307,11 +316,12 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                     let id = u.int_in_range(0..=7)?;
                     valid &= queries.insert(id);
                     let args = if u.ratio(3, 4)? {
-                        json!({"channel": gen::string(u)?})
+                        json!([{"channel": gen::string(u)?}])
                     } else {
                         to_json(&gen::value(u, 3)?)
                     };
-                    let path = *u.choose(&["channels:list", "channels:send", "nope:nope", ""])?;
+                    let path =
+                        *u.choose(&["channels:list", "channels:send", "nope:nope", "", "a/-:b"])?;
                     modifications
                         .push(json!({"type": "Add", "queryId": id, "udfPath": path, "args": args}));
                 } else {
@@ -326,34 +336,27 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                 "newVersion": base + 1,
                 "modifications": modifications,
             });
-            // Arguments must be an object and a value (no field name starting with `$`).
-            let args_are_objects = modifications.iter().all(|m| {
-                m["type"] == json!("Remove")
-                    || (m["args"].is_object()
-                        && ferrovex_model::json::from_json(&m["args"]).is_ok())
-            });
-            if valid && args_are_objects {
+            // Arguments and paths never decide: a bad one is that query's failure.
+            if valid {
                 conn.version += 1;
                 conn.queries = queries;
                 (frame.to_string(), Expect::Accept)
-            } else if !valid && args_are_objects {
+            } else {
                 conn.expect_fatal = true;
                 (frame.to_string(), Expect::Refuse)
-            } else {
-                (frame.to_string(), Expect::Unknown)
             }
         }
-        4..=7 => {
+        4..=6 => {
             let good = u.ratio(1, 2)?;
             let args = if good {
-                json!({"channel": gen::string(u)?, "body": gen::string(u)?})
+                json!([{"channel": gen::string(u)?, "body": gen::string(u)?}])
             } else {
                 to_json(&gen::value(u, 3)?)
             };
             let path = if good {
                 "channels:send"
             } else {
-                *u.choose(&["channels:send", "channels:list", "x:y"])?
+                *u.choose(&["channels:send", "channels:list", "x:y", "9:z"])?
             };
             let frame = json!({
                 "type": "Mutation",
@@ -362,22 +365,31 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                 "args": args,
             });
             // A function error is an answer, not a protocol error: never refused for its
-            // arguments, as long as they are an object and a value (a field name starting
-            // with `$` is a malformed frame).
-            let expect = if frame["args"].is_object()
-                && ferrovex_model::json::from_json(&frame["args"]).is_ok()
-            {
-                Expect::Accept
-            } else {
-                Expect::Unknown
-            };
-            (frame.to_string(), expect)
+            // arguments or its path.
+            (frame.to_string(), Expect::Accept)
+        }
+        7 => {
+            let frame = json!({
+                "type": "Action",
+                "requestId": u.int_in_range(0..=5)?,
+                "udfPath": *u.choose(&["channels:send", "x:y"])?,
+                "args": [{}],
+            });
+            (frame.to_string(), Expect::Accept)
         }
         _ => {
             let token = *u.choose(&["None", "Admin", "User"])?;
-            let frame =
-                json!({"type": "Authenticate", "baseVersion": 0, "tokenType": token, "value": "t"});
-            if token == "None" {
+            let base = if u.ratio(1, 4)? {
+                conn.identity + 1
+            } else {
+                conn.identity
+            };
+            let frame = json!({"type": "Authenticate", "baseVersion": base, "tokenType": token, "value": "t"});
+            if token != "None" {
+                conn.expect_close = true;
+                (frame.to_string(), Expect::Close)
+            } else if base == conn.identity {
+                conn.identity += 1;
                 (frame.to_string(), Expect::Accept)
             } else {
                 conn.expect_fatal = true;

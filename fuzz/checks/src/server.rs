@@ -8,7 +8,7 @@ use ferrovex_runtime::store::Store;
 use ferrovex_runtime::sync::engine::{ConnectionId, SyncEngine};
 use ferrovex_runtime::sync::mutation_log::Outcome;
 use ferrovex_runtime::sync::protocol::ServerMessage;
-use ferrovex_runtime::sync::session_core::SessionCore;
+use ferrovex_runtime::sync::session_core::{Reply, SessionCore};
 use ferrovex_runtime::wasm::{HostConfig, WasmHost};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -145,6 +145,8 @@ pub struct Session {
     ran: Option<(u64, Outcome)>,
     /// Set after a `FatalError`: nothing more is read or sent; the server closes it.
     pub fatal: Option<String>,
+    /// Set after a reply that ends the connection (an `AuthError`): likewise over.
+    pub closed: bool,
 }
 
 impl Session {
@@ -155,6 +157,7 @@ impl Session {
             outbox: VecDeque::new(),
             ran: None,
             fatal: None,
+            closed: false,
         }
     }
 
@@ -165,24 +168,38 @@ impl Session {
     /// Reads one frame of the inbox, if any; a protocol violation queues the `FatalError`.
     /// Returns whether there was a frame.
     pub fn read_one(&mut self) -> bool {
-        if self.fatal.is_some() {
+        if self.is_over() {
             return false;
         }
         let Some(text) = self.inbox.pop_front() else {
             return false;
         };
-        if let Err(reason) = now(self.core.handle_frame(&text)) {
-            assert!(!reason.is_empty(), "a FatalError without a reason");
-            self.outbox.push_back(
-                ServerMessage::FatalError {
-                    error: reason.clone(),
-                }
-                .to_frame(),
-            );
-            self.fatal = Some(reason);
-            self.release();
+        match now(self.core.handle_frame(&text)) {
+            Ok(Reply::None) => {}
+            Ok(Reply::Send(message)) => self.outbox.push_back(message.to_frame()),
+            Ok(Reply::SendAndClose(message)) => {
+                self.outbox.push_back(message.to_frame());
+                self.closed = true;
+                self.release();
+            }
+            Err(reason) => {
+                assert!(!reason.is_empty(), "a FatalError without a reason");
+                self.outbox.push_back(
+                    ServerMessage::FatalError {
+                        error: reason.clone(),
+                    }
+                    .to_frame(),
+                );
+                self.fatal = Some(reason);
+                self.release();
+            }
         }
         true
+    }
+
+    /// After a `FatalError` or a reply that closes: nothing more is read, run or sent.
+    pub fn is_over(&self) -> bool {
+        self.fatal.is_some() || self.closed
     }
 
     /// Mutations read and not yet run (a flood is bounded by what the caller lets in).
@@ -193,7 +210,7 @@ impl Session {
     /// Runs the oldest queued mutation unless one waits for its answer. Returns whether one
     /// ran.
     pub fn run_one(&mut self) -> bool {
-        if self.fatal.is_some() {
+        if self.is_over() {
             return false;
         }
         let Some(mutation) = self.core.next_mutation() else {
@@ -206,7 +223,7 @@ impl Session {
 
     /// Answers the mutation that ran; a success then awaits a transition at its timestamp.
     pub fn answer(&mut self) -> bool {
-        if self.fatal.is_some() {
+        if self.is_over() {
             return false;
         }
         let Some((request_id, outcome)) = self.ran.take() else {
@@ -220,7 +237,7 @@ impl Session {
     /// Sends a transition if the engine woke this connection and there is one to send.
     /// Returns whether it was woken.
     pub fn send_transition(&mut self) -> bool {
-        if self.fatal.is_some() || !take_permit(self.core.wake()) {
+        if self.is_over() || !take_permit(self.core.wake()) {
             return false;
         }
         if let Some(transition) = now(self.core.take_transition()) {

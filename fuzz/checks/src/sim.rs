@@ -1,4 +1,4 @@
-//! A deterministic simulation of the sync engine (PROTOCOL.md section 3).
+//! A deterministic simulation of the sync engine (docs/PROTOCOL.md section 3).
 //!
 //! A seed drives everything: clients subscribe to channels of the `channels` guest (and to a
 //! query whose arguments are wrong), unsubscribe, send mutations (some with bad arguments),
@@ -16,7 +16,7 @@
 //! 1. One snapshot per transition: after applying a transition, every query the client holds
 //!    is the query's result in the database at `endVersion.ts`.
 //! 2. Versions chain: each `startVersion` is the previous `endVersion` of the connection, the
-//!    first is `{querySet: 0, ts: "0"}`; timestamps never go back on a connection.
+//!    first is `{querySet: 0, identity: 0, ts: 0}`; timestamps never go back on a connection.
 //! 3. Query-set changes are acknowledged: after a transition to query-set version N the client
 //!    holds a result for exactly the queries of its set at N (added ones have their first
 //!    result, removed ones were announced with `QueryRemoved`); a `QueryRemoved` names a query
@@ -34,7 +34,13 @@
 //!    ends; a function's error is `success: false` with a message that names the function.
 
 use crate::server::{channels_wasm, Server};
+use ferrovex_model::json::to_json;
+use ferrovex_model::{obj, Value};
 use ferrovex_runtime::store::{IndexRange, Order, BY_CREATION_TIME};
+use ferrovex_runtime::sync::protocol::{
+    parse_server_message, Args, ClientMessage, QueryModification, QuerySetModification,
+    ServerMessage,
+};
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -171,6 +177,9 @@ struct World {
     stats: SimStats,
     /// The last events, for the report of a failure.
     trace: Vec<String>,
+    /// The digest of every event as it happened (the trace keeps long events cut short, and
+    /// where the cut falls depends on the clock's digits).
+    digest: u64,
 }
 
 /// Runs one seed; `Err` names the violated guarantee, with the seed's recent events.
@@ -203,11 +212,12 @@ pub fn run_seed(seed: u64, config: SimConfig) -> Result<SimStats, String> {
         observations: Vec::new(),
         stats: SimStats::default(),
         trace: Vec::new(),
+        digest: DIGEST_START,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
     let outcome = match result {
         Ok(Ok(())) => Ok(SimStats {
-            digest: digest(&world.trace),
+            digest: world.digest,
             ..world.stats
         }),
         Ok(Err(violation)) => Err(violation),
@@ -247,6 +257,7 @@ impl World {
     }
 
     fn note(&mut self, mut event: String) {
+        self.digest = digest(self.digest, &event);
         if event.len() > 4000 {
             let mut cut = 400;
             while !event.is_char_boundary(cut) {
@@ -331,7 +342,7 @@ impl World {
                 }
                 let id = ids[self.rng.below(ids.len())];
                 self.clients[c].queries.remove(&id);
-                self.modify_query_set(c, vec![json!({"type": "Remove", "queryId": id})], None);
+                self.modify_query_set(c, vec![QuerySetModification::Remove { query_id: id }], None);
             }
             35..=84 => {
                 let bad_args = self.rng.chance(10);
@@ -357,7 +368,8 @@ impl World {
                 let frame = match self.rng.below(4) {
                     0 => "not json".to_owned(),
                     1 => json!({"type": "Subscribe"}).to_string(),
-                    2 => json!({"type": "Authenticate", "baseVersion": 0, "tokenType": "Admin", "value": "x"}).to_string(),
+                    // A timestamp that is not 8 bytes of base64.
+                    2 => json!({"type": "Connect", "sessionId": "x", "connectionCount": 0, "maxObservedTimestamp": "AAAA"}).to_string(),
                     _ => {
                         // A baseVersion the server does not hold.
                         let version = self.clients[c].connection.as_ref().map_or(0, |conn| conn.sets.len() as u64);
@@ -384,12 +396,13 @@ impl World {
         self.owners.insert(id, c);
         self.stats.reconnects += 1;
         let client = &mut self.clients[c];
-        let connect = json!({
-            "type": "Connect",
-            "sessionId": client.session_id,
-            "connectionCount": client.connection_count,
-            "maxObservedTimestamp": client.max_observed_ts.to_string(),
-        });
+        let connect = ClientMessage::Connect {
+            session_id: client.session_id.clone(),
+            connection_count: client.connection_count,
+            last_close_reason: None,
+            max_observed_timestamp: Some(client.max_observed_ts),
+        }
+        .to_json();
         client.connection_count += 1;
         client.connection = Some(Connection {
             id,
@@ -404,7 +417,7 @@ impl World {
         self.note(format!("client {c} connects as {id}"));
         self.send(c, connect.to_string());
         // The whole query set again, then every unanswered mutation, in request order.
-        let adds: Vec<Json> = self.clients[c]
+        let adds: Vec<QuerySetModification> = self.clients[c]
             .queries
             .iter()
             .map(|(id, q)| add_modification(*id, q))
@@ -428,17 +441,22 @@ impl World {
         }
     }
 
-    fn modify_query_set(&mut self, c: usize, modifications: Vec<Json>, bad_base: Option<u64>) {
+    fn modify_query_set(
+        &mut self,
+        c: usize,
+        modifications: Vec<QuerySetModification>,
+        bad_base: Option<u64>,
+    ) {
         let client = &mut self.clients[c];
         let set = client.queries.clone();
         let conn = client.connection.as_mut().expect("connected");
         let base = conn.sets.len() as u64 - 1;
-        let frame = json!({
-            "type": "ModifyQuerySet",
-            "baseVersion": bad_base.unwrap_or(base),
-            "newVersion": bad_base.unwrap_or(base) + 1,
-            "modifications": modifications,
-        });
+        let frame = ClientMessage::ModifyQuerySet {
+            base_version: bad_base.unwrap_or(base),
+            new_version: bad_base.unwrap_or(base) + 1,
+            modifications,
+        }
+        .to_json();
         if bad_base.is_some() {
             conn.sent_bad_frame = true;
         } else {
@@ -510,16 +528,23 @@ impl World {
     }
 
     fn receive(&mut self, c: usize, frame: &str) -> Result<(), String> {
-        let message: Json =
-            serde_json::from_str(frame).map_err(|e| format!("the server sent bad JSON: {e}"))?;
+        let message = parse_server_message(frame)
+            .map_err(|e| format!("the server sent a frame that does not parse: {e}"))?;
         let client = &mut self.clients[c];
         let conn = client.connection.as_mut().expect("connected");
         ensure!(!conn.ended, "a frame after FatalError: {frame}");
-        match message["type"].as_str() {
-            Some("Transition") => {
+        match message {
+            ServerMessage::Transition {
+                start,
+                end,
+                modifications,
+            } => {
                 self.stats.transitions += 1;
-                let start = version(&message["startVersion"])?;
-                let end = version(&message["endVersion"])?;
+                ensure!(
+                    start.identity == 0 && end.identity == 0,
+                    "guarantee 2: the identity version moved without an Authenticate: {frame}"
+                );
+                let (start, end) = ((start.query_set, start.ts), (end.query_set, end.ts));
                 ensure!(
                     start == conn.last_end,
                     "guarantee 2: startVersion {start:?} is not the previous endVersion {:?}",
@@ -535,13 +560,9 @@ impl World {
                     end.0
                 );
                 let set = conn.sets[end.0 as usize].clone();
-                for m in message["modifications"]
-                    .as_array()
-                    .ok_or("no modifications")?
-                {
-                    let query_id = m["queryId"].as_u64().ok_or("no queryId")?;
-                    match m["type"].as_str() {
-                        Some("QueryRemoved") => {
+                for m in modifications {
+                    match m {
+                        QueryModification::Removed { query_id } => {
                             // Held, or added and removed again since the last transition
                             // (then the client never saw it, and ignores the removal).
                             let was_in_set = conn.sets[start.0 as usize..=end.0 as usize]
@@ -557,8 +578,10 @@ impl World {
                                 end.0
                             );
                         }
-                        Some("QueryUpdated") => {
-                            let held = Held::Messages(bodies(&m["value"])?);
+                        QueryModification::Updated {
+                            query_id, value, ..
+                        } => {
+                            let held = Held::Messages(bodies(&to_json(&value))?);
                             ensure!(
                                 set.contains_key(&query_id),
                                 "QueryUpdated of query {query_id}, not in query set {}",
@@ -570,8 +593,10 @@ impl World {
                             );
                             conn.held.insert(query_id, held);
                         }
-                        Some("QueryFailed") => {
-                            let error = m["errorMessage"].as_str().unwrap_or_default().to_owned();
+                        QueryModification::Failed {
+                            query_id, error, ..
+                        } => {
+                            let error = error.message;
                             ensure!(
                                 error.contains("channels:list"),
                                 "guarantee 8: a query error that does not name the function: {error}"
@@ -588,7 +613,9 @@ impl World {
                             );
                             conn.held.insert(query_id, held);
                         }
-                        other => return Err(format!("unknown modification {other:?}")),
+                        QueryModification::Prepared { .. } => {
+                            return Err("a prepared modification parsed from a frame".into())
+                        }
                     }
                 }
                 let held_ids: BTreeSet<u64> = conn.held.keys().copied().collect();
@@ -610,8 +637,11 @@ impl World {
                     });
                 }
             }
-            Some("MutationResponse") => {
-                let request_id = message["requestId"].as_u64().ok_or("no requestId")?;
+            ServerMessage::MutationResponse {
+                request_id,
+                outcome,
+                ..
+            } => {
                 ensure!(
                     conn.answered.insert(request_id),
                     "guarantee 6: request {request_id} answered twice on one connection"
@@ -621,11 +651,7 @@ impl World {
                         "guarantee 6: an answer to request {request_id}, which is not waiting for one"
                     ));
                 };
-                let outcome = if message["success"] == json!(true) {
-                    let ts: u64 = message["ts"]
-                        .as_str()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or("a success without ts")?;
+                let outcome = if let Ok((_, ts)) = outcome {
                     ensure!(
                         !mutation.bad_args,
                         "a mutation with bad arguments succeeded"
@@ -634,7 +660,7 @@ impl World {
                     client.max_observed_ts = client.max_observed_ts.max(ts);
                     Some(ts)
                 } else {
-                    let error = message["errorMessage"].as_str().unwrap_or_default();
+                    let error = outcome.err().map(|e| e.message).unwrap_or_default();
                     ensure!(
                         error.contains("channels:send"),
                         "guarantee 8: a mutation error that does not name the function: {error}"
@@ -676,9 +702,8 @@ impl World {
                     self.stats.failed_mutations += 1;
                 }
             }
-            Some("FatalError") => {
+            ServerMessage::FatalError { error } => {
                 self.stats.fatal_errors += 1;
-                let error = message["error"].as_str().unwrap_or_default();
                 ensure!(
                     !error.is_empty(),
                     "guarantee 8: a FatalError without a reason"
@@ -689,8 +714,8 @@ impl World {
                 );
                 conn.ended = true;
             }
-            Some("Ping") => {}
-            other => return Err(format!("unknown server message {other:?}")),
+            ServerMessage::Ping => {}
+            other => return Err(format!("an unexpected server message: {other:?}")),
         }
         Ok(())
     }
@@ -861,31 +886,31 @@ impl World {
     }
 }
 
-fn add_modification(id: u64, query: &Query) -> Json {
+fn add_modification(id: u64, query: &Query) -> QuerySetModification {
     let args = match query {
-        Query::Channel(channel) => json!({ "channel": channel }),
-        Query::BadArgs => json!({ "channel": 5 }),
+        Query::Channel(channel) => obj! { "channel" => channel.as_str() },
+        Query::BadArgs => obj! { "channel" => 5.0 },
     };
-    json!({"type": "Add", "queryId": id, "udfPath": "channels:list", "args": args})
+    QuerySetModification::Add {
+        query_id: id,
+        udf_path: "channels:list".into(),
+        args: Args::from_value(&Value::Object(args)),
+        journal: None,
+    }
 }
 
 fn mutation_frame(request_id: u64, m: &Mutation) -> String {
-    let args = if m.bad_args {
-        json!({ "channel": m.channel })
-    } else {
-        json!({ "channel": m.channel, "body": m.body })
-    };
-    json!({"type": "Mutation", "requestId": request_id, "udfPath": "channels:send", "args": args})
-        .to_string()
-}
-
-fn version(v: &Json) -> Result<(u64, u64), String> {
-    let query_set = v["querySet"].as_u64().ok_or("a version without querySet")?;
-    let ts = v["ts"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .ok_or("a version without ts")?;
-    Ok((query_set, ts))
+    let mut args = obj! { "channel" => m.channel.as_str() };
+    if !m.bad_args {
+        args.insert("body".into(), Value::from(m.body.as_str()));
+    }
+    ClientMessage::Mutation {
+        request_id,
+        udf_path: "channels:send".into(),
+        args: Args::from_value(&Value::Object(args)),
+    }
+    .to_json()
+    .to_string()
 }
 
 fn bodies(value: &Json) -> Result<Vec<String>, String> {
@@ -902,32 +927,47 @@ fn bodies(value: &Json) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// FNV-1a over the events, each long run of digits, dots and lowercase letters (a timestamp,
-/// a creation time, a document id) counted as one `#`.
-fn digest(trace: &[String]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a over one more event, each long run of digits, dots and lowercase letters (a timestamp,
+/// a creation time, a document id) and each 8-byte base64 value (a timestamp on the wire)
+/// counted as one `#`.
+fn digest(mut hash: u64, event: &str) -> u64 {
     let mut feed = |b: u8| {
         hash ^= b as u64;
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     };
-    for event in trace {
-        let bytes = event.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let run = bytes[i..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || **b == b'.')
-                .count();
-            if run >= 10 {
-                feed(b'#');
-                i += run;
-            } else {
-                let end = i + run.max(1);
-                bytes[i..end].iter().for_each(|b| feed(*b));
-                i = end;
-            }
+    let bytes = event.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_base64_of_8_bytes(&bytes[i..]) {
+            feed(b'#');
+            i += 12;
+            continue;
         }
-        feed(b'\n');
+        let run = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || **b == b'.')
+            .count();
+        if run >= 10 {
+            feed(b'#');
+            i += run;
+        } else {
+            let end = i + run.max(1);
+            bytes[i..end].iter().for_each(|b| feed(*b));
+            i = end;
+        }
     }
+    feed(b'\n');
     hash
+}
+
+/// FNV-1a's offset basis.
+const DIGEST_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Whether `bytes` starts with the base64 of 8 bytes: 11 characters of the alphabet and `=`.
+fn is_base64_of_8_bytes(bytes: &[u8]) -> bool {
+    bytes.len() >= 12
+        && bytes[..11]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && bytes[11] == b'='
 }

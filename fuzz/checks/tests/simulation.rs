@@ -1,5 +1,5 @@
 //! A short run of the deterministic simulation of the sync engine (`ferrovex_fuzz_checks::sim`): every
-//! guarantee of PROTOCOL.md section 3 over the whole history of each seed. The long run is
+//! guarantee of docs/PROTOCOL.md section 3 over the whole history of each seed. The long run is
 //! `cargo run --release -p ferrovex-fuzz-checks --example simulate -- FIRST_SEED COUNT`.
 
 use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};

@@ -9,7 +9,7 @@ use syn::{
 };
 
 /// Exports a query: `fn name(ctx: &QueryCtx, arg: T, ...) -> Result<R>`. Its path is
-/// `module:name` (PROTOCOL.md section 2).
+/// `module:name` (docs/PROTOCOL.md section 2).
 #[proc_macro_attribute]
 pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Kind::Query)
@@ -98,7 +98,7 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     let name_text = name.to_string();
     let arg_names: Vec<String> = names
         .iter()
-        .map(|n| n.to_string().trim_start_matches("r#").to_owned())
+        .map(|n| wire_name(n.to_string().trim_start_matches("r#")))
         .collect();
     let locals: Vec<_> = names.iter().map(|n| format_ident!("__arg_{}", n)).collect();
     let returns = result_type(&sig.output);
@@ -135,6 +135,15 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         };
     }
     .into()
+}
+
+/// A parameter's argument name: its Rust name, except `pagination_opts`, which is the
+/// `paginationOpts` that Convex's `usePaginatedQuery` sends.
+fn wire_name(rust_name: &str) -> String {
+    match rust_name {
+        "pagination_opts" => "paginationOpts".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// `T` of a `Result<T>` / `Result<T, E>` return type.

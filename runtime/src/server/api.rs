@@ -1,107 +1,396 @@
-//! The function-calling API: `POST /api/query`, `POST /api/mutation`, `GET /api/functions`.
+//! The function-calling API (docs/PROTOCOL.md section 4), as Convex serves it: `POST
+//! /api/query`, `/api/mutation`, `/api/action`, `/api/function`, `/api/run/{module}/{function}`,
+//! `/api/query_ts`, `/api/query_at_ts`, `/api/query_batch`, `GET /api/query`; and our
+//! `GET /api/functions`.
+//!
+//! A call that reached the function (or was refused by it: bad arguments, an unknown function,
+//! the wrong kind) is answered with status 200 and `{"status": "success" | "error", ...}`; a
+//! request refused before that gets a 4xx or 5xx with `{"code", "message"}`.
 
 // A failed call carries its error and log lines by value, as the wasm host returns it.
 #![allow(clippy::result_large_err)]
 
-use super::call_request::{read_body, CallRequest};
-use super::response::{api_error, json, HttpResponse};
+use super::call_request::{read_body, BadRequest, CallRequest};
+use super::response::{function_error, json, request_error, HttpResponse, ValueFormat};
 use super::Served;
-use crate::store::Timestamp;
+use crate::store::{Snapshot, StoreError};
+use crate::sync::protocol::wire_log_lines;
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
 use ferrovex_model::abi::FunctionKind;
-use ferrovex_model::json::to_json;
+use ferrovex_model::json::{encode_u64, to_json};
+use ferrovex_model::Value;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::json;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value as Json};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a timestamp handed out by `/api/query_ts` stays readable by `/api/query_at_ts`.
+pub const QUERY_TS_PIN: Duration = Duration::from_secs(30);
+/// Snapshots `/api/query_ts` keeps pinned at once; past this the oldest is let go, so
+/// callers cannot hold back version garbage collection without bound.
+pub const MAX_PINNED_QUERY_TS: usize = 256;
+/// Queries one `/api/query_batch` request may carry.
+pub const MAX_QUERY_BATCH: usize = 256;
+
+/// Which functions an endpoint runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Query,
+    Mutation,
+    /// `/api/action`: no function is an action yet, so every call fails, naming why.
+    Action,
+    /// `/api/function` and `/api/run/...`: whatever kind the function is.
+    Any,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Query => "query",
+            Endpoint::Mutation => "mutation",
+            Endpoint::Action => "action",
+            Endpoint::Any => "function",
+        }
+    }
+}
 
 /// What a successful call returns, whichever its kind.
 struct Success {
-    value: ferrovex_model::Value,
-    ts: Timestamp,
+    value: Value,
     log_lines: Vec<String>,
 }
 
-/// Runs the function named in the body as a `kind` of `module`, and answers with its outcome.
+/// Snapshots handed out by `/api/query_ts`, newest last.
+#[derive(Default)]
+pub struct PinnedSnapshots(Mutex<VecDeque<(Instant, Snapshot)>>);
+
+impl PinnedSnapshots {
+    fn pin(&self, snapshot: Snapshot) {
+        let mut pinned = self.0.lock();
+        pinned.retain(|(at, _)| at.elapsed() < QUERY_TS_PIN);
+        if pinned.len() >= MAX_PINNED_QUERY_TS {
+            pinned.pop_front();
+        }
+        pinned.push_back((Instant::now(), snapshot));
+    }
+
+    fn find(&self, ts: u64) -> Option<crate::store::Transaction> {
+        let pinned = self.0.lock();
+        pinned
+            .iter()
+            .find(|(at, snapshot)| snapshot.ts() == ts && at.elapsed() < QUERY_TS_PIN)
+            .map(|(_, snapshot)| snapshot.begin_read_only())
+    }
+}
+
+/// `POST` to a call endpoint: reads the body, runs the function, answers its outcome.
+/// `path_from_url` is the function of `/api/run/{module}/{function}`.
 pub async fn call(
     app: Arc<Served>,
     module: Arc<DeployedModule>,
-    kind: FunctionKind,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    path_from_url: Option<String>,
+) -> HttpResponse {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let extra: &[&str] = match endpoint {
+        Endpoint::Any => &["componentPath"],
+        _ => &[],
+    };
+    let call = match CallRequest::parse(&body, path_from_url.as_deref(), extra) {
+        Ok(call) => call,
+        Err(bad) => return bad.response(),
+    };
+    blocking(move || answer(&app, &module, endpoint, call, None)).await
+}
+
+/// `GET /api/query?path=...&args=<JSON>&format=...`.
+pub async fn query_by_get(
+    app: Arc<Served>,
+    module: Arc<DeployedModule>,
+    query: Option<&str>,
+) -> HttpResponse {
+    let mut fields = Map::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let value = if name == "args" {
+            match serde_json::from_str(&value) {
+                Ok(args) => args,
+                Err(e) => {
+                    return BadRequest {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "BadJsonBody",
+                        message: format!("the args parameter is not valid JSON ({e})"),
+                    }
+                    .response()
+                }
+            }
+        } else {
+            Json::String(value.into_owned())
+        };
+        fields.insert(name.into_owned(), value);
+    }
+    let call = match CallRequest::from_fields(&fields, None, &[]) {
+        Ok(call) => call,
+        Err(bad) => return bad.response(),
+    };
+    blocking(move || answer(&app, &module, Endpoint::Query, call, None)).await
+}
+
+/// `POST /api/query_ts`: the latest commit timestamp, pinned for [`QUERY_TS_PIN`] so that
+/// `/api/query_at_ts` can read several queries at it.
+pub fn query_ts(app: &Served) -> HttpResponse {
+    let snapshot = app.store.snapshot();
+    let ts = snapshot.ts();
+    app.pinned.pin(snapshot);
+    json(StatusCode::OK, &json!({ "ts": encode_u64(ts) }))
+}
+
+/// `POST /api/query_at_ts`: a query read at a timestamp `/api/query_ts` handed out (or the
+/// latest one).
+pub async fn query_at_ts(
+    app: Arc<Served>,
+    module: Arc<DeployedModule>,
     request: Request<Incoming>,
 ) -> HttpResponse {
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let call = match CallRequest::parse(&body) {
+    let call = match CallRequest::parse(&body, None, &["ts"]) {
         Ok(call) => call,
-        Err(message) => return api_error(StatusCode::BAD_REQUEST, message, None, &[]),
+        Err(bad) => return bad.response(),
     };
-    // A call blocks its thread for up to the call time limit: keep it off the reactor.
-    let outcome = tokio::task::spawn_blocking(move || run(&app, &module, kind, &call)).await;
-    match outcome {
-        Ok(Ok(success)) => json(
-            StatusCode::OK,
-            &json!({
-                "status": "success",
-                "value": to_json(&success.value),
-                "ts": success.ts.to_string(),
-                "logLines": success.log_lines,
-            }),
-        ),
-        Ok(Err(failure)) => failure_response(&failure),
-        // The host turns guest panics into errors; this is a bug in the host itself.
-        Err(join_error) => api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the host failed while running the call: {join_error}"),
-            None,
-            &[],
-        ),
+    let Some(ts) = call.ts else {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "missing field \"ts\": /api/query_at_ts reads at a timestamp from /api/query_ts",
+        );
+    };
+    let tx = match app.pinned.find(ts) {
+        Some(tx) => tx,
+        None if ts == app.store.latest_ts() => app.store.begin_read_only(),
+        None => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                "QueryTsNotAvailable",
+                format!(
+                    "ts {} is neither the latest commit nor one /api/query_ts handed out in the last {} s (at most {MAX_PINNED_QUERY_TS} are kept): ask /api/query_ts again",
+                    encode_u64(ts),
+                    QUERY_TS_PIN.as_secs()
+                ),
+            )
+        }
+    };
+    blocking(move || answer(&app, &module, Endpoint::Query, call, Some(tx))).await
+}
+
+/// `POST /api/query_batch` with `{"queries": [{path, args, format}, ...]}`: each query's
+/// answer, in order, as `{"results": [...]}`.
+pub async fn query_batch(
+    app: Arc<Served>,
+    module: Arc<DeployedModule>,
+    request: Request<Incoming>,
+) -> HttpResponse {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let bad = |message: String| request_error(StatusCode::BAD_REQUEST, "BadJsonBody", message);
+    let queries = match serde_json::from_slice::<Json>(&body) {
+        Ok(Json::Object(mut fields)) => match fields.remove("queries") {
+            Some(Json::Array(queries)) => queries,
+            _ => {
+                return bad(
+                    "expected {\"queries\": [{\"path\", \"args\", \"format\"}, ...]}".into(),
+                )
+            }
+        },
+        Ok(_) => return bad("the request body must be a JSON object".into()),
+        Err(e) => return bad(format!("the request body is not valid JSON ({e})")),
+    };
+    if queries.len() > MAX_QUERY_BATCH {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "{} queries exceed the limit MAX_QUERY_BATCH ({MAX_QUERY_BATCH})",
+                queries.len()
+            ),
+        );
     }
+    let mut calls = Vec::with_capacity(queries.len());
+    for (i, query) in queries.iter().enumerate() {
+        let Json::Object(fields) = query else {
+            return bad(format!("queries[{i}] must be an object"));
+        };
+        match CallRequest::from_fields(fields, None, &[]) {
+            Ok(call) => calls.push(call),
+            Err(mut e) => {
+                e.message = format!("queries[{i}]: {}", e.message);
+                return e.response();
+            }
+        }
+    }
+    let outcome = tokio::task::spawn_blocking(move || {
+        // One snapshot for the whole batch.
+        let snapshot = app.store.snapshot();
+        let results: Vec<Json> = calls
+            .into_iter()
+            .map(|call| {
+                let format = call.format;
+                let tx = snapshot.begin_read_only();
+                match run(&app, &module, Endpoint::Query, &call, Some(tx)) {
+                    Ok(success) => success_body(&success, format),
+                    Err(failure) => failure_body(&failure, format),
+                }
+            })
+            .collect();
+        json(StatusCode::OK, &json!({ "results": results }))
+    })
+    .await;
+    outcome.unwrap_or_else(|join_error| host_failed(&join_error))
+}
+
+/// Runs `work` (which blocks its thread for up to the call time limit) off the reactor.
+async fn blocking(work: impl FnOnce() -> HttpResponse + Send + 'static) -> HttpResponse {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join_error| host_failed(&join_error))
+}
+
+/// The host turns guest panics into errors; a join error is a bug in the host itself.
+fn host_failed(join_error: &tokio::task::JoinError) -> HttpResponse {
+    request_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        format!("the host failed while running the call: {join_error}"),
+    )
+}
+
+/// One call's HTTP answer.
+fn answer(
+    app: &Served,
+    module: &DeployedModule,
+    endpoint: Endpoint,
+    call: CallRequest,
+    tx: Option<crate::store::Transaction>,
+) -> HttpResponse {
+    match run(app, module, endpoint, &call, tx) {
+        Ok(success) => json(StatusCode::OK, &success_body(&success, call.format)),
+        Err(failure) => match &failure.error {
+            CallError::Host(_) => request_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                failure.to_string(),
+            ),
+            CallError::Store(StoreError::Engine(_) | StoreError::Corrupt(_)) => request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                format!("{failure} (the call may or may not have committed)"),
+            ),
+            _ => {
+                let data = match &failure.error {
+                    CallError::User { data, .. } => data.as_ref(),
+                    _ => None,
+                };
+                function_error(message(&failure), data, &failure.log_lines, call.format)
+            }
+        },
+    }
+}
+
+fn success_body(success: &Success, format: ValueFormat) -> Json {
+    let mut body = json!({ "status": "success", "value": format.encode(&success.value) });
+    if !success.log_lines.is_empty() {
+        body["logLines"] = json!(wire_log_lines(&success.log_lines));
+    }
+    body
+}
+
+fn failure_body(failure: &CallFailure, format: ValueFormat) -> Json {
+    let mut body = json!({ "status": "error", "errorMessage": message(failure) });
+    if let CallError::User {
+        data: Some(data), ..
+    } = &failure.error
+    {
+        body["errorData"] = format.encode(data);
+    }
+    if !failure.log_lines.is_empty() {
+        body["logLines"] = json!(wire_log_lines(&failure.log_lines));
+    }
+    body
+}
+
+/// The failure's message; a call of the wrong kind also names the endpoint that would work.
+fn message(failure: &CallFailure) -> String {
+    let mut message = failure.to_string();
+    if let CallError::WrongKind { actual, .. } = &failure.error {
+        message.push_str(&format!("; call it with POST /api/{actual}"));
+    }
+    message
 }
 
 fn run(
     app: &Served,
     module: &DeployedModule,
-    kind: FunctionKind,
+    endpoint: Endpoint,
     call: &CallRequest,
+    tx: Option<crate::store::Transaction>,
 ) -> Result<Success, CallFailure> {
+    let failure = |error| CallFailure {
+        path: call.path.clone(),
+        error,
+        log_lines: Vec::new(),
+    };
+    let args = call
+        .args
+        .as_ref()
+        .map_err(|reason| failure(CallError::InvalidArguments(reason.clone())))?;
+    let kind = match (endpoint, module.function(&call.path)) {
+        (Endpoint::Query, _) => FunctionKind::Query,
+        (Endpoint::Mutation, _) => FunctionKind::Mutation,
+        (Endpoint::Any, Some(function)) => function.description.kind,
+        // Unknown: the host names the functions there are.
+        (Endpoint::Any, None) => FunctionKind::Query,
+        (Endpoint::Action, Some(function)) => {
+            return Err(failure(CallError::WrongKind {
+                expected: endpoint.name(),
+                actual: function.description.kind.as_str(),
+            }))
+        }
+        (Endpoint::Action, None) => {
+            return Err(failure(CallError::UnknownFunction {
+                available: module.functions().map(|f| f.path.clone()).collect(),
+            }))
+        }
+    };
     let options = CallOptions::default();
     match kind {
-        FunctionKind::Query => app
-            .host
-            .run_query(&app.store, module, &call.path, &call.args, options)
-            .map(|o| Success {
-                value: o.value,
-                ts: o.ts,
-                log_lines: o.log_lines,
-            }),
+        FunctionKind::Query => {
+            let tx = tx.unwrap_or_else(|| app.store.begin_read_only());
+            app.host
+                .run_query_in(&app.store, module, &call.path, args, tx, options)
+                .outcome
+                .map(|o| Success {
+                    value: o.value,
+                    log_lines: o.log_lines,
+                })
+        }
         FunctionKind::Mutation => app
             .host
-            .run_mutation(&app.store, module, &call.path, &call.args, options)
+            .run_mutation(&app.store, module, &call.path, args, options)
             .map(|o| Success {
                 value: o.value,
-                ts: o.ts,
                 log_lines: o.log_lines,
             }),
     }
-}
-
-/// The status of a failed call: see the table in the module docs.
-fn failure_response(failure: &CallFailure) -> HttpResponse {
-    let (status, data) = match &failure.error {
-        CallError::UnknownFunction { .. } => (StatusCode::NOT_FOUND, None),
-        CallError::User { data, .. } => (StatusCode::BAD_REQUEST, data.as_ref()),
-        CallError::Host(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
-        CallError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        _ => (StatusCode::BAD_REQUEST, None),
-    };
-    let mut message = failure.to_string();
-    if let CallError::WrongKind { actual, .. } = &failure.error {
-        // Point at the endpoint that would have worked.
-        message.push_str(&format!("; call it with POST /api/{actual}"));
-    }
-    api_error(status, message, data, &failure.log_lines)
 }
 
 /// `{"moduleHash": "...", "functions": [{"path", "kind", "args", "returns"}, ...]}`, sorted by

@@ -1,33 +1,36 @@
-//! The HTTP server (PROTOCOL.md section 4) on hyper 1 and tokio.
+//! The HTTP server (docs/PROTOCOL.md section 4) on hyper 1 and tokio.
 //!
 //! - [`routes`]: which handler answers which method and path.
-//! - [`api`]: `POST /api/query`, `POST /api/mutation`, `GET /api/functions`.
-//! - [`call_request`]: parsing the body of a query or mutation call.
-//! - [`response`]: JSON response helpers shared by the handlers.
+//! - [`api`]: the function-calling endpoints of docs/PROTOCOL.md section 4 and `GET /api/functions`.
+//! - [`call_request`]: parsing the body of a function call.
+//! - [`response`]: response helpers shared by the handlers: the two error shapes, the value
+//!   formats.
 //! - [`static_files`]: every other `GET` (and `HEAD`), from the app's web folder.
 //! - [`browser_client`]: `GET /api/client.js`, the browser client.
 //! - [`logs`]: `GET /api/logs`, a WebSocket of function executions for `runtime logs`.
 //! - [`transfer`]: `GET /api/export`, `POST /api/import/tables`, `POST /api/import/documents`,
 //!   for `runtime export` and `runtime import`.
 //!
-//! Status codes of `/api/query` and `/api/mutation`:
+//! Status codes of the call endpoints, as the official Convex clients expect them:
 //!
 //! | status | when |
 //! |---|---|
-//! | 200 | the call succeeded |
-//! | 400 | a malformed body, bad arguments, the function's own error (or panic, trap, limit), or a query sent to `/api/mutation` (or a mutation to `/api/query`): the function exists, the request is wrong, and the message names the right endpoint |
-//! | 404 | no function has that path; the message lists the deployed ones |
-//! | 405 | any method other than `POST` |
+//! | 200 | the call ran: `{"status": "success", "value"}`, or `{"status": "error", "errorMessage", "errorData"?}` when the function failed, its arguments were not valid values or did not match its schema, no function has that path, or it is of another kind than the endpoint runs (the message names the right endpoint) |
+//! | 400 | the request is malformed: not JSON, a path that breaks the identifier rules (`BadConvexFunctionIdentifier`), an unknown `format`, an unexpected field |
+//! | 404 | no such endpoint |
+//! | 405 | a method the endpoint does not take |
 //! | 413 | a body over [`MAX_REQUEST_BODY_BYTES`] |
 //! | 500 | the store failed outside the function (the call may or may not have committed) |
 //! | 503 | the host could not start the call (e.g. every instance slot is busy); retry later |
 //!
-//! `GET /api/sync` is the WebSocket endpoint of PROTOCOL.md section 3 (`crate::sync`): its arm
+//! Every status other than 200 has the body `{"code", "message"}`.
+//!
+//! `GET /api/sync` is the WebSocket endpoint of docs/PROTOCOL.md section 3 (`crate::sync`): its arm
 //! in [`routes::handle`] answers the upgrade and spawns the socket's session. The
 //! [`SyncEngine`] is made by [`Server::bind`] and refreshes subscriptions while
 //! [`Server::serve`] runs; an upgraded connection leaves hyper's hands, so graceful shutdown
 //! also waits for the engine's sessions (each finishes the mutation it is running, then
-//! closes with "going away").
+//! closes with 1013, so clients reconnect).
 //!
 //! Wasm calls block their thread for up to the call time limit, so they run on tokio's
 //! blocking pool (`spawn_blocking`), never on the reactor. The runtime's threads must have
@@ -89,6 +92,8 @@ pub(crate) struct Served {
     pub web_dir: Option<PathBuf>,
     /// Turns true when graceful shutdown begins.
     pub stopping: watch::Receiver<bool>,
+    /// Snapshots `/api/query_ts` handed out.
+    pub pinned: api::PinnedSnapshots,
 }
 
 /// A bound listener, ready to serve [`App`].
@@ -149,6 +154,7 @@ impl Server {
                 host,
                 web_dir,
                 stopping,
+                pinned: api::PinnedSnapshots::default(),
             }),
             sync,
             stop_sender,

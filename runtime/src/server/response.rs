@@ -34,23 +34,59 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
     response
 }
 
-/// `{"status": "error", "errorMessage": ..., "errorData": ..., "logLines": [...]}`, the shape
-/// of every API error, whether the function failed or the request never reached it.
-pub fn api_error(
-    status: StatusCode,
+/// A request the server refused before any function ran (malformed, too large, unknown
+/// endpoint, wrong method, not allowed): `{"code": ..., "message": ...}` with a 4xx or 5xx
+/// status, the shape Convex uses. `code` is a stable name a program can match on.
+pub fn request_error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    json(status, &json!({ "code": code, "message": message.into() }))
+}
+
+/// A call that ran (or was refused by its function: bad arguments, an unknown function) and
+/// failed: status 200 with `{"status": "error", "errorMessage", "errorData"?, "logLines"?}`,
+/// as the official clients expect; `errorData` in the caller's `format`.
+pub fn function_error(
     message: impl Into<String>,
     data: Option<&Value>,
     log_lines: &[String],
+    format: ValueFormat,
 ) -> HttpResponse {
-    let mut body = json!({
-        "status": "error",
-        "errorMessage": message.into(),
-        "logLines": log_lines,
-    });
+    let mut body = json!({ "status": "error", "errorMessage": message.into() });
     if let Some(data) = data {
-        body["errorData"] = ferrovex_model::json::to_json(data);
+        body["errorData"] = format.encode(data);
     }
-    json(status, &body)
+    if !log_lines.is_empty() {
+        body["logLines"] = json!(crate::sync::protocol::wire_log_lines(log_lines));
+    }
+    json(StatusCode::OK, &body)
+}
+
+/// How values are written in an HTTP answer, as the request's `format` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// `convex_encoded_json`: the wire encoding, lossless (what the official clients send).
+    Encoded,
+    /// `json`: plain JSON, lossy (int64 as a decimal string, bytes as base64).
+    Clean,
+}
+
+impl ValueFormat {
+    /// The `format` field of a request: absent means clean JSON, as Convex answers curl.
+    pub fn parse(format: Option<&str>) -> Result<ValueFormat, String> {
+        match format {
+            None | Some("json") | Some("convex_clean_json") => Ok(ValueFormat::Clean),
+            Some("convex_encoded_json") | Some("convex_json") => Ok(ValueFormat::Encoded),
+            Some(other) => Err(format!(
+                "format {other:?} is not one of \"convex_encoded_json\" (lossless) and \"json\" (plain)"
+            )),
+        }
+    }
+
+    pub fn encode(self, value: &Value) -> Json {
+        match self {
+            ValueFormat::Encoded => ferrovex_model::json::to_json(value),
+            ValueFormat::Clean => ferrovex_model::json::to_clean_json(value),
+        }
+    }
 }
 
 /// 405 with the `Allow` header naming the methods the path accepts.
@@ -59,11 +95,10 @@ pub fn method_not_allowed(
     given: &hyper::Method,
     allowed: &'static str,
 ) -> HttpResponse {
-    let mut response = api_error(
+    let mut response = request_error(
         StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
         format!("{path} accepts {allowed}, not {given}"),
-        None,
-        &[],
     );
     response
         .headers_mut()

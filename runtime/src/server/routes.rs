@@ -1,33 +1,123 @@
-//! Which handler answers which request.
+//! Which handler answers which request, and the CORS headers every API answer carries.
 
-use super::response::{api_error, method_not_allowed, HttpResponse};
-use super::{api, browser_client, static_files, transfer, Served};
+use super::api::{self, Endpoint};
+use super::response::{method_not_allowed, request_error, HttpResponse};
+use super::{browser_client, static_files, transfer, Served};
 use crate::sync::engine::SyncEngine;
-use ferrovex_model::abi::FunctionKind;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
-use hyper::{Method, Request, StatusCode};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN, VARY,
+};
+use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
+
+/// How long a browser may cache a CORS preflight's answer (Convex's figure).
+const CORS_MAX_AGE_SECONDS: &str = "86400";
+
+const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/client.js; POST /api/import/tables, /api/import/documents; WebSocket GET /api/sync, /api/{version}/sync, /api/logs";
 
 pub async fn handle(
     app: Arc<Served>,
     sync: &Arc<SyncEngine>,
     request: Request<Incoming>,
 ) -> HttpResponse {
-    let path = request.uri().path().to_owned();
+    let origin = request.headers().get(ORIGIN).cloned();
+    if request.method() == Method::OPTIONS && origin.is_some() {
+        return preflight(request.headers());
+    }
+    let mut response = route(app, sync, request).await;
+    if let Some(origin) = origin {
+        allow_origin(response.headers_mut(), origin);
+    }
+    response
+}
+
+/// Cross-origin calls are allowed from any page (a frontend on its own dev server calls the
+/// API), as Convex allows them: the origin is mirrored, with credentials.
+fn allow_origin(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    headers.append(VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The answer to a CORS preflight: the methods the API takes and the headers the page asked
+/// to send (`Content-Type`, `Convex-Client`, `Authorization`), cached for a day.
+fn preflight(request: &HeaderMap) -> HttpResponse {
+    let mut response = Response::new(super::response::full(Vec::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    let asked = request
+        .get(ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("content-type, convex-client, authorization"));
+    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, asked);
+    headers.insert(
+        ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(CORS_MAX_AGE_SECONDS),
+    );
+    if let Some(origin) = request.get(ORIGIN) {
+        allow_origin(headers, origin.clone());
+    }
+    response
+}
+
+/// The path as routed: a deployment URL written with a trailing `/` makes clients request
+/// `//api/...`, so leading slashes fold into one.
+fn routed_path(path: &str) -> &str {
+    let trimmed = path.trim_start_matches('/');
+    &path[path.len() - trimmed.len() - usize::from(path.starts_with('/'))..]
+}
+
+async fn route(
+    app: Arc<Served>,
+    sync: &Arc<SyncEngine>,
+    request: Request<Incoming>,
+) -> HttpResponse {
+    let path = routed_path(request.uri().path()).to_owned();
     let method = request.method().clone();
+    let module = sync.module();
     match (&method, path.as_str()) {
         (&Method::POST, "/api/query") => {
-            api::call(app, sync.module(), FunctionKind::Query, request).await
+            api::call(app, module, Endpoint::Query, request, None).await
+        }
+        (&Method::GET, "/api/query") => {
+            let query = request.uri().query().map(str::to_owned);
+            api::query_by_get(app, module, query.as_deref()).await
         }
         (&Method::POST, "/api/mutation") => {
-            api::call(app, sync.module(), FunctionKind::Mutation, request).await
+            api::call(app, module, Endpoint::Mutation, request, None).await
         }
-        (&Method::GET, "/api/functions") => api::functions(&sync.module()),
+        (&Method::POST, "/api/action") => {
+            api::call(app, module, Endpoint::Action, request, None).await
+        }
+        (&Method::POST, "/api/function") => {
+            api::call(app, module, Endpoint::Any, request, None).await
+        }
+        (&Method::POST, p) if p.starts_with("/api/run/") => {
+            // `/api/run/admin/users/list` runs `admin/users:list`.
+            let function = match p["/api/run/".len()..].rsplit_once('/') {
+                Some((module_path, name)) => format!("{module_path}:{name}"),
+                None => p["/api/run/".len()..].to_owned(),
+            };
+            api::call(app, module, Endpoint::Any, request, Some(function)).await
+        }
+        (&Method::POST, "/api/query_ts") => api::query_ts(&app),
+        (&Method::POST, "/api/query_at_ts") => api::query_at_ts(app, module, request).await,
+        (&Method::POST, "/api/query_batch") => api::query_batch(app, module, request).await,
+        (&Method::GET, "/api/functions") => api::functions(&module),
         (&Method::GET, "/api/export") => transfer::export(&app),
         (&Method::POST, "/api/import/tables") => transfer::import_tables(app, request).await,
         (&Method::POST, "/api/import/documents") => {
-            transfer::import_documents(app, sync.module(), request).await
+            transfer::import_documents(app, module, request).await
         }
         // How mutations committed since the store opened (for benchmarks and diagnostics).
         (&Method::GET, "/api/metrics") => {
@@ -44,12 +134,15 @@ pub async fn handle(
                 }),
             )
         }
-        // The WebSocket sync endpoint (PROTOCOL.md section 3).
-        (_, "/api/sync") => match crate::sync::upgrade::upgrade(sync, request) {
+        // The WebSocket sync endpoint (docs/PROTOCOL.md section 3): `/api/sync` (Rust and
+        // Python clients) and `/api/{client version}/sync` (npm clients).
+        (_, p) if is_sync_path(p) => match crate::sync::upgrade::upgrade(sync, request) {
             Ok(switching_protocols) => switching_protocols,
             Err((status, message)) => {
-                let mut response = api_error(status, message, None, &[]);
-                if status == StatusCode::UPGRADE_REQUIRED || status == StatusCode::METHOD_NOT_ALLOWED {
+                let mut response = request_error(status, "BadWebSocketUpgrade", message);
+                if status == StatusCode::UPGRADE_REQUIRED
+                    || status == StatusCode::METHOD_NOT_ALLOWED
+                {
                     // RFC 6455 section 4.4: say which version and protocol to upgrade to.
                     let headers = response.headers_mut();
                     headers.insert("upgrade", HeaderValue::from_static("websocket"));
@@ -67,9 +160,17 @@ pub async fn handle(
             let upgraded = crate::sync::upgrade::upgrade_to(sync, "/api/logs", request, |socket| {
                 super::logs::stream(engine, host, socket)
             });
-            upgraded.unwrap_or_else(|(status, message)| api_error(status, message, None, &[]))
+            upgraded.unwrap_or_else(|(status, message)| {
+                request_error(status, "BadWebSocketUpgrade", message)
+            })
         }
-        (_, "/api/query" | "/api/mutation") => method_not_allowed(&path, &method, "POST"),
+        (
+            _,
+            "/api/mutation" | "/api/action" | "/api/function" | "/api/query_ts"
+            | "/api/query_at_ts" | "/api/query_batch",
+        ) => method_not_allowed(&path, &method, "POST"),
+        (_, p) if p.starts_with("/api/run/") => method_not_allowed(&path, &method, "POST"),
+        (_, "/api/query") => method_not_allowed(&path, &method, "GET, POST"),
         (_, "/api/functions" | "/api/metrics" | "/api/export") => {
             method_not_allowed(&path, &method, "GET")
         }
@@ -78,17 +179,49 @@ pub async fn handle(
         }
         (_, browser_client::PATH) => browser_client::serve(&method),
         // The API's namespace never falls through to web files, so a typo gets a JSON answer.
-        (_, p) if p == "/api" || p.starts_with("/api/") => api_error(
+        (_, p) if p == "/api" || p.starts_with("/api/") => request_error(
             StatusCode::NOT_FOUND,
-            format!(
-                "{method} {p}: no such API endpoint; there are POST /api/query, POST /api/mutation, GET /api/functions, GET /api/metrics, GET /api/sync (WebSocket), GET /api/logs (WebSocket), GET /api/export, POST /api/import/tables, POST /api/import/documents, GET /api/client.js"
-            ),
-            None,
-            &[],
+            "NotFound",
+            format!("{method} {p}: no such API endpoint; there are {ENDPOINTS}"),
         ),
         (&Method::GET, _) => static_files::serve(app.web_dir.as_deref(), &path).await,
         // hyper leaves out the body of a response to HEAD.
         (&Method::HEAD, _) => static_files::serve(app.web_dir.as_deref(), &path).await,
         _ => method_not_allowed(&path, &method, "GET, HEAD"),
+    }
+}
+
+/// `/api/sync`, or `/api/{version}/sync` with one path segment for the client's version.
+fn is_sync_path(path: &str) -> bool {
+    path == "/api/sync"
+        || path
+            .strip_prefix("/api/")
+            .and_then(|rest| rest.strip_suffix("/sync"))
+            .is_some_and(|version| !version.is_empty() && !version.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_as_the_clients_send_them() {
+        for (given, routed) in [
+            ("/api/query", "/api/query"),
+            ("//api/1.48.0/sync", "/api/1.48.0/sync"),
+            ("///x", "/x"),
+            ("/", "/"),
+        ] {
+            assert_eq!(routed_path(given), routed, "{given}");
+        }
+        for (path, sync) in [
+            ("/api/sync", true),
+            ("/api/1.48.0/sync", true),
+            ("/api/a/b/sync", false),
+            ("/api//sync", false),
+            ("/api/syncs", false),
+        ] {
+            assert_eq!(is_sync_path(path), sync, "{path}");
+        }
     }
 }

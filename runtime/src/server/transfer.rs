@@ -13,7 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::call_request::read_body;
-use super::response::{api_error, json, HttpResponse};
+use super::response::{json, request_error, HttpResponse};
 use super::Served;
 use crate::store::{Store, StoreError};
 use crate::transfer::{document_line, end_line, header_line, ImportedDocument, TableHeader};
@@ -200,7 +200,7 @@ pub async fn import_documents(
     match committed {
         Ok(committed) => json(
             StatusCode::OK,
-            &json!({"status": "success", "imported": count, "ts": committed.ts.to_string()}),
+            &json!({"status": "success", "imported": count, "ts": ferrovex_model::json::encode_u64(committed.ts)}),
         ),
         Err(ImportFailure::At(i, e)) => store_error(&format!("{WHAT}: documents[{i}]"), &e),
         Err(ImportFailure::Store(e)) => store_error(WHAT, &e),
@@ -280,14 +280,16 @@ fn parse_field(body: &[u8], field: &str, shape: &str) -> Result<Vec<Json>, Strin
 }
 
 fn bad_request(message: String) -> HttpResponse {
-    api_error(StatusCode::BAD_REQUEST, message, None, &[])
+    request_error(StatusCode::BAD_REQUEST, "BadImport", message)
 }
 
 /// 400 for what the request got wrong, 500 for a failure of the store itself.
 fn store_error(what: &str, error: &StoreError) -> HttpResponse {
-    let status = match error {
-        StoreError::Engine(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+    let (status, code) = match error {
+        StoreError::Engine(_) | StoreError::Corrupt(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+        }
+        _ => (StatusCode::BAD_REQUEST, "BadImport"),
     };
-    api_error(status, format!("{what}: {error}"), None, &[])
+    request_error(status, code, format!("{what}: {error}"))
 }

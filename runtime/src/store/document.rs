@@ -2,7 +2,8 @@
 //! document must satisfy before it is written.
 
 use super::error::StoreError;
-use ferrovex_model::limits::{MAX_DOCUMENT_BYTES, MAX_FIELD_NAME_BYTES, MAX_NESTING_DEPTH};
+use ferrovex_model::json::field_name_error;
+use ferrovex_model::limits::{MAX_DOCUMENT_BYTES, MAX_NESTING_DEPTH};
 use ferrovex_model::{binary, DocumentId, Object, Value};
 
 /// A document as stored: its creation time, then its user fields. The creation time sits in
@@ -124,16 +125,8 @@ pub fn validate_fields(table: &str, fields: &Object) -> Result<usize, StoreError
 
 fn check_names(fields: &Object) -> Result<(), String> {
     for (name, value) in fields {
-        if name.starts_with('$') {
-            return Err(format!(
-                "field name {name:?} starts with '$', which is reserved"
-            ));
-        }
-        if name.len() > MAX_FIELD_NAME_BYTES {
-            return Err(format!(
-                "field name of {} bytes exceeds MAX_FIELD_NAME_BYTES ({MAX_FIELD_NAME_BYTES})",
-                name.len()
-            ));
+        if let Some(message) = field_name_error(name) {
+            return Err(message);
         }
         check_value_names(value)?;
     }

@@ -45,7 +45,7 @@ pub enum StoreError {
         reason: String,
     },
 
-    #[error("invalid cursor for {table}.{index}: it is not a position in this query's range; pass back the cursor of the same query")]
+    #[error("InvalidCursor: the cursor is not a position in this query's range of {table}.{index}; pass back a cursor of the same query")]
     InvalidCursor { table: String, index: String },
 
     #[error("a query cannot write: {operation} on table {table:?} was attempted from a read-only transaction")]

@@ -64,6 +64,9 @@ pub struct Page {
     pub cursor: Option<Vec<u8>>,
     /// True when the range holds nothing beyond this page.
     pub is_done: bool,
+    /// The key of the document in the middle of the page (the last of its first half), when
+    /// it has two or more: where the page can be split in two.
+    pub split_cursor: Option<Vec<u8>>,
 }
 
 /// A patch: `Some(value)` sets a field, `None` removes it.
@@ -516,12 +519,31 @@ impl Transaction {
         limit: usize,
         after: Option<&[u8]>,
     ) -> Result<Page, StoreError> {
+        self.scan_until(table, index, range, order, limit, after, None)
+    }
+
+    /// [`Transaction::scan`] that also stops at `until` (a cursor of the same range,
+    /// included): a page with a fixed end, which keeps its place among its neighbours while
+    /// documents come and go. `is_done` then means the page reached `until` (or the range's
+    /// end).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_until(
+        &mut self,
+        table: &str,
+        index: &str,
+        range: &IndexRange,
+        order: Order,
+        limit: usize,
+        after: Option<&[u8]>,
+        until: Option<&[u8]>,
+    ) -> Result<Page, StoreError> {
         self.count_range()?;
         let Some(info) = self.table_by_name(table) else {
             return Ok(Page {
                 documents: vec![],
                 cursor: None,
                 is_done: true,
+                split_cursor: None,
             });
         };
         let index_info = info
@@ -538,18 +560,28 @@ impl Transaction {
             })?
             .clone();
         let mut key_range = range.to_key_range(table, &index_info)?;
+        // Both cursors are keys of this range; anything else could read another index or
+        // table.
+        let foreign = [after, until]
+            .into_iter()
+            .flatten()
+            .any(|cursor| !key_range.contains(cursor));
+        if foreign {
+            return Err(StoreError::InvalidCursor {
+                table: table.to_owned(),
+                index: index.to_owned(),
+            });
+        }
         if let Some(cursor) = after {
-            // A cursor is a key of this range; anything else could start the scan in another
-            // index or table.
-            if !key_range.contains(cursor) {
-                return Err(StoreError::InvalidCursor {
-                    table: table.to_owned(),
-                    index: index.to_owned(),
-                });
-            }
             match order {
                 Order::Asc => key_range.start = Bound::Excluded(cursor.to_vec()),
                 Order::Desc => key_range.end = Bound::Excluded(cursor.to_vec()),
+            }
+        }
+        if let Some(until) = until {
+            match order {
+                Order::Asc => key_range.end = Bound::Included(until.to_vec()),
+                Order::Desc => key_range.start = Bound::Included(until.to_vec()),
             }
         }
 
@@ -584,6 +616,7 @@ impl Transaction {
             .peekable();
 
         let mut documents = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut last_key: Option<Vec<u8>> = None;
         let mut fetched = Vec::new();
         let is_done = loop {
@@ -612,6 +645,7 @@ impl Transaction {
             if take_pending {
                 let (key, id, doc) = pending.next().expect("peeked");
                 documents.push(Document::from_stored(id, doc));
+                keys.push(key.clone());
                 last_key = Some(key);
             } else {
                 let (key, _) = stored.next().expect("peeked").expect("checked");
@@ -624,6 +658,7 @@ impl Transaction {
                     creation_time: 0.0,
                     fields: Object::new(),
                 });
+                keys.push(key.clone());
                 last_key = Some(key);
             }
         };
@@ -649,10 +684,12 @@ impl Transaction {
             _ => key_range,
         };
         self.reads.add(Space::Indexes, consumed);
+        let split_cursor = (keys.len() >= 2).then(|| keys.swap_remove(keys.len() / 2 - 1));
         Ok(Page {
             documents,
             cursor: if is_done { None } else { last_key },
             is_done,
+            split_cursor,
         })
     }
 

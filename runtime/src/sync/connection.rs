@@ -1,5 +1,5 @@
 //! One connection's view of the subscriptions: its query set, what it has been sent, and
-//! how the next transition is computed from the difference (PROTOCOL.md section 3).
+//! how the next transition is computed from the difference (docs/PROTOCOL.md section 3).
 //!
 //! Lives inside the engine's state, under its lock, so that the refresh task can tell which
 //! connections have something new and the session can build a transition from results that
@@ -24,6 +24,9 @@ struct ClientQuery {
 pub struct ConnectionState {
     /// The query-set version the client asked for last (guarantee 3 acknowledges it).
     query_set_version: u64,
+    /// How many `Authenticate` messages were accepted: the identity version the next
+    /// transition acknowledges.
+    identity_version: u64,
     /// Ordered by query id so that transitions list queries in a stable order.
     queries: BTreeMap<u64, ClientQuery>,
     /// Removed queries not yet announced with `QueryRemoved`.
@@ -41,6 +44,7 @@ impl ConnectionState {
     pub fn new(wake: Arc<Notify>) -> Self {
         ConnectionState {
             query_set_version: 0,
+            identity_version: 0,
             queries: BTreeMap::new(),
             removed: Vec::new(),
             sent_version: StateVersion::INITIAL,
@@ -79,9 +83,10 @@ impl ConnectionState {
                     query_id,
                     udf_path,
                     args,
+                    journal,
                 } => {
-                    let subscription =
-                        subscriptions.subscribe(QueryKey::new(module, &udf_path, &args));
+                    let key = QueryKey::from_wire(module, &udf_path, &args, journal.as_deref());
+                    let subscription = subscriptions.subscribe(key);
                     self.queries.insert(
                         query_id,
                         ClientQuery {
@@ -99,6 +104,26 @@ impl ConnectionState {
         }
         self.query_set_version = new_version;
         Ok(())
+    }
+
+    /// Accepts an `Authenticate` sent at `base_version` (the identity version the client
+    /// holds): the next transition carries the new identity version, at one snapshot with
+    /// every result of the set. Results do not depend on the identity yet (functions see
+    /// none), so only those that changed are sent. An error is fatal for the connection.
+    pub fn authenticate(&mut self, base_version: u64) -> Result<(), String> {
+        if base_version != self.identity_version {
+            return Err(format!(
+                "Authenticate: baseVersion must equal the identity version the server holds ({}), got {base_version}",
+                self.identity_version
+            ));
+        }
+        self.identity_version += 1;
+        Ok(())
+    }
+
+    /// The identity version of the last transition sent (an `AuthError`'s `baseVersion`).
+    pub fn sent_identity_version(&self) -> u64 {
+        self.sent_version.identity
     }
 
     /// Moves every query of the set to `module` (a deploy): same function and arguments,
@@ -125,6 +150,7 @@ impl ConnectionState {
     /// send.
     pub fn has_news(&self, changed: &HashSet<SubscriptionId>, ts: Timestamp) -> bool {
         self.query_set_version != self.sent_version.query_set
+            || self.identity_version != self.sent_version.identity
             || self.awaiting_ts.is_some_and(|awaited| awaited <= ts)
             || self
                 .queries
@@ -172,11 +198,13 @@ impl ConnectionState {
         }
         let end = StateVersion {
             query_set: self.query_set_version,
+            identity: self.identity_version,
             ts,
         };
         let read_your_writes_due = self.awaiting_ts.is_some_and(|awaited| awaited <= ts);
         if modifications.is_empty()
             && end.query_set == self.sent_version.query_set
+            && end.identity == self.sent_version.identity
             && !read_your_writes_due
         {
             return None;
@@ -232,6 +260,7 @@ fn modification(query_id: u64, result: &QueryResult) -> QueryModification {
                 query_id,
                 value: value.clone(),
                 log_lines: result.log_lines.clone(),
+                journal: result.journal.clone(),
             },
             Err((message, data)) => QueryModification::Failed {
                 query_id,
@@ -240,6 +269,7 @@ fn modification(query_id: u64, result: &QueryResult) -> QueryModification {
                     data: data.clone(),
                 },
                 log_lines: result.log_lines.clone(),
+                journal: result.journal.clone(),
             },
         };
         full.prepare()

@@ -11,7 +11,7 @@
 //! - [`upgrade`]: the `GET /api/sync` handshake.
 //! - [`invalidation`]: subscriptions' read sets indexed so that matching a commit costs time
 //!   in the keys it wrote and the subscriptions it touches, not in the ones it does not.
-//! - [`protocol`]: the WebSocket messages of PROTOCOL.md section 3 and their parsing.
+//! - [`protocol`]: the WebSocket messages of docs/PROTOCOL.md section 3 and their parsing.
 //! - [`subscriptions`]: distinct live queries, computed once each, invalidated by commits
 //!   through `invalidation` and re-run together at one snapshot.
 

@@ -1,10 +1,17 @@
-//! The WebSocket sync messages of PROTOCOL.md section 3, as types, with parsing that turns
-//! every malformed frame into an error saying what was wrong.
+//! The WebSocket sync messages of docs/PROTOCOL.md section 3 (Convex's sync protocol), in
+//! both directions: the one definition the server, the simulation, the fuzz targets, the
+//! benchmark's clients and the tests share.
 //!
-//! Unknown fields are ignored (a newer client may send more); an unknown message `type`,
-//! a missing field or a wrongly typed one is an error, answered with `FatalError`.
+//! The server parses client frames with [`parse_client_message`] and writes
+//! [`ServerMessage::to_frames`]; a client written in Rust (the simulation's, the CLI's, the
+//! benchmark's) writes [`ClientMessage::to_json`] and parses [`parse_server_message`].
+//!
+//! Unknown fields are ignored (a newer client may send more) and `null` counts as absent for
+//! optional ones; an unknown message `type`, a missing field or a wrongly typed one is an
+//! error, answered with `FatalError`. Function arguments are kept as JSON until the call:
+//! arguments that are not valid values are the call's failure, never the connection's.
 
-use ferrovex_model::json::{from_json, to_json};
+use ferrovex_model::json::{decode_u64, encode_u64, from_json, json_kind, to_json};
 use ferrovex_model::Value;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
@@ -14,7 +21,13 @@ use std::sync::Arc;
 /// The longest `sessionId` accepted: it keys every stored mutation receipt of the session.
 pub const MAX_SESSION_ID_BYTES: usize = 128;
 
-/// A commit timestamp on the wire: a decimal string.
+/// A transition whose frame is longer than this goes to clients that take chunks as
+/// `TransitionChunk` parts of at most this many bytes (Convex's figure: npm clients from
+/// 1.28.0 reassemble them; other clients get the whole frame).
+pub const MAX_TRANSITION_CHUNK_BYTES: usize = 5_000_000;
+
+/// A commit timestamp: nanoseconds since the Unix epoch, below 2^63; on the wire, base64 of
+/// its 8 little-endian bytes.
 pub type Ts = u64;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +35,7 @@ pub enum ClientMessage {
     Connect {
         session_id: String,
         connection_count: u64,
+        last_close_reason: Option<String>,
         max_observed_timestamp: Option<Ts>,
     },
     ModifyQuerySet {
@@ -32,12 +46,20 @@ pub enum ClientMessage {
     Mutation {
         request_id: u64,
         udf_path: String,
-        args: Value,
+        args: Args,
+    },
+    Action {
+        request_id: u64,
+        udf_path: String,
+        args: Args,
     },
     Authenticate {
         base_version: u64,
-        token_type: TokenType,
-        value: Option<String>,
+        token: AuthToken,
+    },
+    /// Client telemetry: accepted and ignored.
+    Event {
+        event_type: String,
     },
 }
 
@@ -46,18 +68,61 @@ pub enum QuerySetModification {
     Add {
         query_id: u64,
         udf_path: String,
-        args: Value,
+        args: Args,
+        /// What the server returned with the query's last result (pagination), sent back
+        /// after a reconnect.
+        journal: Option<String>,
     },
     Remove {
         query_id: u64,
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum TokenType {
-    Admin,
-    User,
+/// What an `Authenticate` carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuthToken {
+    /// Log out: calls run without an identity.
     None,
+    /// A user's token (a JWT).
+    User(String),
+    /// The deployment's admin key, possibly acting as a user identity.
+    Admin {
+        key: String,
+        impersonating: Option<Json>,
+    },
+}
+
+/// A call's arguments as sent: a JSON object, or an array holding one object (the form
+/// every official client sends over the WebSocket).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Args(pub Json);
+
+impl Args {
+    /// The arguments of a call as clients send them: `[{...}]`.
+    pub fn from_value(value: &Value) -> Args {
+        Args(Json::Array(vec![to_json(value)]))
+    }
+
+    /// The argument object as a value, or why it is not one (the message for the caller).
+    pub fn to_value(&self) -> Result<Value, String> {
+        let object = match &self.0 {
+            Json::Array(items) if items.len() == 1 => &items[0],
+            Json::Array(items) => {
+                return Err(format!(
+                    "arguments must be an object, or an array holding one object; got an array of {} elements",
+                    items.len()
+                ))
+            }
+            other => other,
+        };
+        if !object.is_object() {
+            return Err(format!(
+                "arguments must be an object, got {}",
+                json_kind(object)
+            ));
+        }
+        from_json(object).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,81 +136,94 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+enum RawTokenType {
+    Admin,
+    User,
+    None,
+}
+
 /// The raw shapes, as serde reads them; converted and checked by `parse_client_message`.
 #[derive(Deserialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
 enum Raw {
     Connect {
-        #[serde(rename = "sessionId")]
         session_id: String,
-        #[serde(rename = "connectionCount")]
         connection_count: u64,
-        #[serde(rename = "maxObservedTimestamp", default)]
+        #[serde(default)]
+        last_close_reason: Option<String>,
+        #[serde(default)]
         max_observed_timestamp: Option<String>,
     },
     ModifyQuerySet {
-        #[serde(rename = "baseVersion")]
         base_version: u64,
-        #[serde(rename = "newVersion")]
         new_version: u64,
         modifications: Vec<RawModification>,
     },
     Mutation {
-        #[serde(rename = "requestId")]
         request_id: u64,
-        #[serde(rename = "udfPath")]
+        udf_path: String,
+        args: Json,
+    },
+    Action {
+        request_id: u64,
         udf_path: String,
         args: Json,
     },
     Authenticate {
-        #[serde(rename = "baseVersion")]
         base_version: u64,
-        #[serde(rename = "tokenType")]
-        token_type: TokenType,
+        token_type: RawTokenType,
         #[serde(default)]
         value: Option<String>,
+        #[serde(default, alias = "actingAs")]
+        impersonating: Option<Json>,
+    },
+    Event {
+        event_type: String,
     },
 }
 
 #[derive(Deserialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
 enum RawModification {
     Add {
-        #[serde(rename = "queryId")]
         query_id: u64,
-        #[serde(rename = "udfPath")]
         udf_path: String,
         args: Json,
+        #[serde(default)]
+        journal: Option<String>,
     },
     Remove {
-        #[serde(rename = "queryId")]
         query_id: u64,
     },
 }
 
-const CLIENT_TYPES: &str = "Connect, ModifyQuerySet, Mutation, Authenticate";
+const CLIENT_TYPES: &str = "Connect, ModifyQuerySet, Mutation, Action, Authenticate, Event";
+
+/// The `type` of a JSON frame, or why it has none.
+fn frame_type(json: &Json) -> Result<&str, ProtocolError> {
+    match json.get("type") {
+        Some(Json::String(kind)) => Ok(kind),
+        Some(other) => Err(ProtocolError(format!(
+            "malformed frame: \"type\" must be a string, got {other}"
+        ))),
+        None if json.is_object() => Err(ProtocolError("malformed frame: no \"type\" field".into())),
+        None => Err(ProtocolError(format!(
+            "malformed frame: expected a JSON object, got {}",
+            json_kind(json)
+        ))),
+    }
+}
+
+fn parse_json(text: &str) -> Result<Json, ProtocolError> {
+    serde_json::from_str(text)
+        .map_err(|e| ProtocolError(format!("malformed frame: not valid JSON ({e})")))
+}
 
 /// Parses one text frame from a client.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
-    let json: Json = serde_json::from_str(text)
-        .map_err(|e| ProtocolError(format!("malformed frame: not valid JSON ({e})")))?;
-    let kind = match json.get("type") {
-        Some(Json::String(kind)) => kind.clone(),
-        Some(other) => {
-            return Err(ProtocolError(format!(
-                "malformed frame: \"type\" must be a string, got {other}"
-            )))
-        }
-        None if json.is_object() => {
-            return Err(ProtocolError("malformed frame: no \"type\" field".into()))
-        }
-        None => {
-            return Err(ProtocolError(format!(
-                "malformed frame: expected a JSON object, got {}",
-                ferrovex_model::json::json_kind(&json)
-            )))
-        }
-    };
+    let json = parse_json(text)?;
+    let kind = frame_type(&json)?.to_owned();
     if !CLIENT_TYPES.split(", ").any(|t| t == kind) {
         let shown: String = kind.chars().take(64).collect();
         return Err(ProtocolError(format!(
@@ -166,12 +244,14 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         Raw::Connect {
             session_id,
             connection_count,
+            last_close_reason,
             max_observed_timestamp,
         } => ClientMessage::Connect {
             session_id,
             connection_count,
+            last_close_reason,
             max_observed_timestamp: max_observed_timestamp
-                .map(|t| parse_ts("maxObservedTimestamp", &t))
+                .map(|t| parse_ts("Connect: maxObservedTimestamp", &t))
                 .transpose()?,
         },
         Raw::ModifyQuerySet {
@@ -188,16 +268,18 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
                         query_id,
                         udf_path,
                         args,
-                    } => Ok(QuerySetModification::Add {
+                        journal,
+                    } => QuerySetModification::Add {
                         query_id,
-                        args: parse_args(&format!("query {query_id} ({udf_path})"), &args)?,
                         udf_path,
-                    }),
+                        args: Args(args),
+                        journal,
+                    },
                     RawModification::Remove { query_id } => {
-                        Ok(QuerySetModification::Remove { query_id })
+                        QuerySetModification::Remove { query_id }
                     }
                 })
-                .collect::<Result<_, ProtocolError>>()?,
+                .collect(),
         },
         Raw::Mutation {
             request_id,
@@ -205,55 +287,280 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             args,
         } => ClientMessage::Mutation {
             request_id,
-            args: parse_args(&format!("mutation {request_id} ({udf_path})"), &args)?,
             udf_path,
+            args: Args(args),
+        },
+        Raw::Action {
+            request_id,
+            udf_path,
+            args,
+        } => ClientMessage::Action {
+            request_id,
+            udf_path,
+            args: Args(args),
         },
         Raw::Authenticate {
             base_version,
             token_type,
             value,
-        } => ClientMessage::Authenticate {
-            base_version,
-            token_type,
-            value,
-        },
+            impersonating,
+        } => {
+            let value = |kind: &str| {
+                value.clone().ok_or_else(|| {
+                    ProtocolError(format!(
+                        "malformed Authenticate message: tokenType {kind} needs a \"value\""
+                    ))
+                })
+            };
+            let token = match token_type {
+                RawTokenType::None => AuthToken::None,
+                RawTokenType::User => AuthToken::User(value("User")?),
+                RawTokenType::Admin => AuthToken::Admin {
+                    key: value("Admin")?,
+                    impersonating,
+                },
+            };
+            ClientMessage::Authenticate {
+                base_version,
+                token,
+            }
+        }
+        Raw::Event { event_type } => ClientMessage::Event { event_type },
     })
 }
 
+/// A timestamp field: base64 of 8 little-endian bytes, below 2^63.
 fn parse_ts(field: &str, text: &str) -> Result<Ts, ProtocolError> {
-    text.parse::<u64>().map_err(|_| {
-        ProtocolError(format!(
-            "{field} must be a decimal timestamp string, got {text:?}"
-        ))
-    })
-}
-
-/// Function arguments: a JSON object in the wire form of section 1.
-fn parse_args(what: &str, args: &Json) -> Result<Value, ProtocolError> {
-    if !args.is_object() {
+    let ts = decode_u64(text).map_err(|e| ProtocolError(format!("{field}: {e}")))?;
+    if ts >= 1 << 63 {
         return Err(ProtocolError(format!(
-            "{what}: args must be a JSON object, got {}",
-            ferrovex_model::json::json_kind(args)
+            "{field}: {ts} is not below 2^63, the largest timestamp clients can compare"
         )));
     }
-    from_json(args).map_err(|e| ProtocolError(format!("{what}: {e}")))
+    Ok(ts)
 }
 
-/// A query-set version and the timestamp its results were computed at.
+impl ClientMessage {
+    /// The message as a client sends it.
+    pub fn to_json(&self) -> Json {
+        match self {
+            ClientMessage::Connect {
+                session_id,
+                connection_count,
+                last_close_reason,
+                max_observed_timestamp,
+            } => {
+                let mut frame = json!({
+                    "type": "Connect",
+                    "sessionId": session_id,
+                    "connectionCount": connection_count,
+                    "lastCloseReason": last_close_reason,
+                    "clientTs": 0,
+                });
+                if let Some(ts) = max_observed_timestamp {
+                    frame["maxObservedTimestamp"] = encode_u64(*ts).into();
+                }
+                frame
+            }
+            ClientMessage::ModifyQuerySet {
+                base_version,
+                new_version,
+                modifications,
+            } => json!({
+                "type": "ModifyQuerySet",
+                "baseVersion": base_version,
+                "newVersion": new_version,
+                "modifications": modifications.iter().map(|m| match m {
+                    QuerySetModification::Add { query_id, udf_path, args, journal } => json!({
+                        "type": "Add", "queryId": query_id, "udfPath": udf_path,
+                        "args": args.0, "journal": journal,
+                    }),
+                    QuerySetModification::Remove { query_id } => {
+                        json!({ "type": "Remove", "queryId": query_id })
+                    }
+                }).collect::<Vec<_>>(),
+            }),
+            ClientMessage::Mutation {
+                request_id,
+                udf_path,
+                args,
+            } => json!({
+                "type": "Mutation", "requestId": request_id, "udfPath": udf_path, "args": args.0,
+            }),
+            ClientMessage::Action {
+                request_id,
+                udf_path,
+                args,
+            } => json!({
+                "type": "Action", "requestId": request_id, "udfPath": udf_path, "args": args.0,
+            }),
+            ClientMessage::Authenticate {
+                base_version,
+                token,
+            } => match token {
+                AuthToken::None => {
+                    json!({ "type": "Authenticate", "baseVersion": base_version, "tokenType": "None" })
+                }
+                AuthToken::User(value) => json!({
+                    "type": "Authenticate", "baseVersion": base_version, "tokenType": "User", "value": value,
+                }),
+                AuthToken::Admin { key, impersonating } => {
+                    let mut frame = json!({
+                        "type": "Authenticate", "baseVersion": base_version, "tokenType": "Admin", "value": key,
+                    });
+                    if let Some(identity) = impersonating {
+                        frame["impersonating"] = identity.clone();
+                    }
+                    frame
+                }
+            },
+            ClientMessage::Event { event_type } => {
+                json!({ "type": "Event", "eventType": event_type, "event": null })
+            }
+        }
+    }
+}
+
+/// A function path as the server looks it up: `module:function`, with `module` a
+/// `/`-separated path. Canonicalised as Convex does (a bare `module` means
+/// `module:default`, a `.js` suffix on the module is dropped) and checked against the
+/// identifier rules; the error names the rule and the path given.
+pub fn canonical_udf_path(path: &str) -> Result<String, String> {
+    let shown = || path.chars().take(200).collect::<String>();
+    let (module, function) = path.split_once(':').unwrap_or((path, "default"));
+    let module = module.strip_suffix(".js").unwrap_or(module);
+    if module.is_empty() {
+        return Err(format!(
+            "{}: not a function path: it has no module; write module:function, e.g. chat:send_message",
+            shown()
+        ));
+    }
+    for part in module.split('/') {
+        let valid = !part.is_empty()
+            && part.len() <= 64
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && part.chars().any(|c| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(format!(
+                "{}: not a function path: module path component {part:?} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and ., with at least one letter or digit",
+                shown()
+            ));
+        }
+    }
+    let valid_function = !function.is_empty()
+        && function.len() <= 64
+        && function
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && function
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !function.chars().all(|c| c == '_');
+    if !valid_function {
+        return Err(format!(
+            "{}: not a function path: function name {function:?} must be 1 to 64 characters of A-Z, a-z, 0-9 and _, not start with a digit and not be all underscores",
+            shown()
+        ));
+    }
+    Ok(format!("{module}:{function}"))
+}
+
+/// A function's log lines as clients read them: `"[LOG] text"` (the official clients print
+/// lines by their level tag and complain about any other shape).
+pub fn wire_log_lines(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| format!("{LOG_TAG}{line}"))
+        .collect()
+}
+
+const LOG_TAG: &str = "[LOG] ";
+
+/// The inverse of [`wire_log_lines`], for Rust clients: the text as the function logged it.
+fn function_log_lines(lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|line| match line.strip_prefix(LOG_TAG) {
+            Some(text) => text.to_owned(),
+            None => line,
+        })
+        .collect()
+}
+
+/// A query's journal as clients hold it: where each of its paginated reads ended, in the
+/// order they ran (the empty cursor is the end of the range). Self-contained (index keys, no
+/// server state), so a restarted server accepts the journals it issued. `None` when the query
+/// paginated nothing.
+pub fn encode_journal(page_ends: &[Vec<u8>]) -> Option<String> {
+    if page_ends.is_empty() {
+        return None;
+    }
+    let ends = Value::Array(page_ends.iter().cloned().map(Value::Bytes).collect());
+    Some(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        ferrovex_model::binary::encode(&ends),
+    ))
+}
+
+/// The inverse of [`encode_journal`]; the error says why a journal is not one of ours (a
+/// paginated query with such a journal fails with `InvalidCursor`, so clients start over).
+pub fn decode_journal(journal: &str) -> Result<Vec<Vec<u8>>, String> {
+    let invalid = || {
+        let shown: String = journal.chars().take(64).collect();
+        format!("InvalidCursor: the journal {shown:?} is not one this server issued")
+    };
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, journal)
+        .map_err(|_| invalid())?;
+    match ferrovex_model::binary::decode(&bytes) {
+        Ok(Value::Array(ends)) => ends
+            .into_iter()
+            .map(|end| match end {
+                Value::Bytes(end) => Ok(end),
+                _ => Err(invalid()),
+            })
+            .collect(),
+        _ => Err(invalid()),
+    }
+}
+
+/// A state version: the query set, the identity (how many `Authenticate` messages the
+/// connection has had accepted), and the timestamp its results were computed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateVersion {
     pub query_set: u64,
+    pub identity: u64,
     pub ts: Ts,
 }
 
 impl StateVersion {
     pub const INITIAL: StateVersion = StateVersion {
         query_set: 0,
+        identity: 0,
         ts: 0,
     };
 
     fn to_json(self) -> Json {
-        json!({ "querySet": self.query_set, "ts": self.ts.to_string() })
+        json!({ "querySet": self.query_set, "identity": self.identity, "ts": encode_u64(self.ts) })
+    }
+
+    fn from_json(json: &Json, field: &str) -> Result<StateVersion, ProtocolError> {
+        let number = |name: &str| {
+            json.get(name).and_then(Json::as_u64).ok_or_else(|| {
+                ProtocolError(format!("{field}.{name} must be a non-negative integer"))
+            })
+        };
+        let ts = json
+            .get("ts")
+            .and_then(Json::as_str)
+            .ok_or_else(|| ProtocolError(format!("{field}.ts must be a string")))?;
+        Ok(StateVersion {
+            query_set: number("querySet")?,
+            identity: number("identity")?,
+            ts: parse_ts(&format!("{field}.ts"), ts)?,
+        })
     }
 }
 
@@ -270,11 +577,13 @@ pub enum QueryModification {
         query_id: u64,
         value: Value,
         log_lines: Vec<String>,
+        journal: Option<String>,
     },
     Failed {
         query_id: u64,
         error: FunctionError,
         log_lines: Vec<String>,
+        journal: Option<String>,
     },
     Removed {
         query_id: u64,
@@ -305,19 +614,26 @@ fn modification_json(modification: &QueryModification) -> Json {
             query_id,
             value,
             log_lines,
+            journal,
         } => json!({
-            "type": "QueryUpdated", "queryId": query_id, "value": to_json(value), "logLines": log_lines,
+            "type": "QueryUpdated", "queryId": query_id, "value": to_json(value),
+            "logLines": wire_log_lines(log_lines), "journal": journal,
         }),
         QueryModification::Failed {
             query_id,
             error,
             log_lines,
+            journal,
         } => {
             let mut map = Map::new();
             map.insert("type".into(), "QueryFailed".into());
             map.insert("queryId".into(), (*query_id).into());
-            error_fields(&mut map, error);
-            map.insert("logLines".into(), json!(log_lines));
+            map.insert("errorMessage".into(), error.message.clone().into());
+            if let Some(data) = &error.data {
+                map.insert("errorData".into(), to_json(data));
+            }
+            map.insert("logLines".into(), json!(wire_log_lines(log_lines)));
+            map.insert("journal".into(), json!(journal));
             Json::Object(map)
         }
         QueryModification::Removed { query_id } => {
@@ -344,16 +660,39 @@ pub enum ServerMessage {
         outcome: Result<(Value, Ts), FunctionError>,
         log_lines: Vec<String>,
     },
+    ActionResponse {
+        request_id: u64,
+        outcome: Result<Value, FunctionError>,
+        log_lines: Vec<String>,
+    },
+    /// A token was refused (`auth_update_attempted`: it was just sent) or one in use stopped
+    /// being valid. `base_version` is the identity version of the last transition sent.
+    AuthError {
+        error: String,
+        base_version: u64,
+        auth_update_attempted: bool,
+    },
     FatalError {
         error: String,
     },
     Ping,
 }
 
-fn error_fields(map: &mut Map<String, Json>, error: &FunctionError) {
-    map.insert("errorMessage".into(), Json::String(error.message.clone()));
-    if let Some(data) = &error.data {
-        map.insert("errorData".into(), to_json(data));
+/// A call's answer: `success`, then `result` (the value, or the error's message), and
+/// `errorData` when the error carries data.
+fn outcome_fields(map: &mut Map<String, Json>, outcome: Result<&Value, &FunctionError>) {
+    match outcome {
+        Ok(value) => {
+            map.insert("success".into(), true.into());
+            map.insert("result".into(), to_json(value));
+        }
+        Err(error) => {
+            map.insert("success".into(), false.into());
+            map.insert("result".into(), error.message.clone().into());
+            if let Some(data) = &error.data {
+                map.insert("errorData".into(), to_json(data));
+            }
+        }
     }
 }
 
@@ -378,20 +717,32 @@ impl ServerMessage {
                 let mut map = Map::new();
                 map.insert("type".into(), "MutationResponse".into());
                 map.insert("requestId".into(), (*request_id).into());
-                match outcome {
-                    Ok((value, ts)) => {
-                        map.insert("success".into(), true.into());
-                        map.insert("result".into(), to_json(value));
-                        map.insert("ts".into(), ts.to_string().into());
-                    }
-                    Err(error) => {
-                        map.insert("success".into(), false.into());
-                        error_fields(&mut map, error);
-                    }
-                }
-                map.insert("logLines".into(), json!(log_lines));
+                outcome_fields(&mut map, outcome.as_ref().map(|(value, _)| value));
+                let ts = outcome.as_ref().ok().map(|(_, ts)| encode_u64(*ts));
+                map.insert("ts".into(), json!(ts));
+                map.insert("logLines".into(), json!(wire_log_lines(log_lines)));
                 Json::Object(map)
             }
+            ServerMessage::ActionResponse {
+                request_id,
+                outcome,
+                log_lines,
+            } => {
+                let mut map = Map::new();
+                map.insert("type".into(), "ActionResponse".into());
+                map.insert("requestId".into(), (*request_id).into());
+                outcome_fields(&mut map, outcome.as_ref());
+                map.insert("logLines".into(), json!(wire_log_lines(log_lines)));
+                Json::Object(map)
+            }
+            ServerMessage::AuthError {
+                error,
+                base_version,
+                auth_update_attempted,
+            } => json!({
+                "type": "AuthError", "error": error, "baseVersion": base_version,
+                "authUpdateAttempted": auth_update_attempted,
+            }),
             ServerMessage::FatalError { error } => json!({ "type": "FatalError", "error": error }),
             ServerMessage::Ping => json!({ "type": "Ping" }),
         }
@@ -415,7 +766,7 @@ impl ServerMessage {
                 _ => 0,
             })
             .sum();
-        let mut frame = String::with_capacity(128 + prepared);
+        let mut frame = String::with_capacity(192 + prepared);
         frame.push_str(r#"{"type":"Transition","startVersion":"#);
         frame.push_str(&start.to_json().to_string());
         frame.push_str(r#","endVersion":"#);
@@ -437,222 +788,165 @@ impl ServerMessage {
         frame.push_str("]}");
         frame
     }
+
+    /// The frames that carry this message: one, or for a transition longer than
+    /// [`MAX_TRANSITION_CHUNK_BYTES`] sent to a client that `takes_chunks`, `TransitionChunk`
+    /// parts split at character boundaries, numbered from 0, all with the same
+    /// `transitionId` (the whole frame's length, as Convex does).
+    pub fn to_frames(&self, takes_chunks: bool) -> Vec<String> {
+        let frame = self.to_frame();
+        let is_transition = matches!(self, ServerMessage::Transition { .. });
+        if !takes_chunks || !is_transition || frame.len() <= MAX_TRANSITION_CHUNK_BYTES {
+            return vec![frame];
+        }
+        let mut parts = Vec::new();
+        let mut rest = frame.as_str();
+        while !rest.is_empty() {
+            let mut end = rest.len().min(MAX_TRANSITION_CHUNK_BYTES);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            parts.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let total = parts.len();
+        let id = frame.len().to_string();
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                json!({
+                    "type": "TransitionChunk", "chunk": chunk, "partNumber": i,
+                    "totalParts": total, "transitionId": id,
+                })
+                .to_string()
+            })
+            .collect()
+    }
+}
+
+/// Parses one text frame from the server (for clients written in Rust). A `TransitionChunk`
+/// is an error here: clients that take chunks reassemble them first.
+pub fn parse_server_message(text: &str) -> Result<ServerMessage, ProtocolError> {
+    let json = parse_json(text)?;
+    let kind = frame_type(&json)?.to_owned();
+    let bad = |what: &str| ProtocolError(format!("malformed {kind} message: {what}"));
+    let field = |name: &str| json.get(name).filter(|v| !v.is_null());
+    let number = |name: &str| {
+        field(name)
+            .and_then(Json::as_u64)
+            .ok_or_else(|| bad(&format!("{name} must be a non-negative integer")))
+    };
+    let string = |name: &str| {
+        field(name)
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| bad(&format!("{name} must be a string")))
+    };
+    let value = |json: &Json| from_json(json).map_err(|e| bad(&e.to_string()));
+    let log_lines = |json: &Json| -> Result<Vec<String>, ProtocolError> {
+        serde_json::from_value(json.get("logLines").cloned().unwrap_or(Json::Null))
+            .map(function_log_lines)
+            .map_err(|_| bad("logLines must be an array of strings"))
+    };
+    let outcome = |json: &Json| -> Result<Result<Value, FunctionError>, ProtocolError> {
+        let result = json.get("result").unwrap_or(&Json::Null);
+        match json.get("success").and_then(Json::as_bool) {
+            Some(true) => Ok(Ok(value(result)?)),
+            Some(false) => Ok(Err(FunctionError {
+                message: result
+                    .as_str()
+                    .ok_or_else(|| bad("a failure's result must be its message"))?
+                    .to_owned(),
+                data: json
+                    .get("errorData")
+                    .filter(|d| !d.is_null())
+                    .map(value)
+                    .transpose()?,
+            })),
+            None => Err(bad("success must be a boolean")),
+        }
+    };
+    Ok(match kind.as_str() {
+        "Transition" => {
+            let version =
+                |name: &str| StateVersion::from_json(field(name).ok_or_else(|| bad(name))?, name);
+            let modifications = field("modifications")
+                .and_then(Json::as_array)
+                .ok_or_else(|| bad("modifications must be an array"))?
+                .iter()
+                .map(|m| {
+                    let query_id = m
+                        .get("queryId")
+                        .and_then(Json::as_u64)
+                        .ok_or_else(|| bad("queryId must be a non-negative integer"))?;
+                    let journal = m.get("journal").and_then(Json::as_str).map(str::to_owned);
+                    Ok(match m.get("type").and_then(Json::as_str) {
+                        Some("QueryUpdated") => QueryModification::Updated {
+                            query_id,
+                            value: value(m.get("value").unwrap_or(&Json::Null))?,
+                            log_lines: log_lines(m)?,
+                            journal,
+                        },
+                        Some("QueryFailed") => QueryModification::Failed {
+                            query_id,
+                            error: FunctionError {
+                                message: m
+                                    .get("errorMessage")
+                                    .and_then(Json::as_str)
+                                    .ok_or_else(|| bad("errorMessage must be a string"))?
+                                    .to_owned(),
+                                data: m
+                                    .get("errorData")
+                                    .filter(|d| !d.is_null())
+                                    .map(value)
+                                    .transpose()?,
+                            },
+                            log_lines: log_lines(m)?,
+                            journal,
+                        },
+                        Some("QueryRemoved") => QueryModification::Removed { query_id },
+                        other => return Err(bad(&format!("unknown modification {other:?}"))),
+                    })
+                })
+                .collect::<Result<_, ProtocolError>>()?;
+            ServerMessage::Transition {
+                start: version("startVersion")?,
+                end: version("endVersion")?,
+                modifications,
+            }
+        }
+        "MutationResponse" => ServerMessage::MutationResponse {
+            request_id: number("requestId")?,
+            outcome: match outcome(&json)? {
+                Ok(value) => Ok((value, parse_ts("ts", &string("ts")?)?)),
+                Err(error) => Err(error),
+            },
+            log_lines: log_lines(&json)?,
+        },
+        "ActionResponse" => ServerMessage::ActionResponse {
+            request_id: number("requestId")?,
+            outcome: outcome(&json)?,
+            log_lines: log_lines(&json)?,
+        },
+        "AuthError" => ServerMessage::AuthError {
+            error: string("error")?,
+            base_version: number("baseVersion")?,
+            auth_update_attempted: field("authUpdateAttempted")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+        },
+        "FatalError" => ServerMessage::FatalError {
+            error: string("error")?,
+        },
+        "Ping" => ServerMessage::Ping,
+        other => {
+            return Err(ProtocolError(format!(
+                "unknown server message type {other:?}"
+            )))
+        }
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ferrovex_model::obj;
-
-    #[test]
-    fn client_messages_parse_as_the_protocol_writes_them() {
-        let cases = [
-            (
-                r#"{"type": "Connect", "sessionId": "5f0c", "connectionCount": 0, "maxObservedTimestamp": "1732406400000000123"}"#,
-                ClientMessage::Connect {
-                    session_id: "5f0c".into(),
-                    connection_count: 0,
-                    max_observed_timestamp: Some(1732406400000000123),
-                },
-            ),
-            (
-                r#"{"type": "Connect", "sessionId": "5f0c", "connectionCount": 3}"#,
-                ClientMessage::Connect {
-                    session_id: "5f0c".into(),
-                    connection_count: 3,
-                    max_observed_timestamp: None,
-                },
-            ),
-            (
-                r#"{"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-                    {"type": "Add", "queryId": 7, "udfPath": "chat:get_messages", "args": {}},
-                    {"type": "Remove", "queryId": 3}]}"#,
-                ClientMessage::ModifyQuerySet {
-                    base_version: 0,
-                    new_version: 1,
-                    modifications: vec![
-                        QuerySetModification::Add {
-                            query_id: 7,
-                            udf_path: "chat:get_messages".into(),
-                            args: Value::Object(obj! {}),
-                        },
-                        QuerySetModification::Remove { query_id: 3 },
-                    ],
-                },
-            ),
-            (
-                r#"{"type": "Mutation", "requestId": 1, "udfPath": "chat:send_message", "args": {"user": "ada", "n": {"$integer": "5"}}}"#,
-                ClientMessage::Mutation {
-                    request_id: 1,
-                    udf_path: "chat:send_message".into(),
-                    args: Value::Object(obj! { "user" => "ada", "n" => 5i64 }),
-                },
-            ),
-            (
-                r#"{"type": "Authenticate", "baseVersion": 0, "tokenType": "None", "unknownFutureField": 1}"#,
-                ClientMessage::Authenticate {
-                    base_version: 0,
-                    token_type: TokenType::None,
-                    value: None,
-                },
-            ),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse_client_message(text).unwrap(), expected, "{text}");
-        }
-    }
-
-    #[test]
-    fn bad_frames_say_what_is_wrong() {
-        for (text, needle) in [
-            ("{not json", "not valid JSON"),
-            ("[1, 2]", "expected a JSON object, got an array"),
-            (r#"{"sessionId": "x"}"#, "no \"type\""),
-            (
-                r#"{"type": "Subscribe"}"#,
-                "unknown message type \"Subscribe\"",
-            ),
-            (r#"{"type": "Connect", "connectionCount": 0}"#, "sessionId"),
-            (
-                r#"{"type": "Connect", "sessionId": "", "connectionCount": 0}"#,
-                "sessionId must be 1 to 128 bytes (a UUID is 36), got 0 bytes",
-            ),
-            (
-                r#"{"type": "Connect", "sessionId": "x", "connectionCount": 0, "maxObservedTimestamp": "soon"}"#,
-                "maxObservedTimestamp",
-            ),
-            (
-                r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": [1]}"#,
-                "args must be a JSON object",
-            ),
-            (
-                r#"{"type": "Mutation", "requestId": 1, "udfPath": "a:b", "args": {"$bad": 1}}"#,
-                "$bad",
-            ),
-            (
-                r#"{"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [{"type": "Swap"}]}"#,
-                "Swap",
-            ),
-        ] {
-            let err = parse_client_message(text).unwrap_err();
-            assert!(err.0.contains(needle), "{text}: {err}");
-        }
-        let long = format!(
-            r#"{{"type": "Connect", "sessionId": "{}", "connectionCount": 0}}"#,
-            "s".repeat(129)
-        );
-        let err = parse_client_message(&long).unwrap_err();
-        assert!(err.0.contains("got 129 bytes"), "{err}");
-    }
-
-    #[test]
-    fn a_prepared_modification_writes_the_same_frame() {
-        let updated = QueryModification::Updated {
-            query_id: 7,
-            value: Value::Array(vec![Value::Int64(-42), Value::String("a\"b".into())]),
-            log_lines: vec!["line".into()],
-        };
-        let failed = QueryModification::Failed {
-            query_id: 8,
-            error: FunctionError {
-                message: "chat:get_messages failed".into(),
-                data: Some(Value::Bytes(vec![1, 2])),
-            },
-            log_lines: vec![],
-        };
-        let frame = |modifications| {
-            let transition = ServerMessage::Transition {
-                start: StateVersion::INITIAL,
-                end: StateVersion {
-                    query_set: 1,
-                    ts: 5,
-                },
-                modifications,
-            };
-            serde_json::from_str::<Json>(&transition.to_frame()).expect("a JSON frame")
-        };
-        let prepared: Vec<_> = [&updated, &failed]
-            .iter()
-            .map(|m| QueryModification::Prepared {
-                query_id: match m {
-                    QueryModification::Updated { query_id, .. }
-                    | QueryModification::Failed { query_id, .. } => *query_id,
-                    _ => unreachable!(),
-                },
-                body: m.prepare(),
-            })
-            .collect();
-        let plain = frame(vec![updated.clone(), failed.clone()]);
-        assert_eq!(frame(prepared), plain);
-        assert_eq!(
-            plain["modifications"][0]["value"][0],
-            json!({"$integer": "-42"})
-        );
-        assert_eq!(
-            plain["modifications"][1]["errorData"],
-            json!({"$bytes": "AQI="})
-        );
-    }
-
-    #[test]
-    fn server_messages_serialize_as_the_protocol_writes_them() {
-        let transition = ServerMessage::Transition {
-            start: StateVersion::INITIAL,
-            end: StateVersion {
-                query_set: 1,
-                ts: 1732406400000000123,
-            },
-            modifications: vec![
-                QueryModification::Updated {
-                    query_id: 7,
-                    value: Value::Int64(-42),
-                    log_lines: vec!["hi".into()],
-                },
-                QueryModification::Failed {
-                    query_id: 8,
-                    error: FunctionError {
-                        message: "chat:get: boom".into(),
-                        data: None,
-                    },
-                    log_lines: vec![],
-                },
-                QueryModification::Removed { query_id: 9 },
-            ],
-        };
-        assert_eq!(
-            transition.to_json(),
-            json!({
-                "type": "Transition",
-                "startVersion": {"querySet": 0, "ts": "0"},
-                "endVersion": {"querySet": 1, "ts": "1732406400000000123"},
-                "modifications": [
-                    {"type": "QueryUpdated", "queryId": 7, "value": {"$integer": "-42"}, "logLines": ["hi"]},
-                    {"type": "QueryFailed", "queryId": 8, "errorMessage": "chat:get: boom", "logLines": []},
-                    {"type": "QueryRemoved", "queryId": 9},
-                ],
-            })
-        );
-        let failed = ServerMessage::MutationResponse {
-            request_id: 1,
-            outcome: Err(FunctionError {
-                message: "m".into(),
-                data: Some(Value::from("why")),
-            }),
-            log_lines: vec![],
-        };
-        assert_eq!(
-            failed.to_json(),
-            json!({"type": "MutationResponse", "requestId": 1, "success": false, "errorMessage": "m", "errorData": "why", "logLines": []})
-        );
-        let ok = ServerMessage::MutationResponse {
-            request_id: 2,
-            outcome: Ok((Value::Null, 5)),
-            log_lines: vec![],
-        };
-        assert_eq!(
-            ok.to_json(),
-            json!({"type": "MutationResponse", "requestId": 2, "success": true, "result": null, "ts": "5", "logLines": []})
-        );
-        assert_eq!(ServerMessage::Ping.to_frame(), r#"{"type":"Ping"}"#);
-    }
-}
+mod tests;

@@ -9,8 +9,8 @@
 use super::engine::SyncEngine;
 use super::mutation_log::Outcome;
 use super::protocol::{FunctionError, ServerMessage};
-use super::session_core::SessionCore;
 pub use super::session_core::MAX_CLIENT_FRAME_BYTES;
+use super::session_core::{Reply, SessionCore};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -44,6 +44,8 @@ enum End {
     Fatal(String),
     /// The server is shutting down.
     Shutdown,
+    /// A reply that ends the connection was sent (a refused token).
+    Closed(&'static str),
     /// The server is shutting down and the client is not reading what it was sent: the
     /// socket is dropped without a close handshake, so shutdown never waits on a client.
     Abandoned,
@@ -57,14 +59,17 @@ struct RunningMutation {
 struct Session {
     core: SessionCore,
     running: Option<RunningMutation>,
+    /// The client reassembles `TransitionChunk`s (npm clients from 1.28.0).
+    takes_chunks: bool,
 }
 
 /// Serves one upgraded connection until the client leaves, breaks the protocol, or the
-/// server shuts down.
-pub async fn run(engine: Arc<SyncEngine>, mut socket: Socket) {
+/// server shuts down. `takes_chunks`: the client reassembles long transitions sent in parts.
+pub async fn run(engine: Arc<SyncEngine>, mut socket: Socket, takes_chunks: bool) {
     let mut session = Session {
         core: SessionCore::new(engine.clone()),
         running: None,
+        takes_chunks,
     };
     let end = session.serve(&engine, &mut socket).await;
     session.core.release().await;
@@ -81,7 +86,10 @@ pub async fn run(engine: Arc<SyncEngine>, mut socket: Socket) {
             let _ = socket.send(Message::text(fatal.to_frame())).await;
             close(&mut socket, CloseCode::Policy, "protocol error").await;
         }
-        End::Shutdown => close(&mut socket, CloseCode::Away, "server shutting down").await,
+        // Transient: 1013 (try again later), so every client reconnects, to this server
+        // once it is back or to another.
+        End::Shutdown => close(&mut socket, CloseCode::Again, "ServerShuttingDown").await,
+        End::Closed(reason) => close(&mut socket, CloseCode::Normal, reason).await,
         End::Abandoned => {}
     }
 }
@@ -122,7 +130,7 @@ impl Session {
                     // Committed or not, the outcome is recorded: a client that misses this
                     // answer gets it again when it re-sends.
                     let response = self.core.answer_mutation(request_id, outcome).await;
-                    match unless_stopping(&mut stopping, send(socket, &response)).await {
+                    match unless_stopping(&mut stopping, self.send(socket, &response)).await {
                         Some(Ok(())) => {}
                         Some(Err(end)) => return end,
                         None => return End::Abandoned,
@@ -135,7 +143,7 @@ impl Session {
                     let Some(transition) = self.core.take_transition().await else {
                         continue;
                     };
-                    match unless_stopping(&mut stopping, send(socket, &transition)).await {
+                    match unless_stopping(&mut stopping, self.send(socket, &transition)).await {
                         Some(Ok(())) => {}
                         Some(Err(end)) => return end,
                         None => return End::Abandoned,
@@ -147,13 +155,26 @@ impl Session {
                         Ok(None) => continue,
                         Err(end) => return end,
                     };
-                    if let Err(reason) = self.core.handle_frame(&text).await {
-                        return End::Fatal(reason);
+                    let (reply, then_close) = match self.core.handle_frame(&text).await {
+                        Err(reason) => return End::Fatal(reason),
+                        Ok(Reply::None) => (None, false),
+                        Ok(Reply::Send(message)) => (Some(message), false),
+                        Ok(Reply::SendAndClose(message)) => (Some(message), true),
+                    };
+                    if let Some(message) = reply {
+                        match unless_stopping(&mut stopping, self.send(socket, &message)).await {
+                            Some(Ok(())) => {}
+                            Some(Err(end)) => return end,
+                            None => return End::Abandoned,
+                        }
+                    }
+                    if then_close {
+                        return End::Closed("AuthError");
                     }
                     self.start_next_mutation();
                 }
                 _ = ping.tick() => {
-                    match unless_stopping(&mut stopping, send(socket, &ServerMessage::Ping)).await {
+                    match unless_stopping(&mut stopping, self.send(socket, &ServerMessage::Ping)).await {
                         Some(Ok(())) => {}
                         Some(Err(_)) => return End::ClientGone,
                         None => return End::Abandoned,
@@ -161,6 +182,17 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Writes a message: one frame, or a long transition's parts when the client takes them.
+    async fn send(&self, socket: &mut Socket, message: &ServerMessage) -> Result<(), End> {
+        for frame in message.to_frames(self.takes_chunks) {
+            socket
+                .feed(Message::text(frame))
+                .await
+                .map_err(|_| End::ClientGone)?;
+        }
+        socket.flush().await.map_err(|_| End::ClientGone)
     }
 
     /// Starts the next mutation the core hands out (none while one runs). A mutation blocks
@@ -229,11 +261,4 @@ fn read_text(frame: Option<Result<Message, WsError>>) -> Result<Option<String>, 
             Err(End::ClientGone)
         }
     }
-}
-
-async fn send(socket: &mut Socket, message: &ServerMessage) -> Result<(), End> {
-    socket
-        .send(Message::text(message.to_frame()))
-        .await
-        .map_err(|_| End::ClientGone)
 }

@@ -22,10 +22,11 @@ use super::connection::ConnectionState;
 use super::engine::{ConnectionId, SyncEngine};
 use super::mutation_log::Outcome;
 use super::protocol::{
-    parse_client_message, ClientMessage, FunctionError, ServerMessage, TokenType,
+    canonical_udf_path, parse_client_message, Args, AuthToken, ClientMessage, FunctionError,
+    ServerMessage,
 };
+use super::subscriptions::invalid_arguments;
 use crate::wasm::{CallError, CallFailure, CallOptions};
-use ferrovex_model::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -37,7 +38,20 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = crate::server::MAX_REQUEST_BODY_BYTES;
 struct PendingMutation {
     request_id: u64,
     udf_path: String,
-    args: Value,
+    args: Args,
+}
+
+/// What the socket task does with a frame's answer, besides the mutations and transitions
+/// the core hands out in their own time.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    /// Nothing to send now.
+    None,
+    /// Send this message.
+    Send(ServerMessage),
+    /// Send this message, then close the connection (a refused token: the client
+    /// reconnects with a fresh one).
+    SendAndClose(ServerMessage),
 }
 
 /// A mutation taken from the queue, to be run once; its outcome goes back to
@@ -65,13 +79,25 @@ impl MutationRun {
         engine
             .mutations
             .run_once(&session_id, mutation.request_id, || {
+                let invalid = |message| {
+                    let error = FunctionError {
+                        message,
+                        data: None,
+                    };
+                    (error, Vec::new())
+                };
+                let path = canonical_udf_path(&mutation.udf_path).map_err(invalid)?;
+                let args = mutation
+                    .args
+                    .to_value()
+                    .map_err(|reason| invalid(invalid_arguments(&path, reason)))?;
                 engine
                     .host
                     .run_mutation_once(
                         &engine.store,
                         &engine.module(),
-                        &mutation.udf_path,
-                        &mutation.args,
+                        &path,
+                        &args,
                         CallOptions::default(),
                         &receipt_key(&session_id, mutation.request_id),
                     )
@@ -119,9 +145,10 @@ impl SessionCore {
         self.queued.len()
     }
 
-    /// Handles one text frame from the client. `Err` is a protocol violation: the reason to
-    /// send in a `FatalError`, after which the connection ends.
-    pub async fn handle_frame(&mut self, text: &str) -> Result<(), String> {
+    /// Handles one text frame from the client: what to send at once, if anything. `Err` is a
+    /// protocol violation: the reason to send in a `FatalError`, after which the connection
+    /// ends.
+    pub async fn handle_frame(&mut self, text: &str) -> Result<Reply, String> {
         if text.len() > MAX_CLIENT_FRAME_BYTES {
             return Err(oversized_frame(text.len()));
         }
@@ -180,15 +207,52 @@ impl SessionCore {
                     args,
                 });
             }
-            ClientMessage::Authenticate { token_type, .. } => {
-                if token_type != TokenType::None {
-                    return Err(format!(
-                        "Authenticate: tokenType {token_type:?} is not supported by this server yet (only None is)"
-                    ));
-                }
+            ClientMessage::Action {
+                request_id,
+                udf_path,
+                ..
+            } => {
+                return Ok(Reply::Send(ServerMessage::ActionResponse {
+                    request_id,
+                    outcome: Err(FunctionError {
+                        message: format!(
+                            "{udf_path}: actions are not supported yet by this server; call queries and mutations"
+                        ),
+                        data: None,
+                    }),
+                    log_lines: Vec::new(),
+                }));
+            }
+            ClientMessage::Event { .. } => {}
+            ClientMessage::Authenticate {
+                base_version,
+                token,
+            } => {
+                let mut state = self.engine.state.lock().await;
+                let connection = state
+                    .connections
+                    .get_mut(&self.id)
+                    .expect("registered at Connect");
+                let kind = match token {
+                    AuthToken::None => {
+                        connection.authenticate(base_version)?;
+                        drop(state);
+                        self.wake.notify_one();
+                        return Ok(Reply::None);
+                    }
+                    AuthToken::User(_) => "a user token",
+                    AuthToken::Admin { .. } => "an admin key",
+                };
+                return Ok(Reply::SendAndClose(ServerMessage::AuthError {
+                    error: format!(
+                        "No auth provider found matching the given token: this deployment accepts no sign-in yet, and {kind} was sent"
+                    ),
+                    base_version: connection.sent_identity_version(),
+                    auth_update_attempted: true,
+                }));
             }
         }
-        Ok(())
+        Ok(Reply::None)
     }
 
     /// The oldest queued mutation, unless one is running: one at a time, in the order the
@@ -304,6 +368,8 @@ fn message_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Connect { .. } => "Connect",
         ClientMessage::ModifyQuerySet { .. } => "ModifyQuerySet",
         ClientMessage::Mutation { .. } => "Mutation",
+        ClientMessage::Action { .. } => "Action",
         ClientMessage::Authenticate { .. } => "Authenticate",
+        ClientMessage::Event { .. } => "Event",
     }
 }

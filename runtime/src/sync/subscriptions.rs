@@ -4,8 +4,9 @@
 //! always shows one state of the database.
 
 use super::invalidation::{SubscriptionId, SubscriptionIndex};
+use super::protocol::{canonical_udf_path, decode_journal, encode_journal, Args};
 use crate::store::{CommittedKeys, Snapshot, Store, Timestamp};
-use crate::wasm::{CallError, CallOptions, DeployedModule, WasmHost};
+use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule, WasmHost};
 use ferrovex_model::{binary, Value};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
@@ -16,18 +17,68 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct QueryKey {
     pub module: String,
+    /// The canonical function path, or the path as sent when it is not a valid one.
     pub path: String,
-    pub args: Vec<u8>,
+    /// The arguments in binary form, or the message of the call's failure when the path or
+    /// the arguments are not valid: such a query fails without running, like a call of an
+    /// unknown function, and the client's other queries go on.
+    pub args: Result<Vec<u8>, String>,
+    /// The journal the client sent: where the query's pages ended when it last saw them.
+    pub page_ends: Vec<Vec<u8>>,
 }
 
 impl QueryKey {
+    /// A query of a valid path with arguments that are a value, and no journal.
     pub fn new(module: &DeployedModule, path: &str, args: &Value) -> Self {
         QueryKey {
             module: module.hash.clone(),
             path: path.to_owned(),
-            args: binary::encode(args),
+            args: Ok(binary::encode(args)),
+            page_ends: Vec::new(),
         }
     }
+
+    /// The query a client asked for with `udf_path`, `args` and `journal` as they came on
+    /// the wire.
+    pub fn from_wire(
+        module: &DeployedModule,
+        udf_path: &str,
+        args: &Args,
+        journal: Option<&str>,
+    ) -> Self {
+        let checked = canonical_udf_path(udf_path).and_then(|path| {
+            let args = args
+                .to_value()
+                .map(|value| binary::encode(&value))
+                .map_err(|reason| invalid_arguments(&path, reason))?;
+            let page_ends = journal
+                .map(decode_journal)
+                .transpose()
+                .map_err(|reason| format!("{path}: {reason}"))?
+                .unwrap_or_default();
+            Ok((path, args, page_ends))
+        });
+        let (path, args, page_ends) = match checked {
+            Ok((path, args, page_ends)) => (path, Ok(args), page_ends),
+            Err(message) => (udf_path.to_owned(), Err(message), Vec::new()),
+        };
+        QueryKey {
+            module: module.hash.clone(),
+            path,
+            args,
+            page_ends,
+        }
+    }
+}
+
+/// A call's failure for arguments that are not valid values, in the host's words.
+pub fn invalid_arguments(path: &str, reason: String) -> String {
+    CallFailure {
+        path: path.to_owned(),
+        error: CallError::InvalidArguments(reason),
+        log_lines: Vec::new(),
+    }
+    .to_string()
 }
 
 /// A query's result at one timestamp: its value or its error message and data.
@@ -36,6 +87,8 @@ pub struct QueryResult {
     pub ts: Timestamp,
     pub outcome: Result<Value, (String, Option<Value>)>,
     pub log_lines: Vec<String>,
+    /// Where its pages ended, for the client to send back (`None` if it paginated nothing).
+    pub journal: Option<String>,
     /// Its JSON in a transition, serialized once however many connections are sent it.
     pub prepared: OnceLock<Arc<str>>,
 }
@@ -44,6 +97,11 @@ struct Entry {
     key: QueryKey,
     subscribers: usize,
     result: Option<Arc<QueryResult>>,
+    /// Where the query's pages end: the client's journal at first, then what each run
+    /// returned, so every re-run keeps the same page ends (pages grow and shrink in place
+    /// instead of shifting, and a client's pages stay gapless). Clients that subscribe later
+    /// with the same arguments share these ends.
+    page_ends: Vec<Vec<u8>>,
 }
 
 /// The subscribed queries, their last results, and what their results depend on.
@@ -70,12 +128,14 @@ impl Subscriptions {
         self.next_id += 1;
         let id = self.next_id;
         self.by_key.insert(key.clone(), id);
+        let page_ends = key.page_ends.clone();
         self.entries.insert(
             id,
             Entry {
                 key,
                 subscribers: 1,
                 result: None,
+                page_ends,
             },
         );
         self.stale.insert(id);
@@ -145,23 +205,50 @@ impl Subscriptions {
                 self.stale.insert(id);
                 continue;
             };
-            let args = binary::decode(&entry.key.args).expect("encoded by QueryKey::new");
+            let args = match &entry.key.args {
+                Ok(args) => binary::decode(args).expect("encoded by QueryKey::from_wire"),
+                Err(message) => {
+                    // Fails the same way at every snapshot: it reads nothing, so no commit
+                    // makes it stale again.
+                    let result = QueryResult {
+                        ts: snapshot.ts(),
+                        outcome: Err((message.clone(), None)),
+                        log_lines: Vec::new(),
+                        journal: None,
+                        prepared: OnceLock::new(),
+                    };
+                    if entry.result.is_none() {
+                        changed.push(id);
+                    }
+                    entry.result = Some(Arc::new(result));
+                    continue;
+                }
+            };
             let run = host.run_query_in(
                 store,
                 module,
                 &entry.key.path,
                 &args,
                 snapshot.begin_read_only(),
-                CallOptions::default(),
+                CallOptions {
+                    page_ends: entry.page_ends.clone(),
+                    ..CallOptions::default()
+                },
             );
             self.runs += 1;
             let result = match run.outcome {
-                Ok(outcome) => QueryResult {
-                    ts: run.ts,
-                    outcome: Ok(outcome.value),
-                    log_lines: outcome.log_lines,
-                    prepared: OnceLock::new(),
-                },
+                Ok(outcome) => {
+                    if !outcome.page_ends.is_empty() {
+                        entry.page_ends = outcome.page_ends;
+                    }
+                    QueryResult {
+                        ts: run.ts,
+                        outcome: Ok(outcome.value),
+                        log_lines: outcome.log_lines,
+                        journal: encode_journal(&entry.page_ends),
+                        prepared: OnceLock::new(),
+                    }
+                }
                 Err(failure) => {
                     let data = match &failure.error {
                         CallError::User { data, .. } => data.clone(),
@@ -171,6 +258,7 @@ impl Subscriptions {
                         ts: run.ts,
                         outcome: Err((failure.to_string(), data)),
                         log_lines: failure.log_lines,
+                        journal: encode_journal(&entry.page_ends),
                         prepared: OnceLock::new(),
                     }
                 }

@@ -1,4 +1,4 @@
-//! `GET /api/sync`: checks the WebSocket handshake (RFC 6455), answers 101 and hands the
+//! `GET /api/sync` and `GET /api/{client version}/sync`: checks the WebSocket handshake (RFC 6455), answers 101 and hands the
 //! upgraded connection to a session task.
 
 use super::engine::SyncEngine;
@@ -33,9 +33,32 @@ pub fn upgrade(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, (StatusCode, String)> {
     let session_engine = engine.clone();
+    let takes_chunks = takes_transition_chunks(request.headers(), request.uri().path());
     upgrade_to(engine, "/api/sync", request, move |socket| {
-        session::run(session_engine, socket)
+        session::run(session_engine, socket, takes_chunks)
     })
+}
+
+/// Whether the client reassembles `TransitionChunk`s: npm clients from 1.28.0 do. The
+/// version comes from the `Convex-Client` header (`npm-1.48.0`, `rust-0.10.4`, ...) or, from
+/// browsers, which cannot set headers, the path (`/api/1.48.0/sync` is an npm client).
+pub fn takes_transition_chunks(headers: &HeaderMap, path: &str) -> bool {
+    let client = headers
+        .get("convex-client")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            let version = path.strip_prefix("/api/")?.strip_suffix("/sync")?;
+            Some(format!("npm-{version}"))
+        });
+    let Some(version) = client.as_deref().and_then(|c| c.strip_prefix("npm-")) else {
+        return false;
+    };
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (1, 28),
+        _ => false,
+    }
 }
 
 /// The upgrade of any WebSocket endpoint of the server (`endpoint` names it in errors):
@@ -129,4 +152,35 @@ fn check_handshake(
             format!("{endpoint}: the handshake has no Sec-WebSocket-Key"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_npm_clients_from_1_28_take_chunks() {
+        let cases = [
+            (None, "/api/1.48.0/sync", true),
+            (None, "/api/1.28.0/sync", true),
+            (None, "/api/1.27.9/sync", false),
+            (None, "/api/sync", false),
+            (None, "/api/garbage/sync", false),
+            (Some("npm-1.48.0"), "/api/sync", true),
+            (Some("rust-0.10.4"), "/api/sync", false),
+            (Some("python-0.8.1"), "/api/1.48.0/sync", false),
+            (Some("npm-2.0.0-beta"), "/api/sync", true),
+        ];
+        for (header, path, expected) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = header {
+                headers.insert("convex-client", HeaderValue::from_static(value));
+            }
+            assert_eq!(
+                takes_transition_chunks(&headers, path),
+                expected,
+                "{header:?} {path}"
+            );
+        }
+    }
 }

@@ -14,6 +14,8 @@ pub(crate) struct Execution {
     pub tx: Option<Transaction>,
     pub outcome: Result<Value, CallError>,
     pub log_lines: Vec<String>,
+    /// Where its paginated reads ended, in order (`CallState::page_ends_out`).
+    pub page_ends: Vec<Vec<u8>>,
 }
 
 /// An entry point and what it receives.
@@ -39,6 +41,7 @@ impl WasmHost {
                         tx: state.tx,
                         outcome: Err(CallError::Violation(v)),
                         log_lines: vec![],
+                        page_ends: vec![],
                     }
                 }
             },
@@ -58,6 +61,7 @@ impl WasmHost {
             tx: state.tx,
             outcome,
             log_lines: state.logs,
+            page_ends: state.page_ends_out,
         }
     }
 

@@ -10,7 +10,7 @@ use wasmtime::{
     WasmFeatures,
 };
 
-/// The host's limits and resources. `Default` gives DESIGN.md's starting values.
+/// The host's limits and resources. `Default` gives the starting values (taken from Convex).
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     /// Wall-clock time one call may run (`MAX_EXECUTION_TIME`, 1 s).

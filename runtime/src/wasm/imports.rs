@@ -540,22 +540,75 @@ fn db_scan(
         Value::Int64(n) if *n >= 0 => (*n as u64).min(MAX_DOCUMENTS_READ as u64 + 1) as usize,
         _ => return Err(malformed(import, "\"limit\" must be a non-negative int64".into()).into()),
     };
-    let cursor = match request.get("cursor") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bytes(c)) => Some(c.clone()),
-        Some(_) => return Err(malformed(import, "\"cursor\" must be bytes or null".into()).into()),
+    let bytes_field = |name: &str| match request.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bytes(c)) => Ok(Some(c.clone())),
+        Some(_) => Err(malformed(import, format!("{name:?} must be bytes or null"))),
     };
-    let page = tx(state).scan(&table, &index, &range, order, limit, cursor.as_deref())?;
+    let cursor = bytes_field("cursor")?;
+    let paginate = matches!(request.get("paginate"), Some(Value::Boolean(true)));
+    // Where a page ends: an explicit end cursor, else (for the k-th page of the call) the
+    // end the same query's page had last time, which the caller passed back in its journal.
+    // The empty cursor is the end of the range.
+    let end = match bytes_field("endCursor")? {
+        Some(end) => Some(end),
+        None if paginate => state.page_ends_in.get(state.page_ends_out.len()).cloned(),
+        None => None,
+    };
+    let page = match &end {
+        // After the end of the range (the last page's continue cursor): nothing, ever.
+        _ if cursor.as_deref() == Some(&[]) => crate::store::Page {
+            documents: Vec::new(),
+            cursor: None,
+            is_done: true,
+            split_cursor: None,
+        },
+        Some(end) if end.is_empty() => {
+            tx(state).scan(&table, &index, &range, order, usize::MAX, cursor.as_deref())?
+        }
+        Some(end) => tx(state).scan_until(
+            &table,
+            &index,
+            &range,
+            order,
+            usize::MAX,
+            cursor.as_deref(),
+            Some(end),
+        )?,
+        None => tx(state).scan(&table, &index, &range, order, limit, cursor.as_deref())?,
+    };
     let mut response = Object::new();
     response.insert(
         "documents".into(),
         Value::Array(page.documents.into_iter().map(document_value).collect()),
     );
-    response.insert(
-        "cursor".into(),
-        page.cursor.map(Value::Bytes).unwrap_or(Value::Null),
-    );
-    response.insert("isDone".into(), Value::Boolean(page.is_done));
+    if paginate {
+        // A page always has a continue cursor: its end, or the empty cursor once the range is
+        // read to its end.
+        let (continue_cursor, is_done) = match end {
+            Some(end) => {
+                let done = end.is_empty();
+                (end, done)
+            }
+            None => match page.cursor {
+                Some(last) => (last, false),
+                None => (Vec::new(), true),
+            },
+        };
+        state.page_ends_out.push(continue_cursor.clone());
+        response.insert("cursor".into(), Value::Bytes(continue_cursor));
+        response.insert("isDone".into(), Value::Boolean(is_done));
+        response.insert(
+            "splitCursor".into(),
+            page.split_cursor.map(Value::Bytes).unwrap_or(Value::Null),
+        );
+    } else {
+        response.insert(
+            "cursor".into(),
+            page.cursor.map(Value::Bytes).unwrap_or(Value::Null),
+        );
+        response.insert("isDone".into(), Value::Boolean(page.is_done));
+    }
     Ok(Value::Object(response))
 }
 

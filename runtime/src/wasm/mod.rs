@@ -89,12 +89,14 @@ impl DeployedModule {
     }
 }
 
-/// Frozen time and seed of a call; by default the transaction's time and a seed derived from
-/// the function, its arguments and the snapshot.
-#[derive(Clone, Copy, Debug, Default)]
+/// Frozen time and seed of a call (by default the transaction's time and a seed derived from
+/// the function, its arguments and the snapshot), and where its paginated reads ended last
+/// time (a query's journal: see `db_scan` in `ferrovex_model::abi`).
+#[derive(Clone, Debug, Default)]
 pub struct CallOptions {
     pub now_ms: Option<f64>,
     pub seed: Option<u64>,
+    pub page_ends: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +107,9 @@ pub struct QueryOutcome {
     pub ts: Timestamp,
     /// What the result depends on, for subscriptions.
     pub read_set: ReadSet,
+    /// Where its paginated reads ended, in order: the journal that keeps its pages' ends
+    /// when it runs again. Empty when it paginated nothing.
+    pub page_ends: Vec<Vec<u8>>,
 }
 
 /// A query execution, successful or not, with what it read.
@@ -313,6 +318,7 @@ impl WasmHost {
             tx,
             outcome,
             log_lines,
+            page_ends,
         } = self.execute(
             module,
             state,
@@ -327,6 +333,7 @@ impl WasmHost {
                 log_lines,
                 ts,
                 read_set: read_set.clone(),
+                page_ends,
             });
         QueryRun {
             outcome,
@@ -431,12 +438,13 @@ impl WasmHost {
                     owned,
                     path,
                     &args_bytes,
-                    options,
+                    options.clone(),
                 );
                 let Execution {
                     tx: back,
                     outcome,
                     log_lines,
+                    ..
                 } = self.execute(
                     module,
                     state,
@@ -527,6 +535,7 @@ impl WasmHost {
         state.store = Some(store.clone());
         state.now_ms = now_ms;
         state.seed = seed;
+        state.page_ends_in = options.page_ends;
         state
     }
 }

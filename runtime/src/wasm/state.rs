@@ -42,6 +42,11 @@ pub struct CallState {
     pub now_ms: f64,
     pub seed: u64,
     pub limiter: MemoryLimiter,
+    /// Where the call's paginated reads ended last time, in the order they ran (the query's
+    /// journal, passed back by the client): each keeps its end, so pages stay gapless.
+    pub page_ends_in: Vec<Vec<u8>>,
+    /// Where this call's paginated reads ended, in order: its journal.
+    pub page_ends_out: Vec<Vec<u8>>,
 }
 
 impl CallState {
@@ -59,6 +64,8 @@ impl CallState {
             now_ms: 0.0,
             seed: 0,
             limiter: MemoryLimiter { max: memory_limit },
+            page_ends_in: Vec::new(),
+            page_ends_out: Vec::new(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `POST /api/query`, `POST /api/mutation`, `GET /api/functions`: the chat example end to
 //! end, and each error with its status and message.
 
-use crate::{error_message, parse_json, TestServer};
+use crate::{error_message, parse_json, request_message, TestServer};
 use ferrovex_runtime::server::MAX_REQUEST_BODY_BYTES;
 use hyper::StatusCode;
 use serde_json::json;
@@ -23,22 +23,24 @@ async fn a_message_sent_by_mutation_is_read_by_query() {
     assert_eq!(sent["value"], json!(null));
     assert_eq!(
         sent["logLines"],
-        json!(["This Rust function is running on the server."])
+        json!(["[LOG] This Rust function is running on the server."])
     );
-    let commit_ts: u64 = sent["ts"]
-        .as_str()
-        .expect("ts is a string")
-        .parse()
-        .unwrap();
-    assert_eq!(commit_ts, server.store.latest_ts(), "ts is the commit's");
+    assert!(
+        sent.get("ts").is_none(),
+        "Convex's answers carry no ts: {sent}"
+    );
+    let committed = server.store.latest_ts();
 
     let (status, read) = server
         .post("/api/query", r#"{"path": "chat:get_messages", "args": {}}"#)
         .await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["status"], "success");
-    let read_ts: u64 = read["ts"].as_str().unwrap().parse().unwrap();
-    assert!(read_ts >= commit_ts, "the query reads the latest commit");
+    assert_eq!(
+        server.store.latest_ts(),
+        committed,
+        "a query commits nothing"
+    );
     let messages = read["value"].as_array().expect("an array of messages");
     assert_eq!(messages.len(), 1, "{read}");
     assert_eq!(messages[0]["user"], "ada");
@@ -58,20 +60,27 @@ async fn a_message_sent_by_mutation_is_read_by_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_call_gets_its_status_and_a_message_naming_the_cause() {
     let server = TestServer::start("examples/chat").await;
-    let cases: &[(&str, &str, StatusCode, &[&str])] = &[
+    // A call that reached its function (or was refused by it) is status 200 with
+    // `{"status": "error"}`; a request refused before that is a 4xx with `{"code"}`.
+    let ok = StatusCode::OK;
+    let bad = StatusCode::BAD_REQUEST;
+    let cases: &[(&str, &str, StatusCode, Option<&str>, &[&str])] = &[
         (
             "/api/query",
             r#"{"path": "chat:nope", "args": {}}"#,
-            StatusCode::NOT_FOUND,
+            ok,
+            None,
             &[
                 "chat:nope: no such function",
-                "chat:get_messages, chat:send_message",
+                "chat:get_messages",
+                "chat:send_message",
             ],
         ),
         (
             "/api/mutation",
             r#"{"path": "chat:send_message", "args": {"user": "ada"}}"#,
-            StatusCode::BAD_REQUEST,
+            ok,
+            None,
             &[
                 "chat:send_message: invalid arguments",
                 "$.body: missing required field",
@@ -79,8 +88,9 @@ async fn every_bad_call_gets_its_status_and_a_message_naming_the_cause() {
         ),
         (
             "/api/mutation",
-            r#"{"path": "chat:send_message", "args": {"user": "ada", "body": 3}}"#,
-            StatusCode::BAD_REQUEST,
+            r#"{"path": "chat:send_message", "args": [{"user": "ada", "body": 3}]}"#,
+            ok,
+            None,
             &[
                 "chat:send_message: invalid arguments",
                 "$.body: expected string, got float64",
@@ -89,57 +99,102 @@ async fn every_bad_call_gets_its_status_and_a_message_naming_the_cause() {
         (
             "/api/mutation",
             r#"{"path": "chat:send_message", "args": [1]}"#,
-            StatusCode::BAD_REQUEST,
-            &["chat:send_message: invalid arguments: arguments must be an object, got array"],
+            ok,
+            None,
+            &["chat:send_message: invalid arguments: arguments must be an object, got a number"],
         ),
         (
             "/api/mutation",
             r#"{"path": "chat:send_message", "args": {"$bad": 1}}"#,
-            StatusCode::BAD_REQUEST,
+            ok,
+            None,
             &["chat:send_message: invalid arguments: invalid value at $"],
+        ),
+        (
+            "/api/mutation",
+            r#"{"path": "chat:send_message", "args": {"user": "ada", "body": {"$integer": "AQI="}}}"#,
+            ok,
+            None,
+            &[
+                "chat:send_message: invalid arguments",
+                "not the 8 little-endian bytes",
+            ],
         ),
         (
             "/api/query",
             r#"{"path": "chat:get_messages", "args": {"#,
-            StatusCode::BAD_REQUEST,
+            bad,
+            Some("BadJsonBody"),
             &["the request body is not valid JSON", r#"expected {"path""#],
         ),
         (
             "/api/query",
             r#""chat:get_messages""#,
-            StatusCode::BAD_REQUEST,
+            bad,
+            Some("BadJsonBody"),
             &["the request body must be a JSON object, got a string"],
         ),
         (
             "/api/query",
             r#"{"args": {}}"#,
-            StatusCode::BAD_REQUEST,
+            bad,
+            Some("BadRequest"),
             &["missing field \"path\""],
         ),
         (
             "/api/query",
             r#"{"path": "chat:get_messages", "arguments": {}}"#,
-            StatusCode::BAD_REQUEST,
+            bad,
+            Some("BadRequest"),
             &["unexpected field \"arguments\""],
         ),
-        // A function sent to the other endpoint: 400, and the message names the right one.
+        (
+            "/api/query",
+            r#"{"path": "chat:get-messages", "args": {}}"#,
+            bad,
+            Some("BadConvexFunctionIdentifier"),
+            &["function name \"get-messages\" must be 1 to 64 characters"],
+        ),
+        (
+            "/api/query",
+            r#"{"path": "chat:get_messages", "args": {}, "format": "yaml"}"#,
+            bad,
+            Some("BadFormat"),
+            &["format \"yaml\""],
+        ),
+        // A function sent to the other endpoint: the message names the right one.
         (
             "/api/mutation",
             r#"{"path": "chat:get_messages", "args": {}}"#,
-            StatusCode::BAD_REQUEST,
+            ok,
+            None,
             &["chat:get_messages: is a query, not a mutation; call it with POST /api/query"],
         ),
         (
             "/api/query",
             r#"{"path": "chat:send_message", "args": {"user": "a", "body": "b"}}"#,
-            StatusCode::BAD_REQUEST,
+            ok,
+            None,
             &["chat:send_message: is a mutation, not a query; call it with POST /api/mutation"],
         ),
+        (
+            "/api/action",
+            r#"{"path": "chat:send_message", "args": {"user": "a", "body": "b"}}"#,
+            ok,
+            None,
+            &["chat:send_message: is a mutation, not a action; call it with POST /api/mutation"],
+        ),
     ];
-    for (endpoint, body, expected_status, expected_parts) in cases {
+    for (endpoint, body, expected_status, code, expected_parts) in cases {
         let (status, answer) = server.post(endpoint, body).await;
         assert_eq!(status, *expected_status, "{endpoint} {body}: {answer}");
-        let message = error_message(&answer);
+        let message = match code {
+            None => error_message(&answer),
+            Some(code) => {
+                assert_eq!(answer["code"], *code, "{endpoint} {body}: {answer}");
+                answer["message"].as_str().unwrap()
+            }
+        };
         for part in *expected_parts {
             assert!(message.contains(part), "{endpoint} {body}: {message}");
         }
@@ -162,7 +217,7 @@ async fn a_function_error_carries_its_data_and_log_lines() {
             r#"{"path": "tasks:add", "args": {"title": "  "}}"#,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(error_message(&answer), "tasks:add: a task needs a title");
     assert_eq!(answer["errorData"], json!({"field": "title"}));
 
@@ -170,16 +225,27 @@ async fn a_function_error_carries_its_data_and_log_lines() {
     let (status, added) = server
         .post(
             "/api/mutation",
-            r#"{"path": "tasks:add", "args": {"title": "t", "priority": {"$integer": "7"}}}"#,
+            r#"{"path": "tasks:add", "args": {"title": "t", "priority": {"$integer": "BwAAAAAAAAA="}}}"#,
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{added}");
     assert_eq!(added["logLines"].as_array().unwrap().len(), 1, "{added}");
     let (status, open) = server
-        .post("/api/query", r#"{"path": "tasks:list_open"}"#)
+        .post(
+            "/api/query",
+            r#"{"path": "tasks:list_open", "format": "convex_encoded_json"}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{open}");
-    assert_eq!(open["value"][0]["priority"], json!({"$integer": "7"}));
+    assert_eq!(
+        open["value"][0]["priority"],
+        json!({"$integer": "BwAAAAAAAAA="})
+    );
+    // Without a format (curl), values come back as plain JSON: an int64 as a decimal string.
+    let (_, plain) = server
+        .post("/api/query", r#"{"path": "tasks:list_open"}"#)
+        .await;
+    assert_eq!(plain["value"][0]["priority"], json!("7"));
     server.shutdown().await;
 }
 
@@ -257,18 +323,20 @@ async fn functions_are_listed_with_kind_and_schemas() {
     assert_eq!(
         summary,
         [
+            ("chat:delete_message", "mutation"),
             ("chat:get_messages", "query"),
+            ("chat:list_messages", "query"),
             ("chat:send_message", "mutation")
         ]
     );
-    let send = &functions[1];
+    let send = &functions[3];
     assert_eq!(
         send["args"],
         json!({"type": "object", "fields": {"user": {"type": "string"}, "body": {"type": "string"}}})
     );
     assert_eq!(send["returns"], json!({"type": "null"}));
     assert_eq!(
-        functions[0]["args"],
+        functions[1]["args"],
         json!({"type": "object", "fields": {}})
     );
     server.shutdown().await;
@@ -279,10 +347,10 @@ async fn other_api_paths_and_methods_answer_in_json() {
     let server = TestServer::start("examples/chat").await;
     let cases = [
         (
-            "GET",
+            "PUT",
             "/api/query",
             StatusCode::METHOD_NOT_ALLOWED,
-            "/api/query accepts POST, not GET",
+            "/api/query accepts GET, POST, not PUT",
         ),
         (
             "PUT",
@@ -319,7 +387,7 @@ async fn other_api_paths_and_methods_answer_in_json() {
         let (status, headers, body) = server.request(method, path).await;
         assert_eq!(status, expected_status, "{method} {path}");
         let answer = parse_json(&body);
-        let message = error_message(&answer);
+        let message = request_message(&answer);
         assert!(message.contains(expected), "{method} {path}: {message}");
         if status == StatusCode::METHOD_NOT_ALLOWED {
             assert!(headers.contains_key("allow"), "{method} {path}");
@@ -377,7 +445,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     for (body, expected) in &cases {
         let (status, answer) = server.post("/api/import/documents", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
-        let message = error_message(&answer);
+        let message = request_message(&answer);
         assert!(
             message.starts_with("POST /api/import/documents"),
             "{message}"
@@ -390,12 +458,12 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     // The schema rule and the duplicate are named as such.
     let (_, answer) = server.post("/api/import/documents", &cases[0].0).await;
     assert!(
-        error_message(&answer).contains("does not match its schema"),
+        request_message(&answer).contains("does not match its schema"),
         "{answer}"
     );
     let (_, answer) = server.post("/api/import/documents", &cases[1].0).await;
     assert!(
-        error_message(&answer).contains("already exists"),
+        request_message(&answer).contains("already exists"),
         "{answer}"
     );
     assert_eq!(
@@ -424,7 +492,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        error_message(&answer).contains("table \"tasks\" already has documents"),
+        request_message(&answer).contains("table \"tasks\" already has documents"),
         "{answer}"
     );
     let (status, _, _) = server.request("GET", "/api/import/documents").await;

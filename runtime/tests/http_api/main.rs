@@ -1,9 +1,10 @@
-//! The HTTP API (PROTOCOL.md section 4) over real sockets, against the example apps.
+//! The HTTP API (docs/PROTOCOL.md section 4) over real sockets, against the example apps.
 //!
 //! Each test starts its own server on port 0 over a fresh store, and talks to it with hyper's
 //! client, or with raw bytes where the request must be exactly what a hostile client sends.
 
 mod calls;
+mod convex;
 #[path = "../common/guests.rs"]
 mod guests;
 mod shutdown;
@@ -169,11 +170,25 @@ pub fn parse_json(body: &[u8]) -> Json {
     })
 }
 
-/// The `errorMessage` of an error answer, checking the answer's shape on the way.
+/// The `errorMessage` of a failed call's answer, checking the answer's shape on the way.
 pub fn error_message(answer: &Json) -> &str {
     assert_eq!(answer["status"], "error", "{answer}");
-    assert!(answer["logLines"].is_array(), "{answer}");
+    assert!(
+        answer.get("code").is_none(),
+        "a call's failure, not a refused request: {answer}"
+    );
     answer["errorMessage"]
         .as_str()
         .unwrap_or_else(|| panic!("no errorMessage in {answer}"))
+}
+
+/// The `message` of a refused request's answer (`{"code", "message"}`).
+pub fn request_message(answer: &Json) -> &str {
+    assert!(
+        answer["code"].is_string(),
+        "a refused request has a code: {answer}"
+    );
+    answer["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {answer}"))
 }

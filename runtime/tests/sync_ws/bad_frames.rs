@@ -48,6 +48,11 @@ async fn each_bad_frame_gets_fatal_error_and_other_connections_are_unaffected() 
             "exceeds the limit MAX_CLIENT_FRAME_BYTES",
         ),
         (
+            "an Authenticate at another identity version",
+            json!({"type": "Authenticate", "baseVersion": 3, "tokenType": "None"}).to_string(),
+            "Authenticate: baseVersion must equal the identity version the server holds (0), got 3",
+        ),
+        (
             "a second Connect",
             json!({"type": "Connect", "sessionId": "again", "connectionCount": 0}).to_string(),
             "Connect: sent twice",
@@ -70,6 +75,22 @@ async fn each_bad_frame_gets_fatal_error_and_other_connections_are_unaffected() 
         bystander
             .until(|c| bodies(&c.results[&1]).last() == Some(&body))
             .await;
+    }
+
+    // A timestamp that is not 8 bytes of base64, in the first frame.
+    for (ts, expected) in [
+        ("AAAA", "decodes to 3 bytes, not the 8"),
+        ("12345", "is not standard padded base64"),
+    ] {
+        let mut client = server.raw_client().await;
+        client
+            .send(json!({"type": "Connect", "sessionId": "s", "connectionCount": 0, "maxObservedTimestamp": ts}))
+            .await;
+        let error = client.expect_fatal().await;
+        assert!(
+            error.contains("maxObservedTimestamp") && error.contains(expected),
+            "{ts}: {error}"
+        );
     }
 
     // A message before Connect.

@@ -2,6 +2,7 @@
 //! reconnect returns the original outcome and does not apply it twice.
 
 use crate::{add_messages_query, bodies, modify, send_message, TestServer};
+use ferrovex_model::json::decode_u64;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +22,7 @@ async fn a_mutation_resent_after_a_reconnect_is_applied_once() {
     // Read your writes still holds for the re-sent request.
     let transition = second.next_of_type("Transition").await;
     assert!(
-        second.ts() >= original["ts"].as_str().unwrap().parse().unwrap(),
+        second.ts() >= decode_u64(original["ts"].as_str().unwrap()).unwrap(),
         "{transition}"
     );
 
@@ -86,7 +87,7 @@ async fn a_mutation_resent_after_a_server_restart_is_applied_once() {
 async fn a_failed_mutation_resent_gets_the_same_failure() {
     let server = TestServer::start("examples/chat").await;
     let bad =
-        json!({"type": "Mutation", "requestId": 4, "udfPath": "chat:send_message", "args": {}});
+        json!({"type": "Mutation", "requestId": 4, "udfPath": "chat:send_message", "args": [{}]});
     let mut first = server.client_of_session("session-f", 0).await;
     first.send(bad.clone()).await;
     let original = first.next_of_type("MutationResponse").await;

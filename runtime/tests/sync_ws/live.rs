@@ -1,6 +1,7 @@
 //! Subscriptions, live updates, mutations and read-your-writes over real sockets.
 
 use crate::{add_messages_query, bodies, modify, send_message, TestServer};
+use ferrovex_model::json::decode_u64;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -9,12 +10,12 @@ async fn a_subscription_gets_its_initial_result_in_the_acknowledging_transition(
     let mut client = server.client().await;
     client.send(modify(0, json!([add_messages_query(7)]))).await;
     let transition = client.next_of_type("Transition").await;
-    // Guarantee 2: the first transition starts at {0, "0"} (checked in `apply`); 3: it
+    // Guarantee 2: the first transition starts at {0, 0, 0} (checked in `apply`); 3: it
     // acknowledges query set 1 and carries the initial result.
     assert_eq!(transition["endVersion"]["querySet"], 1, "{transition}");
     assert_eq!(
         transition["modifications"],
-        json!([{"type": "QueryUpdated", "queryId": 7, "value": [], "logLines": []}])
+        json!([{"type": "QueryUpdated", "queryId": 7, "value": [], "logLines": [], "journal": null}])
     );
     server.shutdown().await;
 }
@@ -31,7 +32,7 @@ async fn a_mutation_from_one_connection_reaches_a_subscriber_on_another() {
     let response = writer.next_of_type("MutationResponse").await;
     assert_eq!(response["success"], true, "{response}");
     assert_eq!(response["requestId"], 1);
-    let commit_ts: u64 = response["ts"].as_str().unwrap().parse().unwrap();
+    let commit_ts: u64 = decode_u64(response["ts"].as_str().unwrap()).unwrap();
 
     reader.until(|c| bodies(&c.results[&1]) == ["hello"]).await;
     assert!(
@@ -65,16 +66,12 @@ async fn a_mutation_is_followed_by_a_transition_at_or_after_its_commit() {
         assert_eq!(response["success"], true, "{response}");
         assert_eq!(
             response["logLines"],
-            json!(["This Rust function is running on the server."])
+            json!(["[LOG] This Rust function is running on the server."])
         );
-        let commit_ts: u64 = response["ts"].as_str().unwrap().parse().unwrap();
+        let commit_ts: u64 = decode_u64(response["ts"].as_str().unwrap()).unwrap();
         // Guarantee 5: without another commit, a transition at or after the commit follows.
         let transition = client.next_of_type("Transition").await;
-        let end_ts: u64 = transition["endVersion"]["ts"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let end_ts: u64 = decode_u64(transition["endVersion"]["ts"].as_str().unwrap()).unwrap();
         assert!(end_ts >= commit_ts, "{transition} after commit {commit_ts}");
         assert_eq!(bodies(&client.results[&1]).last().unwrap(), body);
     }
@@ -84,7 +81,7 @@ async fn a_mutation_is_followed_by_a_transition_at_or_after_its_commit() {
     bare.send(send_message(1, "bob", "no subscriptions here"))
         .await;
     let response = bare.next_of_type("MutationResponse").await;
-    let commit_ts: u64 = response["ts"].as_str().unwrap().parse().unwrap();
+    let commit_ts: u64 = decode_u64(response["ts"].as_str().unwrap()).unwrap();
     let transition = bare.next_of_type("Transition").await;
     assert_eq!(transition["modifications"], json!([]));
     assert!(bare.ts() >= commit_ts);
@@ -112,7 +109,7 @@ async fn query_set_changes_are_acknowledged_and_versions_chain() {
         transition["modifications"],
         json!([
             {"type": "QueryRemoved", "queryId": 1},
-            {"type": "QueryUpdated", "queryId": 2, "value": [], "logLines": []},
+            {"type": "QueryUpdated", "queryId": 2, "value": [], "logLines": [], "journal": null},
         ])
     );
 
@@ -120,7 +117,7 @@ async fn query_set_changes_are_acknowledged_and_versions_chain() {
     client
         .send(modify(
             2,
-            json!([{"type": "Add", "queryId": 3, "udfPath": "chat:nope", "args": {}}]),
+            json!([{"type": "Add", "queryId": 3, "udfPath": "chat:nope", "args": [{}]}]),
         ))
         .await;
     client.until(|c| c.version["querySet"] == 3).await;
@@ -144,11 +141,11 @@ async fn a_failed_mutation_is_answered_and_the_connection_stays_open() {
     let server = TestServer::start("examples/chat").await;
     let mut client = server.client().await;
     client
-        .send(json!({"type": "Mutation", "requestId": 1, "udfPath": "chat:send_message", "args": {"user": "ada"}}))
+        .send(json!({"type": "Mutation", "requestId": 1, "udfPath": "chat:send_message", "args": [{"user": "ada"}]}))
         .await;
     let response = client.next_of_type("MutationResponse").await;
     assert_eq!(response["success"], false, "{response}");
-    let message = response["errorMessage"].as_str().unwrap();
+    let message = response["result"].as_str().unwrap();
     assert!(message.contains("chat:send_message"), "{message}");
     assert!(message.contains("body"), "{message}");
 
@@ -179,7 +176,7 @@ async fn mutations_of_one_connection_run_in_the_order_sent() {
     for request_id in 1..=10u64 {
         let response = client.next_of_type("MutationResponse").await;
         assert_eq!(response["requestId"], request_id, "answered in order");
-        let ts: u64 = response["ts"].as_str().unwrap().parse().unwrap();
+        let ts: u64 = decode_u64(response["ts"].as_str().unwrap()).unwrap();
         assert!(ts > last_ts, "committed in order");
         last_ts = ts;
     }

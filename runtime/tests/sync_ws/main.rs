@@ -1,22 +1,26 @@
-//! The WebSocket sync endpoint (PROTOCOL.md section 3) over real sockets, against the chat
+//! The WebSocket sync endpoint (docs/PROTOCOL.md section 3) over real sockets, against the chat
 //! example.
 //!
 //! Each test starts its own server on port 0 over a fresh store. Tests wait for the frames
 //! they expect, never for time; [`FRAME_TIMEOUT`] only turns a hang into a failure.
 
 mod bad_frames;
+mod convex;
 mod exactly_once;
 mod flood;
 #[path = "../common/guests.rs"]
 mod guests;
 mod live;
+mod pagination;
 mod redeploy;
 mod slow_client;
 mod snapshots;
 #[path = "../common/test_server.rs"]
 mod test_server;
 
+use ferrovex_model::json::decode_u64;
 use ferrovex_runtime::server::Deployer;
+use ferrovex_runtime::sync::protocol::parse_server_message;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -25,6 +29,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use test_server::{serve, Serving};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -101,8 +106,9 @@ impl TestServer {
         assert_eq!(response.status(), 101);
         Client {
             ws,
-            version: json!({"querySet": 0, "ts": "0"}),
+            version: json!({"querySet": 0, "identity": 0, "ts": "AAAAAAAAAAA="}),
             results: BTreeMap::new(),
+            journals: BTreeMap::new(),
         }
     }
 
@@ -121,6 +127,8 @@ pub struct Client {
     pub version: Json,
     /// Each query's value (or `{"error": message}` for a failed one), by query id.
     pub results: BTreeMap<u64, Json>,
+    /// Each query's last journal (pagination), by query id.
+    pub journals: BTreeMap<u64, Json>,
 }
 
 impl Client {
@@ -147,6 +155,10 @@ impl Client {
                 continue;
             };
             let frame: Json = serde_json::from_str(text.as_str()).expect("a JSON frame");
+            // Every frame reads back through the protocol's one definition of the messages.
+            if let Err(e) = parse_server_message(text.as_str()) {
+                panic!("a frame that does not parse as a server message ({e}): {text}");
+            }
             match frame["type"].as_str() {
                 Some("Ping") => continue,
                 Some("Transition") => self.apply(&frame),
@@ -161,7 +173,7 @@ impl Client {
             transition["startVersion"], self.version,
             "guarantee 2: a transition starts where the previous one ended: {transition}"
         );
-        let ts = |v: &Json| v["ts"].as_str().unwrap().parse::<u64>().unwrap();
+        let ts = |v: &Json| decode_u64(v["ts"].as_str().unwrap()).unwrap();
         assert!(ts(&transition["endVersion"]) >= ts(&self.version));
         for modification in transition["modifications"].as_array().unwrap() {
             let id = modification["queryId"].as_u64().unwrap();
@@ -177,6 +189,10 @@ impl Client {
                 }
                 other => panic!("unknown modification {other}"),
             };
+            self.journals.insert(
+                id,
+                modification.get("journal").cloned().unwrap_or(Json::Null),
+            );
             let old = self.results.insert(id, new.clone());
             assert_ne!(
                 old,
@@ -208,7 +224,38 @@ impl Client {
     }
 
     pub fn ts(&self) -> u64 {
-        self.version["ts"].as_str().unwrap().parse().unwrap()
+        decode_u64(self.version["ts"].as_str().unwrap()).unwrap()
+    }
+
+    /// The next frame as it came, `Ping` included.
+    pub async fn next_raw(&mut self) -> Json {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("the socket is open")
+                .expect("reading a frame");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).expect("a JSON frame");
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket: the close frame's code and reason, if it
+    /// sent one. Data frames on the way are skipped.
+    pub async fn closed(&mut self) -> Option<(CloseCode, String)> {
+        loop {
+            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("the server closes within the timeout");
+            match next {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (f.code, f.reason.as_str().to_owned()))
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
     }
 
     /// Expects a `FatalError` (returned) and then the end of the connection.
@@ -233,11 +280,11 @@ pub fn modify(base: u64, modifications: Json) -> Json {
 }
 
 pub fn add_messages_query(query_id: u64) -> Json {
-    json!({"type": "Add", "queryId": query_id, "udfPath": "chat:get_messages", "args": {}})
+    json!({"type": "Add", "queryId": query_id, "udfPath": "chat:get_messages", "args": [{}]})
 }
 
 pub fn send_message(request_id: u64, user: &str, body: &str) -> Json {
-    json!({"type": "Mutation", "requestId": request_id, "udfPath": "chat:send_message", "args": {"user": user, "body": body}})
+    json!({"type": "Mutation", "requestId": request_id, "udfPath": "chat:send_message", "args": [{"user": user, "body": body}]})
 }
 
 /// The bodies of the messages a `chat:get_messages` result lists.

@@ -3,6 +3,7 @@
 //! write concurrently. And the snapshot a restarted engine starts at: never behind a commit.
 
 use crate::{add_messages_query, bodies, modify, send_message, Client, TestServer};
+use ferrovex_model::json::decode_u64;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 
@@ -19,7 +20,7 @@ async fn two_queries_over_one_table_never_disagree_in_any_transition() {
             json!([
                 {"type": "Add", "queryId": 1, "udfPath": "tasks:list_open", "args": {}},
                 {"type": "Add", "queryId": 2, "udfPath": "tasks:page",
-                 "args": {"cursor": null, "size": {"$integer": "10000"}}},
+                 "args": {"cursor": null, "size": {"$integer": "ECcAAAAAAAA="}}},
             ]),
         ))
         .await;
@@ -35,7 +36,7 @@ async fn two_queries_over_one_table_never_disagree_in_any_transition() {
                 let request = 2 * t as u64;
                 writer
                     .send(json!({"type": "Mutation", "requestId": request, "udfPath": "tasks:add",
-                        "args": {"title": format!("task {w}.{t}"), "priority": {"$integer": "1"}}}))
+                        "args": {"title": format!("task {w}.{t}"), "priority": {"$integer": "AQAAAAAAAAA="}}}))
                     .await;
                 let added = writer.next_of_type("MutationResponse").await;
                 assert_eq!(added["success"], true, "{added}");
@@ -89,7 +90,7 @@ fn assert_consistent(client: &Client) {
 
 fn page_of(client: &Client) -> Vec<Json> {
     let result = &client.results[&2];
-    assert_eq!(result["is_done"], true, "{result}");
+    assert_eq!(result["isDone"], true, "{result}");
     result["page"].as_array().expect("a page").clone()
 }
 
@@ -110,7 +111,7 @@ async fn after_a_restart_the_first_transition_is_not_behind_earlier_commits() {
     before.send(send_message(1, "ada", "answered")).await;
     let answered = before.next_of_type("MutationResponse").await;
     assert_eq!(answered["success"], true, "{answered}");
-    let committed: u64 = answered["ts"].as_str().unwrap().parse().unwrap();
+    let committed: u64 = decode_u64(answered["ts"].as_str().unwrap()).unwrap();
     drop(before);
 
     let server = server.restart().await;

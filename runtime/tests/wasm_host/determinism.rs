@@ -6,6 +6,7 @@ use ferrovex_runtime::wasm::CallOptions;
 const FIXED: CallOptions = CallOptions {
     now_ms: Some(1_732_406_400_000.0),
     seed: Some(7),
+    page_ends: Vec::new(),
 };
 
 #[test]

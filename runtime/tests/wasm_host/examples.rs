@@ -1,4 +1,4 @@
-//! The example apps end to end: chat (PROTOCOL.md section 2) and tasks (declared schema and
+//! The example apps end to end: chat (docs/PROTOCOL.md section 2) and tasks (declared schema and
 //! index, patch, delete, pagination).
 
 use crate::{args, App};
@@ -26,7 +26,9 @@ fn chat_sends_and_lists_the_50_most_recent_oldest_first() {
     assert_eq!(
         paths,
         [
+            ("chat:delete_message".to_owned(), "mutation"),
             ("chat:get_messages".to_owned(), "query"),
+            ("chat:list_messages".to_owned(), "query"),
             ("chat:send_message".to_owned(), "mutation")
         ]
     );
@@ -100,7 +102,7 @@ fn arguments_are_checked_against_the_exported_schema() {
     assert!(
         unknown
             .to_string()
-            .contains("chat:get_messages, chat:send_message"),
+            .contains("chat:get_messages, chat:list_messages, chat:send_message"),
         "{unknown}"
     );
 }
@@ -122,9 +124,9 @@ fn tasks_use_a_declared_index_patch_delete_and_pagination() {
         let added = app
             .mutation(
                 "tasks:add",
-                args(&format!(
-                    r#"{{"title": "{title}", "priority": {{"$integer": "{priority}"}}}}"#
-                )),
+                Value::Object(
+                    ferrovex_model::obj! { "title" => title, "priority" => priority as i64 },
+                ),
             )
             .unwrap();
         assert_eq!(added.log_lines.len(), 1);
@@ -167,10 +169,15 @@ fn tasks_use_a_declared_index_patch_delete_and_pagination() {
             .value;
         let page = page.as_object().unwrap().clone();
         seen.extend(task_titles(&page["page"]));
-        if page["is_done"] == Value::Boolean(true) {
+        if page["isDone"] == Value::Boolean(true) {
+            assert_eq!(
+                page["continueCursor"],
+                Value::from("end"),
+                "a string on the last page too"
+            );
             break;
         }
-        cursor = page["continue_cursor"].clone();
+        cursor = page["continueCursor"].clone();
         assert!(seen.len() <= 3, "pagination must end: {seen:?}");
     }
     assert_eq!(seen, ["mid2", "mid", "high"]);
@@ -198,13 +205,13 @@ fn a_forged_cursor_cannot_leave_its_range() {
     let forged = app
         .query(
             "tasks:page",
-            args(r#"{"cursor": "00000000", "size": {"$integer": "5"}}"#),
+            args(r#"{"cursor": "00000000", "size": {"$integer": "BQAAAAAAAAA="}}"#),
         )
         .unwrap_err();
     assert!(
         forged
             .to_string()
-            .contains("invalid cursor for tasks.by_creation_time"),
+            .contains("InvalidCursor: the cursor is not a position in this query's range of tasks.by_creation_time"),
         "{forged}"
     );
     assert!(forged.to_string().starts_with("tasks:page"), "{forged}");

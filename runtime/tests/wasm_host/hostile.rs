@@ -232,7 +232,7 @@ fn declared_schemas_are_enforced_on_every_write() {
     let id = app
         .mutation(
             "hostile:write_strict",
-            args(r#"{"value": {"$integer": "7"}}"#),
+            args(r#"{"value": {"$integer": "BwAAAAAAAAA="}}"#),
         )
         .unwrap()
         .value;

@@ -85,11 +85,11 @@ fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
     };
     let a = mutate(
         "tasks:add",
-        r#"{"title": "a", "priority": {"$integer": "1"}}"#,
+        r#"{"title": "a", "priority": {"$integer": "AQAAAAAAAAA="}}"#,
     );
     let b = mutate(
         "tasks:add",
-        r#"{"title": "b", "priority": {"$integer": "2"}}"#,
+        r#"{"title": "b", "priority": {"$integer": "AgAAAAAAAAA="}}"#,
     );
 
     let mut subs = Subscriptions::default();
@@ -97,7 +97,7 @@ fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
     let page = subs.subscribe(QueryKey::new(
         &app.module,
         "tasks:page",
-        &args(r#"{"size": {"$integer": "10"}}"#),
+        &args(r#"{"size": {"$integer": "CgAAAAAAAAA="}}"#),
     ));
     advance(&mut subs, &feed, &app.host, &app.store, &modules);
     assert_eq!(subs.runs, 2);

@@ -170,6 +170,11 @@ impl Driver {
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
                     "--no-first-run",
+                    // Only loopback is reachable: no background fetches of Google's services.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             }),
