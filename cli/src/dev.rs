@@ -1,13 +1,16 @@
 //! `runtime dev`: `serve`, plus a watcher that rebuilds the app on every save and deploys
 //! the new version into the running server. Connections stay open and subscriptions re-run
 //! on the new code, so open pages update without a reload. A build that fails leaves the
-//! previous version serving.
+//! previous version serving. After every deploy it writes the typed TypeScript `api` into
+//! `APP_DIR/_generated` again (`runtime codegen`), so editors see the new signatures.
 
 use crate::app::AppDir;
+use crate::codegen::{write_api, GENERATED_DIR};
 use crate::serve::{serve_with, ServeArgs};
 use ferrovex_runtime::server::Deployer;
+use ferrovex_runtime::wasm::DeployedModule;
 use notify::{RecursiveMode, Watcher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -18,6 +21,10 @@ const SETTLE: Duration = Duration::from_millis(150);
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     serve_with(args, |app, deployer| async move {
+        // The first build was deployed before serving started.
+        for path in regenerate_api(&app, &deployer.current()) {
+            eprintln!("wrote {}", path.display());
+        }
         if let Err(e) = watch(app, deployer).await {
             eprintln!("error: watching for changes stopped: {e}");
         }
@@ -77,13 +84,38 @@ async fn rebuild_and_deploy(app: &Arc<AppDir>, deployer: &Deployer) {
         }
     };
     match deployer.deploy(wasm).await {
-        Ok(module) => eprintln!(
-            "deployed version {} in {} ms",
-            &module.hash[..12],
-            started.elapsed().as_millis()
-        ),
+        Ok(module) => {
+            // Before the line that says the deploy is done, so whoever waits for that line
+            // finds the types of this version in place.
+            let written = regenerate_api(app, &module);
+            eprintln!(
+                "deployed version {} in {} ms{}",
+                &module.hash[..12],
+                started.elapsed().as_millis(),
+                wrote(&written)
+            );
+        }
         Err(e) => eprintln!("error: deploying: {e}; still serving the previous version"),
     }
+}
+
+/// Writes `APP_DIR/_generated/api.{js,d.ts}` for the deployed module, touching only files whose
+/// content changed (a bundler watching them rebuilds only then), and returns those it wrote.
+/// A failure is reported and serving goes on: the server does not depend on these files.
+fn regenerate_api(app: &AppDir, module: &DeployedModule) -> Vec<PathBuf> {
+    write_api(&app.dir.join(GENERATED_DIR), module).unwrap_or_else(|e| {
+        eprintln!("error: writing the TypeScript api: {e}; serving goes on");
+        Vec::new()
+    })
+}
+
+/// `; wrote A, B` for the files written, or nothing.
+fn wrote(files: &[PathBuf]) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    format!("; wrote {}", names.join(", "))
 }
 
 /// Rust sources and the manifest; not editor swap files or cargo's output.

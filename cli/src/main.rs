@@ -3,6 +3,7 @@
 
 mod app;
 mod call;
+mod codegen;
 mod dev;
 mod logs;
 mod new;
@@ -39,13 +40,20 @@ enum Command {
         after_help = "Examples:\n  runtime dev examples/chat\n  runtime dev my-app --port 0"
     )]
     Dev(serve::ServeArgs),
+    /// Write a typed `api` for TypeScript users of the npm `convex` client: `api.js` and
+    /// `api.d.ts` with every function's argument and return types (building the app first if
+    /// its sources changed).
+    #[command(
+        after_help = "Examples:\n  runtime codegen examples/chat                  writes examples/chat/_generated/api.js and api.d.ts\n  runtime codegen my-app --out my-app/web/src/_generated\n\nIn TypeScript:\n  import { api } from \"./_generated/api\";\n  await client.mutation(api.chat.send_message, { user: \"ada\", body: \"hi\" });\n\nAn int64 is a bigint (write 10n), bytes an ArrayBuffer. `runtime dev` writes the files again\nafter every build."
+    )]
+    Codegen(codegen::CodegenArgs),
     /// Create a new app crate from a template, ready to serve.
     #[command(after_help = "Examples:\n  runtime new my-app && runtime dev my-app")]
     New(new::NewArgs),
     /// Call a query or mutation of a running server and print its result (`--watch`: every
     /// new result of a query).
     #[command(
-        after_help = "Examples:\n  runtime run chat:send_message '{\"user\": \"ada\", \"body\": \"hi\"}'\n  runtime run chat:get_messages\n  runtime run chat:get_messages --watch\n  runtime run tasks:page '{\"cursor\": null, \"size\": {\"$integer\": \"10\"}}' --url http://127.0.0.1:4000"
+        after_help = "Examples:\n  runtime run chat:send_message '{\"user\": \"ada\", \"body\": \"hi\"}'\n  runtime run chat:get_messages\n  runtime run chat:get_messages --watch\n  runtime run tasks:page '{\"cursor\": null, \"size\": {\"$integer\": \"CgAAAAAAAAA=\"}}' --url http://127.0.0.1:4000"
     )]
     Run(call::RunArgs),
     /// Print the function executions of a running server: time (UTC), kind, path, duration,
@@ -78,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Codegen(args) => codegen::run(args),
         Command::New(args) => new::run(args),
         Command::Run(args) => call::run(args),
         Command::Logs(args) => logs::run(args),

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod browser_dev;
+mod codegen;
 mod dev;
 mod durability;
 #[allow(dead_code)]
