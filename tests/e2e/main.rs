@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes, real files.
 
 mod browser;
+mod chat_react;
 mod convex_clients;
 #[path = "../../runtime/tests/common/guests.rs"]
 mod guests;
