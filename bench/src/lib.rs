@@ -1,4 +1,4 @@
-//! The product benchmark (`cargo run --release -p ferrovex-bench --bin bench -- [--quick]`): every
+//! The product benchmark (`target/release/bench [--quick], built by cargo test --release --workspace --no-run`): every
 //! scenario against a real `runtime serve` over loopback, beside the baselines that say how
 //! close it is to the machine's limit, with one table, a JSON file and SVG plots.
 //!

@@ -27,6 +27,9 @@ pub struct Row {
     /// documents).
     pub series: Option<String>,
     pub load: Option<f64>,
+    /// The server's CPU time (user and system, every thread) over the calls it answered,
+    /// in microseconds: the figure to compare per core with other systems.
+    pub cpu_us_per_call: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +69,14 @@ impl Row {
     pub fn at_load(mut self, series: &str, load: f64) -> Row {
         self.series = Some(series.into());
         self.load = Some(load);
+        self
+    }
+
+    /// The server's CPU microseconds per call: `cpu_seconds` of CPU time for `calls` calls.
+    pub fn cpu_per_call(mut self, cpu_seconds: f64, calls: usize) -> Row {
+        if calls > 0 {
+            self.cpu_us_per_call = Some(cpu_seconds * 1e6 / calls as f64);
+        }
         self
     }
 
@@ -207,10 +218,10 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<14} {:<46} {:>9} {:>8} {:>8} {:>8} {:>13}  against baselines; note",
-            "scenario", "case", "ops/s", "p50 ms", "p99 ms", "max ms", "other"
+            "{:<14} {:<46} {:>9} {:>8} {:>8} {:>8} {:>10} {:>13}  against baselines; note",
+            "scenario", "case", "ops/s", "p50 ms", "p99 ms", "max ms", "cpu us/op", "other"
         );
-        let _ = writeln!(out, "{}", "-".repeat(120));
+        let _ = writeln!(out, "{}", "-".repeat(131));
         for row in &self.rows {
             let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "-".into());
             let latency = row.latency.as_ref();
@@ -224,13 +235,14 @@ impl Report {
             }
             let _ = writeln!(
                 out,
-                "{:<14} {:<46} {:>9} {:>8} {:>8} {:>8} {:>13}  {}",
+                "{:<14} {:<46} {:>9} {:>8} {:>8} {:>8} {:>10} {:>13}  {}",
                 row.scenario,
                 row.case,
                 opt(row.ops_per_s),
                 opt(latency.map(|l| l.p50_ms)),
                 opt(latency.map(|l| l.p99_ms)),
                 opt(latency.map(|l| l.max_ms)),
+                opt(row.cpu_us_per_call),
                 other,
                 tail.join("; "),
             );

@@ -16,35 +16,20 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// The `runtime` binary beside this one, built first with cargo (a no-op when it is up to
-/// date) into the same target folder.
+/// The `runtime` binary beside this one. Both come from `cargo test --release --workspace
+/// --no-run` (the README's build command for the bench): the workspace's one feature set, so
+/// wasmtime and RocksDB are built once for the tests, the server and the bench alike.
 pub fn runtime_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe.parent().ok_or("no folder for the current executable")?;
-    let target_dir = profile_dir
+    let binary = exe
         .parent()
-        .ok_or("the current executable is not in a cargo target folder")?;
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "ferrovex-cli",
-            "--bin",
-            "runtime",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("running cargo to build the runtime binary: {e}"))?;
-    if !status.success() {
-        return Err(format!("building the runtime binary failed ({status})"));
-    }
-    let binary = profile_dir.join("runtime");
+        .ok_or("no folder for the current executable")?
+        .join("runtime");
     if !binary.is_file() {
-        return Err(format!("no runtime binary at {}", binary.display()));
+        return Err(format!(
+            "no runtime binary at {}: build it with `cargo test --release --workspace --no-run`",
+            binary.display()
+        ));
     }
     Ok(binary)
 }
@@ -133,6 +118,21 @@ impl RuntimeServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The CPU time the server has used so far, user and system, all threads (from
+    /// /proc/PID/stat, in clock ticks).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces: utime
+        // and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+        let after = &stat[stat.rfind(')')? + 2..];
+        let mut fields = after.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        // SAFETY: sysconf only reads a configuration value.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
     }
 
     /// The server's resident memory, from /proc.

@@ -2,7 +2,7 @@
 //! baselines beside them, one table, a JSON file and SVG plots.
 //!
 //! ```sh
-//! cargo run --release -p ferrovex-bench --bin bench -- [--quick] [--only SCENARIO,...] [--out DIR]
+//! cargo test --release --workspace --no-run && target/release/bench [--quick] [--only SCENARIO,...] [--out DIR]
 //! ```
 //!
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL

@@ -75,6 +75,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     for skew in SKEWS {
         let before = metrics(server.addr)?;
         let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
+        let cpu_before = server.cpu_seconds();
         let result = ctx.clients.block_on(closed_loop(
             server.addr,
             CLIENTS,
@@ -87,6 +88,10 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
                 )
             },
         ));
+        let cpu = server
+            .cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         let after = metrics(server.addr)?;
         let retries = after.conflict_retries - before.conflict_retries;
         let serial = after.serial_runs - before.serial_runs;
@@ -112,6 +117,9 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         .flatten()
         {
             row = row.throughput_ratio(&baseline);
+        }
+        if let Some(cpu) = cpu {
+            row = row.cpu_per_call(cpu, result.answered);
         }
         ctx.push(row);
     }

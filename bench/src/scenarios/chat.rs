@@ -9,6 +9,7 @@ use serde_json::json;
 pub fn run(ctx: &mut Context) -> Result<(), String> {
     let server = ctx.serve("examples/chat", "chat-send")?;
     let duration = ctx.duration();
+    let cpu_before = server.cpu_seconds();
     let result = ctx.clients.block_on(closed_loop(
         server.addr,
         CLIENTS,
@@ -21,6 +22,10 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
             )
         },
     ));
+    let cpu = server
+        .cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     server.stop()?;
     let mut row = Row::new("chat-send", format!("{CLIENTS} clients, chat:send_message"))
         .throughput(result.per_second())
@@ -34,6 +39,9 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         ));
+    if let Some(cpu) = cpu {
+        row = row.cpu_per_call(cpu, result.answered);
+    }
     if let Some(baseline) = ctx.find("baseline", rocks::CHAT) {
         row = row.throughput_ratio(&baseline);
     }

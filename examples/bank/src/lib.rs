@@ -1,4 +1,4 @@
-//! The bank app of the benchmark (`cargo run --release -p ferrovex-bench --bin bench`): accounts with
+//! The bank app of the benchmark (`target/release/bench`): accounts with
 //! a balance, and transfers between them, the workload of SpacetimeDB's "keynote-2"
 //! comparison. Its functions live in `src/bank.rs`, so their paths are `bank:seed`,
 //! `bank:transfer`, `bank:balance`, `bank:recent` and `bank:ping`.
