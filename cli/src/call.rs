@@ -3,14 +3,10 @@
 
 use crate::remote::ServerUrl;
 use clap::Args;
-use ferrovex_model::json::to_clean_json;
-use ferrovex_runtime::sync::protocol::{
-    self, ClientMessage, QueryModification, QuerySetModification, ServerMessage,
-};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hyper::Method;
 use serde_json::{json, Value as Json};
-use tokio_tungstenite::tungstenite::Message;
+use std::collections::BTreeMap;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -100,78 +96,43 @@ async fn function_kind(url: &ServerUrl, path: &str) -> Result<String, String> {
     ))
 }
 
+/// Subscribes with the official Convex client and prints each new result (as plain JSON:
+/// an int64 as a decimal string) or error, until the server goes away for good.
 async fn watch(url: &ServerUrl, path: &str, args: Json) -> Result<(), String> {
-    let mut socket = url.websocket("/api/sync").await?;
-    let session = format!("runtime-run-{}", std::process::id());
-    for message in [
-        ClientMessage::Connect {
-            session_id: session,
-            connection_count: 0,
-            last_close_reason: None,
-            max_observed_timestamp: None,
-        },
-        ClientMessage::ModifyQuerySet {
-            base_version: 0,
-            new_version: 1,
-            modifications: vec![QuerySetModification::Add {
-                query_id: 1,
-                udf_path: path.to_owned(),
-                args: protocol::Args(Json::Array(vec![args.clone()])),
-                journal: None,
-            }],
-        },
-    ] {
-        socket
-            .send(Message::text(message.to_json().to_string()))
-            .await
-            .map_err(|e| format!("subscribing: {e}"))?;
-    }
-    while let Some(frame) = socket.next().await {
-        let frame = frame.map_err(|e| format!("the subscription ended: {e}"))?;
-        let Message::Text(text) = frame else { continue };
-        let message = protocol::parse_server_message(text.as_str())
-            .map_err(|e| format!("a bad frame: {e}"))?;
-        match message {
-            ServerMessage::Transition { modifications, .. } => {
-                for modification in modifications {
-                    match modification {
-                        QueryModification::Updated {
-                            value, log_lines, ..
-                        } => {
-                            print_lines(&log_lines);
-                            println!("{}", pretty(&to_clean_json(&value)));
-                        }
-                        QueryModification::Failed {
-                            error, log_lines, ..
-                        } => {
-                            print_lines(&log_lines);
-                            eprintln!("error: {}", error.message);
-                        }
-                        _ => {}
-                    }
-                }
+    let Json::Object(fields) = args else {
+        unreachable!("checked to be an object by run")
+    };
+    let args = fields
+        .into_iter()
+        .map(|(name, value)| {
+            convex::Value::try_from(value)
+                .map(|value| (name.clone(), value))
+                .map_err(|e| format!("argument {name:?} is not a value: {e}"))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let mut client = convex::ConvexClient::new(&url.http_url())
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", url.http_url()))?;
+    let mut results = client
+        .subscribe(path, args)
+        .await
+        .map_err(|e| format!("subscribing to {path}: {e}"))?;
+    while let Some(result) = results.next().await {
+        match result {
+            convex::FunctionResult::Value(value) => println!("{}", pretty(&value.export())),
+            convex::FunctionResult::ErrorMessage(message) => eprintln!("error: {message}"),
+            convex::FunctionResult::ConvexError(error) => {
+                eprintln!("error: {} (data: {})", error.message, error.data.export())
             }
-            ServerMessage::FatalError { error } => {
-                return Err(format!("the server closed the subscription: {error}"))
-            }
-            _ => {}
         }
     }
-    Err("the server closed the connection".into())
+    Err("the subscription ended".into())
 }
 
 /// Log lines as HTTP answers carry them (`[LOG] text`), to stderr.
 fn print_log_lines(lines: &Json) {
     for line in lines.as_array().into_iter().flatten() {
         eprintln!("{}", line.as_str().unwrap_or_default());
-    }
-}
-
-/// Log lines as a parsed transition holds them (the function's text), to stderr in the same
-/// form as [`print_log_lines`].
-fn print_lines(lines: &[String]) {
-    for line in lines {
-        eprintln!("[LOG] {line}");
     }
 }
 

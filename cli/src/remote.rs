@@ -101,6 +101,11 @@ impl ServerUrl {
     }
 
     /// A WebSocket on `path` (e.g. `/api/sync`).
+    /// The server's URL as clients take it (`http://HOST:PORT`).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+
     pub async fn websocket(&self, path: &str) -> Result<WebSocketStream<TcpStream>, String> {
         let stream = self.connect().await?;
         let (socket, _) =

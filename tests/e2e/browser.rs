@@ -6,11 +6,8 @@
 //! happen on cue instead of by chance. Nothing waits for time: tests poll for a condition,
 //! and [`harness::DEADLINE`] only turns a hang into a failure.
 
-mod harness;
-
-use fantoccini::key::Key;
+use crate::harness::{self, Browser, Driver, TestServer};
 use fantoccini::Locator;
-use harness::{Browser, Driver, TestServer};
 use serde_json::{json, Value as Json};
 use std::path::PathBuf;
 
@@ -515,29 +512,6 @@ async fn set_name(browser: &Browser, name: &str) {
     input.send_keys(name).await.expect("typing a name");
 }
 
-/// Types a message and sends it with Enter, or with the button.
-async fn send(browser: &Browser, body: &str, with_enter: bool) {
-    let input = browser
-        .client
-        .find(Locator::Id("body"))
-        .await
-        .expect("#body");
-    if with_enter {
-        input
-            .send_keys(&format!("{body}{}", Key::Enter))
-            .await
-            .expect("typing a message");
-    } else {
-        input.send_keys(body).await.expect("typing a message");
-        let button = browser
-            .client
-            .find(Locator::Id("send"))
-            .await
-            .expect("#send");
-        button.click().await.expect("clicking #send");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
     let web = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -569,12 +543,12 @@ async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
     set_name(&alice, "Alice").await;
     set_name(&bob, "Bob").await;
 
-    send(&alice, "hello from alice", true).await;
+    alice.send_chat_message("hello from alice", true).await;
     wait_for_messages(&bob, "Bob", &json!([["Alice", "hello from alice", false]])).await;
-    send(&bob, "hi alice", false).await;
+    bob.send_chat_message("hi alice", false).await;
     let mut expected = vec![("Alice", "hello from alice"), ("Bob", "hi alice")];
     for (n, body) in ["one", "two", "three"].into_iter().enumerate() {
-        send(&alice, body, n % 2 == 0).await;
+        alice.send_chat_message(body, n % 2 == 0).await;
         expected.push(("Alice", body));
     }
     let shown = |me: &str, expected: &[(&str, &str)]| {
@@ -593,10 +567,10 @@ async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
     // A restart on the same port and data: both pages reconnect, keep every message, and
     // new messages still flow both ways.
     server.restart().await;
-    send(&bob, "still here?", true).await;
+    bob.send_chat_message("still here?", true).await;
     expected.push(("Bob", "still here?"));
     wait_for_messages(&alice, "Alice", &shown("Alice", &expected)).await;
-    send(&alice, "yes", true).await;
+    alice.send_chat_message("yes", true).await;
     expected.push(("Alice", "yes"));
     wait_for_messages(&bob, "Bob", &shown("Bob", &expected)).await;
     wait_for_messages(&alice, "Alice", &shown("Alice", &expected)).await;

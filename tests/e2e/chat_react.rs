@@ -11,16 +11,10 @@
 //! than the lock file. Nothing waits for time: every wait is for a condition in a page, and
 //! [`harness::DEADLINE`] only turns a hang into a failure.
 
-// A copy of its own, as the `runtime` command's tests take it: tests/e2e/browser.rs keeps its
-// harness private.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "browser/harness.rs"]
-mod harness;
-
 use crate::guests;
+use crate::harness::{self, Browser, Driver, TestServer};
 use fantoccini::key::Key;
 use fantoccini::Locator;
-use harness::{Browser, Driver, TestServer};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,24 +139,6 @@ async fn set_name(browser: &Browser, name: &str) {
     assert_eq!(shown, name);
 }
 
-/// Types a message and sends it with Enter, or with the button.
-async fn send(browser: &Browser, body: &str, with_enter: bool) {
-    let input = browser
-        .client
-        .find(Locator::Id("body"))
-        .await
-        .expect("#body");
-    if with_enter {
-        input
-            .send_keys(&format!("{body}{}", Key::Enter))
-            .await
-            .expect("typing a message");
-    } else {
-        input.send_keys(body).await.expect("typing a message");
-        click(browser, "#send").await;
-    }
-}
-
 /// Puts `text` in the composer as a paste does (too long to type key by key): a new value,
 /// then an input event, which is what React's `onChange` listens to.
 async fn paste(browser: &Browser, text: &str) {
@@ -178,17 +154,6 @@ async fn paste(browser: &Browser, text: &str) {
             vec![json!(text)],
         )
         .await;
-}
-
-async fn click(browser: &Browser, selector: &str) {
-    browser
-        .client
-        .find(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("finding {selector}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
 }
 
 /// The chat view's messages as `[user, body, own]`.
@@ -367,20 +332,20 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
 
     // Chat both ways: each message shows in both windows, in the order sent.
     let mut messages: Vec<(String, String)> = Vec::new();
-    send(&alice, "hello from alice", true).await;
+    alice.send_chat_message("hello from alice", true).await;
     sent(&mut messages, "Alice", "hello from alice");
     wait_for_chat(&bob, "Bob", &json!([["Alice", "hello from alice", false]])).await;
-    send(&bob, "hi alice", false).await;
+    bob.send_chat_message("hi alice", false).await;
     sent(&mut messages, "Bob", "hi alice");
     wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
     // Three in a row, without waiting: one window's mutations apply in the order sent.
     for (n, body) in ["one", "two", "three"].into_iter().enumerate() {
-        send(&alice, body, n % 2 == 0).await;
+        alice.send_chat_message(body, n % 2 == 0).await;
         sent(&mut messages, "Alice", body);
     }
     // Bob answers once he sees them, so the order across windows is the order sent.
     wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
-    send(&bob, "and four", true).await;
+    bob.send_chat_message("and four", true).await;
     sent(&mut messages, "Bob", "and four");
     wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
     wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
@@ -401,7 +366,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
             "!document.querySelector('#send').disabled",
         )
         .await;
-    click(&alice, "#send").await;
+    alice.click("#send").await;
     let error = alice
         .wait_for(
             "the page to show why sending failed",
@@ -429,7 +394,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     );
     // The next message goes through and clears the error.
     paste(&alice, "").await;
-    send(&alice, "after the failure", true).await;
+    alice.send_chat_message("after the failure", true).await;
     sent(&mut messages, "Alice", "after the failure");
     wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
     alice
@@ -454,7 +419,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
 
     // The history, five at a time: the first page, then two more with "Load more".
-    click(&bob, "#to-history").await;
+    bob.click("#to-history").await;
     let all = newest_first(&messages);
     wait_for_history(&bob, "the first page", &all[..5], false).await;
     bob.wait_for(
@@ -462,14 +427,14 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
         "document.querySelector('#history').dataset.status === 'CanLoadMore'",
     )
     .await;
-    click(&bob, "#load-more").await;
+    bob.click("#load-more").await;
     wait_for_history(&bob, "two pages", &all[..10], false).await;
     bob.wait_for(
         "the second page to offer more",
         "document.querySelector('#history').dataset.status === 'CanLoadMore'",
     )
     .await;
-    click(&bob, "#load-more").await;
+    bob.click("#load-more").await;
     wait_for_history(&bob, "three pages, the last one short", &all, true).await;
     bob.wait_for(
         "the last page to end the history",
@@ -487,7 +452,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     );
 
     // Live pages: a new message from the other window lands on top of the first page.
-    send(&alice, "sent while paginated", true).await;
+    alice.send_chat_message("sent while paginated", true).await;
     sent(&mut messages, "Alice", "sent while paginated");
     let shown = wait_for_history(
         &bob,
@@ -520,13 +485,10 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     // Bob deletes the oldest message (on the last page) with its button.
     let oldest = shown.last().expect("messages").clone();
     assert_eq!(oldest[1], "hello from alice");
-    click(
-        &bob,
-        &format!(
-            "#pages .message[data-id='{}'] .delete",
-            oldest[0].as_str().unwrap()
-        ),
-    )
+    bob.click(&format!(
+        "#pages .message[data-id='{}'] .delete",
+        oldest[0].as_str().unwrap()
+    ))
     .await;
     messages.retain(|(_, body)| *body != "hello from alice");
     wait_for_history(
@@ -537,7 +499,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     )
     .await;
     // And one more message after the deletions.
-    send(&alice, "last word", false).await;
+    alice.send_chat_message("last word", false).await;
     sent(&mut messages, "Alice", "last word");
     let shown = wait_for_history(
         &bob,
@@ -568,7 +530,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     open(&carol, &page_server).await;
     set_name(&carol, "Carol").await;
     wait_for_chat(&carol, "Carol", &chat_view_of("Carol", &messages)).await;
-    send(&carol, "from another origin", true).await;
+    carol.send_chat_message("from another origin", true).await;
     sent(&mut messages, "Carol", "from another origin");
     wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
     wait_for_chat(&carol, "Carol", &chat_view_of("Carol", &messages)).await;

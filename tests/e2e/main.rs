@@ -5,6 +5,10 @@ mod chat_react;
 mod convex_clients;
 #[path = "../../runtime/tests/common/guests.rs"]
 mod guests;
+/// Headless Chromium over WebDriver, shared by the browser tests (and by the `runtime`
+/// command's, through `#[path]`).
+#[path = "browser/harness.rs"]
+mod harness;
 mod store_crash;
 #[path = "../../runtime/tests/common/test_server.rs"]
 mod test_server;

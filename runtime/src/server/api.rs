@@ -11,7 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::call_request::{read_body, BadRequest, CallRequest};
-use super::response::{function_error, json, request_error, HttpResponse, ValueFormat};
+use super::response::{json, request_error, HttpResponse, ValueFormat};
 use super::Served;
 use crate::store::{Snapshot, StoreError};
 use crate::sync::protocol::wire_log_lines;
@@ -95,19 +95,24 @@ pub async fn call(
     request: Request<Incoming>,
     path_from_url: Option<String>,
 ) -> HttpResponse {
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let extra: &[&str] = match endpoint {
         Endpoint::Any => &["componentPath"],
         _ => &[],
     };
-    let call = match CallRequest::parse(&body, path_from_url.as_deref(), extra) {
-        Ok(call) => call,
-        Err(bad) => return bad.response(),
-    };
-    blocking(move || answer(&app, &module, endpoint, call, None)).await
+    match read_call(request, path_from_url.as_deref(), extra).await {
+        Ok(call) => blocking(move || answer(&app, &module, endpoint, call, None)).await,
+        Err(response) => response,
+    }
+}
+
+/// Reads and parses a call's body; the response to send when it is refused.
+async fn read_call(
+    request: Request<Incoming>,
+    path_from_url: Option<&str>,
+    extra: &[&str],
+) -> Result<CallRequest, HttpResponse> {
+    let body = read_body(request).await?;
+    CallRequest::parse(&body, path_from_url, extra).map_err(|bad| bad.response())
 }
 
 /// `GET /api/query?path=...&args=<JSON>&format=...`.
@@ -158,13 +163,9 @@ pub async fn query_at_ts(
     module: Arc<DeployedModule>,
     request: Request<Incoming>,
 ) -> HttpResponse {
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let call = match CallRequest::parse(&body, None, &["ts"]) {
+    let call = match read_call(request, None, &["ts"]).await {
         Ok(call) => call,
-        Err(bad) => return bad.response(),
+        Err(response) => return response,
     };
     let Some(ts) = call.ts else {
         return request_error(
@@ -295,13 +296,7 @@ fn answer(
                 "InternalServerError",
                 format!("{failure} (the call may or may not have committed)"),
             ),
-            _ => {
-                let data = match &failure.error {
-                    CallError::User { data, .. } => data.as_ref(),
-                    _ => None,
-                };
-                function_error(message(&failure), data, &failure.log_lines, call.format)
-            }
+            _ => json(StatusCode::OK, &failure_body(&failure, call.format)),
         },
     }
 }
@@ -314,6 +309,8 @@ fn success_body(success: &Success, format: ValueFormat) -> Json {
     body
 }
 
+/// A failed call's answer (status 200, as the official clients expect): `{"status": "error",
+/// "errorMessage", "errorData"?, "logLines"?}`, `errorData` in the caller's `format`.
 fn failure_body(failure: &CallFailure, format: ValueFormat) -> Json {
     let mut body = json!({ "status": "error", "errorMessage": message(failure) });
     if let CallError::User {

@@ -3,8 +3,8 @@
 //! - [`routes`]: which handler answers which method and path.
 //! - [`api`]: the function-calling endpoints of docs/PROTOCOL.md section 4 and `GET /api/functions`.
 //! - [`call_request`]: parsing the body of a function call.
-//! - [`response`]: response helpers shared by the handlers: the two error shapes, the value
-//!   formats.
+//! - [`response`]: response helpers shared by the handlers: a refused request's
+//!   `{"code", "message"}`, the value formats.
 //! - [`static_files`]: every other `GET` (and `HEAD`), from the app's web folder.
 //! - [`browser_client`]: `GET /api/client.js`, the browser client.
 //! - [`logs`]: `GET /api/logs`, a WebSocket of function executions for `runtime logs`.

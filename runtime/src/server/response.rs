@@ -41,25 +41,6 @@ pub fn request_error(status: StatusCode, code: &str, message: impl Into<String>)
     json(status, &json!({ "code": code, "message": message.into() }))
 }
 
-/// A call that ran (or was refused by its function: bad arguments, an unknown function) and
-/// failed: status 200 with `{"status": "error", "errorMessage", "errorData"?, "logLines"?}`,
-/// as the official clients expect; `errorData` in the caller's `format`.
-pub fn function_error(
-    message: impl Into<String>,
-    data: Option<&Value>,
-    log_lines: &[String],
-    format: ValueFormat,
-) -> HttpResponse {
-    let mut body = json!({ "status": "error", "errorMessage": message.into() });
-    if let Some(data) = data {
-        body["errorData"] = format.encode(data);
-    }
-    if !log_lines.is_empty() {
-        body["logLines"] = json!(crate::sync::protocol::wire_log_lines(log_lines));
-    }
-    json(StatusCode::OK, &body)
-}
-
 /// How values are written in an HTTP answer, as the request's `format` asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueFormat {

@@ -222,6 +222,36 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// Clicks the element `selector` finds.
+    pub async fn click(&self, selector: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("finding {selector}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+    }
+
+    /// Types a message into a chat page's `#body` and sends it with Enter, or with `#send`
+    /// (the chat example's page and its React frontend both have them).
+    pub async fn send_chat_message(&self, body: &str, with_enter: bool) {
+        let input = self
+            .client
+            .find(fantoccini::Locator::Id("body"))
+            .await
+            .expect("#body");
+        if with_enter {
+            input
+                .send_keys(&format!("{body}{}", fantoccini::key::Key::Enter))
+                .await
+                .expect("typing a message");
+        } else {
+            input.send_keys(body).await.expect("typing a message");
+            self.click("#send").await;
+        }
+    }
+
     pub async fn goto(&self, url: &str) {
         self.client
             .goto(url)
