@@ -12,12 +12,23 @@ mod serve;
 mod transfer;
 
 use clap::{Parser, Subcommand};
+use ferrovex_model::abi::{ABI_VERSION, SDK_VERSION};
 use std::process::ExitCode;
+use std::sync::LazyLock;
+
+/// What `runtime --version` prints after the name: this command's version and what apps it
+/// runs, the SDK release and ABI version their modules must be built with.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (apps: ferrovex-sdk {SDK_VERSION}, ABI version {ABI_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    )
+});
 
 #[derive(Parser)]
 #[command(
     name = "runtime",
-    version,
+    version = VERSION.as_str(),
     about = "A reactive backend: Rust functions in a WebAssembly sandbox over a document database, with live queries.",
     after_help = "Examples:\n  runtime serve examples/chat          build the chat example and serve it on http://127.0.0.1:3210\n  runtime serve . --port 0             serve the app in this folder on a free port\n  runtime dev examples/chat            the same, rebuilding and redeploying on every save\n  runtime new my-app                   a new app crate, ready to serve"
 )]

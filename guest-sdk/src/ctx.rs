@@ -15,12 +15,15 @@ use std::cell::Cell;
 /// }
 /// ```
 pub struct QueryCtx {
+    /// The database, read-only: `ctx.db.get(&id)`, `ctx.db.query("messages")`.
     pub db: DatabaseReader,
     env: Env,
 }
 
 /// What a mutation sees: a database it can read and write.
 pub struct MutationCtx {
+    /// The database: every read of [`QueryCtx`]'s, and `insert`, `patch`, `replace`,
+    /// `delete`, all committed together when the mutation returns `Ok`.
     pub db: DatabaseWriter,
     env: Env,
 }

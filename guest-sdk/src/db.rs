@@ -14,6 +14,7 @@ use std::fmt;
 pub struct Id(pub String);
 
 impl Id {
+    /// The id's text, as clients see it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,9 +53,11 @@ impl<'de> serde::Deserialize<'de> for Id {
 /// A stored document: its id, creation time and user fields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Document {
+    /// `_id`: names the document and its table.
     pub id: Id,
-    /// Milliseconds since the Unix epoch.
+    /// `_creationTime`: milliseconds since the Unix epoch, strictly increasing within a table.
     pub creation_time: f64,
+    /// The user fields (every field but `_id` and `_creationTime`).
     pub fields: Object,
 }
 
@@ -155,8 +158,10 @@ macro_rules! doc {
 /// Scan order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Order {
+    /// Ascending: oldest first over `by_creation_time`.
     #[default]
     Asc,
+    /// Descending: newest first over `by_creation_time`.
     Desc,
 }
 
@@ -284,6 +289,7 @@ impl DatabaseWriter {
         Ok(())
     }
 
+    /// Deletes the document; a [`DbError`] of kind `NotFound` if there is none.
     pub fn delete(&self, id: &Id) -> Result<(), DbError> {
         host::db_call(
             "delete",
@@ -311,6 +317,7 @@ impl IndexRange {
         )
     }
 
+    /// `field` equals `value`: one per index field, in the index's order, before any bound.
     pub fn eq(mut self, field: &str, value: impl Serialize) -> Self {
         self.eq.push((
             field.to_owned(),
@@ -318,18 +325,22 @@ impl IndexRange {
         ));
         self
     }
+    /// `field` is greater than `value` (the lower bound, on the field after the equalities).
     pub fn gt(mut self, field: &str, value: impl Serialize) -> Self {
         self.lower = Some(Self::bound(field, value, false));
         self
     }
+    /// `field` is greater than or equal to `value`.
     pub fn gte(mut self, field: &str, value: impl Serialize) -> Self {
         self.lower = Some(Self::bound(field, value, true));
         self
     }
+    /// `field` is less than `value` (the upper bound, on the same field as the lower).
     pub fn lt(mut self, field: &str, value: impl Serialize) -> Self {
         self.upper = Some(Self::bound(field, value, false));
         self
     }
+    /// `field` is less than or equal to `value`.
     pub fn lte(mut self, field: &str, value: impl Serialize) -> Self {
         self.upper = Some(Self::bound(field, value, true));
         self
@@ -438,7 +449,9 @@ pub const MAX_PAGE_ITEMS: usize = 32_000;
 /// One page, as `usePaginatedQuery` reads it: pass `continue_cursor` back for the next page.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PaginationResult {
+    /// The page's documents, in the query's order.
     pub page: Vec<Document>,
+    /// Whether this page reaches the end of the range.
     #[serde(rename = "isDone")]
     pub is_done: bool,
     /// Where the next page starts; a string even on the last page.
@@ -472,6 +485,7 @@ impl Query {
         self
     }
 
+    /// Reads in `order` ([`Asc`] unless set).
     pub fn order(mut self, order: Order) -> Self {
         self.order = order;
         self

@@ -22,6 +22,7 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error with this message and no data.
     pub fn new(message: impl fmt::Display) -> Self {
         Error {
             message: message.to_string(),
@@ -36,10 +37,12 @@ impl Error {
         self
     }
 
+    /// The message, as the client reads it (`errorMessage`).
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// The structured data, if any (`errorData`).
     pub fn data(&self) -> Option<&Value> {
         self.data.as_ref()
     }
@@ -85,8 +88,12 @@ pub enum DbErrorKind {
 /// `DbError`: they end the call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DbError {
+    /// The call that failed: `"get"`, `"insert"`, `"patch"`, `"replace"`, `"delete"` or
+    /// `"query"`.
     pub operation: &'static str,
+    /// Why, as a kind to match on.
     pub kind: DbErrorKind,
+    /// Why, in words: the rule broken and the value given.
     pub message: String,
 }
 

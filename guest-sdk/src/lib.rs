@@ -1,28 +1,77 @@
 //! The guest SDK: write backend functions in plain Rust, compile them to
-//! `wasm32-unknown-unknown`, and the runtime runs each call in a sandbox.
+//! `wasm32-unknown-unknown`, and the `runtime` command serves them: each call runs in a
+//! sandbox over a transactional document database, and clients subscribed to a query get its
+//! new result whenever a commit changes it.
+//!
+//! An app is a library crate of kind `cdylib` (`runtime new NAME` writes one):
+//!
+//! ```toml
+//! [package]
+//! name = "my-app"
+//! version = "0.1.0"
+//! edition = "2021"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! ferrovex-sdk = "0.1"
+//! ```
+//!
+//! Its functions live in modules; this is a whole app, `src/lib.rs` with its module `chat`
+//! inline (in a real app, `src/chat.rs`):
 //!
 //! ```no_run
-//! // src/chat.rs of an app crate: functions `chat:send_message` and `chat:get_messages`.
 //! use ferrovex_sdk::prelude::*;
 //!
-//! #[mutation]
-//! fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {
-//!     log!("{user} says {body}");
-//!     ctx.db.insert("messages", doc! { "user": user, "body": body })?;
-//!     Ok(())
+//! /// Declared tables are checked on every write; others stay schemaless.
+//! #[schema]
+//! fn schema() -> Schema {
+//!     Schema::new().table(
+//!         Table::new("messages")
+//!             .field("user", v::string())
+//!             .field("body", v::string())
+//!             .index("by_user", &["user"]),
+//!     )
 //! }
 //!
-//! #[query]
-//! fn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {
-//!     let mut messages = ctx.db.query("messages").order(Desc).take(50)?;
-//!     messages.reverse();
-//!     Ok(messages)
+//! mod chat {
+//!     use ferrovex_sdk::prelude::*;
+//!
+//!     /// `chat:send_message`, called with `{"user": "ada", "body": "hi"}`.
+//!     #[mutation]
+//!     fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {
+//!         if body.trim().is_empty() {
+//!             // The client gets the message and the data; nothing is written.
+//!             return Err(Error::new("a message needs a body").with_data(doc! { "user": user }));
+//!         }
+//!         log!("{user} says {body}");
+//!         ctx.db.insert("messages", doc! { "user": user, "body": body })?;
+//!         Ok(())
+//!     }
+//!
+//!     /// `chat:get_messages`: the 50 newest messages, oldest first.
+//!     #[query]
+//!     fn get_messages(ctx: &QueryCtx) -> Result<Vec<Document>> {
+//!         let mut messages = ctx.db.query("messages").order(Desc).take(50)?;
+//!         messages.reverse();
+//!         Ok(messages)
+//!     }
+//!
+//!     /// `chat:by_user`: one user's messages, through the declared index.
+//!     #[query]
+//!     fn by_user(ctx: &QueryCtx, user: String) -> Result<Vec<Document>> {
+//!         ctx.db
+//!             .query("messages")
+//!             .with_index("by_user", |r| r.eq("user", user))
+//!             .collect()
+//!     }
 //! }
 //! ```
 //!
 //! - A function's path is its module path inside the app crate with `/` between segments,
-//!   a colon, and its name (docs/PROTOCOL.md section 2). Functions live in modules, not at the
-//!   crate root.
+//!   a colon, and its name (`src/admin/users.rs` gives `admin/users:list`). Functions live in
+//!   modules, not at the crate root.
 //! - Parameters after the context are the call's arguments, by name, through serde; the host
 //!   checks them against the schema the function exports before the call.
 //! - A query gets [`QueryCtx`], whose `db` can only read; a mutation gets [`MutationCtx`].
@@ -31,10 +80,19 @@
 //! - `ctx.now()` is frozen for the call; `ctx.random_u64()` comes from a seed the host gives.
 //!   There is no other way out of the sandbox: calls are deterministic.
 //! - [`Error`] carries a message and structured data to the client.
-//! - [`schema`] declares tables, field types and indexes, enforced on every write.
+//! - [`#[schema]`](macro@schema) declares tables, field types and indexes, enforced on every
+//!   write (see the [`schema`](mod@schema) module).
 //!
-//! The app crate is a `cdylib` built with `cargo build --target wasm32-unknown-unknown
-//! --release`.
+//! `runtime serve` and `runtime dev` build the app with `cargo build --target
+//! wasm32-unknown-unknown --release`. The module records the SDK version and the ABI version
+//! it speaks; a runtime that speaks another ABI version refuses it at deploy and says which
+//! SDK to depend on (`runtime --version` names the SDK a runtime speaks).
+//!
+//! Built for any other target (by rustdoc, `cargo check` or `cargo test`), the crate compiles
+//! but the database, log, time and randomness calls panic: functions run only inside the
+//! runtime. Code that does not touch `ctx` (conversions, [`Error`], [`doc!`]) runs anywhere.
+
+#![warn(missing_docs)]
 
 mod ctx;
 mod db;
@@ -53,6 +111,32 @@ pub mod __private;
 #[cfg(all(target_arch = "wasm32", feature = "allocator"))]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// What this module is built against, for the host to read before it compiles or calls
+/// anything (`ferrovex_model::abi::VERSION_SECTION`, whose name the attribute repeats).
+#[cfg(target_arch = "wasm32")]
+#[link_section = "ferrovex_abi"]
+#[used]
+static VERSION_RECORD: [u8; ferrovex_model::abi::VERSION_RECORD_LEN] =
+    ferrovex_model::abi::VERSION_RECORD;
+
+// The record names this crate's version through the model's: they must be one release.
+const _: () = {
+    let (sdk, model) = (
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        ferrovex_model::abi::SDK_VERSION.as_bytes(),
+    );
+    let mut same = sdk.len() == model.len();
+    let mut i = 0;
+    while same && i < sdk.len() {
+        same = sdk[i] == model[i];
+        i += 1;
+    }
+    assert!(
+        same,
+        "ferrovex-sdk and ferrovex-model are of different releases: depend on both at one version"
+    );
+};
 
 pub use ctx::{MutationCtx, QueryCtx};
 pub use db::{

@@ -29,24 +29,31 @@ use std::collections::{BTreeMap, HashMap};
 pub mod v {
     use super::{HasSchema, Type};
 
+    /// Any value.
     pub fn any() -> Type {
         Type::Any
     }
+    /// Null only.
     pub fn null() -> Type {
         Type::Null
     }
+    /// A 64-bit integer (a JavaScript `bigint` on the wire).
     pub fn int64() -> Type {
         Type::Int64
     }
+    /// A 64-bit float (a JavaScript `number`).
     pub fn float64() -> Type {
         Type::Float64
     }
+    /// A boolean.
     pub fn boolean() -> Type {
         Type::Boolean
     }
+    /// A string.
     pub fn string() -> Type {
         Type::String
     }
+    /// Bytes (an `ArrayBuffer` in JavaScript; [`Bytes`](crate::Bytes) in Rust).
     pub fn bytes() -> Type {
         Type::Bytes
     }
@@ -54,9 +61,11 @@ pub mod v {
     pub fn id() -> Type {
         Type::String
     }
+    /// An array whose every element is of type `items`.
     pub fn array(items: Type) -> Type {
         Type::Array(Box::new(items))
     }
+    /// An object with any field names, every value of type `values`.
     pub fn record(values: Type) -> Type {
         Type::Record(Box::new(values))
     }
@@ -64,9 +73,11 @@ pub mod v {
     pub fn optional(inner: Type) -> Type {
         Type::Optional(Box::new(inner))
     }
+    /// An object with exactly these fields (`optional` ones may be absent).
     pub fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Type)>) -> Type {
         Type::object(fields)
     }
+    /// A value of any one of these types.
     pub fn union(options: impl IntoIterator<Item = Type>) -> Type {
         Type::Union(options.into_iter().collect())
     }
@@ -81,10 +92,12 @@ pub mod v {
 pub struct Schema(pub(crate) AppSchema);
 
 impl Schema {
+    /// A schema that declares no table yet.
     pub fn new() -> Self {
         Schema::default()
     }
 
+    /// Declares a table.
     pub fn table(mut self, table: Table) -> Self {
         self.0.tables.push(table.0);
         self
@@ -101,6 +114,7 @@ impl Schema {
 pub struct Table(TableSchema);
 
 impl Table {
+    /// A table named `name`, with no user fields yet: add them with [`Table::field`].
     pub fn new(name: &str) -> Self {
         Table(TableSchema {
             name: name.to_owned(),
@@ -130,6 +144,7 @@ impl Table {
 /// A Rust type whose value type is known, for argument and result schemas. Types without it
 /// get `any` and are checked only when they are deserialized.
 pub trait HasSchema {
+    /// The type values of `Self` have.
     fn schema() -> Type;
 }
 

@@ -18,6 +18,16 @@
 //!
 //! Anything else in the import or export lists is rejected at deploy time, with its name.
 //!
+//! # Versions
+//!
+//! A module built with `ferrovex-sdk` carries the custom section [`VERSION_SECTION`]: the
+//! [`ABI_VERSION`] it speaks and the SDK version it was built with. The host reads it from the
+//! module's bytes before compiling or calling anything, and refuses a module of another ABI
+//! version with both versions and what to run. [`ABI_VERSION`] changes only with a
+//! semver-incompatible SDK release, so `ferrovex-sdk = "0.1"` in an app picks an SDK of this
+//! ABI. A module without the section (written by hand, or by an SDK older than the section) is
+//! held to the import and export rules above alone.
+//!
 //! # How bytes cross
 //!
 //! Guest to host: the guest passes a pointer and a length into its own memory. The host checks
@@ -45,6 +55,101 @@ use crate::binary;
 use crate::value::{Object, Value};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+
+/// The version of this ABI: what [`IMPORT_MODULE`] and the export prefixes name (`v1`), and
+/// what a module declares in [`VERSION_SECTION`]. A change that a module built against the
+/// previous version could not survive (an import's meaning, a format, an export convention)
+/// takes a new version and a semver-incompatible SDK release.
+pub const ABI_VERSION: u32 = 1;
+
+/// The version of the crates released with this file. `ferrovex-model`, `ferrovex-sdk-macros`
+/// and `ferrovex-sdk` share one version and the SDK depends on exactly this model (it checks
+/// that when it compiles), so this is the version of the SDK that speaks [`ABI_VERSION`].
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The custom section in which a module built with `ferrovex-sdk` declares what it was built
+/// against. Its payload is one or more records, one per SDK linked into the module, each
+/// [`VERSION_RECORD`]'s layout: `abi_version: u32 LE`, `sdk_version_len: u8`, then that many
+/// bytes of UTF-8 (the SDK's crate version). The layout is the same in every ABI version, so
+/// any host can read any module's versions and say what is wrong.
+pub const VERSION_SECTION: &str = "ferrovex_abi";
+
+/// Length of [`VERSION_RECORD`].
+pub const VERSION_RECORD_LEN: usize = 5 + SDK_VERSION.len();
+
+/// This release's record for [`VERSION_SECTION`]: [`ABI_VERSION`] and [`SDK_VERSION`].
+pub const VERSION_RECORD: [u8; VERSION_RECORD_LEN] = {
+    assert!(
+        SDK_VERSION.len() <= u8::MAX as usize,
+        "the SDK version fits a one-byte length"
+    );
+    let mut record = [0u8; VERSION_RECORD_LEN];
+    let abi = ABI_VERSION.to_le_bytes();
+    let mut i = 0;
+    while i < 4 {
+        record[i] = abi[i];
+        i += 1;
+    }
+    record[4] = SDK_VERSION.len() as u8;
+    let sdk = SDK_VERSION.as_bytes();
+    let mut i = 0;
+    while i < sdk.len() {
+        record[5 + i] = sdk[i];
+        i += 1;
+    }
+    record
+};
+
+/// One record of a module's [`VERSION_SECTION`]: what an SDK linked into it speaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuiltWith {
+    /// The ABI version the module speaks.
+    pub abi: u32,
+    /// The version of the `ferrovex-sdk` crate it was built with.
+    pub sdk: String,
+}
+
+/// The records of a [`VERSION_SECTION`] payload, in order; an error says what is malformed.
+pub fn parse_version_section(payload: &[u8]) -> Result<Vec<BuiltWith>, String> {
+    let mut records = Vec::new();
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let at = payload.len() - rest.len();
+        let truncated = || {
+            format!(
+                "a record at byte {at} is cut short ({} bytes left)",
+                rest.len()
+            )
+        };
+        let (head, tail) = rest.split_at_checked(5).ok_or_else(truncated)?;
+        let abi = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let (sdk, tail) = tail
+            .split_at_checked(usize::from(head[4]))
+            .ok_or_else(truncated)?;
+        let sdk = std::str::from_utf8(sdk)
+            .map_err(|_| format!("the SDK version of the record at byte {at} is not UTF-8"))?;
+        records.push(BuiltWith {
+            abi,
+            sdk: sdk.to_owned(),
+        });
+        rest = tail;
+    }
+    if records.is_empty() {
+        return Err("the section is empty".into());
+    }
+    Ok(records)
+}
+
+/// The dependency requirement that selects an SDK of this release's ABI, as an app's
+/// `Cargo.toml` writes it (`"0.1"` for 0.1.x, `"1"` for 1.x).
+pub fn sdk_requirement() -> String {
+    let mut parts = SDK_VERSION.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(minor)) => format!("0.{minor}"),
+        (Some(major), _) => major.to_owned(),
+        (None, _) => SDK_VERSION.to_owned(),
+    }
+}
 
 /// The import module of this ABI version.
 pub const IMPORT_MODULE: &str = "runtime_v1";
@@ -628,6 +733,52 @@ mod tests {
             Some("admin/users:list")
         );
         assert_eq!(function_path("app::at_root"), None);
+    }
+
+    #[test]
+    fn version_records_round_trip_and_malformed_ones_are_named() {
+        let this = BuiltWith {
+            abi: ABI_VERSION,
+            sdk: SDK_VERSION.to_owned(),
+        };
+        assert_eq!(
+            parse_version_section(&VERSION_RECORD),
+            Ok(vec![this.clone()])
+        );
+        // Two SDKs linked into one module: one record each.
+        let other = [2, 0, 0, 0, 5, b'0', b'.', b'2', b'.', b'0'];
+        let both: Vec<u8> = VERSION_RECORD.iter().chain(&other).copied().collect();
+        let two = BuiltWith {
+            abi: 2,
+            sdk: "0.2.0".into(),
+        };
+        assert_eq!(parse_version_section(&both), Ok(vec![this, two]));
+        assert_eq!(
+            parse_version_section(&[]),
+            Err("the section is empty".into())
+        );
+        assert_eq!(
+            parse_version_section(&other[..7]),
+            Err("a record at byte 0 is cut short (7 bytes left)".into())
+        );
+        assert_eq!(
+            parse_version_section(&[1, 0, 0, 0, 1, 0xff]),
+            Err("the SDK version of the record at byte 0 is not UTF-8".into())
+        );
+    }
+
+    #[test]
+    fn the_sdk_requirement_is_the_semver_compatible_range() {
+        let mut parts = SDK_VERSION.split('.');
+        let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
+        let expected = if major == "0" {
+            format!("0.{minor}")
+        } else {
+            major.to_owned()
+        };
+        assert_eq!(sdk_requirement(), expected);
+        assert_eq!(IMPORT_MODULE, format!("runtime_v{ABI_VERSION}"));
+        assert!(CALL_PREFIX.starts_with(&format!("__runtime_v{ABI_VERSION}_")));
     }
 
     #[test]

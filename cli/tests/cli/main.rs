@@ -12,14 +12,17 @@ mod durability;
 #[path = "../../../runtime/tests/common/guests.rs"]
 mod guests;
 mod logs;
+mod own_app;
 mod run;
 mod serve;
 // The browser harness shared with tests/e2e names `crate::test_server`.
 #[path = "../../../runtime/tests/common/test_server.rs"]
 mod test_server;
 mod transfer;
+mod version;
 
 use serde_json::{json, Value as Json};
+pub use serve::http_get;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -61,7 +61,7 @@ fn the_readme_serve_command_serves_the_chat_example() {
     server.stop();
 }
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connecting");
     write!(
@@ -72,60 +72,4 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("reading");
     response
-}
-
-#[test]
-fn a_new_app_serves_its_functions_and_page() {
-    let parent = tempfile::tempdir().unwrap();
-    let app = parent.path().join("my-app");
-    let output = Command::new(runtime_bin())
-        .arg("new")
-        .arg(&app)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let told = String::from_utf8_lossy(&output.stdout);
-    assert!(told.contains("runtime dev"), "says what to do next: {told}");
-
-    let data = tempfile::tempdir().unwrap();
-    let server = Running::start(crate::serve_command(&app, data.path()));
-    let (status, sent) = post(
-        server.addr,
-        "/api/mutation",
-        &json!({"path": "messages:send", "args": {"author": "ada", "body": "first"}}),
-    );
-    assert_eq!(status, 200, "{sent}");
-    let (status, empty) = post(
-        server.addr,
-        "/api/mutation",
-        &json!({"path": "messages:send", "args": {"author": "ada", "body": " "}}),
-    );
-    assert_eq!(status, 200, "a function's failure: {empty}");
-    assert_eq!(empty["status"], "error", "{empty}");
-    assert!(
-        empty["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("a message needs a body"),
-        "{empty}"
-    );
-    let (status, listed) = post(
-        server.addr,
-        "/api/query",
-        &json!({"path": "messages:list", "args": {}}),
-    );
-    assert_eq!(status, 200, "{listed}");
-    assert_eq!(listed["value"][0]["body"], "first");
-    let page = http_get(server.addr, "/");
-    assert!(page.contains("<title>my-app</title>"), "{page}");
-    server.stop();
-
-    // Creating it again is refused: nothing is overwritten.
-    let again = Command::new(runtime_bin())
-        .arg("new")
-        .arg(&app)
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }

@@ -1,5 +1,9 @@
 //! `#[query]`, `#[mutation]` and `#[schema]`: they keep the function as written and add the
 //! wasm exports of `ferrovex_model::abi` (a call entry point and a description) next to it.
+//!
+//! The exports exist only on wasm32: built for the developer's own machine (`cargo build`,
+//! `cargo test` of an app), the entry points are plain unexported functions, since a native
+//! linker refuses export names with `:` in them.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -32,7 +36,8 @@ pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
     quote! {
         #function
         const _: () = {
-            #[export_name = "__runtime_v1_schema"]
+            #[cfg_attr(target_arch = "wasm32", export_name = "__runtime_v1_schema")]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             extern "C" fn __runtime_schema() {
                 ::ferrovex_sdk::__private::output_schema(#name());
             }
@@ -117,14 +122,16 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     quote! {
         #function
         const _: () = {
-            #[export_name = concat!("__runtime_v1_call:", module_path!(), "::", #name_text)]
+            #[cfg_attr(target_arch = "wasm32", export_name = concat!("__runtime_v1_call:", module_path!(), "::", #name_text))]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             extern "C" fn __runtime_call(args_handle: u32, args_len: u32) {
                 ::ferrovex_sdk::__private::#runner(args_handle, args_len, |ctx, args| {
                     #( let #locals: #types = args.take(#arg_names)?; )*
                     ::ferrovex_sdk::__private::IntoOutcome::into_outcome(#name(ctx, #(#locals),*))
                 });
             }
-            #[export_name = concat!("__runtime_v1_describe:", module_path!(), "::", #name_text)]
+            #[cfg_attr(target_arch = "wasm32", export_name = concat!("__runtime_v1_describe:", module_path!(), "::", #name_text))]
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             extern "C" fn __runtime_describe() {
                 ::ferrovex_sdk::__private::describe(
                     ::ferrovex_sdk::__private::Kind::#kind_tokens,

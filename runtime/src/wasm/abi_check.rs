@@ -1,8 +1,11 @@
-//! Deploy-time check that a module's imports and exports are exactly what the ABI allows.
+//! Deploy-time checks: the ABI version a module declares (read from its bytes, before it is
+//! compiled), then that its imports and exports are exactly what the ABI allows.
 
+use super::error::DeployError;
 use ferrovex_model::abi::{
-    function_path, WasmType, CALL_PREFIX, DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE,
-    IMPORT_SIGNATURES, MEMORY_EXPORT, SCHEMA_EXPORT,
+    function_path, parse_version_section, BuiltWith, WasmType, ABI_VERSION, CALL_PREFIX,
+    DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE, IMPORT_SIGNATURES, MEMORY_EXPORT,
+    SCHEMA_EXPORT, VERSION_SECTION,
 };
 use std::collections::BTreeMap;
 use wasmtime::{ExternType, FuncType, Module, ValType};
@@ -44,6 +47,74 @@ fn signature(params: &[WasmType], results: &[WasmType]) -> String {
             .join(", ")
     };
     format!("({}) -> ({})", list(params), list(results))
+}
+
+/// What `wasm` declares in its [`VERSION_SECTION`]s, one entry per SDK linked into it: `None`
+/// when it has no such section (or is not a module this walk can read, which the compiler
+/// then reports), an error when a section is malformed.
+pub fn declared_versions(wasm: &[u8]) -> Option<Result<Vec<BuiltWith>, String>> {
+    let payloads = custom_sections(wasm, VERSION_SECTION)?;
+    if payloads.is_empty() {
+        return None;
+    }
+    let mut records = Vec::new();
+    for payload in payloads {
+        match parse_version_section(payload) {
+            Ok(found) => records.extend(found),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(records))
+}
+
+/// Refuses a module that declares another ABI version than this host's, before anything of
+/// it is compiled or run: its imports would not match either, and the version says why.
+pub fn check_version(wasm: &[u8]) -> Result<(), DeployError> {
+    match declared_versions(wasm) {
+        None => Ok(()),
+        Some(Err(reason)) => Err(DeployError::Abi(vec![format!(
+            "its custom section {VERSION_SECTION:?}, which says what the module was built with, is malformed: {reason}"
+        )])),
+        Some(Ok(records)) => match records.into_iter().find(|r| r.abi != ABI_VERSION) {
+            None => Ok(()),
+            Some(built_with) => Err(DeployError::AbiVersion(built_with)),
+        },
+    }
+}
+
+/// The payloads of the custom sections named `name`, in order; `None` if `wasm` is not a
+/// core module whose sections can be walked.
+fn custom_sections<'a>(wasm: &'a [u8], name: &str) -> Option<Vec<&'a [u8]>> {
+    let mut rest = wasm.strip_prefix(b"\0asm\x01\0\0\0")?;
+    let mut found = Vec::new();
+    while let Some((&id, tail)) = rest.split_first() {
+        let (size, tail) = leb128_u32(tail)?;
+        let (section, tail) = tail.split_at_checked(usize::try_from(size).ok()?)?;
+        if id == 0 {
+            let (name_len, body) = leb128_u32(section)?;
+            let (section_name, payload) = body.split_at_checked(usize::try_from(name_len).ok()?)?;
+            if section_name == name.as_bytes() {
+                found.push(payload);
+            }
+        }
+        rest = tail;
+    }
+    Some(found)
+}
+
+/// An unsigned LEB128 `u32` (at most 5 bytes) and what follows it.
+fn leb128_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let mut value = 0u32;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        if i == 4 && byte > 0x0f {
+            return None;
+        }
+        value |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 /// Every problem with the module's imports and exports, or its functions.
@@ -160,5 +231,76 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
         })
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module of `sections`: (id, contents).
+    fn module(sections: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        for (id, contents) in sections {
+            wasm.push(*id);
+            wasm.push(u8::try_from(contents.len()).expect("short sections"));
+            wasm.extend(contents);
+        }
+        wasm
+    }
+
+    fn custom(name: &str, payload: &[u8]) -> (u8, Vec<u8>) {
+        let mut contents = vec![name.len() as u8];
+        contents.extend(name.as_bytes());
+        contents.extend(payload);
+        (0, contents)
+    }
+
+    #[test]
+    fn versions_are_read_from_every_version_section() {
+        let other = [2, 0, 0, 0, 5, b'0', b'.', b'2', b'.', b'0'];
+        let wasm = module(&[
+            custom("name", b"ignored"),
+            (1, vec![0]),
+            custom(VERSION_SECTION, &ferrovex_model::abi::VERSION_RECORD),
+            custom(VERSION_SECTION, &other),
+        ]);
+        let records = declared_versions(&wasm).unwrap().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].abi, ABI_VERSION);
+        assert_eq!(records[1].sdk, "0.2.0");
+        match check_version(&wasm) {
+            Err(DeployError::AbiVersion(built_with)) => assert_eq!(built_with.abi, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn modules_without_the_section_or_unreadable_are_left_to_the_other_checks() {
+        assert!(declared_versions(&module(&[custom("name", b"x")])).is_none());
+        assert!(declared_versions(b"not wasm").is_none());
+        // A section that claims more bytes than there are.
+        let mut cut = module(&[custom(
+            VERSION_SECTION,
+            &ferrovex_model::abi::VERSION_RECORD,
+        )]);
+        cut.pop();
+        assert!(declared_versions(&cut).is_none());
+        assert!(check_version(&cut).is_ok());
+        // An over-long LEB128 size.
+        let mut long = b"\0asm\x01\0\0\0".to_vec();
+        long.extend([0, 0x80, 0x80, 0x80, 0x80, 0x10]);
+        assert!(declared_versions(&long).is_none());
+    }
+
+    #[test]
+    fn a_malformed_version_section_is_refused_with_why() {
+        let wasm = module(&[custom(VERSION_SECTION, &[1, 0, 0])]);
+        let error = check_version(&wasm).unwrap_err().to_string();
+        assert!(
+            error.contains("custom section \"ferrovex_abi\"")
+                && error.contains("is malformed: a record at byte 0 is cut short"),
+            "{error}"
+        );
     }
 }

@@ -219,6 +219,9 @@ pub enum DeployError {
     Compile(String),
     /// Imports or exports that do not match the ABI, each listed.
     Abi(Vec<String>),
+    /// The module declares that it speaks another ABI version than this host: it was built
+    /// with an SDK of another release (`ferrovex_model::abi::VERSION_SECTION`).
+    AbiVersion(ferrovex_model::abi::BuiltWith),
     /// A function's description or the schema could not be obtained or is malformed.
     Describe {
         export: String,
@@ -238,6 +241,18 @@ impl fmt::Display for DeployError {
                 ferrovex_model::abi::IMPORT_MODULE,
                 problems.join("\n  - ")
             ),
+            DeployError::AbiVersion(module) => {
+                use ferrovex_model::abi::{sdk_requirement, ABI_VERSION, SDK_VERSION};
+                write!(
+                    f,
+                    "the module was built with ferrovex-sdk {}, which speaks ABI version {}, but this runtime speaks ABI version {ABI_VERSION} (ferrovex-sdk {SDK_VERSION}). Either build the app against this runtime's SDK: set `ferrovex-sdk = \"{}\"` under [dependencies] in the app's Cargo.toml and build it again; or serve it with a runtime that speaks ABI version {}, the one released with ferrovex-sdk {} (`cargo install --locked --path cli` in a checkout of that release; `runtime --version` says what a runtime speaks)",
+                    module.sdk,
+                    module.abi,
+                    sdk_requirement(),
+                    module.abi,
+                    module.sdk,
+                )
+            }
             DeployError::Describe { export, reason } => write!(f, "{export}: {reason}"),
             DeployError::Store(e) => write!(f, "declaring the schema's indexes failed: {e}"),
             DeployError::Cache(e) => write!(f, "compiled-module cache: {e}"),

@@ -3,7 +3,8 @@
 //!
 //! - [`engine`]: the one engine, its configuration and limits, the epoch ticker.
 //! - [`cache`]: compiled modules on disk, keyed by module hash and engine hash.
-//! - [`abi_check`]: imports and exports checked against `ferrovex_model::abi` at deploy time.
+//! - [`abi_check`]: the ABI version a module declares, and its imports and exports, checked
+//!   against `ferrovex_model::abi` at deploy time.
 //! - [`imports`]: the host side of every import.
 //! - [`state`]: the per-call state (transaction, handles, logs, memory limiter).
 //! - [`call`]: one execution and how it ended.
@@ -27,6 +28,7 @@ mod execution_log;
 mod imports;
 mod state;
 
+pub use abi_check::declared_versions;
 pub use build::{build_app, BuildError};
 pub use cache::module_hash;
 pub use engine::HostConfig;
@@ -160,6 +162,7 @@ impl WasmHost {
     /// Compiles (or loads from the cache) and checks a module, asks it to describe its
     /// functions and schema, and declares the schema's indexes in `store`.
     pub fn deploy(&self, store: &Store, wasm: &[u8]) -> Result<DeployedModule, DeployError> {
+        abi_check::check_version(wasm)?;
         let hash = module_hash(wasm);
         let module =
             cache::load_or_compile(&self.engine, self.config.cache_dir.as_deref(), wasm, &hash)

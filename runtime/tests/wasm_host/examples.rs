@@ -273,3 +273,20 @@ fn compiled_modules_are_cached_on_disk_by_module_and_engine_hash() {
         .unwrap();
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn modules_built_with_the_sdk_declare_its_abi_and_version() {
+    use ferrovex_model::abi::{BuiltWith, ABI_VERSION, SDK_VERSION};
+    let this = BuiltWith {
+        abi: ABI_VERSION,
+        sdk: SDK_VERSION.to_owned(),
+    };
+    // The examples link with LTO, the test guests without: the record survives both.
+    for guest in ["examples/chat", "runtime/tests/guests/hostile"] {
+        let wasm = crate::guest_wasm(guest);
+        let declared = ferrovex_runtime::wasm::declared_versions(&wasm)
+            .unwrap_or_else(|| panic!("{guest} has no version section"))
+            .unwrap_or_else(|e| panic!("{guest}: {e}"));
+        assert_eq!(declared, [this.clone()], "{guest}");
+    }
+}
