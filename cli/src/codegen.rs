@@ -6,10 +6,10 @@
 //!
 //! - `api.js`: `export const api = anyApi`. At run time the `convex` package's `anyApi` turns
 //!   `api.admin.users.list` into the name `admin/users:list`, so nothing app-specific is
-//!   needed there (CONVEX_WIRE.md section 9).
+//!   needed there (docs/PROTOCOL.md section 2).
 //! - `api.d.ts`: the same object typed as nested `FunctionReference<kind, "public", Args,
 //!   Returns>`, with argument and return types as the npm client encodes and decodes values
-//!   (PROTOCOL.md section 1): `int64` is a `bigint`, `bytes` an `ArrayBuffer`.
+//!   (docs/PROTOCOL.md section 1): `int64` is a `bigint`, `bytes` an `ArrayBuffer`.
 //!
 //! `runtime dev` calls [`write_api`] after every deploy, so the types follow the code.
 
@@ -142,7 +142,7 @@ struct Node<'a> {
     children: BTreeMap<&'a str, Node<'a>>,
 }
 
-/// The files for these functions, given by path (`module:function`, PROTOCOL.md section 2).
+/// The files for these functions, given by path (`module:function`, docs/PROTOCOL.md section 2).
 pub fn generate<'a>(
     functions: impl IntoIterator<Item = (&'a str, &'a FunctionDescription)>,
 ) -> Result<Generated, String> {
@@ -261,8 +261,8 @@ fn reference_noting(description: &FunctionDescription, imports: &mut Imports) ->
 }
 
 /// The TypeScript type of the values of `t` going `flow`'s way, as the npm client encodes them
-/// in arguments and decodes them in results (PROTOCOL.md section 1, CONVEX_WIRE.md section
-/// 2), noting the types it names.
+/// in arguments and decodes them in results (docs/PROTOCOL.md section 1), noting the types it
+/// names.
 fn render(t: &Type, flow: Flow, imports: &mut Imports) -> String {
     match t {
         Type::Any => "any".into(),

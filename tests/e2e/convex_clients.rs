@@ -1,6 +1,6 @@
 //! The official Convex clients, unchanged, against a server running in this process: npm
 //! `convex` (`ConvexClient`, `ConvexHttpClient`) in Node, the Python package `convex`, and
-//! the Rust crate `convex` in this test binary (PROTOCOL.md version 2 is Convex's own
+//! the Rust crate `convex` in this test binary (docs/PROTOCOL.md, version 2, is Convex's own
 //! protocol, so these must work as they do against Convex).
 //!
 //! The Node and Python clients run as child processes: `tests/js/*.mjs` and
