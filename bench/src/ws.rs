@@ -1,5 +1,8 @@
-//! WebSocket clients of `/api/sync` (docs/PROTOCOL.md section 3), and the closed-loop load driver:
-//! N connections, each sending a mutation after the previous one was answered.
+//! WebSocket clients of `/api/sync` (docs/PROTOCOL.md section 3): raw sockets speaking the
+//! protocol's one definition of the messages, for the fanout scenario's thousands of
+//! subscribers (an official client per subscriber would spend the two cores on the client
+//! side); and the closed-loop load driver on the official Convex Rust client: N clients, each
+//! sending a mutation after the previous one resolved.
 
 use crate::stats::Latency;
 use crate::Rng;
@@ -118,8 +121,10 @@ impl LoadResult {
     }
 }
 
-/// `clients` connections, each sending the mutation `call(client, rng)` returns after the
-/// previous one was answered, for `duration`; latency is send to `MutationResponse`.
+/// `clients` official Convex Rust clients (the crate `convex`), each running the mutation
+/// `call(client, rng)` returns after the previous one resolved, for `duration`. Latency is
+/// from the call to its resolution, which the client gives only once the write is visible to
+/// it (a transition at or after the commit), as an app sees it.
 pub async fn closed_loop<F>(
     addr: SocketAddr,
     clients: usize,
@@ -130,26 +135,27 @@ where
     F: Fn(usize, &mut Rng) -> (&'static str, Json) + Send + Sync + 'static,
 {
     let call = Arc::new(call);
-    let mut sockets = Vec::new();
-    for i in 0..clients {
-        sockets.push(connect(addr, &format!("load-{i}-{}", std::process::id())).await);
+    let mut connected = Vec::new();
+    for _ in 0..clients {
+        let client = convex::ConvexClient::new(&format!("http://{addr}"))
+            .await
+            .expect("connecting a Convex client");
+        connected.push(client);
     }
     let start = Instant::now();
-    let tasks: Vec<_> = sockets
+    let tasks: Vec<_> = connected
         .into_iter()
         .enumerate()
-        .map(|(i, mut ws)| {
+        .map(|(i, mut client)| {
             let call = call.clone();
             tokio::spawn(async move {
                 let mut rng = Rng::new(i as u64 + 1);
                 let (mut latencies, mut failures, mut first_failure) = (Vec::new(), 0, None);
-                let mut request_id = 0;
                 while start.elapsed() < duration {
-                    request_id += 1;
                     let (path, args) = call(i, &mut rng);
                     let sent = Instant::now();
-                    match mutate(&mut ws, request_id, path, args).await {
-                        Ok(_) => latencies.push(sent.elapsed()),
+                    match mutate_official(&mut client, path, args).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
                         Err(e) => {
                             failures += 1;
                             first_failure.get_or_insert(e);
@@ -157,7 +163,6 @@ where
                         }
                     }
                 }
-                let _ = ws.close(None).await;
                 (latencies, failures, first_failure)
             })
         })
@@ -178,5 +183,31 @@ where
         first_failure,
         took,
         latency: Latency::of(latencies),
+    }
+}
+
+/// One mutation through the official client, with arguments in the wire form; an error names
+/// the function and why (no resolution within [`ANSWER_TIMEOUT`] included).
+async fn mutate_official(
+    client: &mut convex::ConvexClient,
+    path: &str,
+    args: Json,
+) -> Result<(), String> {
+    let Json::Object(fields) = args else {
+        return Err(format!("{path}: arguments must be an object"));
+    };
+    let args = fields
+        .into_iter()
+        .map(|(name, value)| {
+            convex::Value::try_from(value)
+                .map(|value| (name, value))
+                .map_err(|e| format!("{path}: an argument is not a value: {e}"))
+        })
+        .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?;
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.mutation(path, args)).await {
+        Ok(Ok(convex::FunctionResult::Value(_))) => Ok(()),
+        Ok(Ok(other)) => Err(format!("{path} failed: {other:?}")),
+        Ok(Err(e)) => Err(format!("{path}: the client failed: {e}")),
+        Err(_) => Err(format!("{path}: no resolution within {ANSWER_TIMEOUT:?}")),
     }
 }

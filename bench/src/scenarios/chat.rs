@@ -1,5 +1,6 @@
-//! `chat-send`: 64 WebSocket connections to `runtime serve examples/chat`, each sending
-//! `chat:send_message` after the previous answer. Each answer means a durable commit.
+//! `chat-send`: 64 official Convex clients of `runtime serve examples/chat`, each sending
+//! `chat:send_message` after the previous one resolved. Each resolution means a durable
+//! commit that the client already sees.
 
 use super::{rocks, Context, BODY_BYTES, CLIENTS};
 use crate::report::Row;
