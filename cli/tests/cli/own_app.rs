@@ -147,7 +147,16 @@ fn a_new_app_outside_the_repository_builds_from_the_registry_and_serves() {
     )
     .unwrap();
 
-    let mut new = Command::new(runtime_bin());
+    // The README's install line, into a folder of the test's: the installed copy is what runs
+    // from here on, from a folder outside the repository.
+    let bin = root.join("bin");
+    let mut install = Command::new(repo_root().join("scripts/install"));
+    install.arg(&bin).env("RUNTIME_BIN", runtime_bin());
+    let installed = String::from_utf8(succeed(install, "scripts/install").stdout).unwrap();
+    assert!(installed.contains("installed runtime "), "{installed}");
+    let runtime = bin.join("runtime");
+
+    let mut new = Command::new(&runtime);
     new.args(["new", "my-app"])
         .current_dir(root)
         .env_remove("FERROVEX_SDK_PATH");
@@ -191,7 +200,28 @@ fn a_new_app_outside_the_repository_builds_from_the_registry_and_serves() {
     assert_eq!(files_mentioning(&app, &repo), Vec::<PathBuf>::new());
 
     let data = root.join("data");
-    let mut serve = Command::new(runtime_bin());
+    // `runtime dev my-app`: serves it (and would redeploy on every save; the dev tests cover
+    // that).
+    let mut dev = Command::new(&runtime);
+    dev.args(["dev", "my-app", "--port", "0", "--data"])
+        .arg(&data)
+        .current_dir(root);
+    let developing = Running::start(dev);
+    let (status, sent) = post(
+        developing.addr,
+        "/api/mutation",
+        &json!({"path": "messages:send", "args": {"author": "ada", "body": "while developing"}}),
+    );
+    assert_eq!(
+        (status, &sent["status"]),
+        (200, &json!("success")),
+        "{sent}"
+    );
+    developing.stop();
+    // `serve` starts over from an empty data folder, so the checks below see only its calls.
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let mut serve = Command::new(&runtime);
     serve
         .args(["serve", "my-app", "--port", "0", "--data"])
         .arg(&data)
@@ -267,7 +297,7 @@ fn a_new_app_outside_the_repository_builds_from_the_registry_and_serves() {
     server.stop();
 
     // Creating it again is refused: nothing is overwritten.
-    let mut again = Command::new(runtime_bin());
+    let mut again = Command::new(&runtime);
     again.args(["new", "my-app"]).current_dir(root);
     let again = again.output().unwrap();
     assert_eq!(again.status.code(), Some(1));
