@@ -4,9 +4,9 @@
 //! The client tests load a page that wraps `WebSocket` so a test can drop or hold frames
 //! the server sent and close the socket, which makes lost answers and broken version chains
 //! happen on cue instead of by chance. Nothing waits for time: tests poll for a condition,
-//! and [`harness::DEADLINE`] only turns a hang into a failure.
+//! and [`crate::harness::DEADLINE`] only turns a hang into a failure.
 
-use crate::harness::{self, Browser, Driver, TestServer};
+use crate::harness::{Browser, Driver, TestServer};
 use fantoccini::Locator;
 use serde_json::{json, Value as Json};
 use std::path::PathBuf;
@@ -480,28 +480,6 @@ fn frames_after_nth_connect(sent: &Json, n: usize) -> Vec<&Json> {
     sent[at + 1..].iter().collect()
 }
 
-/// The chat page's messages as `[user, body, own]`.
-async fn chat_messages(browser: &Browser) -> Json {
-    browser
-        .run(
-            r##"return [...document.querySelectorAll("#messages .message")].map((m) => [
-                 m.querySelector(".user").textContent,
-                 m.querySelector(".body").textContent,
-                 m.classList.contains("own"),
-               ]);"##,
-            vec![],
-        )
-        .await
-}
-
-/// Waits until the chat page shows exactly `expected`.
-async fn wait_for_messages(browser: &Browser, who: &str, expected: &Json) {
-    harness::eventually(&format!("{who}'s page to show {expected}"), || async move {
-        (chat_messages(browser).await == *expected).then_some(())
-    })
-    .await;
-}
-
 async fn set_name(browser: &Browser, name: &str) {
     let input = browser
         .client
@@ -544,7 +522,8 @@ async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
     set_name(&bob, "Bob").await;
 
     alice.send_chat_message("hello from alice", true).await;
-    wait_for_messages(&bob, "Bob", &json!([["Alice", "hello from alice", false]])).await;
+    bob.wait_for_chat("Bob", &json!([["Alice", "hello from alice", false]]))
+        .await;
     bob.send_chat_message("hi alice", false).await;
     let mut expected = vec![("Alice", "hello from alice"), ("Bob", "hi alice")];
     for (n, body) in ["one", "two", "three"].into_iter().enumerate() {
@@ -557,8 +536,10 @@ async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
             .map(|(user, body)| json!([user, body, *user == me]))
             .collect::<Vec<_>>())
     };
-    wait_for_messages(&alice, "Alice", &shown("Alice", &expected)).await;
-    wait_for_messages(&bob, "Bob", &shown("Bob", &expected)).await;
+    alice
+        .wait_for_chat("Alice", &shown("Alice", &expected))
+        .await;
+    bob.wait_for_chat("Bob", &shown("Bob", &expected)).await;
     let composer = alice
         .run("return document.querySelector('#body').value;", vec![])
         .await;
@@ -569,15 +550,20 @@ async fn chat_page_shows_messages_live_in_two_windows_across_a_restart() {
     server.restart().await;
     bob.send_chat_message("still here?", true).await;
     expected.push(("Bob", "still here?"));
-    wait_for_messages(&alice, "Alice", &shown("Alice", &expected)).await;
+    alice
+        .wait_for_chat("Alice", &shown("Alice", &expected))
+        .await;
     alice.send_chat_message("yes", true).await;
     expected.push(("Alice", "yes"));
-    wait_for_messages(&bob, "Bob", &shown("Bob", &expected)).await;
-    wait_for_messages(&alice, "Alice", &shown("Alice", &expected)).await;
+    bob.wait_for_chat("Bob", &shown("Bob", &expected)).await;
+    alice
+        .wait_for_chat("Alice", &shown("Alice", &expected))
+        .await;
 
     // A reload keeps the window's name and shows the stored history.
     bob.client.refresh().await.expect("reloading");
-    wait_for_messages(&bob, "Bob after a reload", &shown("Bob", &expected)).await;
+    bob.wait_for_chat("Bob after a reload", &shown("Bob", &expected))
+        .await;
     assert_eq!(
         bob.run("return document.querySelector('#name').value;", vec![])
             .await,

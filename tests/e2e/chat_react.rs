@@ -156,20 +156,6 @@ async fn paste(browser: &Browser, text: &str) {
         .await;
 }
 
-/// The chat view's messages as `[user, body, own]`.
-async fn chat_messages(browser: &Browser) -> Json {
-    browser
-        .run(
-            r##"return [...document.querySelectorAll("#messages .message")].map((m) => [
-                 m.querySelector(".user").textContent,
-                 m.querySelector(".body").textContent,
-                 m.classList.contains("own"),
-               ]);"##,
-            vec![],
-        )
-        .await
-}
-
 /// Records a message sent, for the views' expected contents.
 fn sent(messages: &mut Vec<(String, String)>, user: &str, body: &str) {
     messages.push((user.to_owned(), body.to_owned()));
@@ -190,14 +176,6 @@ fn chat_view_of(me: &str, messages: &[(String, String)]) -> Json {
         .iter()
         .map(|(user, body)| json!([user, body, user == me]))
         .collect::<Vec<_>>())
-}
-
-async fn wait_for_chat(browser: &Browser, who: &str, expected: &Json) {
-    harness::eventually(
-        &format!("{who}'s chat view to show {expected}"),
-        || async move { (chat_messages(browser).await == *expected).then_some(()) },
-    )
-    .await;
 }
 
 /// The history view's messages, every loaded page in order, as `[id, body]`.
@@ -326,7 +304,7 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
             "a random default name: {name}"
         );
     }
-    assert_eq!(chat_messages(&alice).await, json!([]), "a new database");
+    assert_eq!(alice.chat_messages().await, json!([]), "a new database");
     set_name(&alice, "Alice").await;
     set_name(&bob, "Bob").await;
 
@@ -334,21 +312,28 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     let mut messages: Vec<(String, String)> = Vec::new();
     alice.send_chat_message("hello from alice", true).await;
     sent(&mut messages, "Alice", "hello from alice");
-    wait_for_chat(&bob, "Bob", &json!([["Alice", "hello from alice", false]])).await;
+    bob.wait_for_chat("Bob", &json!([["Alice", "hello from alice", false]]))
+        .await;
     bob.send_chat_message("hi alice", false).await;
     sent(&mut messages, "Bob", "hi alice");
-    wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
     // Three in a row, without waiting: one window's mutations apply in the order sent.
     for (n, body) in ["one", "two", "three"].into_iter().enumerate() {
         alice.send_chat_message(body, n % 2 == 0).await;
         sent(&mut messages, "Alice", body);
     }
     // Bob answers once he sees them, so the order across windows is the order sent.
-    wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
+    bob.wait_for_chat("Bob", &chat_view_of("Bob", &messages))
+        .await;
     bob.send_chat_message("and four", true).await;
     sent(&mut messages, "Bob", "and four");
-    wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
-    wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
+    bob.wait_for_chat("Bob", &chat_view_of("Bob", &messages))
+        .await;
     assert_eq!(
         alice
             .run("return document.querySelector('#body').value;", vec![])
@@ -396,7 +381,8 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     paste(&alice, "").await;
     alice.send_chat_message("after the failure", true).await;
     sent(&mut messages, "Alice", "after the failure");
-    wait_for_chat(&bob, "Bob", &chat_view_of("Bob", &messages)).await;
+    bob.wait_for_chat("Bob", &chat_view_of("Bob", &messages))
+        .await;
     alice
         .wait_for(
             "a successful send to clear the error",
@@ -416,7 +402,9 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
         sent(&mut messages, "Newsbot", &body);
     }
     assert_eq!(messages.len(), 12);
-    wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
 
     // The history, five at a time: the first page, then two more with "Load more".
     bob.click("#to-history").await;
@@ -517,7 +505,9 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
         "no error in the history view"
     );
     // The chat view follows deletions too.
-    wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
 
     // The dev set-up of the README: the page from one origin (there, Vite's dev server),
     // the backend at another, reached across origins. Here a build that names the backend
@@ -529,11 +519,17 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     let carol = driver.browser().await;
     open(&carol, &page_server).await;
     set_name(&carol, "Carol").await;
-    wait_for_chat(&carol, "Carol", &chat_view_of("Carol", &messages)).await;
+    carol
+        .wait_for_chat("Carol", &chat_view_of("Carol", &messages))
+        .await;
     carol.send_chat_message("from another origin", true).await;
     sent(&mut messages, "Carol", "from another origin");
-    wait_for_chat(&alice, "Alice", &chat_view_of("Alice", &messages)).await;
-    wait_for_chat(&carol, "Carol", &chat_view_of("Carol", &messages)).await;
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
+    carol
+        .wait_for_chat("Carol", &chat_view_of("Carol", &messages))
+        .await;
     wait_for_history(
         &bob,
         "a message from the other origin",

@@ -146,19 +146,7 @@ impl Client {
     /// The next frame other than `Ping`, with transitions applied.
     pub async fn next_frame(&mut self) -> Json {
         loop {
-            let message = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-                .await
-                .expect("a frame within the timeout")
-                .expect("the socket is open")
-                .expect("reading a frame");
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let frame: Json = serde_json::from_str(text.as_str()).expect("a JSON frame");
-            // Every frame reads back through the protocol's one definition of the messages.
-            if let Err(e) = parse_server_message(text.as_str()) {
-                panic!("a frame that does not parse as a server message ({e}): {text}");
-            }
+            let frame = self.next_raw().await;
             match frame["type"].as_str() {
                 Some("Ping") => continue,
                 Some("Transition") => self.apply(&frame),
@@ -236,6 +224,10 @@ impl Client {
                 .expect("the socket is open")
                 .expect("reading a frame");
             if let Message::Text(text) = message {
+                // Every frame reads back through the protocol's one definition of the messages.
+                if let Err(e) = parse_server_message(text.as_str()) {
+                    panic!("a frame that does not parse as a server message ({e}): {text}");
+                }
                 return serde_json::from_str(text.as_str()).expect("a JSON frame");
             }
         }

@@ -233,6 +233,28 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
     }
 
+    /// A chat page's messages as `[user, body, own]` (the chat example's page and its React
+    /// frontend lay them out alike).
+    pub async fn chat_messages(&self) -> Json {
+        self.run(
+            r##"return [...document.querySelectorAll("#messages .message")].map((m) => [
+                 m.querySelector(".user").textContent,
+                 m.querySelector(".body").textContent,
+                 m.classList.contains("own"),
+               ]);"##,
+            vec![],
+        )
+        .await
+    }
+
+    /// Waits until the chat page shows exactly `expected` (`who` names the window).
+    pub async fn wait_for_chat(&self, who: &str, expected: &Json) {
+        eventually(&format!("{who}'s chat to show {expected}"), || async move {
+            (self.chat_messages().await == *expected).then_some(())
+        })
+        .await;
+    }
+
     /// Types a message into a chat page's `#body` and sends it with Enter, or with `#send`
     /// (the chat example's page and its React frontend both have them).
     pub async fn send_chat_message(&self, body: &str, with_enter: bool) {
