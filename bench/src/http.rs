@@ -30,8 +30,19 @@ impl Http {
         path: &str,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
+        self.request_with(method, path, body, "")
+    }
+
+    /// [`Http::request`] with more header lines (each ending in `\r\n`).
+    fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &str,
+    ) -> std::io::Result<(u16, String)> {
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\n\r\n{body}",
             body.len()
         );
         self.writer.write_all(request.as_bytes())?;
@@ -82,11 +93,16 @@ impl Http {
         Ok(response["value"].clone())
     }
 
-    /// The server's mutation counters (`GET /api/metrics`): committed, conflict retries and
-    /// serial-lane runs since it started.
-    pub fn metrics(&mut self) -> Result<Metrics, String> {
+    /// The server's mutation counters (`GET /api/metrics`, an admin endpoint): committed,
+    /// conflict retries and serial-lane runs since it started.
+    pub fn metrics(&mut self, admin_key: &str) -> Result<Metrics, String> {
         let (status, text) = self
-            .request("GET", "/api/metrics", "")
+            .request_with(
+                "GET",
+                "/api/metrics",
+                "",
+                &format!("authorization: Convex {admin_key}\r\n"),
+            )
             .map_err(|e| format!("metrics: {e}"))?;
         if status != 200 {
             return Err(format!("GET /api/metrics: {status} {text}"));

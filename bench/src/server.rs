@@ -46,6 +46,8 @@ pub fn build_app(app: &Path) -> Result<PathBuf, String> {
 pub struct RuntimeServer {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin key of its data folder (for `GET /api/metrics`).
+    pub admin_key: String,
     /// From spawning the process to its `listening on` line.
     pub started_in: Duration,
     log: PathBuf,
@@ -91,11 +93,14 @@ impl RuntimeServer {
                             .parse()
                             .map_err(|e| format!("the server said {line:?}: {e}"))?;
                         let started_in = started.elapsed();
+                        let admin_key = ferrovex_runtime::auth::AdminKeyFile::existing(data)
+                            .and_then(|file| file.read())?;
                         let perf = std::env::var_os("BENCH_PERF")
                             .and_then(|_| profile(child.id(), &log.with_extension("perf.data")));
                         return Ok(RuntimeServer {
                             child,
                             addr,
+                            admin_key,
                             started_in,
                             log: log.to_owned(),
                             perf,

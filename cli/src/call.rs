@@ -1,6 +1,7 @@
 //! `runtime run PATH 'JSON_ARGS' [--watch]`: calls a function of a running server and prints
 //! its result; with `--watch`, subscribes to a query and prints each new result.
 
+use crate::admin::AdminKeyArgs;
 use crate::remote::ServerUrl;
 use clap::Args;
 use futures_util::StreamExt;
@@ -23,6 +24,9 @@ pub struct RunArgs {
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
+    /// Calls with the admin key when one is found (internal functions need it).
+    #[command(flatten)]
+    pub admin: AdminKeyArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
@@ -38,7 +42,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             args.args
         ));
     }
-    let url = ServerUrl::parse(&args.url)?;
+    let url = ServerUrl::parse(&args.url)?.with_admin_key(args.admin.find()?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -113,6 +117,9 @@ async fn watch(url: &ServerUrl, path: &str, args: Json) -> Result<(), String> {
     let mut client = convex::ConvexClient::new(&url.http_url())
         .await
         .map_err(|e| format!("connecting to {}: {e}", url.http_url()))?;
+    if let Some(key) = url.admin_key() {
+        client.set_admin_auth(key.to_owned(), None).await;
+    }
     let mut results = client
         .subscribe(path, args)
         .await

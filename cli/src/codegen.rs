@@ -50,7 +50,7 @@ pub fn run(args: CodegenArgs) -> Result<(), String> {
     let wasm = app.build()?;
     let module = describe(&app, &wasm)?;
     let changed = write_api(&out, &module)?;
-    let count = module.functions().count();
+    let count = public_functions(&module).count();
     let state = if changed.is_empty() {
         "unchanged".to_owned()
     } else {
@@ -93,15 +93,20 @@ fn describe(app: &AppDir, wasm: &[u8]) -> Result<DeployedModule, String> {
     deployed
 }
 
+/// The functions clients may call: internal ones are not part of the `api` a client sees.
+fn public_functions(
+    module: &DeployedModule,
+) -> impl Iterator<Item = &ferrovex_runtime::wasm::FunctionInfo> {
+    module
+        .functions()
+        .filter(|f| f.description.visibility == ferrovex_model::abi::Visibility::Public)
+}
+
 /// Writes `api.js` and `api.d.ts` for `module` into `out` (created if missing), each only if
 /// its content changed, so a bundler watching the folder rebuilds only on a real change.
 /// Returns the files written.
 pub fn write_api(out: &Path, module: &DeployedModule) -> Result<Vec<PathBuf>, String> {
-    let generated = generate(
-        module
-            .functions()
-            .map(|f| (f.path.as_str(), &f.description)),
-    )?;
+    let generated = generate(public_functions(module).map(|f| (f.path.as_str(), &f.description)))?;
     std::fs::create_dir_all(out).map_err(|e| {
         format!(
             "creating {}: {e}. Check that its parent is a writable folder",
@@ -732,6 +737,7 @@ mod tests {
     #[test]
     fn pagination_types_are_imported_when_used() {
         let paginated = FunctionDescription {
+            visibility: ferrovex_model::abi::Visibility::Public,
             kind: FunctionKind::Query,
             args: Type::object([("paginationOpts", sdk_pagination_options())]),
             returns: sdk_pagination_result(),
@@ -758,6 +764,7 @@ mod tests {
         let cases = [
             (
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Mutation,
                     args: Type::object([("user", Type::String), ("body", Type::String)]),
                     returns: Type::Null,
@@ -766,6 +773,7 @@ mod tests {
             ),
             (
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     args: Type::object([]),
                     returns: arr(Type::Any),
@@ -780,6 +788,7 @@ mod tests {
 
     fn query() -> FunctionDescription {
         FunctionDescription {
+            visibility: ferrovex_model::abi::Visibility::Public,
             kind: FunctionKind::Query,
             args: Type::object([]),
             returns: Type::Int64,
@@ -876,6 +885,7 @@ mod tests {
             (
                 "kinds:every_type",
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     args: every_type.clone(),
                     returns: every_type,
@@ -884,6 +894,7 @@ mod tests {
             (
                 "kinds:write",
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Mutation,
                     args: Type::object([]),
                     returns: Type::Null,
@@ -892,6 +903,7 @@ mod tests {
             (
                 "chat:list_messages",
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     args: Type::object([("paginationOpts", sdk_pagination_options())]),
                     returns: sdk_pagination_result(),
@@ -900,6 +912,7 @@ mod tests {
             (
                 "admin:users",
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     args: Type::object([]),
                     returns: Type::String,
@@ -908,6 +921,7 @@ mod tests {
             (
                 "admin/users:list",
                 FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     args: Type::object([("limit", opt(Type::Int64))]),
                     returns: arr(Type::String),

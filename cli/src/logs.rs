@@ -1,6 +1,7 @@
 //! `runtime logs [-f]`: the function executions of a running server, one line each (time,
 //! path, duration, outcome), with their log lines beneath.
 
+use crate::admin::AdminKeyArgs;
 use crate::remote::ServerUrl;
 use clap::Args;
 use futures_util::StreamExt;
@@ -15,10 +16,13 @@ pub struct LogsArgs {
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
+    #[command(flatten)]
+    pub admin: AdminKeyArgs,
 }
 
 pub fn run(args: LogsArgs) -> Result<(), String> {
-    let url = ServerUrl::parse(&args.url)?;
+    let url =
+        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime logs")?));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

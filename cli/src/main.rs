@@ -1,6 +1,7 @@
 //! `runtime`: the command a developer meets first. Each subcommand lives in its own module;
 //! this file only parses the command line and turns errors into a message and an exit code.
 
+mod admin;
 mod app;
 mod call;
 mod codegen;
@@ -85,6 +86,13 @@ enum Command {
         after_help = "Examples:\n  runtime import backup.jsonl\n  runtime import backup.jsonl --url http://127.0.0.1:4000\n  runtime import rows.jsonl --table messages   one JSON object per line, as new documents\n\nThe whole file is checked before anything is sent. A table whose number is taken on the\nserver gets a new one; its ids, and every reference to them, are rewritten to match."
     )]
     Import(transfer::ImportArgs),
+    /// Print the admin key of a local data folder (made when `runtime serve` first starts
+    /// with it), or replace it with `--rotate`. The logs, export and import commands and
+    /// internal functions need it.
+    #[command(
+        after_help = "Examples:\n  runtime admin-key                    the key of ./data\n  runtime admin-key examples/chat\n  runtime admin-key --data /var/lib/my-app --rotate\n\nOver HTTP it goes in the header `Authorization: Convex <key>`."
+    )]
+    AdminKey(admin::AdminKeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args),
         Command::Export(args) => transfer::export(args),
         Command::Import(args) => transfer::import(args),
+        Command::AdminKey(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,8 @@ use tokio_tungstenite::WebSocketStream;
 pub struct ServerUrl {
     /// `HOST:PORT`.
     authority: String,
+    /// Sent as `Authorization: Convex <key>` with every request.
+    admin_key: Option<String>,
 }
 
 impl ServerUrl {
@@ -32,7 +34,25 @@ impl ServerUrl {
         }
         Ok(ServerUrl {
             authority: authority.to_owned(),
+            admin_key: None,
         })
+    }
+
+    /// Sends `key` as the admin key with every request.
+    pub fn with_admin_key(mut self, key: Option<String>) -> ServerUrl {
+        self.admin_key = key;
+        self
+    }
+
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key.as_deref()
+    }
+
+    fn authorize(&self, request: hyper::http::request::Builder) -> hyper::http::request::Builder {
+        match &self.admin_key {
+            Some(key) => request.header("authorization", format!("Convex {key}")),
+            None => request,
+        }
     }
 
     async fn connect(&self) -> Result<TcpStream, String> {
@@ -57,7 +77,8 @@ impl ServerUrl {
             .map_err(|e| format!("talking to http://{}: {e}", self.authority))?;
         tokio::spawn(connection);
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = Request::builder()
+        let request = self
+            .authorize(Request::builder())
             .method(method)
             .uri(path)
             .header("host", &self.authority)
@@ -87,7 +108,8 @@ impl ServerUrl {
             .await
             .map_err(|e| format!("talking to http://{}: {e}", self.authority))?;
         tokio::spawn(connection);
-        let request = Request::builder()
+        let request = self
+            .authorize(Request::builder())
             .method(Method::GET)
             .uri(path)
             .header("host", &self.authority)
@@ -107,11 +129,22 @@ impl ServerUrl {
     }
 
     pub async fn websocket(&self, path: &str) -> Result<WebSocketStream<TcpStream>, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let stream = self.connect().await?;
-        let (socket, _) =
-            tokio_tungstenite::client_async(format!("ws://{}{path}", self.authority), stream)
-                .await
-                .map_err(|e| format!("opening ws://{}{path}: {e}", self.authority))?;
+        let url = format!("ws://{}{path}", self.authority);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("opening {url}: {e}"))?;
+        if let Some(key) = &self.admin_key {
+            let value = format!("Convex {key}")
+                .parse()
+                .map_err(|_| "the admin key is not a valid header value".to_owned())?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let (socket, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .map_err(|e| format!("opening {url}: {e}"))?;
         Ok(socket)
     }
 }

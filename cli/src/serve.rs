@@ -2,8 +2,9 @@
 
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
+use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
 use ferrovex_runtime::server::{App, Deployer, Server};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,11 +40,22 @@ where
     let data_dir = args.data.clone().unwrap_or_else(|| app.default_data_dir());
     // Fail on the data folder before a long build.
     let store = Arc::new(open_store(&data_dir)?);
+    let (admin_key, made) = AdminKeyFile::open_or_create(&data_dir)
+        .map_err(|e| format!("making the admin key in {}: {e}", data_dir.display()))?;
     let host = Arc::new(new_host(&app)?);
     let wasm = app.build()?;
     let module = host
         .deploy(&store, &wasm)
         .map_err(|e| format!("deploying {}: {e}", app.dir.display()))?;
+    let access = Access::new(
+        admin_key,
+        AuthSettings::from_process(Some(app.dir.clone())),
+        &module.auth_config,
+    )
+    .map_err(|e| format!("deploying {}: {e}", app.dir.display()))?;
+    if let Some(key) = made {
+        show_new_admin_key(&data_dir, &key);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,6 +69,7 @@ where
                 host,
                 module: Arc::new(module),
                 web_dir: app.web_dir(),
+                access: Arc::new(access),
             },
         )
         .await
@@ -69,6 +82,21 @@ where
         side_task.abort();
         served.map_err(|e| format!("serving: {e}"))
     })
+}
+
+/// A new data folder's admin key: shown once on a terminal; otherwise (output to a file or a
+/// pipe, where it would stay) only where to find it.
+fn show_new_admin_key(data_dir: &std::path::Path, key: &str) {
+    if std::io::stdout().is_terminal() {
+        println!(
+            "admin key (for logs, export, import, internal functions; shown this once, `runtime admin-key` prints it again):\n  {key}"
+        );
+    } else {
+        println!(
+            "made an admin key in {}; `runtime admin-key` prints it",
+            data_dir.display()
+        );
+    }
 }
 
 fn bind_error(addr: SocketAddr, e: std::io::Error) -> String {

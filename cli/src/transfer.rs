@@ -2,6 +2,7 @@
 //! JSON Lines (the format of `ferrovex_runtime::transfer`), out and back in, with a progress bar on a
 //! terminal.
 
+use crate::admin::AdminKeyArgs;
 use crate::remote::ServerUrl;
 use clap::Args;
 use ferrovex_model::{DocumentId, Object, Value};
@@ -30,6 +31,8 @@ pub struct ExportArgs {
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
+    #[command(flatten)]
+    pub admin: AdminKeyArgs,
 }
 
 #[derive(Args)]
@@ -45,6 +48,8 @@ pub struct ImportArgs {
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
+    #[command(flatten)]
+    pub admin: AdminKeyArgs,
 }
 
 fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -66,7 +71,8 @@ fn progress_bar(total: u64, verb: &str) -> ProgressBar {
 }
 
 pub fn export(args: ExportArgs) -> Result<(), String> {
-    let url = ServerUrl::parse(&args.url)?;
+    let url =
+        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime export")?));
     // Written beside the target and renamed at the end, so a file named FILE is always whole.
     let (mut out, partial): (Box<dyn Write>, Option<PathBuf>) = if args.file == "-" {
         (Box::new(BufWriter::new(std::io::stdout().lock())), None)
@@ -190,7 +196,8 @@ struct Checked {
 }
 
 pub fn import(args: ImportArgs) -> Result<(), String> {
-    let url = ServerUrl::parse(&args.url)?;
+    let url =
+        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime import")?));
     // Everything that can be checked without the server is, before anything is sent, so a
     // bad file changes nothing.
     if let Some(table) = &args.table {

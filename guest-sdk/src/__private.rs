@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::marker::PhantomData;
 
 pub use ferrovex_model::abi::FunctionKind as Kind;
+pub use ferrovex_model::abi::Visibility;
 pub use serde;
 
 /// The call's arguments, taken one parameter at a time.
@@ -77,7 +78,12 @@ pub fn run_mutation(
     finish(read_args(handle, len).and_then(|mut args| body(&mut MutationCtx::new(), &mut args)));
 }
 
-pub fn describe(kind: FunctionKind, params: &[(&str, Type)], returns: Type) {
+pub fn describe(
+    kind: FunctionKind,
+    visibility: Visibility,
+    params: &[(&str, Type)],
+    returns: Type,
+) {
     let args = Type::Object(
         params
             .iter()
@@ -88,11 +94,16 @@ pub fn describe(kind: FunctionKind, params: &[(&str, Type)], returns: Type) {
             .collect(),
     );
     let description = FunctionDescription {
+        visibility,
         kind,
         args,
         returns,
     };
     host::output_value(output::DESCRIPTION, &description.to_value());
+}
+
+pub fn output_auth_config(config: crate::AuthConfig) {
+    host::output_value(output::AUTH_CONFIG, &config.into_abi().to_value());
 }
 
 pub fn output_schema(schema: crate::schema::Schema) {

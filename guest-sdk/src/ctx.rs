@@ -1,8 +1,35 @@
-//! The context a function receives: the database, frozen time and seeded randomness.
+//! The context a function receives: the database, the caller's identity, frozen time and
+//! seeded randomness.
 
+use crate::auth::UserIdentity;
 use crate::db::{DatabaseReader, DatabaseWriter};
 use crate::host;
 use std::cell::Cell;
+
+/// Who called: `ctx.auth.get_user_identity()`.
+pub struct Auth {
+    _private: (),
+}
+
+impl Auth {
+    /// The signed-in user the call runs for, from the token their client sent (verified by
+    /// the server against the providers of [`crate::AuthConfig`]), or `None` when the caller
+    /// is not signed in. A query's result depends on it: each identity gets its own.
+    ///
+    /// ```no_run
+    /// # use ferrovex_sdk::prelude::*;
+    /// #[mutation]
+    /// fn send(ctx: &mut MutationCtx, body: String) -> Result<Id> {
+    ///     let Some(user) = ctx.auth.get_user_identity() else {
+    ///         bail!("send: sign in first");
+    ///     };
+    ///     Ok(ctx.db.insert("messages", doc! { "author": user.token_identifier(), "body": body })?)
+    /// }
+    /// ```
+    pub fn get_user_identity(&self) -> Option<UserIdentity> {
+        host::auth_identity().map(UserIdentity::new)
+    }
+}
 
 /// What a query sees: a read-only database. Writing does not compile:
 ///
@@ -17,6 +44,8 @@ use std::cell::Cell;
 pub struct QueryCtx {
     /// The database, read-only: `ctx.db.get(&id)`, `ctx.db.query("messages")`.
     pub db: DatabaseReader,
+    /// The caller's identity.
+    pub auth: Auth,
     env: Env,
 }
 
@@ -25,6 +54,8 @@ pub struct MutationCtx {
     /// The database: every read of [`QueryCtx`]'s, and `insert`, `patch`, `replace`,
     /// `delete`, all committed together when the mutation returns `Ok`.
     pub db: DatabaseWriter,
+    /// The caller's identity.
+    pub auth: Auth,
     env: Env,
 }
 
@@ -79,6 +110,7 @@ impl QueryCtx {
     pub(crate) fn new() -> Self {
         QueryCtx {
             db: DatabaseReader { _private: () },
+            auth: Auth { _private: () },
             env: Env::new(),
         }
     }
@@ -91,6 +123,7 @@ impl MutationCtx {
             db: DatabaseWriter {
                 reader: DatabaseReader { _private: () },
             },
+            auth: Auth { _private: () },
             env: Env::new(),
         }
     }

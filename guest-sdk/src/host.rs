@@ -38,6 +38,22 @@ pub(crate) fn random_seed() -> u64 {
     unsafe { sys::random_seed() as u64 }
 }
 
+/// The caller's identity, or `None` for a call without a signed-in user.
+pub(crate) fn auth_identity() -> Option<ferrovex_model::identity::UserIdentity> {
+    let mut out = [0u32; 2];
+    // SAFETY: the host writes 8 bytes to `out` and reads nothing of the guest's memory.
+    unsafe { sys::auth_identity(out.as_mut_ptr()) };
+    let bytes = read_handle(out[0], out[1]);
+    match binary::decode(&bytes) {
+        Ok(Value::Null) => None,
+        Ok(value) => Some(
+            ferrovex_model::identity::UserIdentity::from_value(value)
+                .unwrap_or_else(|e| panic!("the host sent a malformed identity: {e}")),
+        ),
+        Err(e) => panic!("the host sent a malformed identity: {e}"),
+    }
+}
+
 /// Hands panic messages to the host before the panic aborts (wasm32 panics abort, which traps).
 pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {

@@ -78,6 +78,10 @@
 //!   A mutation is all-or-nothing: an `Err`, a panic or a trap discards every write.
 //! - [`log!`] lines reach the caller, also when the function fails.
 //! - `ctx.now()` is frozen for the call; `ctx.random_u64()` comes from a seed the host gives.
+//! - `ctx.auth.get_user_identity()` is the signed-in caller ([`UserIdentity`]) or `None`; the
+//!   providers whose tokens the server accepts are declared once with [`auth_config`] (see
+//!   [`AuthConfig`]). `#[internal_query]` and `#[internal_mutation]` make functions that
+//!   clients cannot call (to them they do not exist); the operator's admin key can.
 //!   There is no other way out of the sandbox: calls are deterministic.
 //! - [`Error`] carries a message and structured data to the client.
 //! - [`#[schema]`](macro@schema) declares tables, field types and indexes, enforced on every
@@ -94,6 +98,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod ctx;
 mod db;
 mod encode;
@@ -138,23 +143,26 @@ const _: () = {
     );
 };
 
-pub use ctx::{MutationCtx, QueryCtx};
+pub use auth::{env, AuthConfig, JwtAlgorithm, Setting, UserIdentity};
+pub use ctx::{Auth, MutationCtx, QueryCtx};
 pub use db::{
     Asc, DatabaseReader, DatabaseWriter, Desc, Document, Fields, Id, IndexRange, Order,
     PaginationOptions, PaginationResult, Query,
 };
 pub use error::{DbError, DbErrorKind, Error, Result};
 pub use ferrovex_model::{Object, Value};
-pub use ferrovex_sdk_macros::{mutation, query, schema};
+pub use ferrovex_sdk_macros::{
+    auth_config, internal_mutation, internal_query, mutation, query, schema,
+};
 pub use schema::{v, HasSchema, Schema, Table, Type};
 pub use value::{from_value, to_value, AnyValue, Bytes, ValueError};
 
 /// Everything an app module needs: `use ferrovex_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        bail, doc, log, mutation, query, schema, v, Asc, Bytes, Desc, Document, Error, Id,
-        MutationCtx, Order, PaginationOptions, PaginationResult, QueryCtx, Result, Schema, Table,
-        Value,
+        auth_config, bail, doc, internal_mutation, internal_query, log, mutation, query, schema, v,
+        Asc, AuthConfig, Bytes, Desc, Document, Error, Id, MutationCtx, Order, PaginationOptions,
+        PaginationResult, QueryCtx, Result, Schema, Table, UserIdentity, Value,
     };
 }
 

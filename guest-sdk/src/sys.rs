@@ -12,6 +12,7 @@ extern "C" {
     pub fn panic(ptr: *const u8, len: u32);
     pub fn now_ms() -> f64;
     pub fn random_seed() -> i64;
+    pub fn auth_identity(out: *mut u32);
     pub fn db_get(ptr: *const u8, len: u32, out: *mut u32) -> i32;
     pub fn db_insert(ptr: *const u8, len: u32, out: *mut u32) -> i32;
     pub fn db_patch(ptr: *const u8, len: u32, out: *mut u32) -> i32;
@@ -39,6 +40,9 @@ mod stubs {
         panic!("{OUTSIDE}")
     }
     pub unsafe extern "C" fn random_seed() -> i64 {
+        panic!("{OUTSIDE}")
+    }
+    pub unsafe extern "C" fn auth_identity(_: *mut u32) {
         panic!("{OUTSIDE}")
     }
     macro_rules! db_stub {

@@ -14,6 +14,8 @@
 //!   `chat::chat::send_message`, from which the host derives the function path `chat:send_message`
 //!   (docs/PROTOCOL.md section 2, see [`function_path`]);
 //! - optionally [`SCHEMA_EXPORT`] `() -> ()`, which outputs the app's [`AppSchema`];
+//! - optionally [`AUTH_CONFIG_EXPORT`] `() -> ()`, which outputs the app's [`AuthConfig`]: the
+//!   sign-in providers whose tokens the deployment accepts;
 //! - the linker's `__data_end` and `__heap_base` globals, which the host ignores.
 //!
 //! Anything else in the import or export lists is rejected at deploy time, with its name.
@@ -162,6 +164,9 @@ pub const CALL_PREFIX: &str = "__runtime_v1_call:";
 pub const DESCRIBE_PREFIX: &str = "__runtime_v1_describe:";
 /// Optional export `() -> ()` that outputs the app's [`AppSchema`] with [`output::SCHEMA`].
 pub const SCHEMA_EXPORT: &str = "__runtime_v1_schema";
+/// Optional export `() -> ()` that outputs the app's [`AuthConfig`] with
+/// [`output::AUTH_CONFIG`].
+pub const AUTH_CONFIG_EXPORT: &str = "__runtime_v1_auth_config";
 /// The guest's linear memory.
 pub const MEMORY_EXPORT: &str = "memory";
 /// Exports the Rust toolchain adds to every module, which the host ignores.
@@ -198,6 +203,11 @@ pub mod import {
     pub const NOW_MS: &str = "now_ms";
     /// `random_seed() -> i64`: the seed of the call's random generator, derived by the host.
     pub const RANDOM_SEED: &str = "random_seed";
+    /// `auth_identity(out_ptr: i32) -> ()`: the caller's identity, a
+    /// [`crate::identity::UserIdentity`] object, or null when the call runs for no signed-in
+    /// user (and in describe, schema and auth-config exports).
+    /// Traps: `out_ptr` out of bounds; too many live handles.
+    pub const AUTH_IDENTITY: &str = "auth_identity";
     /// `db_get(ptr: i32, len: i32, out_ptr: i32) -> i32`: request `{id: string}`;
     /// response: the document (with `_id`, `_creationTime`) or null.
     /// Errors: `INVALID` for a malformed id or an id of no table.
@@ -252,6 +262,8 @@ pub mod output {
     pub const DESCRIPTION: i32 = 2;
     /// An [`super::AppSchema`].
     pub const SCHEMA: i32 = 3;
+    /// An [`super::AuthConfig`].
+    pub const AUTH_CONFIG: i32 = 4;
 }
 
 /// A wasm value type of an import signature.
@@ -272,6 +284,7 @@ pub const IMPORT_SIGNATURES: &[(&str, &[WasmType], &[WasmType])] = {
         (import::PANIC, &[I32, I32], &[]),
         (import::NOW_MS, &[], &[F64]),
         (import::RANDOM_SEED, &[], &[I64]),
+        (import::AUTH_IDENTITY, &[I32], &[]),
         (import::DB_GET, &[I32, I32, I32], &[I32]),
         (import::DB_INSERT, &[I32, I32, I32], &[I32]),
         (import::DB_PATCH, &[I32, I32, I32], &[I32]),
@@ -315,10 +328,32 @@ impl fmt::Display for FunctionKind {
     }
 }
 
+/// Who may call a function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Any client.
+    #[default]
+    Public,
+    /// Other functions, the scheduler and admin-key callers only (`#[internal_query]`,
+    /// `#[internal_mutation]`): to a client's call it does not exist.
+    Internal,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Internal => "internal",
+        }
+    }
+}
+
 /// What a guest says about one of its functions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionDescription {
     pub kind: FunctionKind,
+    /// Absent from a description reads as public.
+    pub visibility: Visibility,
     /// Always an object type: one field per parameter.
     pub args: Type,
     pub returns: Type,
@@ -328,6 +363,7 @@ impl FunctionDescription {
     pub fn to_value(&self) -> Value {
         let mut o = Object::new();
         o.insert("kind".into(), self.kind.as_str().into());
+        o.insert("visibility".into(), self.visibility.as_str().into());
         o.insert("args".into(), self.args.to_value());
         o.insert("returns".into(), self.returns.to_value());
         Value::Object(o)
@@ -346,6 +382,15 @@ impl FunctionDescription {
                 ))
             }
         };
+        let visibility = match o.get("visibility").map(|v| v.as_str()) {
+            None | Some(Some("public")) => Visibility::Public,
+            Some(Some("internal")) => Visibility::Internal,
+            Some(other) => {
+                return Err(format!(
+                    "function visibility must be \"public\" or \"internal\", got {other:?}"
+                ))
+            }
+        };
         let args = Type::from_value(o.get("args").ok_or("missing args schema")?)?;
         if !matches!(args, Type::Object(_)) {
             return Err("the args schema must be an object type".into());
@@ -353,6 +398,7 @@ impl FunctionDescription {
         let returns = Type::from_value(o.get("returns").ok_or("missing returns schema")?)?;
         Ok(FunctionDescription {
             kind,
+            visibility,
             args,
             returns,
         })
@@ -710,6 +756,198 @@ impl AppSchema {
             });
         }
         Ok(out)
+    }
+}
+
+/// A setting of the auth configuration: written in the app, or read at deploy from the
+/// deployment's environment variable of that name, so one build serves several issuers (a
+/// development and a production tenant, a test's own issuer).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Setting {
+    Literal(String),
+    Env(String),
+}
+
+impl Setting {
+    fn to_value(&self) -> Value {
+        match self {
+            Setting::Literal(text) => text.as_str().into(),
+            Setting::Env(name) => Value::Object(
+                [("env".to_owned(), name.as_str().into())]
+                    .into_iter()
+                    .collect(),
+            ),
+        }
+    }
+
+    fn from_value(value: &Value, what: &str) -> Result<Self, String> {
+        match value {
+            Value::String(text) => Ok(Setting::Literal(text.clone())),
+            Value::Object(o) if o.len() == 1 => match o.get("env") {
+                Some(Value::String(name)) => Ok(Setting::Env(name.clone())),
+                _ => Err(format!("{what}: a setting is a string or {{env: string}}")),
+            },
+            _ => Err(format!("{what}: a setting is a string or {{env: string}}")),
+        }
+    }
+
+    /// The value, reading `Env` settings with `env`; an error names the variable.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        match self {
+            Setting::Literal(text) => Ok(text.clone()),
+            Setting::Env(name) => {
+                env(name).ok_or_else(|| format!("the environment variable {name} is not set"))
+            }
+        }
+    }
+}
+
+impl From<&str> for Setting {
+    fn from(text: &str) -> Self {
+        Setting::Literal(text.to_owned())
+    }
+}
+
+impl From<String> for Setting {
+    fn from(text: String) -> Self {
+        Setting::Literal(text)
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Setting::Literal(text) => write!(f, "{text:?}"),
+            Setting::Env(name) => write!(f, "${name}"),
+        }
+    }
+}
+
+/// The signature algorithm a custom-JWT provider signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    RS256,
+    ES256,
+}
+
+impl JwtAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::ES256 => "ES256",
+        }
+    }
+}
+
+/// One issuer of sign-in tokens the deployment trusts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AuthProvider {
+    /// An OpenID Connect issuer: its keys come from the `jwks_uri` of its discovery document
+    /// (`{issuer}/.well-known/openid-configuration`); tokens must name `application_id` in
+    /// `aud`. Clerk, Auth0, Google, Okta, Keycloak... are such issuers.
+    Oidc {
+        issuer: Setting,
+        application_id: Setting,
+    },
+    /// Any issuer of signed JWTs: its keys are a JWKS at a URL or in a file (a path relative
+    /// to the app folder).
+    CustomJwt {
+        issuer: Setting,
+        audience: Setting,
+        algorithm: JwtAlgorithm,
+        jwks: Setting,
+    },
+}
+
+/// The app's sign-in providers (`#[auth_config]`). With none, every user token is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AuthConfig {
+    pub providers: Vec<AuthProvider>,
+}
+
+impl AuthConfig {
+    pub fn to_value(&self) -> Value {
+        let providers = self
+            .providers
+            .iter()
+            .map(|provider| {
+                let mut o = Object::new();
+                match provider {
+                    AuthProvider::Oidc {
+                        issuer,
+                        application_id,
+                    } => {
+                        o.insert("type".into(), "oidc".into());
+                        o.insert("issuer".into(), issuer.to_value());
+                        o.insert("applicationId".into(), application_id.to_value());
+                    }
+                    AuthProvider::CustomJwt {
+                        issuer,
+                        audience,
+                        algorithm,
+                        jwks,
+                    } => {
+                        o.insert("type".into(), "customJwt".into());
+                        o.insert("issuer".into(), issuer.to_value());
+                        o.insert("audience".into(), audience.to_value());
+                        o.insert("algorithm".into(), algorithm.as_str().into());
+                        o.insert("jwks".into(), jwks.to_value());
+                    }
+                }
+                Value::Object(o)
+            })
+            .collect();
+        Value::Object(
+            [("providers".to_owned(), Value::Array(providers))]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let Some(Value::Array(items)) = value.as_object().and_then(|o| o.get("providers")) else {
+            return Err("an auth config is an object with a \"providers\" array".into());
+        };
+        let mut providers = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let what = format!("provider {i}");
+            let o = item
+                .as_object()
+                .ok_or_else(|| format!("{what}: a provider is an object"))?;
+            let setting = |field: &str| {
+                let value = o
+                    .get(field)
+                    .ok_or_else(|| format!("{what}: missing {field:?}"))?;
+                Setting::from_value(value, &format!("{what}, {field:?}"))
+            };
+            let provider = match o.get("type").and_then(Value::as_str) {
+                Some("oidc") => AuthProvider::Oidc {
+                    issuer: setting("issuer")?,
+                    application_id: setting("applicationId")?,
+                },
+                Some("customJwt") => AuthProvider::CustomJwt {
+                    issuer: setting("issuer")?,
+                    audience: setting("audience")?,
+                    algorithm: match o.get("algorithm").and_then(Value::as_str) {
+                        Some("RS256") => JwtAlgorithm::RS256,
+                        Some("ES256") => JwtAlgorithm::ES256,
+                        other => {
+                            return Err(format!(
+                                "{what}: algorithm must be \"RS256\" or \"ES256\", got {other:?}"
+                            ))
+                        }
+                    },
+                    jwks: setting("jwks")?,
+                },
+                other => {
+                    return Err(format!(
+                        "{what}: type must be \"oidc\" or \"customJwt\", got {other:?}"
+                    ))
+                }
+            };
+            providers.push(provider);
+        }
+        Ok(AuthConfig { providers })
     }
 }
 

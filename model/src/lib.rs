@@ -7,10 +7,12 @@
 //! - [`id`]: document ids.
 //! - [`limits`]: named resource limits.
 //! - [`abi`]: the host ABI between the wasm host and guest modules.
+//! - [`identity`]: a signed-in caller's identity, as functions see it.
 
 pub mod abi;
 pub mod binary;
 pub mod id;
+pub mod identity;
 pub mod json;
 pub mod key;
 pub mod limits;

@@ -1,5 +1,6 @@
 //! The runtime host. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod server;
 pub mod store;
 pub mod sync;

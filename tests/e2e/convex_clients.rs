@@ -14,7 +14,9 @@
 //! tests/python/requirements.txt`).
 
 use crate::guests;
-use crate::test_server::{serve, Serving};
+use crate::issuer::{chat_auth_settings, Issuer, TestKey, OIDC_APPLICATION_ID};
+use crate::test_server::{serve_with_auth, Serving};
+use ferrovex_runtime::auth::AuthSettings;
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -41,16 +43,23 @@ const NO_SUCH_QUERY: &str = "chat:no_such_query";
 struct TestServer {
     addr: SocketAddr,
     wasm: Vec<u8>,
+    settings: AuthSettings,
     dir: TempDir,
     running: Option<Serving>,
 }
 
 impl TestServer {
     async fn start(guest_dir: &str) -> TestServer {
+        Self::start_with_auth(guest_dir, AuthSettings::default()).await
+    }
+
+    /// Serves `guest_dir` with the environment its auth config reads.
+    async fn start_with_auth(guest_dir: &str, settings: AuthSettings) -> TestServer {
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(guest_dir));
         let mut server = TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             wasm,
+            settings,
             dir: tempfile::tempdir().expect("temp dir"),
             running: None,
         };
@@ -64,7 +73,14 @@ impl TestServer {
     }
 
     async fn launch(&mut self) {
-        let serving = serve(&self.dir.path().join("data"), &self.wasm, self.addr, None).await;
+        let serving = serve_with_auth(
+            &self.dir.path().join("data"),
+            &self.wasm,
+            self.addr,
+            None,
+            self.settings.clone(),
+        )
+        .await;
         self.addr = serving.addr;
         self.running = Some(serving);
     }
@@ -669,4 +685,67 @@ async fn rust_client_queries_mutates_subscribes_and_reports_errors() {
         ["Connecting", "Connected"],
         "one connection throughout: failed calls must not make the client reconnect"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_signs_in_and_out_with_set_auth() {
+    let key = TestKey::ec("rust-1");
+    let issuer = Issuer::start(&[&key]).await;
+    let settings = chat_auth_settings(&issuer);
+    let server = TestServer::start_with_auth("examples/chat-auth", settings).await;
+    let mut client = convex::ConvexClient::new(&server.url())
+        .await
+        .expect("creating the client");
+    let mut whoami =
+        tokio::time::timeout(DEADLINE, client.subscribe("users:whoami", BTreeMap::new()))
+            .await
+            .expect("subscribing in time")
+            .expect("subscribing");
+    assert_eq!(
+        next_result(&mut whoami).await,
+        convex::FunctionResult::Value(convex::Value::Null)
+    );
+
+    let mut claims = issuer.claims("ferris", OIDC_APPLICATION_ID);
+    claims["name"] = json!("Ferris");
+    client.set_auth(Some(key.sign(&claims))).await;
+    let expected = convex::Value::String(format!("{}|ferris", issuer.url));
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let convex::FunctionResult::Value(convex::Value::Object(identity)) =
+                next_result(&mut whoami).await
+            {
+                assert_eq!(identity["tokenIdentifier"], expected);
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the subscription never showed the identity");
+    let sent = call(
+        "chat:send signed in",
+        client.mutation(
+            "chat:send",
+            BTreeMap::from([("body".to_owned(), "hi".into())]),
+        ),
+    )
+    .await;
+    assert_eq!(sent, convex::FunctionResult::Value(convex::Value::Null));
+    let listed = call("chat:list", client.query("chat:list", BTreeMap::new())).await;
+    let convex::FunctionResult::Value(convex::Value::Array(messages)) = listed else {
+        panic!("{listed:?}")
+    };
+    let convex::Value::Object(message) = &messages[0] else {
+        panic!("{messages:?}")
+    };
+    assert_eq!(message["author"], expected);
+    assert_eq!(message["name"], convex::Value::String("Ferris".into()));
+
+    client.set_auth(None).await;
+    tokio::time::timeout(DEADLINE, async {
+        while next_result(&mut whoami).await != convex::FunctionResult::Value(convex::Value::Null) {
+        }
+    })
+    .await
+    .expect("signed out, the query re-runs for nobody");
 }

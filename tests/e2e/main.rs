@@ -1,5 +1,6 @@
 //! End-to-end tests: real processes, real files.
 
+mod auth_browser;
 mod browser;
 mod chat_react;
 mod convex_clients;
@@ -9,6 +10,8 @@ mod guests;
 /// command's, through `#[path]`).
 #[path = "browser/harness.rs"]
 mod harness;
+#[path = "../../runtime/tests/common/issuer.rs"]
+mod issuer;
 mod store_crash;
 #[path = "../../runtime/tests/common/test_server.rs"]
 mod test_server;

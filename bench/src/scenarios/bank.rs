@@ -9,6 +9,7 @@
 use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
 use crate::http::{int, Http, Metrics};
 use crate::report::Row;
+use crate::server::RuntimeServer;
 use crate::ws::closed_loop;
 use crate::{pick_pair, run_for, Skew};
 use ferrovex_model::{obj, DocumentId, Value};
@@ -23,8 +24,10 @@ pub const SKEWS: [Skew; 2] = [Skew::Uniform, Skew::Zipf(1.5)];
 /// Accounts created by one `bank:seed` call.
 pub const SEED_BATCH: usize = 10_000;
 
-fn metrics(addr: SocketAddr) -> Result<Metrics, String> {
-    Http::connect(addr).map_err(|e| e.to_string())?.metrics()
+fn metrics(server: &RuntimeServer) -> Result<Metrics, String> {
+    Http::connect(server.addr)
+        .map_err(|e| e.to_string())?
+        .metrics(&server.admin_key)
 }
 
 /// Creates `count` accounts with `bank:seed`; their ids.
@@ -73,7 +76,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         seeding.elapsed().as_secs_f64()
     );
     for skew in SKEWS {
-        let before = metrics(server.addr)?;
+        let before = metrics(&server)?;
         let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
         let cpu_before = server.cpu_seconds();
         let result = ctx.clients.block_on(closed_loop(
@@ -92,7 +95,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
             .cpu_seconds()
             .zip(cpu_before)
             .map(|(after, before)| after - before);
-        let after = metrics(server.addr)?;
+        let after = metrics(&server)?;
         let retries = after.conflict_retries - before.conflict_retries;
         let serial = after.serial_runs - before.serial_runs;
         let mut row = Row::new(

@@ -225,6 +225,7 @@ fn over_http(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(), 
 fn floor_module() -> Vec<u8> {
     use ferrovex_model::abi::{FunctionDescription, FunctionKind, Type};
     let description = FunctionDescription {
+        visibility: ferrovex_model::abi::Visibility::Public,
         kind: FunctionKind::Query,
         args: Type::object([]),
         returns: Type::Any,

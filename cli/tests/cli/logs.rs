@@ -30,8 +30,23 @@ fn logs_show_past_executions_and_follow_new_ones() {
     // A function's failure is a 200 with `{"status": "error"}`, as Convex answers it.
     assert_eq!(status, 200);
 
+    // Without the key the log stream is refused, saying where to get one.
+    let refused = Command::new(runtime_bin())
+        .args([
+            "logs",
+            "--url",
+            &url,
+            "--admin-key",
+            "fvx_admin_not_the_key",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let refused = String::from_utf8_lossy(&refused.stderr);
+    assert!(refused.contains("401"), "{refused}");
+
     let past = Command::new(runtime_bin())
-        .args(["logs", "--url", &url])
+        .args(["logs", "--url", &url, "--admin-key", &server.admin_key()])
         .output()
         .unwrap();
     assert!(past.status.success(), "{past:?}");
@@ -56,6 +71,7 @@ fn logs_show_past_executions_and_follow_new_ones() {
 
     let mut follower = Command::new(runtime_bin())
         .args(["logs", "-f", "--url", &url])
+        .env("FERROVEX_ADMIN_KEY", server.admin_key())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

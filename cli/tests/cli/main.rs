@@ -3,6 +3,7 @@
 //! Tests wait for what they expect (a line of output, a frame, an exit), never for time;
 //! [`TIMEOUT`] only turns a hang into a failure.
 
+mod admin_key;
 mod bad_input;
 mod browser_dev;
 mod codegen;
@@ -52,6 +53,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Lines of stderr, when started with [`Running::start_reading_stderr`].
     pub stderr: Option<mpsc::Receiver<String>>,
+    /// Its data folder (the `--data` it was started with).
+    pub data: Option<PathBuf>,
 }
 
 impl Running {
@@ -78,7 +81,21 @@ impl Running {
         }
     }
 
+    /// The admin key of its data folder, which the server made at its first start.
+    pub fn admin_key(&self) -> String {
+        let data = self.data.as_ref().expect("started with --data");
+        std::fs::read_to_string(data.join("admin_key"))
+            .expect("the server made its admin key")
+            .trim()
+            .to_owned()
+    }
+
     fn start_with(mut command: Command, read_stderr: bool) -> Running {
+        let data = command
+            .get_args()
+            .skip_while(|arg| *arg != "--data")
+            .nth(1)
+            .map(PathBuf::from);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(if read_stderr {
@@ -121,6 +138,7 @@ impl Running {
             child,
             addr,
             stderr,
+            data,
         }
     }
 

@@ -8,12 +8,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn transfer(verb: &str, file: &Path, addr: SocketAddr) -> Output {
+/// `runtime VERB FILE --url ... --data DATA`: the admin key found in the server's data folder.
+fn transfer(verb: &str, file: &Path, server: &Running) -> Output {
     let mut command = Command::new(runtime_bin());
     command
         .arg(verb)
         .arg(file)
-        .args(["--url", &format!("http://{addr}")]);
+        .args(["--url", &format!("http://{}", server.addr)])
+        .arg("--data")
+        .arg(server.data.as_ref().unwrap());
     run_to_end(command)
 }
 
@@ -73,7 +76,7 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     mutation(source.addr, "tasks:complete", json!({"id": first}));
 
     let exported = work.path().join("tasks.jsonl");
-    let output = transfer("export", &exported, source.addr);
+    let output = transfer("export", &exported, &source);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("exported 3 documents from 1 tables"),
@@ -105,7 +108,7 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     // Into a fresh tasks app: the table (made empty by the deploy) takes every id as it is,
     // and the declared index serves queries over the imported documents.
     let same_app = Running::start(serve_command(&tasks_app, &work.path().join("b")));
-    let output = transfer("import", &exported, same_app.addr);
+    let output = transfer("import", &exported, &same_app);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("imported 3 documents into 1 tables; every id kept"),
@@ -130,22 +133,18 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
         "open tasks by priority, highest first: {open}"
     );
     let round_trip = work.path().join("again.jsonl");
-    assert!(transfer("export", &round_trip, same_app.addr)
-        .status
-        .success());
+    assert!(transfer("export", &round_trip, &same_app).status.success());
     assert_eq!(documents(&lines(&round_trip), "tasks"), original_tasks);
 
     // Importing into a table that has documents is refused, and changes nothing.
-    let output = transfer("import", &exported, same_app.addr);
+    let output = transfer("import", &exported, &same_app);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("table \"tasks\" already has documents"),
         "{}",
         stderr(&output)
     );
-    assert!(transfer("export", &round_trip, same_app.addr)
-        .status
-        .success());
+    assert!(transfer("export", &round_trip, &same_app).status.success());
     assert_eq!(documents(&lines(&round_trip), "tasks").len(), 3);
     same_app.stop();
 
@@ -160,7 +159,7 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
         "chat:send_message",
         json!({"user": "ada", "body": "hi"}),
     );
-    let output = transfer("import", &exported, chat.addr);
+    let output = transfer("import", &exported, &chat);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("renumbered"),
@@ -168,7 +167,7 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
         stderr(&output)
     );
     let moved_file = work.path().join("moved.jsonl");
-    assert!(transfer("export", &moved_file, chat.addr).status.success());
+    assert!(transfer("export", &moved_file, &chat).status.success());
     let moved = lines(&moved_file);
     assert_ne!(table_header(&moved, "tasks")["number"], header["number"]);
     assert_eq!(documents(&moved, "messages").len(), 1);
@@ -197,7 +196,7 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
     broken[2] = "{\"type\":\"document\",\"table\":\"notes\",\"value\":{\"_id\":\"nope\"}}";
     let broken_file = work.path().join("broken.jsonl");
     std::fs::write(&broken_file, broken.join("\n")).unwrap();
-    let output = transfer("import", &broken_file, chat.addr);
+    let output = transfer("import", &broken_file, &chat);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("broken.jsonl, line 3: malformed document id \"nope\""),
@@ -211,14 +210,14 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
         text.lines().take(3).collect::<Vec<_>>().join("\n"),
     )
     .unwrap();
-    let output = transfer("import", &cut_file, chat.addr);
+    let output = transfer("import", &cut_file, &chat);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("has no end line after line 3"),
         "{}",
         stderr(&output)
     );
-    assert!(transfer("export", &moved_file, chat.addr).status.success());
+    assert!(transfer("export", &moved_file, &chat).status.success());
     let after = lines(&moved_file);
     assert!(
         after[0]["tables"]
@@ -230,9 +229,37 @@ fn export_and_import_keep_ids_times_and_indexes_and_renumber_when_taken() {
         after[0]
     );
 
+    // No admin key: refused before anything is sent, saying where keys come from.
+    let mut keyless = Command::new(runtime_bin());
+    keyless
+        .current_dir(work.path())
+        .args([
+            "export",
+            "none.jsonl",
+            "--url",
+            &format!("http://{}", chat.addr),
+        ])
+        .env_remove("FERROVEX_ADMIN_KEY");
+    let output = run_to_end(keyless);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("runtime export needs the deployment's admin key: pass --admin-key KEY or set FERROVEX_ADMIN_KEY"),
+        "{}",
+        stderr(&output)
+    );
+
     // No server there: a message that says what to do.
-    let nobody = "127.0.0.1:9".parse().unwrap();
-    let output = transfer("export", &work.path().join("none.jsonl"), nobody);
+    let mut nowhere = Command::new(runtime_bin());
+    nowhere
+        .arg("export")
+        .arg(work.path().join("none.jsonl"))
+        .args([
+            "--url",
+            "http://127.0.0.1:9",
+            "--admin-key",
+            "fvx_admin_any",
+        ]);
+    let output = run_to_end(nowhere);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("Start one with `runtime serve APP_DIR`"),
@@ -264,7 +291,8 @@ fn plain_json_lines_go_into_a_table_as_new_documents() {
         command
             .arg("import")
             .arg(file)
-            .args(["--table", "messages", "--url", &url]);
+            .args(["--table", "messages", "--url", &url])
+            .env("FERROVEX_ADMIN_KEY", chat.admin_key());
         run_to_end(command)
     };
 

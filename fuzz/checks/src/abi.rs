@@ -51,6 +51,7 @@ const OP_TRAP: u32 = 14;
 fn describe(kind: FunctionKind) -> Vec<u8> {
     binary::encode(
         &FunctionDescription {
+            visibility: ferrovex_model::abi::Visibility::Public,
             kind,
             args: Type::object([("p", Type::Bytes)]),
             returns: Type::Any,

@@ -385,15 +385,17 @@ fn message_frame(u: &mut Unstructured, conn: &mut Conn, kind: u32) -> Result<(St
                 conn.identity
             };
             let frame = json!({"type": "Authenticate", "baseVersion": base, "tokenType": token, "value": "t"});
-            if token != "None" {
-                conn.expect_close = true;
-                (frame.to_string(), Expect::Close)
-            } else if base == conn.identity {
-                conn.identity += 1;
-                (frame.to_string(), Expect::Accept)
-            } else {
+            if base != conn.identity {
+                // The version is checked before any token is looked at.
                 conn.expect_fatal = true;
                 (frame.to_string(), Expect::Refuse)
+            } else if token != "None" {
+                // No provider and a wrong admin key: refused, and the connection closes.
+                conn.expect_close = true;
+                (frame.to_string(), Expect::Close)
+            } else {
+                conn.identity += 1;
+                (frame.to_string(), Expect::Accept)
             }
         }
     })

@@ -4,6 +4,7 @@
 //! simulation and the `protocol` target drive it; the order of every step is theirs, so a run
 //! is a function of its input.
 
+use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::sync::engine::{ConnectionId, SyncEngine};
 use ferrovex_runtime::sync::mutation_log::Outcome;
@@ -85,7 +86,15 @@ impl Server {
         let store = Arc::new(Store::open(dir).expect("open the store"));
         let host = host();
         let module = Arc::new(host.deploy(&store, wasm).expect("deploy"));
-        let engine = Arc::new(SyncEngine::new(store.clone(), host, module));
+        let (admin_key, _) = AdminKeyFile::open_or_create(dir).expect("the admin key");
+        let access = Access::new(admin_key, AuthSettings::default(), &module.auth_config)
+            .expect("the channels guest declares no auth providers");
+        let engine = Arc::new(SyncEngine::new(
+            store.clone(),
+            host,
+            module,
+            Arc::new(access),
+        ));
         Server {
             store,
             engine,
@@ -137,6 +146,9 @@ impl Server {
 /// blocking pool say.
 pub struct Session {
     core: SessionCore,
+    /// Verifies `Authenticate` tokens (the app declares no providers; the admin key is the
+    /// data folder's).
+    access: Arc<Access>,
     /// Frames the client sent, not yet read.
     pub inbox: VecDeque<String>,
     /// Frames for the client, not yet delivered.
@@ -152,6 +164,7 @@ pub struct Session {
 impl Session {
     fn new(engine: Arc<SyncEngine>) -> Session {
         Session {
+            access: engine.access.clone(),
             core: SessionCore::new(engine),
             inbox: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -174,8 +187,13 @@ impl Session {
         let Some(text) = self.inbox.pop_front() else {
             return false;
         };
-        match now(self.core.handle_frame(&text)) {
-            Ok(Reply::None) => {}
+        let mut reply = now(self.core.handle_frame(&text));
+        if let Ok(Reply::Verify(pending)) = reply {
+            let verdict = now(pending.verify(&self.access));
+            reply = now(self.core.finish_authenticate(verdict));
+        }
+        match reply {
+            Ok(Reply::None | Reply::Verify(_)) => {}
             Ok(Reply::Send(message)) => self.outbox.push_back(message.to_frame()),
             Ok(Reply::SendAndClose(message)) => {
                 self.outbox.push_back(message.to_frame());

@@ -1,4 +1,5 @@
-//! `#[query]`, `#[mutation]` and `#[schema]`: they keep the function as written and add the
+//! `#[query]`, `#[mutation]`, their `#[internal_...]` forms, `#[schema]` and `#[auth_config]`:
+//! they keep the function as written and add the
 //! wasm exports of `ferrovex_model::abi` (a call entry point and a description) next to it.
 //!
 //! The exports exist only on wasm32: built for the developer's own machine (`cargo build`,
@@ -16,30 +17,77 @@ use syn::{
 /// `module:name` (docs/PROTOCOL.md section 2).
 #[proc_macro_attribute]
 pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(attr, item, Kind::Query)
+    expand(attr, item, Kind::Query, Visibility::Public)
+}
+
+/// Exports a query only other functions, the scheduler and admin-key callers may call: to a
+/// client it does not exist.
+#[proc_macro_attribute]
+pub fn internal_query(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Query, Visibility::Internal)
+}
+
+/// Exports a mutation only other functions, the scheduler and admin-key callers may call: to
+/// a client it does not exist.
+#[proc_macro_attribute]
+pub fn internal_mutation(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Mutation, Visibility::Internal)
+}
+
+/// Exports the app's sign-in providers: `fn auth() -> AuthConfig`. At most one per app.
+#[proc_macro_attribute]
+pub fn auth_config(attr: TokenStream, item: TokenStream) -> TokenStream {
+    app_export(
+        attr,
+        item,
+        "#[auth_config]",
+        "__runtime_v1_auth_config",
+        quote!(output_auth_config),
+    )
 }
 
 /// Exports a mutation: `fn name(ctx: &mut MutationCtx, arg: T, ...) -> Result<R>`.
 #[proc_macro_attribute]
 pub fn mutation(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(attr, item, Kind::Mutation)
+    expand(attr, item, Kind::Mutation, Visibility::Public)
 }
 
 /// Exports the app's schema: `fn schema() -> Schema`. At most one per app.
 #[proc_macro_attribute]
 pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
+    app_export(
+        attr,
+        item,
+        "#[schema]",
+        "__runtime_v1_schema",
+        quote!(output_schema),
+    )
+}
+
+/// An app-wide export (`#[schema]`, `#[auth_config]`): the function as written, and an
+/// export `() -> ()` named `export` that outputs what it returns with `output`.
+fn app_export(
+    attr: TokenStream,
+    item: TokenStream,
+    attribute: &str,
+    export: &str,
+    output: Tokens,
+) -> TokenStream {
     if !attr.is_empty() {
-        return error(Tokens::from(attr), "#[schema] takes no arguments");
+        return error(
+            Tokens::from(attr),
+            &format!("{attribute} takes no arguments"),
+        );
     }
     let function = parse_macro_input!(item as ItemFn);
     let name = &function.sig.ident;
     quote! {
         #function
         const _: () = {
-            #[cfg_attr(target_arch = "wasm32", export_name = "__runtime_v1_schema")]
+            #[cfg_attr(target_arch = "wasm32", export_name = #export)]
             #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-            extern "C" fn __runtime_schema() {
-                ::ferrovex_sdk::__private::output_schema(#name());
+            extern "C" fn __runtime_app_export() {
+                ::ferrovex_sdk::__private::#output(#name());
             }
         };
     }
@@ -52,13 +100,19 @@ enum Kind {
     Mutation,
 }
 
+#[derive(Clone, Copy)]
+enum Visibility {
+    Public,
+    Internal,
+}
+
 fn error(tokens: Tokens, message: &str) -> TokenStream {
     syn::Error::new_spanned(tokens, message)
         .to_compile_error()
         .into()
 }
 
-fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
+fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibility) -> TokenStream {
     if !attr.is_empty() {
         return error(Tokens::from(attr), "this attribute takes no arguments");
     }
@@ -70,6 +124,10 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
             "functions must be plain, non-generic and non-async",
         );
     }
+    let visibility_tokens = match visibility {
+        Visibility::Public => quote!(Public),
+        Visibility::Internal => quote!(Internal),
+    };
     let mut inputs = sig.inputs.iter();
     let (ctx_type, runner, kind_tokens) = match kind {
         Kind::Query => (quote!(QueryCtx), quote!(run_query), quote!(Query)),
@@ -135,6 +193,7 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
             extern "C" fn __runtime_describe() {
                 ::ferrovex_sdk::__private::describe(
                     ::ferrovex_sdk::__private::Kind::#kind_tokens,
+                    ::ferrovex_sdk::__private::Visibility::#visibility_tokens,
                     &[ #( (#arg_names, #param_schemas) ),* ],
                     #return_schema,
                 );

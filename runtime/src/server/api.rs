@@ -13,6 +13,7 @@
 use super::call_request::{read_body, BadRequest, CallRequest};
 use super::response::{json, request_error, HttpResponse, ValueFormat};
 use super::Served;
+use crate::auth::Caller;
 use crate::store::{Snapshot, StoreError};
 use crate::sync::protocol::wire_log_lines;
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
@@ -94,13 +95,14 @@ pub async fn call(
     endpoint: Endpoint,
     request: Request<Incoming>,
     path_from_url: Option<String>,
+    caller: Caller,
 ) -> HttpResponse {
     let extra: &[&str] = match endpoint {
         Endpoint::Any => &["componentPath"],
         _ => &[],
     };
     match read_call(request, path_from_url.as_deref(), extra).await {
-        Ok(call) => blocking(move || answer(&app, &module, endpoint, call, None)).await,
+        Ok(call) => blocking(move || answer(&app, &module, endpoint, call, None, &caller)).await,
         Err(response) => response,
     }
 }
@@ -120,6 +122,7 @@ pub async fn query_by_get(
     app: Arc<Served>,
     module: Arc<DeployedModule>,
     query: Option<&str>,
+    caller: Caller,
 ) -> HttpResponse {
     let mut fields = Map::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -144,7 +147,7 @@ pub async fn query_by_get(
         Ok(call) => call,
         Err(bad) => return bad.response(),
     };
-    blocking(move || answer(&app, &module, Endpoint::Query, call, None)).await
+    blocking(move || answer(&app, &module, Endpoint::Query, call, None, &caller)).await
 }
 
 /// `POST /api/query_ts`: the latest commit timestamp, pinned for [`QUERY_TS_PIN`] so that
@@ -162,6 +165,7 @@ pub async fn query_at_ts(
     app: Arc<Served>,
     module: Arc<DeployedModule>,
     request: Request<Incoming>,
+    caller: Caller,
 ) -> HttpResponse {
     let call = match read_call(request, None, &["ts"]).await {
         Ok(call) => call,
@@ -189,7 +193,7 @@ pub async fn query_at_ts(
             )
         }
     };
-    blocking(move || answer(&app, &module, Endpoint::Query, call, Some(tx))).await
+    blocking(move || answer(&app, &module, Endpoint::Query, call, Some(tx), &caller)).await
 }
 
 /// `POST /api/query_batch` with `{"queries": [{path, args, format}, ...]}`: each query's
@@ -198,6 +202,7 @@ pub async fn query_batch(
     app: Arc<Served>,
     module: Arc<DeployedModule>,
     request: Request<Incoming>,
+    caller: Caller,
 ) -> HttpResponse {
     let body = match read_body(request).await {
         Ok(body) => body,
@@ -247,7 +252,7 @@ pub async fn query_batch(
             .map(|call| {
                 let format = call.format;
                 let tx = snapshot.begin_read_only();
-                match run(&app, &module, Endpoint::Query, &call, Some(tx)) {
+                match run(&app, &module, Endpoint::Query, &call, Some(tx), &caller) {
                     Ok(success) => success_body(&success, format),
                     Err(failure) => failure_body(&failure, format),
                 }
@@ -282,8 +287,9 @@ fn answer(
     endpoint: Endpoint,
     call: CallRequest,
     tx: Option<crate::store::Transaction>,
+    caller: &Caller,
 ) -> HttpResponse {
-    match run(app, module, endpoint, &call, tx) {
+    match run(app, module, endpoint, &call, tx, caller) {
         Ok(success) => json(StatusCode::OK, &success_body(&success, call.format)),
         Err(failure) => match &failure.error {
             CallError::Host(_) => request_error(
@@ -340,6 +346,7 @@ fn run(
     endpoint: Endpoint,
     call: &CallRequest,
     tx: Option<crate::store::Transaction>,
+    caller: &Caller,
 ) -> Result<Success, CallFailure> {
     let failure = |error| CallFailure {
         path: call.path.clone(),
@@ -350,7 +357,9 @@ fn run(
         .args
         .as_ref()
         .map_err(|reason| failure(CallError::InvalidArguments(reason.clone())))?;
-    let kind = match (endpoint, module.function(&call.path)) {
+    // An internal function is, to a caller without the admin key, as absent as one that does
+    // not exist: the host answers both alike.
+    let kind = match (endpoint, module.callable(&call.path, caller)) {
         (Endpoint::Query, _) => FunctionKind::Query,
         (Endpoint::Mutation, _) => FunctionKind::Mutation,
         (Endpoint::Any, Some(function)) => function.description.kind,
@@ -364,11 +373,18 @@ fn run(
         }
         (Endpoint::Action, None) => {
             return Err(failure(CallError::UnknownFunction {
-                available: module.functions().map(|f| f.path.clone()).collect(),
+                available: module
+                    .functions()
+                    .filter(|f| module.callable(&f.path, caller).is_some())
+                    .map(|f| f.path.clone())
+                    .collect(),
             }))
         }
     };
-    let options = CallOptions::default();
+    let options = CallOptions {
+        caller: caller.clone(),
+        ..CallOptions::default()
+    };
     match kind {
         FunctionKind::Query => {
             let tx = tx.unwrap_or_else(|| app.store.begin_read_only());
@@ -390,15 +406,19 @@ fn run(
     }
 }
 
-/// `{"moduleHash": "...", "functions": [{"path", "kind", "args", "returns"}, ...]}`, sorted by
-/// path; `args` and `returns` are schemas in the form of `ferrovex_model::abi::Type::to_value`.
-pub fn functions(module: &DeployedModule) -> HttpResponse {
+/// `{"moduleHash": "...", "functions": [{"path", "kind", "visibility", "args", "returns"},
+/// ...]}`, sorted by path; `args` and `returns` are schemas in the form of
+/// `ferrovex_model::abi::Type::to_value`. Internal functions are listed to `caller` only if
+/// it holds the admin key.
+pub fn functions(module: &DeployedModule, caller: &Caller) -> HttpResponse {
     let functions: Vec<_> = module
         .functions()
+        .filter(|f| module.callable(&f.path, caller).is_some())
         .map(|f| {
             json!({
                 "path": f.path,
                 "kind": f.description.kind.as_str(),
+                "visibility": f.description.visibility.as_str(),
                 "args": to_json(&f.description.args.to_value()),
                 "returns": to_json(&f.description.returns.to_value()),
             })

@@ -41,6 +41,7 @@
 //! connections are refused), idle keep-alive connections close, and every request already
 //! being served runs to its end and gets its response before [`Server::serve`] returns.
 
+mod access;
 mod api;
 mod browser_client;
 mod call_request;
@@ -50,6 +51,7 @@ mod routes;
 mod static_files;
 mod transfer;
 
+use crate::auth::Access;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
 use crate::wasm::{DeployError, DeployedModule, WasmHost};
@@ -82,6 +84,8 @@ pub struct App {
     pub module: Arc<DeployedModule>,
     /// The folder of static files served for every other `GET`; `None` if the app has none.
     pub web_dir: Option<PathBuf>,
+    /// The admin key, and the sign-in providers of `module` ([`Access::new`]).
+    pub access: Arc<Access>,
 }
 
 /// What the handlers share. The module in use is the sync engine's
@@ -90,6 +94,7 @@ pub(crate) struct Served {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
     pub web_dir: Option<PathBuf>,
+    pub access: Arc<Access>,
     /// Turns true when graceful shutdown begins.
     pub stopping: watch::Receiver<bool>,
     /// Snapshots `/api/query_ts` handed out.
@@ -115,13 +120,20 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Compiles and checks `wasm` (see [`WasmHost::deploy`]), then switches every call and
-    /// subscription to it. On error the running version keeps serving.
+    /// Compiles and checks `wasm` (see [`WasmHost::deploy`]), reads its auth config and
+    /// fetches its providers' keys, then switches every call and subscription to it. On
+    /// error the running version keeps serving.
     pub async fn deploy(&self, wasm: Vec<u8>) -> Result<Arc<DeployedModule>, DeployError> {
         let (store, host) = (self.store.clone(), self.host.clone());
         let module = tokio::task::spawn_blocking(move || host.deploy(&store, &wasm))
             .await
             .expect("deploying does not panic")?;
+        let access = &self.sync.access;
+        let providers = access
+            .prepare(&module.auth_config)
+            .map_err(DeployError::AuthConfig)?;
+        providers.prefetch().await;
+        access.install(providers);
         let module = Arc::new(module);
         self.sync.deploy(module.clone()).await;
         Ok(module)
@@ -144,8 +156,14 @@ impl Server {
             host,
             module,
             web_dir,
+            access,
         } = app;
-        let sync = Arc::new(SyncEngine::new(store.clone(), host.clone(), module));
+        let sync = Arc::new(SyncEngine::new(
+            store.clone(),
+            host.clone(),
+            module,
+            access.clone(),
+        ));
         let (stop_sender, stopping) = watch::channel(false);
         Ok(Server {
             listener,
@@ -153,6 +171,7 @@ impl Server {
                 store,
                 host,
                 web_dir,
+                access,
                 stopping,
                 pinned: api::PinnedSnapshots::default(),
             }),
@@ -187,6 +206,9 @@ impl Server {
             stop_sender,
         } = self;
         let refresher = tokio::spawn(sync.clone().run());
+        // The providers' keys, before the first token needs them.
+        let access = app.access.clone();
+        tokio::spawn(async move { access.prefetch().await });
         let stop = app.stopping.clone();
         let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);

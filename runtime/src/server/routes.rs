@@ -1,5 +1,6 @@
 //! Which handler answers which request, and the CORS headers every API answer carries.
 
+use super::access::{caller as caller_of, require_admin};
 use super::api::{self, Endpoint};
 use super::response::{method_not_allowed, request_error, HttpResponse};
 use super::{browser_client, static_files, transfer, Served};
@@ -85,42 +86,84 @@ async fn route(
     let path = routed_path(request.uri().path()).to_owned();
     let method = request.method().clone();
     let module = sync.module();
+    let endpoint = format!("{method} {path}");
+    // The caller of a call endpoint, from its `Authorization` header (a refused token or key
+    // answers 401 before the body is read).
+    macro_rules! caller {
+        () => {
+            match caller_of(&app.access, &endpoint, request.headers()).await {
+                Ok(caller) => caller,
+                Err(refused) => return refused,
+            }
+        };
+    }
+    // Admin endpoints answer 401 without the admin key.
+    macro_rules! admin_only {
+        () => {
+            if let Err(refused) = require_admin(&app.access, &endpoint, request.headers()) {
+                return refused;
+            }
+        };
+    }
     match (&method, path.as_str()) {
         (&Method::POST, "/api/query") => {
-            api::call(app, module, Endpoint::Query, request, None).await
+            let caller = caller!();
+            api::call(app, module, Endpoint::Query, request, None, caller).await
         }
         (&Method::GET, "/api/query") => {
+            let caller = caller!();
             let query = request.uri().query().map(str::to_owned);
-            api::query_by_get(app, module, query.as_deref()).await
+            api::query_by_get(app, module, query.as_deref(), caller).await
         }
         (&Method::POST, "/api/mutation") => {
-            api::call(app, module, Endpoint::Mutation, request, None).await
+            let caller = caller!();
+            api::call(app, module, Endpoint::Mutation, request, None, caller).await
         }
         (&Method::POST, "/api/action") => {
-            api::call(app, module, Endpoint::Action, request, None).await
+            let caller = caller!();
+            api::call(app, module, Endpoint::Action, request, None, caller).await
         }
         (&Method::POST, "/api/function") => {
-            api::call(app, module, Endpoint::Any, request, None).await
+            let caller = caller!();
+            api::call(app, module, Endpoint::Any, request, None, caller).await
         }
         (&Method::POST, p) if p.starts_with("/api/run/") => {
+            let caller = caller!();
             // `/api/run/admin/users/list` runs `admin/users:list`.
             let function = match p["/api/run/".len()..].rsplit_once('/') {
                 Some((module_path, name)) => format!("{module_path}:{name}"),
                 None => p["/api/run/".len()..].to_owned(),
             };
-            api::call(app, module, Endpoint::Any, request, Some(function)).await
+            api::call(app, module, Endpoint::Any, request, Some(function), caller).await
         }
         (&Method::POST, "/api/query_ts") => api::query_ts(&app),
-        (&Method::POST, "/api/query_at_ts") => api::query_at_ts(app, module, request).await,
-        (&Method::POST, "/api/query_batch") => api::query_batch(app, module, request).await,
-        (&Method::GET, "/api/functions") => api::functions(&module),
-        (&Method::GET, "/api/export") => transfer::export(&app),
-        (&Method::POST, "/api/import/tables") => transfer::import_tables(app, request).await,
+        (&Method::POST, "/api/query_at_ts") => {
+            let caller = caller!();
+            api::query_at_ts(app, module, request, caller).await
+        }
+        (&Method::POST, "/api/query_batch") => {
+            let caller = caller!();
+            api::query_batch(app, module, request, caller).await
+        }
+        (&Method::GET, "/api/functions") => {
+            let caller = caller!();
+            api::functions(&module, &caller)
+        }
+        (&Method::GET, "/api/export") => {
+            admin_only!();
+            transfer::export(&app)
+        }
+        (&Method::POST, "/api/import/tables") => {
+            admin_only!();
+            transfer::import_tables(app, request).await
+        }
         (&Method::POST, "/api/import/documents") => {
+            admin_only!();
             transfer::import_documents(app, module, request).await
         }
         // How mutations committed since the store opened (for benchmarks and diagnostics).
         (&Method::GET, "/api/metrics") => {
+            admin_only!();
             let stats = app.store.stats();
             let count = |c: &std::sync::atomic::AtomicU64| {
                 c.load(std::sync::atomic::Ordering::Relaxed).to_string()
@@ -156,6 +199,7 @@ async fn route(
         },
         // Function executions as they happen, for `runtime logs` (see `logs`).
         (_, "/api/logs") => {
+            admin_only!();
             let (engine, host) = (sync.clone(), app.host.clone());
             let upgraded = crate::sync::upgrade::upgrade_to(sync, "/api/logs", request, |socket| {
                 super::logs::stream(engine, host, socket)

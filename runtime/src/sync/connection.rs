@@ -8,6 +8,7 @@
 use super::invalidation::SubscriptionId;
 use super::protocol::{FunctionError, QueryModification, QuerySetModification, StateVersion};
 use super::subscriptions::{QueryKey, QueryResult, Subscriptions};
+use crate::auth::Caller;
 use crate::store::Timestamp;
 use crate::wasm::DeployedModule;
 use std::collections::{BTreeMap, HashSet};
@@ -27,6 +28,9 @@ pub struct ConnectionState {
     /// How many `Authenticate` messages were accepted: the identity version the next
     /// transition acknowledges.
     identity_version: u64,
+    /// Who the connection's queries run for: the identity of the last accepted
+    /// `Authenticate`.
+    caller: Caller,
     /// Ordered by query id so that transitions list queries in a stable order.
     queries: BTreeMap<u64, ClientQuery>,
     /// Removed queries not yet announced with `QueryRemoved`.
@@ -45,6 +49,7 @@ impl ConnectionState {
         ConnectionState {
             query_set_version: 0,
             identity_version: 0,
+            caller: Caller::default(),
             queries: BTreeMap::new(),
             removed: Vec::new(),
             sent_version: StateVersion::INITIAL,
@@ -85,7 +90,13 @@ impl ConnectionState {
                     args,
                     journal,
                 } => {
-                    let key = QueryKey::from_wire(module, &udf_path, &args, journal.as_deref());
+                    let key = QueryKey::from_wire(
+                        module,
+                        &udf_path,
+                        &args,
+                        journal.as_deref(),
+                        &self.caller,
+                    );
                     let subscription = subscriptions.subscribe(key);
                     self.queries.insert(
                         query_id,
@@ -106,18 +117,46 @@ impl ConnectionState {
         Ok(())
     }
 
-    /// Accepts an `Authenticate` sent at `base_version` (the identity version the client
-    /// holds): the next transition carries the new identity version, at one snapshot with
-    /// every result of the set. Results do not depend on the identity yet (functions see
-    /// none), so only those that changed are sent. An error is fatal for the connection.
-    pub fn authenticate(&mut self, base_version: u64) -> Result<(), String> {
+    /// Checks an `Authenticate`'s `baseVersion` against the identity version held. An error
+    /// is fatal for the connection.
+    pub fn check_identity_base(&self, base_version: u64) -> Result<(), String> {
         if base_version != self.identity_version {
             return Err(format!(
                 "Authenticate: baseVersion must equal the identity version the server holds ({}), got {base_version}",
                 self.identity_version
             ));
         }
+        Ok(())
+    }
+
+    /// Accepts an `Authenticate` sent at `base_version` (the identity version the client
+    /// holds) for `caller`: every query of the set is re-keyed to the new caller, and the next
+    /// transition carries the new identity version with every result of the set at one
+    /// snapshot (it waits until the re-keyed queries have run). Results the new identity does
+    /// not change are not sent again. An error is fatal for the connection.
+    pub fn authenticate(
+        &mut self,
+        subscriptions: &mut Subscriptions,
+        base_version: u64,
+        caller: Caller,
+    ) -> Result<(), String> {
+        self.check_identity_base(base_version)?;
         self.identity_version += 1;
+        if caller != self.caller {
+            for query in self.queries.values_mut() {
+                let Some(old) = subscriptions.key(query.subscription) else {
+                    continue;
+                };
+                let key = QueryKey {
+                    caller: caller.clone(),
+                    ..old.clone()
+                };
+                let rekeyed = subscriptions.subscribe(key);
+                subscriptions.unsubscribe(query.subscription);
+                query.subscription = rekeyed;
+            }
+            self.caller = caller;
+        }
         Ok(())
     }
 

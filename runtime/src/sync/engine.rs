@@ -17,6 +17,7 @@
 use super::connection::ConnectionState;
 use super::mutation_log::MutationLog;
 use super::subscriptions::{advance, CommitFeed, Subscriptions};
+use crate::auth::Access;
 use crate::store::{Store, Timestamp};
 use crate::wasm::{DeployedModule, WasmHost};
 use parking_lot::RwLock;
@@ -44,6 +45,8 @@ pub struct EngineState {
 pub struct SyncEngine {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
+    /// The admin key and the sign-in providers of the module being served.
+    pub access: Arc<Access>,
     /// The module mutations and HTTP calls run: the latest deployed. Readable without the
     /// engine's lock, which a refresh holds while queries run.
     current: RwLock<Arc<DeployedModule>>,
@@ -65,7 +68,12 @@ pub struct SyncEngine {
 impl SyncEngine {
     /// Creates the engine and registers it for the store's commits. Call [`SyncEngine::run`]
     /// to start refreshing.
-    pub fn new(store: Arc<Store>, host: Arc<WasmHost>, module: Arc<DeployedModule>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        host: Arc<WasmHost>,
+        module: Arc<DeployedModule>,
+        access: Arc<Access>,
+    ) -> Self {
         let feed = CommitFeed::attach(&store);
         let refresh_wanted = Arc::new(Notify::new());
         let on_commit = refresh_wanted.clone();
@@ -79,6 +87,7 @@ impl SyncEngine {
         SyncEngine {
             store,
             host,
+            access,
             current: RwLock::new(module.clone()),
             feed,
             state: Mutex::new(EngineState {

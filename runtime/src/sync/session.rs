@@ -155,9 +155,16 @@ impl Session {
                         Ok(None) => continue,
                         Err(end) => return end,
                     };
-                    let (reply, then_close) = match self.core.handle_frame(&text).await {
+                    let mut reply = self.core.handle_frame(&text).await;
+                    if let Ok(Reply::Verify(pending)) = reply {
+                        // Before the next frame: what follows an `Authenticate` runs as the
+                        // identity it brings.
+                        let verdict = pending.verify(&engine.access).await;
+                        reply = self.core.finish_authenticate(verdict).await;
+                    }
+                    let (reply, then_close) = match reply {
                         Err(reason) => return End::Fatal(reason),
-                        Ok(Reply::None) => (None, false),
+                        Ok(Reply::None | Reply::Verify(_)) => (None, false),
                         Ok(Reply::Send(message)) => (Some(message), false),
                         Ok(Reply::SendAndClose(message)) => (Some(message), true),
                     };
@@ -172,6 +179,12 @@ impl Session {
                         return End::Closed("AuthError");
                     }
                     self.start_next_mutation();
+                }
+                () = until_expired(self.core.expires_at()), if self.core.expires_at().is_some() => {
+                    if let Reply::SendAndClose(message) = self.core.token_expired().await {
+                        let _ = unless_stopping(&mut stopping, self.send(socket, &message)).await;
+                    }
+                    return End::Closed("AuthError");
                 }
                 _ = ping.tick() => {
                     match unless_stopping(&mut stopping, self.send(socket, &ServerMessage::Ping)).await {
@@ -218,6 +231,15 @@ async fn unless_stopping<T>(
         output = work => Some(output),
         _ = stopping.wait_for(|stop| *stop) => None,
     }
+}
+
+/// Sleeps until `expires_at` (seconds since the epoch) has passed.
+async fn until_expired(expires_at: Option<u64>) {
+    let Some(expires_at) = expires_at else {
+        return std::future::pending().await;
+    };
+    let now = crate::auth::jwt::now_secs();
+    tokio::time::sleep(Duration::from_secs(expires_at.saturating_sub(now) + 1)).await;
 }
 
 /// Waits for the running mutation; its request id and outcome.

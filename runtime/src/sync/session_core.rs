@@ -12,8 +12,11 @@
 //! for a `FatalError`, after which the connection ends); take mutations with
 //! [`SessionCore::next_mutation`] and run them (blocking: off the reactor); give each outcome
 //! to [`SessionCore::answer_mutation`] and send the response it returns; when
-//! [`SessionCore::wake`] is notified, send what [`SessionCore::take_transition`] returns; at
-//! the end call [`SessionCore::release`].
+//! [`SessionCore::wake`] is notified, send what [`SessionCore::take_transition`] returns; when
+//! a frame's reply is [`Reply::Verify`], verify its token ([`PendingAuth::verify`], which may
+//! fetch an issuer's keys) before reading the next frame, and hand the verdict to
+//! [`SessionCore::finish_authenticate`]; when [`SessionCore::expires_at`] passes, send what
+//! [`SessionCore::token_expired`] returns; at the end call [`SessionCore::release`].
 //!
 //! The async methods only wait for the engine's lock; with no other task holding it they are
 //! ready at the first poll.
@@ -26,7 +29,9 @@ use super::protocol::{
     ServerMessage,
 };
 use super::subscriptions::invalid_arguments;
+use crate::auth::{jwt::claim_value, Access, Caller, Identity};
 use crate::wasm::{CallError, CallFailure, CallOptions};
+use ferrovex_model::identity::UserIdentity;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -39,6 +44,8 @@ struct PendingMutation {
     request_id: u64,
     udf_path: String,
     args: Args,
+    /// Who the connection was signed in as when the mutation arrived.
+    caller: Caller,
 }
 
 /// What the socket task does with a frame's answer, besides the mutations and transitions
@@ -52,6 +59,63 @@ pub enum Reply {
     /// Send this message, then close the connection (a refused token: the client
     /// reconnects with a fresh one).
     SendAndClose(ServerMessage),
+    /// Verify this token before reading another frame, then call
+    /// [`SessionCore::finish_authenticate`].
+    Verify(PendingAuth),
+}
+
+/// An `Authenticate` with a token or key, waiting for its verification.
+#[derive(Debug, PartialEq)]
+pub struct PendingAuth {
+    base_version: u64,
+    token: AuthToken,
+}
+
+/// What verifying a [`PendingAuth`] found: who the connection acts for from now on and
+/// when that ends (seconds since the epoch), or why the token was refused.
+pub struct AuthVerdict {
+    base_version: u64,
+    outcome: Result<(Caller, Option<u64>), String>,
+}
+
+impl PendingAuth {
+    /// Verifies the token or key: a user token against the app's providers (which may fetch
+    /// the issuer's keys), an admin key against the data folder's, with the identity it acts
+    /// as, if any.
+    pub async fn verify(self, access: &Access) -> AuthVerdict {
+        let outcome = match self.token {
+            AuthToken::User(token) => access
+                .verify(&token)
+                .await
+                .map(|verified| (Caller::user(verified.identity), Some(verified.expires_at)))
+                .map_err(|e| e.to_string()),
+            AuthToken::Admin { key, impersonating } => access
+                .admin_key()
+                .check(Some(&key))
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    let identity = impersonating
+                        .map(|attributes| {
+                            UserIdentity::from_value(claim_value(attributes))
+                                .map(Identity::new)
+                                .map_err(|e| format!("Authenticate: impersonating: {e}"))
+                        })
+                        .transpose()?;
+                    Ok((
+                        Caller {
+                            identity,
+                            admin: true,
+                        },
+                        None,
+                    ))
+                }),
+            AuthToken::None => Ok((Caller::default(), None)),
+        };
+        AuthVerdict {
+            base_version: self.base_version,
+            outcome,
+        }
+    }
 }
 
 /// A mutation taken from the queue, to be run once; its outcome goes back to
@@ -98,7 +162,10 @@ impl MutationRun {
                         &engine.module(),
                         &path,
                         &args,
-                        CallOptions::default(),
+                        CallOptions {
+                            caller: mutation.caller,
+                            ..CallOptions::default()
+                        },
                         &receipt_key(&session_id, mutation.request_id),
                     )
                     .map_err(|failure| (function_error(&failure), failure.log_lines))
@@ -116,6 +183,10 @@ pub struct SessionCore {
     queued: VecDeque<PendingMutation>,
     /// A mutation was taken by `next_mutation` and is not answered yet.
     running: bool,
+    /// Who the connection acts for: the last accepted `Authenticate`.
+    caller: Caller,
+    /// When the token behind `caller` expires (seconds since the epoch, leeway included).
+    expires_at: Option<u64>,
 }
 
 impl SessionCore {
@@ -128,7 +199,15 @@ impl SessionCore {
             session_id: None,
             queued: VecDeque::new(),
             running: false,
+            caller: Caller::default(),
+            expires_at: None,
         }
+    }
+
+    /// When the connection's token expires (seconds since the epoch), if it signed in with
+    /// one: the driver calls [`SessionCore::token_expired`] then.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
     }
 
     pub fn id(&self) -> ConnectionId {
@@ -205,6 +284,7 @@ impl SessionCore {
                     request_id,
                     udf_path,
                     args,
+                    caller: self.caller.clone(),
                 });
             }
             ClientMessage::Action {
@@ -228,31 +308,77 @@ impl SessionCore {
                 base_version,
                 token,
             } => {
-                let mut state = self.engine.state.lock().await;
-                let connection = state
+                let state = self.engine.state.lock().await;
+                state
                     .connections
-                    .get_mut(&self.id)
-                    .expect("registered at Connect");
-                let kind = match token {
-                    AuthToken::None => {
-                        connection.authenticate(base_version)?;
-                        drop(state);
-                        self.wake.notify_one();
-                        return Ok(Reply::None);
-                    }
-                    AuthToken::User(_) => "a user token",
-                    AuthToken::Admin { .. } => "an admin key",
-                };
-                return Ok(Reply::SendAndClose(ServerMessage::AuthError {
-                    error: format!(
-                        "No auth provider found matching the given token: this deployment accepts no sign-in yet, and {kind} was sent"
-                    ),
-                    base_version: connection.sent_identity_version(),
-                    auth_update_attempted: true,
+                    .get(&self.id)
+                    .expect("registered at Connect")
+                    .check_identity_base(base_version)?;
+                drop(state);
+                if token == AuthToken::None {
+                    let verdict = AuthVerdict {
+                        base_version,
+                        outcome: Ok((Caller::default(), None)),
+                    };
+                    return self.finish_authenticate(verdict).await;
+                }
+                return Ok(Reply::Verify(PendingAuth {
+                    base_version,
+                    token,
                 }));
             }
         }
         Ok(Reply::None)
+    }
+
+    /// Applies a verified `Authenticate`: the connection acts for its caller from now on and
+    /// its queries re-run for it, in one transition with the new identity version; or, for a
+    /// refused token, the `AuthError` to send before closing (the client fetches a fresh
+    /// token and reconnects). Nothing of the connection's state changes on a refusal.
+    pub async fn finish_authenticate(&mut self, verdict: AuthVerdict) -> Result<Reply, String> {
+        let mut state = self.engine.state.lock().await;
+        let state = &mut *state;
+        let Some(connection) = state.connections.get_mut(&self.id) else {
+            return Ok(Reply::None);
+        };
+        match verdict.outcome {
+            Ok((caller, expires_at)) => {
+                connection.authenticate(
+                    &mut state.subscriptions,
+                    verdict.base_version,
+                    caller.clone(),
+                )?;
+                self.caller = caller;
+                self.expires_at = expires_at;
+                // Re-keyed queries get their results in the next refresh.
+                self.engine.request_refresh();
+                self.wake.notify_one();
+                Ok(Reply::None)
+            }
+            Err(error) => Ok(Reply::SendAndClose(ServerMessage::AuthError {
+                error,
+                base_version: connection.sent_identity_version(),
+                auth_update_attempted: true,
+            })),
+        }
+    }
+
+    /// The connection's token has expired: the `AuthError` to send before closing, as the
+    /// official clients expect (`authUpdateAttempted: false`: no new token was sent).
+    pub async fn token_expired(&mut self) -> Reply {
+        let state = self.engine.state.lock().await;
+        let base_version = state
+            .connections
+            .get(&self.id)
+            .map_or(0, |c| c.sent_identity_version());
+        Reply::SendAndClose(ServerMessage::AuthError {
+            error: format!(
+                "the token expired at {} (seconds since the epoch, leeway included): sign in again",
+                self.expires_at.unwrap_or(0)
+            ),
+            base_version,
+            auth_update_attempted: false,
+        })
     }
 
     /// The oldest queued mutation, unless one is running: one at a time, in the order the

@@ -5,6 +5,7 @@
 
 use super::invalidation::{SubscriptionId, SubscriptionIndex};
 use super::protocol::{canonical_udf_path, decode_journal, encode_journal, Args};
+use crate::auth::Caller;
 use crate::store::{CommittedKeys, Snapshot, Store, Timestamp};
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule, WasmHost};
 use ferrovex_model::{binary, Value};
@@ -12,8 +13,10 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-/// What identifies a result: the module version, the function and its arguments (in their
-/// binary encoding, which is canonical).
+/// What identifies a result: the module version, the function, its arguments (in their
+/// binary encoding, which is canonical), and the caller (identity and admin or not), which is
+/// an input of the call like its arguments: two users never share a result, and callers with
+/// one identity share one computation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct QueryKey {
     pub module: String,
@@ -25,16 +28,18 @@ pub struct QueryKey {
     pub args: Result<Vec<u8>, String>,
     /// The journal the client sent: where the query's pages ended when it last saw them.
     pub page_ends: Vec<Vec<u8>>,
+    pub caller: Caller,
 }
 
 impl QueryKey {
     /// A query of a valid path with arguments that are a value, and no journal.
-    pub fn new(module: &DeployedModule, path: &str, args: &Value) -> Self {
+    pub fn new(module: &DeployedModule, path: &str, args: &Value, caller: Caller) -> Self {
         QueryKey {
             module: module.hash.clone(),
             path: path.to_owned(),
             args: Ok(binary::encode(args)),
             page_ends: Vec::new(),
+            caller,
         }
     }
 
@@ -45,6 +50,7 @@ impl QueryKey {
         udf_path: &str,
         args: &Args,
         journal: Option<&str>,
+        caller: &Caller,
     ) -> Self {
         let checked = canonical_udf_path(udf_path).and_then(|path| {
             let args = args
@@ -67,6 +73,7 @@ impl QueryKey {
             path,
             args,
             page_ends,
+            caller: caller.clone(),
         }
     }
 }
@@ -231,6 +238,7 @@ impl Subscriptions {
                 &args,
                 snapshot.begin_read_only(),
                 CallOptions {
+                    caller: entry.key.caller.clone(),
                     page_ends: entry.page_ends.clone(),
                     ..CallOptions::default()
                 },

@@ -3,8 +3,8 @@
 
 use super::error::DeployError;
 use ferrovex_model::abi::{
-    function_path, parse_version_section, BuiltWith, WasmType, ABI_VERSION, CALL_PREFIX,
-    DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE, IMPORT_SIGNATURES, MEMORY_EXPORT,
+    function_path, parse_version_section, BuiltWith, WasmType, ABI_VERSION, AUTH_CONFIG_EXPORT,
+    CALL_PREFIX, DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE, IMPORT_SIGNATURES, MEMORY_EXPORT,
     SCHEMA_EXPORT, VERSION_SECTION,
 };
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ pub struct ExportedFunction {
 pub struct CheckedExports {
     pub functions: Vec<ExportedFunction>,
     pub has_schema: bool,
+    pub has_auth_config: bool,
 }
 
 fn matches(ty: &FuncType, params: &[WasmType], results: &[WasmType]) -> bool {
@@ -153,6 +154,7 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
     let mut describes = BTreeMap::new();
     let mut has_memory = false;
     let mut has_schema = false;
+    let mut has_auth_config = false;
     for export in module.exports() {
         let name = export.name();
         let ty = export.ty();
@@ -175,8 +177,12 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
                 problems.push(format!("export {name:?} must be a function () -> ()"));
             }
             describes.insert(rust_path.to_owned(), name.to_owned());
-        } else if name == SCHEMA_EXPORT {
-            has_schema = true;
+        } else if name == SCHEMA_EXPORT || name == AUTH_CONFIG_EXPORT {
+            if name == SCHEMA_EXPORT {
+                has_schema = true;
+            } else {
+                has_auth_config = true;
+            }
             if !is_func(&[]) {
                 problems.push(format!("export {name:?} must be a function () -> ()"));
             }
@@ -228,6 +234,7 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
         Ok(CheckedExports {
             functions,
             has_schema,
+            has_auth_config,
         })
     } else {
         Err(problems)

@@ -229,6 +229,8 @@ pub enum DeployError {
     },
     Store(StoreError),
     Cache(String),
+    /// The app's auth config cannot be used (an environment variable it names is unset).
+    AuthConfig(String),
 }
 
 impl fmt::Display for DeployError {
@@ -254,6 +256,7 @@ impl fmt::Display for DeployError {
                 )
             }
             DeployError::Describe { export, reason } => write!(f, "{export}: {reason}"),
+            DeployError::AuthConfig(reason) => f.write_str(reason),
             DeployError::Store(e) => write!(f, "declaring the schema's indexes failed: {e}"),
             DeployError::Cache(e) => write!(f, "compiled-module cache: {e}"),
         }

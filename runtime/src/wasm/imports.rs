@@ -131,6 +131,20 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     linker.func_wrap(IMPORT_MODULE, import::RANDOM_SEED, |caller: Ctx| {
         caller.data().seed as i64
     })?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        import::AUTH_IDENTITY,
+        |mut caller: Ctx, out: u32| {
+            check_writable(&caller, import::AUTH_IDENTITY, out, 8).map_err(trap)?;
+            let state = caller.data_mut();
+            let bytes = match &state.identity {
+                Some(identity) => identity.encoded().to_vec(),
+                None => binary::encode(&Value::Null),
+            };
+            let (handle, len) = state.handles.insert(bytes).map_err(trap)?;
+            write_handle(&mut caller, import::AUTH_IDENTITY, out, handle, len).map_err(trap)
+        },
+    )?;
     db_import(&mut linker, import::DB_GET, db_get)?;
     db_import(&mut linker, import::DB_INSERT, db_insert)?;
     db_import(&mut linker, import::DB_PATCH, db_patch)?;
@@ -138,6 +152,20 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     db_import(&mut linker, import::DB_DELETE, db_delete)?;
     db_import(&mut linker, import::DB_SCAN, db_scan)?;
     Ok(linker)
+}
+
+/// Writes `[handle: u32 LE, len: u32 LE]` at the guest's `out`.
+fn write_handle(
+    caller: &mut Ctx,
+    import: &'static str,
+    out: u32,
+    handle: u32,
+    len: u32,
+) -> Result<(), Violation> {
+    let mut out_bytes = [0u8; 8];
+    out_bytes[..4].copy_from_slice(&handle.to_le_bytes());
+    out_bytes[4..].copy_from_slice(&len.to_le_bytes());
+    write_guest(caller, import, out, &out_bytes)
 }
 
 fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Violation> {
@@ -148,6 +176,7 @@ fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Vio
     let expected = match state.entry {
         Entry::Describe => kind == output::DESCRIPTION,
         Entry::Schema => kind == output::SCHEMA,
+        Entry::AuthConfig => kind == output::AUTH_CONFIG,
         Entry::Query | Entry::Mutation => kind == output::RESULT || kind == output::ERROR,
     };
     if !expected {
@@ -247,10 +276,7 @@ fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wa
                 .handles
                 .insert(binary::encode(&response))
                 .map_err(trap)?;
-            let mut out_bytes = [0u8; 8];
-            out_bytes[..4].copy_from_slice(&handle.to_le_bytes());
-            out_bytes[4..].copy_from_slice(&len.to_le_bytes());
-            write_guest(&mut caller, name, out, &out_bytes).map_err(trap)?;
+            write_handle(&mut caller, name, out, handle, len).map_err(trap)?;
             Ok(code)
         },
     )?;

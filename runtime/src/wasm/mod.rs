@@ -35,12 +35,14 @@ pub use engine::HostConfig;
 pub use error::{CallError, CallFailure, DeployError, Violation};
 pub use execution_log::{ExecutionLog, ExecutionRecord};
 
+use crate::auth::Caller;
 use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};
 use engine::EpochTicker;
 use ferrovex_model::abi::{
-    AppSchema, FunctionDescription, FunctionKind, MEMORY_EXPORT, SCHEMA_EXPORT,
+    AppSchema, AuthConfig, FunctionDescription, FunctionKind, Visibility, AUTH_CONFIG_EXPORT,
+    MEMORY_EXPORT, SCHEMA_EXPORT,
 };
 use ferrovex_model::limits::MAX_ARGS_OR_RESULT_BYTES;
 use ferrovex_model::{binary, Value};
@@ -75,6 +77,8 @@ pub struct DeployedModule {
     /// SHA-256 of the wasm bytes: the module version.
     pub hash: String,
     pub schema: Arc<AppSchema>,
+    /// The sign-in providers the app declares (`#[auth_config]`), settings not yet read.
+    pub auth_config: Arc<AuthConfig>,
     functions: BTreeMap<String, FunctionInfo>,
     pre: InstancePre<CallState>,
     memory_export: ModuleExport,
@@ -89,13 +93,32 @@ impl DeployedModule {
     pub fn function(&self, path: &str) -> Option<&FunctionInfo> {
         self.functions.get(path)
     }
+
+    /// The function at `path` if `caller` may call it: an internal function is, to any
+    /// caller but an admin, as absent as a function that does not exist.
+    pub fn callable(&self, path: &str, caller: &Caller) -> Option<&FunctionInfo> {
+        self.functions
+            .get(path)
+            .filter(|f| caller.admin || f.description.visibility == Visibility::Public)
+    }
+
+    /// The paths `caller` may call, for the error that answers an unknown path.
+    fn callable_paths(&self, caller: &Caller) -> Vec<String> {
+        self.functions
+            .values()
+            .filter(|f| caller.admin || f.description.visibility == Visibility::Public)
+            .map(|f| f.path.clone())
+            .collect()
+    }
 }
 
-/// Frozen time and seed of a call (by default the transaction's time and a seed derived from
-/// the function, its arguments and the snapshot), and where its paginated reads ended last
-/// time (a query's journal: see `db_scan` in `ferrovex_model::abi`).
+/// Who a call runs for (its identity, and whether it may call internal functions), frozen
+/// time and seed of a call (by default the transaction's time and a seed derived from the
+/// function, its arguments and the snapshot), and where its paginated reads ended last time
+/// (a query's journal: see `db_scan` in `ferrovex_model::abi`).
 #[derive(Clone, Debug, Default)]
 pub struct CallOptions {
+    pub caller: Caller,
     pub now_ms: Option<f64>,
     pub seed: Option<u64>,
     pub page_ends: Vec<Vec<u8>>,
@@ -176,6 +199,7 @@ impl WasmHost {
         let mut deployed = DeployedModule {
             hash,
             schema: Arc::new(AppSchema::default()),
+            auth_config: Arc::new(AuthConfig::default()),
             functions: BTreeMap::new(),
             pre,
             memory_export: export(MEMORY_EXPORT),
@@ -200,6 +224,20 @@ impl WasmHost {
                 }
             }
             deployed.schema = Arc::new(schema);
+        }
+        if checked.has_auth_config {
+            let value = self.describe(
+                &deployed,
+                Entry::AuthConfig,
+                &export(AUTH_CONFIG_EXPORT),
+                AUTH_CONFIG_EXPORT,
+            )?;
+            let config =
+                AuthConfig::from_value(&value).map_err(|reason| DeployError::Describe {
+                    export: AUTH_CONFIG_EXPORT.into(),
+                    reason,
+                })?;
+            deployed.auth_config = Arc::new(config);
         }
         for function in checked.functions {
             let describe_export = export(&function.describe_export);
@@ -306,16 +344,17 @@ impl WasmHost {
             log_lines,
         };
         let ts = tx.begin_ts();
-        let (function, args_bytes) = match self.prepare(module, path, FunctionKind::Query, args) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                return QueryRun {
-                    outcome: Err(fail(e, vec![])),
-                    ts,
-                    read_set: ReadSet::default(),
+        let (function, args_bytes) =
+            match self.prepare(module, path, FunctionKind::Query, args, &options.caller) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    return QueryRun {
+                        outcome: Err(fail(e, vec![])),
+                        ts,
+                        read_set: ReadSet::default(),
+                    }
                 }
-            }
-        };
+            };
         let state = self.call_state(store, module, Entry::Query, tx, path, &args_bytes, options);
         let Execution {
             tx,
@@ -426,7 +465,7 @@ impl WasmHost {
             log_lines,
         };
         let (function, args_bytes) = self
-            .prepare(module, path, FunctionKind::Mutation, args)
+            .prepare(module, path, FunctionKind::Mutation, args, &options.caller)
             .map_err(|e| fail(e, vec![]))?;
         let mut last_logs = Vec::new();
         let committed =
@@ -480,12 +519,12 @@ impl WasmHost {
         path: &str,
         kind: FunctionKind,
         args: &Value,
+        caller: &Caller,
     ) -> Result<(&'m FunctionInfo, Vec<u8>), CallError> {
         let function = module
-            .functions
-            .get(path)
+            .callable(path, caller)
             .ok_or_else(|| CallError::UnknownFunction {
-                available: module.functions.keys().cloned().collect(),
+                available: module.callable_paths(caller),
             })?;
         if function.description.kind != kind {
             return Err(CallError::WrongKind {
@@ -538,6 +577,7 @@ impl WasmHost {
         state.store = Some(store.clone());
         state.now_ms = now_ms;
         state.seed = seed;
+        state.identity = options.caller.identity;
         state.page_ends_in = options.page_ends;
         state
     }

@@ -2,6 +2,7 @@
 //! and the memory limiter. A fresh one per call, so nothing leaks from one call to the next.
 
 use super::error::Violation;
+use crate::auth::Identity;
 use crate::store::{Store, Transaction};
 use ferrovex_model::abi::{AppSchema, MAX_LIVE_HANDLES};
 use ferrovex_model::Value;
@@ -13,6 +14,7 @@ use wasmtime::{Memory, ResourceLimiter};
 pub enum Entry {
     Describe,
     Schema,
+    AuthConfig,
     Query,
     Mutation,
 }
@@ -22,6 +24,7 @@ impl Entry {
         match self {
             Entry::Describe => "a describe export",
             Entry::Schema => "the schema export",
+            Entry::AuthConfig => "the auth-config export",
             Entry::Query => "a query",
             Entry::Mutation => "a mutation",
         }
@@ -41,6 +44,8 @@ pub struct CallState {
     pub panic_message: Option<String>,
     pub now_ms: f64,
     pub seed: u64,
+    /// The caller's identity, for `auth_identity`.
+    pub identity: Option<Identity>,
     pub limiter: MemoryLimiter,
     /// Where the call's paginated reads ended last time, in the order they ran (the query's
     /// journal, passed back by the client): each keeps its end, so pages stay gapless.
@@ -63,6 +68,7 @@ impl CallState {
             panic_message: None,
             now_ms: 0.0,
             seed: 0,
+            identity: None,
             limiter: MemoryLimiter { max: memory_limit },
             page_ends_in: Vec::new(),
             page_ends_out: Vec::new(),

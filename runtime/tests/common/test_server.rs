@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use crate::guests;
+use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
 use ferrovex_runtime::server::{App, Deployer, Server};
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::wasm::{DeployedModule, HostConfig, WasmHost};
@@ -28,6 +29,8 @@ pub struct Serving {
     pub host: Arc<WasmHost>,
     pub module: Arc<DeployedModule>,
     pub deployer: Deployer,
+    /// The data folder's admin key.
+    pub admin_key: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -39,6 +42,18 @@ pub async fn serve(
     wasm: &[u8],
     addr: SocketAddr,
     web_dir: Option<PathBuf>,
+) -> Serving {
+    serve_with_auth(data, wasm, addr, web_dir, AuthSettings::default()).await
+}
+
+/// [`serve`], with the environment the app's auth config reads (its issuers, audiences and
+/// key sets).
+pub async fn serve_with_auth(
+    data: &Path,
+    wasm: &[u8],
+    addr: SocketAddr,
+    web_dir: Option<PathBuf>,
+    settings: AuthSettings,
 ) -> Serving {
     let store = Arc::new(Store::open(data).expect("opening the store"));
     let host = Arc::new(
@@ -53,11 +68,16 @@ pub async fn serve(
         host.deploy(&store, wasm)
             .unwrap_or_else(|e| panic!("deploying: {e}")),
     );
+    let (admin_key, _) = AdminKeyFile::open_or_create(data).expect("making the admin key");
+    let key = admin_key.read().expect("reading the admin key");
+    let access = Access::new(admin_key, settings, &module.auth_config)
+        .unwrap_or_else(|e| panic!("the auth config: {e}"));
     let app = App {
         store: store.clone(),
         host: host.clone(),
         module: module.clone(),
         web_dir,
+        access: Arc::new(access),
     };
     let server = Server::bind(addr, app)
         .await
@@ -74,6 +94,7 @@ pub async fn serve(
         host,
         module,
         deployer,
+        admin_key: key,
         stop: Some(stop),
         task,
     }

@@ -400,7 +400,7 @@ async fn other_api_paths_and_methods_answer_in_json() {
 async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     let server = TestServer::start("examples/tasks").await;
     let (status, prepared) = server
-        .post(
+        .post_admin(
             "/api/import/tables",
             r#"{"tables": [{"name": "tasks", "number": 1, "indexes": [{"name": "by_done", "fields": ["done", "priority"]}]}, {"name": "notes", "number": 9}]}"#,
         )
@@ -443,7 +443,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
         ),
     ];
     for (body, expected) in &cases {
-        let (status, answer) = server.post("/api/import/documents", body).await;
+        let (status, answer) = server.post_admin("/api/import/documents", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         let message = request_message(&answer);
         assert!(
@@ -456,12 +456,16 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
         );
     }
     // The schema rule and the duplicate are named as such.
-    let (_, answer) = server.post("/api/import/documents", &cases[0].0).await;
+    let (_, answer) = server
+        .post_admin("/api/import/documents", &cases[0].0)
+        .await;
     assert!(
         request_message(&answer).contains("does not match its schema"),
         "{answer}"
     );
-    let (_, answer) = server.post("/api/import/documents", &cases[1].0).await;
+    let (_, answer) = server
+        .post_admin("/api/import/documents", &cases[1].0)
+        .await;
     assert!(
         request_message(&answer).contains("already exists"),
         "{answer}"
@@ -475,7 +479,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     // The good document goes in with its id, a document without system fields as a new one,
     // and then the table is no longer open to imports that keep ids.
     let (status, answer) = server
-        .post(
+        .post_admin(
             "/api/import/documents",
             &format!(
                 r#"{{"documents": [{good}, {{"table": "notes", "value": {{"text": "fresh"}}}}]}}"#
@@ -485,7 +489,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["imported"], 2);
     let (status, answer) = server
-        .post(
+        .post_admin(
             "/api/import/tables",
             r#"{"tables": [{"name": "tasks", "number": 1}]}"#,
         )
@@ -499,7 +503,7 @@ async fn bad_imports_are_refused_naming_the_document_and_the_rule() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     // The export shows it, and the server went on serving throughout.
-    let (status, headers, body) = server.get("/api/export").await;
+    let (status, headers, body) = server.get_admin("/api/export").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/x-ndjson");
     let text = String::from_utf8(body).unwrap();

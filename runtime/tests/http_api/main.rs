@@ -3,15 +3,19 @@
 //! Each test starts its own server on port 0 over a fresh store, and talks to it with hyper's
 //! client, or with raw bytes where the request must be exactly what a hostile client sends.
 
+mod auth;
 mod calls;
 mod convex;
 #[path = "../common/guests.rs"]
 mod guests;
+#[path = "../common/issuer.rs"]
+mod issuer;
 mod shutdown;
 mod static_files;
 #[path = "../common/test_server.rs"]
 mod test_server;
 
+use ferrovex_runtime::auth::AuthSettings;
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::wasm::{DeployedModule, WasmHost};
 use http_body_util::{BodyExt, Full};
@@ -24,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tempfile::TempDir;
-use test_server::{serve, Serving};
+use test_server::{serve_with_auth, Serving};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,6 +38,8 @@ pub struct TestServer {
     pub store: Arc<Store>,
     pub host: Arc<WasmHost>,
     pub module: Arc<DeployedModule>,
+    /// The data folder's admin key.
+    pub admin_key: String,
     serving: Option<Serving>,
     /// Holds the store's data and the web folder's parent (see [`TestServer::outside_web`]).
     pub dir: TempDir,
@@ -48,6 +54,15 @@ impl TestServer {
     /// Serves `example`, and with `with_web` the web folder `dir/web` (empty until a test
     /// writes files there).
     pub async fn start_with_web(example: &str, with_web: bool) -> TestServer {
+        Self::start_full(example, with_web, AuthSettings::default()).await
+    }
+
+    /// Serves `example` with the environment its auth config reads.
+    pub async fn start_with_auth(example: &str, settings: AuthSettings) -> TestServer {
+        Self::start_full(example, false, settings).await
+    }
+
+    async fn start_full(example: &str, with_web: bool, settings: AuthSettings) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
         let web_dir = with_web.then(|| {
@@ -55,11 +70,12 @@ impl TestServer {
             std::fs::create_dir(&web).expect("creating the web folder");
             web
         });
-        let serving = serve(
+        let serving = serve_with_auth(
             &dir.path().join("data"),
             &wasm,
             "127.0.0.1:0".parse().unwrap(),
             web_dir,
+            settings,
         )
         .await;
         assert_ne!(
@@ -72,6 +88,7 @@ impl TestServer {
             store: serving.store(),
             host: serving.host.clone(),
             module: serving.module.clone(),
+            admin_key: serving.admin_key.clone(),
             serving: Some(serving),
             dir,
         }
@@ -97,9 +114,29 @@ impl TestServer {
 
     /// `POST path` with a JSON body; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: &str) -> (StatusCode, Json) {
-        let request = Request::post(path)
+        self.post_with(path, body, None).await
+    }
+
+    /// `POST path` with the admin key.
+    pub async fn post_admin(&self, path: &str, body: &str) -> (StatusCode, Json) {
+        let authorization = format!("Convex {}", self.admin_key);
+        self.post_with(path, body, Some(&authorization)).await
+    }
+
+    /// `POST path` with a JSON body and this `Authorization` header.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, Json) {
+        let mut request = Request::post(path)
             .header("host", "localhost")
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
         let (status, _, body) = self.send(request).await;
@@ -111,14 +148,32 @@ impl TestServer {
         self.request("GET", path).await
     }
 
+    /// `GET path` with the admin key.
+    pub async fn get_admin(&self, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let authorization = format!("Convex {}", self.admin_key);
+        self.request_with("GET", path, Some(&authorization)).await
+    }
+
     pub async fn request(&self, method: &str, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let request = Request::builder()
+        self.request_with(method, path, None).await
+    }
+
+    /// A request without a body, with this `Authorization` header.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        self.send(request).await
+            .header("host", "localhost");
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        self.send(request.body(Full::new(Bytes::new())).unwrap())
+            .await
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Vec<u8>) {

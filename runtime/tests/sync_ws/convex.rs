@@ -131,8 +131,9 @@ async fn identity_versions_tokens_actions_and_events() {
         .as_str()
         .unwrap()
         .contains("actions are not supported yet"));
-    // A user token this deployment cannot verify: AuthError at the identity version of the
-    // last transition, then the socket closes so the client can come back with a fresh one.
+    // A user token this deployment cannot verify (not even a JWT): AuthError at the identity
+    // version of the last transition, then the socket closes so the client can come back
+    // with a fresh one.
     client
         .send(json!({"type": "Authenticate", "baseVersion": 1, "tokenType": "User", "value": "a.b.c"}))
         .await;
@@ -143,7 +144,7 @@ async fn identity_versions_tokens_actions_and_events() {
         error["error"]
             .as_str()
             .unwrap()
-            .contains("No auth provider"),
+            .contains("the token is not a valid JWT"),
         "{error}"
     );
     assert!(

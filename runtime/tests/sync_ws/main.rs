@@ -4,12 +4,15 @@
 //! Each test starts its own server on port 0 over a fresh store. Tests wait for the frames
 //! they expect, never for time; [`FRAME_TIMEOUT`] only turns a hang into a failure.
 
+mod auth;
 mod bad_frames;
 mod convex;
 mod exactly_once;
 mod flood;
 #[path = "../common/guests.rs"]
 mod guests;
+#[path = "../common/issuer.rs"]
+mod issuer;
 mod live;
 mod pagination;
 mod redeploy;
@@ -19,6 +22,7 @@ mod snapshots;
 mod test_server;
 
 use ferrovex_model::json::decode_u64;
+use ferrovex_runtime::auth::AuthSettings;
 use ferrovex_runtime::server::Deployer;
 use ferrovex_runtime::sync::protocol::parse_server_message;
 use futures_util::{SinkExt, StreamExt};
@@ -27,7 +31,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tempfile::TempDir;
-use test_server::{serve, Serving};
+use test_server::{serve_with_auth, Serving};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,14 +45,22 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Deploys new versions into the running server.
     pub deployer: Deployer,
+    /// The data folder's admin key.
+    pub admin_key: String,
     serving: Serving,
     example: String,
+    settings: AuthSettings,
     dir: TempDir,
 }
 
 impl TestServer {
     pub async fn start(example: &str) -> TestServer {
-        Self::start_in(example, tempfile::tempdir().expect("temp dir"), 0).await
+        Self::start_with_auth(example, AuthSettings::default()).await
+    }
+
+    /// Serves `example` with the environment its auth config reads.
+    pub async fn start_with_auth(example: &str, settings: AuthSettings) -> TestServer {
+        Self::start_in(example, settings, tempfile::tempdir().expect("temp dir"), 0).await
     }
 
     /// Stops the server gracefully and starts a new one on the same port over the same data,
@@ -59,22 +71,38 @@ impl TestServer {
             deployer,
             serving,
             example,
+            settings,
             dir,
+            ..
         } = self;
         drop(deployer);
         serving.shutdown_and_close().await;
-        Self::start_in(&example, dir, addr.port()).await
+        Self::start_in(&example, settings, dir, addr.port()).await
     }
 
-    async fn start_in(example: &str, dir: TempDir, port: u16) -> TestServer {
+    async fn start_in(
+        example: &str,
+        settings: AuthSettings,
+        dir: TempDir,
+        port: u16,
+    ) -> TestServer {
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let serving = serve(&dir.path().join("data"), &wasm, addr, None).await;
+        let serving = serve_with_auth(
+            &dir.path().join("data"),
+            &wasm,
+            addr,
+            None,
+            settings.clone(),
+        )
+        .await;
         TestServer {
             addr: serving.addr,
             deployer: serving.deployer.clone(),
+            admin_key: serving.admin_key.clone(),
             serving,
             example: example.to_owned(),
+            settings,
             dir,
         }
     }

@@ -4,6 +4,10 @@ use crate::{args, App};
 use ferrovex_runtime::wasm::CallOptions;
 
 const FIXED: CallOptions = CallOptions {
+    caller: ferrovex_runtime::auth::Caller {
+        identity: None,
+        admin: false,
+    },
     now_ms: Some(1_732_406_400_000.0),
     seed: Some(7),
     page_ends: Vec::new(),

@@ -3,8 +3,10 @@
 //! snapshot.
 
 use crate::App;
+use ferrovex_model::identity::UserIdentity;
 use ferrovex_model::json::from_json_str;
 use ferrovex_model::Value;
+use ferrovex_runtime::auth::{Caller, Identity};
 use ferrovex_runtime::sync::subscriptions::{advance, CommitFeed, QueryKey, Subscriptions};
 use ferrovex_runtime::wasm::{CallOptions, DeployedModule};
 use std::collections::HashMap;
@@ -27,13 +29,73 @@ fn titles(value: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A caller signed in as `subject` (as a verified token gives it).
+fn user(subject: &str) -> Caller {
+    Caller::user(Identity::new(UserIdentity::from_claims(
+        "https://issuer.test",
+        subject,
+        [("name".to_owned(), Value::from(subject))],
+    )))
+}
+
+#[test]
+fn live_queries_are_shared_per_identity_and_each_user_sees_their_own() {
+    let app = App::new("runtime/tests/guests/identity");
+    let feed = CommitFeed::attach(&app.store);
+    let modules = modules(&app.module);
+    let mut subs = Subscriptions::default();
+    let whoami = |caller: Caller| QueryKey::new(&app.module, "users:whoami", &args("{}"), caller);
+    let ada = subs.subscribe(whoami(user("ada")));
+    let ada_again = subs.subscribe(whoami(user("ada")));
+    let grace = subs.subscribe(whoami(user("grace")));
+    let nobody = subs.subscribe(whoami(Caller::default()));
+    let admin = subs.subscribe(whoami(Caller::admin()));
+    assert_eq!(ada, ada_again, "one identity, one computation");
+    let distinct: std::collections::HashSet<_> = [ada, grace, nobody, admin].into();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "every other caller has a result of its own"
+    );
+    advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    assert_eq!(subs.runs, 4);
+    let subject = |id| match &subs.result(id).unwrap().outcome {
+        Ok(Value::Object(identity)) => identity["tokenIdentifier"].as_str().unwrap().to_owned(),
+        Ok(Value::Null) => "nobody".to_owned(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(subject(ada), "https://issuer.test|ada");
+    assert_eq!(subject(grace), "https://issuer.test|grace");
+    assert_eq!(subject(nobody), "nobody");
+    assert_eq!(subject(admin), "nobody");
+    // An internal query is a result only for the admin.
+    let secret = |caller| QueryKey::new(&app.module, "users:secret", &args("{}"), caller);
+    let public = subs.subscribe(secret(user("ada")));
+    let private = subs.subscribe(secret(Caller::admin()));
+    advance(&mut subs, &feed, &app.host, &app.store, &modules);
+    let failed = &subs.result(public).unwrap().outcome;
+    assert!(
+        matches!(failed, Err((message, _)) if message.contains("users:secret") && !message.contains("users:wipe")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        subs.result(private).unwrap().outcome,
+        Ok(Value::from("internal, called as nobody"))
+    );
+}
+
 #[test]
 fn identical_subscriptions_are_computed_once() {
     let app = App::new("examples/chat");
     let feed = CommitFeed::attach(&app.store);
     let modules = modules(&app.module);
     let mut subs = Subscriptions::default();
-    let key = QueryKey::new(&app.module, "chat:get_messages", &args("{}"));
+    let key = QueryKey::new(
+        &app.module,
+        "chat:get_messages",
+        &args("{}"),
+        Default::default(),
+    );
     let first = subs.subscribe(key.clone());
     assert_eq!(subs.subscribe(key.clone()), first);
     let (_, changed) = advance(&mut subs, &feed, &app.host, &app.store, &modules);
@@ -93,11 +155,17 @@ fn a_commit_reruns_only_the_queries_whose_reads_it_touched() {
     );
 
     let mut subs = Subscriptions::default();
-    let open = subs.subscribe(QueryKey::new(&app.module, "tasks:list_open", &args("{}")));
+    let open = subs.subscribe(QueryKey::new(
+        &app.module,
+        "tasks:list_open",
+        &args("{}"),
+        Default::default(),
+    ));
     let page = subs.subscribe(QueryKey::new(
         &app.module,
         "tasks:page",
         &args(r#"{"size": {"$integer": "CgAAAAAAAAA="}}"#),
+        Default::default(),
     ));
     advance(&mut subs, &feed, &app.host, &app.store, &modules);
     assert_eq!(subs.runs, 2);

@@ -3,9 +3,10 @@
 //! `chromedriver` process over WebDriver.
 
 use crate::guests;
-use crate::test_server::{serve, Serving};
+use crate::test_server::{serve_with_auth, Serving};
 use fantoccini::wd::{Capabilities, TimeoutConfiguration};
 use fantoccini::ClientBuilder;
+use ferrovex_runtime::auth::AuthSettings;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value as Json};
 use std::future::Future;
@@ -46,6 +47,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     wasm: Vec<u8>,
     web_dir: Option<PathBuf>,
+    /// The environment the app's auth config reads.
+    settings: AuthSettings,
     dir: TempDir,
     running: Option<Serving>,
 }
@@ -53,11 +56,21 @@ pub struct TestServer {
 impl TestServer {
     /// Serves the guest crate at `guest_dir` (from the repository root) and `web_dir`.
     pub async fn start(guest_dir: &str, web_dir: Option<PathBuf>) -> TestServer {
+        Self::start_with_auth(guest_dir, web_dir, AuthSettings::default()).await
+    }
+
+    /// [`TestServer::start`], with the environment the app's auth config reads.
+    pub async fn start_with_auth(
+        guest_dir: &str,
+        web_dir: Option<PathBuf>,
+        settings: AuthSettings,
+    ) -> TestServer {
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(guest_dir));
         let mut server = TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             wasm,
             web_dir,
+            settings,
             dir: tempfile::tempdir().expect("temp dir"),
             running: None,
         };
@@ -71,7 +84,14 @@ impl TestServer {
 
     async fn launch(&mut self) {
         let data = self.dir.path().join("data");
-        let serving = serve(&data, &self.wasm, self.addr, self.web_dir.clone()).await;
+        let serving = serve_with_auth(
+            &data,
+            &self.wasm,
+            self.addr,
+            self.web_dir.clone(),
+            self.settings.clone(),
+        )
+        .await;
         self.addr = serving.addr;
         self.running = Some(serving);
     }

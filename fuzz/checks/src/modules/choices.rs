@@ -163,6 +163,7 @@ fn call_args(declared: u8, choice: u8) -> Value {
 /// Well-formed values that are no function description.
 fn invalid_description(choice: u8) -> Value {
     let valid = FunctionDescription {
+        visibility: ferrovex_model::abi::Visibility::Public,
         kind: FunctionKind::Query,
         args: Type::object([]),
         returns: Type::Any,
@@ -192,6 +193,7 @@ pub(super) fn plan(u: &mut Unstructured) -> arbitrary::Result<(Describe, Value)>
         15 => Describe::Generated,
         14 => Describe::Invalid(invalid_description(u.arbitrary()?)),
         _ => Describe::Valid(FunctionDescription {
+            visibility: ferrovex_model::abi::Visibility::Public,
             kind: if u.arbitrary()? {
                 FunctionKind::Mutation
             } else {

@@ -136,6 +136,7 @@ pub(crate) fn run(data: &[u8]) -> Ran {
         Describe::Invalid(value) => vec![binary(value)],
         Describe::Valid(f) => {
             let g = FunctionDescription {
+                visibility: ferrovex_model::abi::Visibility::Public,
                 kind: other_kind(f.kind),
                 ..f.clone()
             };
@@ -180,6 +181,7 @@ pub(crate) fn run(data: &[u8]) -> Ran {
                 .map(|info| (info.path.as_str(), info.description.clone()))
                 .collect();
             let g = FunctionDescription {
+                visibility: ferrovex_model::abi::Visibility::Public,
                 kind: other_kind(f.kind),
                 ..f.clone()
             };

@@ -121,6 +121,7 @@ fn measure() {
 
 fn mutation_description() -> FunctionDescription {
     FunctionDescription {
+        visibility: ferrovex_model::abi::Visibility::Public,
         kind: FunctionKind::Mutation,
         args: Type::object([]),
         returns: Type::Any,
@@ -139,6 +140,7 @@ fn rewrite_without_imports() {
     .unwrap();
     let description = mutation_description();
     let g = FunctionDescription {
+        visibility: ferrovex_model::abi::Visibility::Public,
         kind: FunctionKind::Query,
         ..description.clone()
     };
@@ -213,6 +215,7 @@ fn wrappers_reach_the_store() {
             binary(&mutation_description().to_value()),
             binary(
                 &FunctionDescription {
+                    visibility: ferrovex_model::abi::Visibility::Public,
                     kind: FunctionKind::Query,
                     ..mutation_description()
                 }
