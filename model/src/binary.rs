@@ -4,6 +4,8 @@
 //! 8 little-endian bytes, object fields in key order. The decoder treats its input as hostile:
 //! it never panics, never allocates more than the input could hold, and bounds recursion.
 
+use crate::limits::MAX_DECODED_VALUE_BYTES;
+pub use crate::limits::MAX_DECODE_DEPTH;
 use crate::value::{canonical_float, Object, Value};
 use std::fmt;
 
@@ -21,9 +23,6 @@ pub mod tag {
     pub const OBJECT: u8 = 8;
 }
 use tag::*;
-
-/// Recursion bound of the decoder; stored values are limited far below it (see `limits`).
-pub const MAX_DECODE_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
@@ -116,9 +115,22 @@ pub fn encoded_len(value: &Value) -> usize {
     }
 }
 
+/// The encoded length of an object of `fields`, without building the value.
+pub fn object_encoded_len(fields: &Object) -> usize {
+    1 + varint_len(fields.len() as u64)
+        + fields
+            .iter()
+            .map(|(k, v)| varint_len(k.len() as u64) + k.len() + encoded_len(v))
+            .sum::<usize>()
+}
+
 /// Decodes exactly one value that must fill all of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
-    let mut reader = Reader { bytes, pos: 0 };
+    let mut reader = Reader {
+        bytes,
+        pos: 0,
+        budget: MAX_DECODED_VALUE_BYTES,
+    };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
         return Err(reader.error("trailing bytes after the value"));
@@ -141,9 +153,26 @@ fn varint_len(v: u64) -> usize {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// What the decoded value may still take ([`MAX_DECODED_VALUE_BYTES`], estimated).
+    budget: usize,
 }
 
+/// The estimated memory of one decoded value, before its strings and bytes.
+const VALUE_COST: usize = std::mem::size_of::<Value>();
+/// The estimated memory of one object field beside its value: the key's `String`.
+const FIELD_COST: usize = std::mem::size_of::<String>();
+
 impl<'a> Reader<'a> {
+    /// Charges `bytes` of decoded memory against the budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        self.budget = self.budget.checked_sub(bytes).ok_or_else(|| {
+            self.error(
+                "the value takes more than MAX_DECODED_VALUE_BYTES (64 MiB) of memory once decoded",
+            )
+        })?;
+        Ok(())
+    }
+
     fn error(&self, message: &'static str) -> DecodeError {
         DecodeError {
             offset: self.pos,
@@ -199,6 +228,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, DecodeError> {
         let len = self.varint()?;
         let raw = self.take(len)?;
+        self.charge(raw.len())?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
             .map_err(|_| self.error("string is not valid UTF-8"))
@@ -206,8 +236,9 @@ impl<'a> Reader<'a> {
 
     fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
         if depth > MAX_DECODE_DEPTH {
-            return Err(self.error("value nested deeper than the decoder allows"));
+            return Err(self.error("value nested deeper than MAX_DECODE_DEPTH (64) allows"));
         }
+        self.charge(VALUE_COST)?;
         Ok(match self.byte()? {
             NULL => Value::Null,
             INT64 => {
@@ -227,7 +258,9 @@ impl<'a> Reader<'a> {
             STRING => Value::String(self.string()?),
             BYTES => {
                 let len = self.varint()?;
-                Value::Bytes(self.take(len)?.to_vec())
+                let raw = self.take(len)?;
+                self.charge(raw.len())?;
+                Value::Bytes(raw.to_vec())
             }
             ARRAY => {
                 let n = self.count()?;
@@ -241,6 +274,7 @@ impl<'a> Reader<'a> {
                 let n = self.count()?;
                 let mut fields = Object::new();
                 for _ in 0..n {
+                    self.charge(FIELD_COST)?;
                     let key = self.string()?;
                     if fields
                         .last_key_value()
@@ -285,6 +319,23 @@ mod tests {
         let mut deep = [ARRAY, 1].repeat(MAX_DECODE_DEPTH + 2);
         deep.push(NULL);
         assert!(decode(&deep).is_err());
+    }
+
+    #[test]
+    fn a_value_that_would_expand_past_the_budget_is_refused() {
+        // 4 MiB of one-byte nulls: 128 MiB once decoded.
+        let n = 4 * 1024 * 1024;
+        let mut nulls = vec![ARRAY];
+        write_varint(&mut nulls, n as u64);
+        nulls.resize(nulls.len() + n, NULL);
+        let error = decode(&nulls).unwrap_err();
+        assert!(error.message.contains("MAX_DECODED_VALUE_BYTES"), "{error}");
+        // A quarter as many fit.
+        let n = n / 4;
+        let mut nulls = vec![ARRAY];
+        write_varint(&mut nulls, n as u64);
+        nulls.resize(nulls.len() + n, NULL);
+        assert!(decode(&nulls).is_ok());
     }
 
     #[test]

@@ -59,6 +59,35 @@ pub fn field_name_error(name: &str) -> Option<String> {
     None
 }
 
+/// The first field name anywhere in `value` that breaks [`field_name_error`]'s rules: where
+/// it is (`$.a[2].b`) and why. `None` if every name is fine.
+pub fn bad_field_name(value: &Value) -> Option<(String, String)> {
+    fn walk(value: &Value, path: &mut String) -> Option<(String, String)> {
+        match value {
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(item, path);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(fields) => fields.iter().find_map(|(name, item)| {
+                if let Some(reason) = field_name_error(name) {
+                    return Some((path.clone(), reason));
+                }
+                let len = path.len();
+                path.push('.');
+                path.push_str(name);
+                let found = walk(item, path);
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    walk(value, &mut String::from("$"))
+}
+
 /// Converts a value to its wire JSON form.
 pub fn to_json(value: &Value) -> Json {
     match value {
@@ -81,9 +110,85 @@ pub fn to_json(value: &Value) -> Json {
     }
 }
 
-/// Serializes a value as a JSON string in its wire form.
+/// Serializes a value as a JSON string in its wire form, written as it is walked: no JSON
+/// tree is built on the way.
 pub fn to_json_string(value: &Value) -> String {
-    to_json(value).to_string()
+    serde_json::to_string(&Encoded(value)).expect("a value always serializes")
+}
+
+/// A value serialized in its wire form ([`to_json`]'s output) straight to the writer, without
+/// building a JSON tree: how large results reach a socket with one copy, the bytes.
+pub struct Encoded<'a>(pub &'a Value);
+
+/// A value serialized in the lossy "clean" form ([`to_clean_json`]'s output) straight to the
+/// writer.
+pub struct Clean<'a>(pub &'a Value);
+
+/// `{tag: text}`: how the wire form writes int64, bytes and special floats.
+struct Special<'a>(&'static str, &'a str);
+
+impl serde::Serialize for Special<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.end()
+    }
+}
+
+impl serde::Serialize for Encoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Boolean(b) => s.serialize_bool(*b),
+            Value::Float64(f) => match plain_number(*f) {
+                Some(n) => n.serialize(s),
+                None => Special("$float", &BASE64.encode(f.to_le_bytes())).serialize(s),
+            },
+            Value::Int64(i) => Special("$integer", &BASE64.encode(i.to_le_bytes())).serialize(s),
+            Value::String(text) => s.serialize_str(text),
+            Value::Bytes(b) => Special("$bytes", &BASE64.encode(b)).serialize(s),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Encoded(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (name, item) in fields {
+                    map.serialize_entry(name, &Encoded(item))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Clean<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Clean(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (name, item) in fields {
+                    map.serialize_entry(name, &Clean(item))?;
+                }
+                map.end()
+            }
+            // Scalars are small: their clean form as `to_clean_json` gives it.
+            scalar => to_clean_json(scalar).serialize(s),
+        }
+    }
 }
 
 /// The lossy "clean" JSON form: int64 as a decimal string, bytes as a plain base64 string,
@@ -260,6 +365,35 @@ fn convert_special(map: &Map<String, Json>, path: &str) -> Result<Option<Value>,
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn streamed_forms_equal_the_trees() {
+        let nested = Value::Object(Object::from([
+            (
+                "a".to_owned(),
+                Value::Array(vec![Value::Int64(-3), Value::Float64(-0.0)]),
+            ),
+            ("b".to_owned(), Value::Bytes(vec![0, 255, 7])),
+            ("c".to_owned(), Value::Float64(f64::INFINITY)),
+            ("d".to_owned(), Value::String("\"quoted\" \u{1f600}".into())),
+            ("e".to_owned(), Value::Object(Object::new())),
+            ("f".to_owned(), Value::Boolean(true)),
+            ("g".to_owned(), Value::Null),
+            ("h".to_owned(), Value::Float64(2.5)),
+        ]));
+        for value in [
+            nested,
+            Value::Float64(f64::NAN),
+            Value::Int64(i64::MIN),
+            Value::Array(vec![]),
+        ] {
+            assert_eq!(to_json_string(&value), to_json(&value).to_string());
+            assert_eq!(
+                serde_json::to_string(&Clean(&value)).unwrap(),
+                to_clean_json(&value).to_string()
+            );
+        }
+    }
 
     #[test]
     fn wire_forms_match_convex() {

@@ -21,3 +21,30 @@ pub const MAX_ARGS_OR_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_FIELD_NAME_BYTES: usize = 1024;
 /// Bytes of a table or index name.
 pub const MAX_NAME_BYTES: usize = 64;
+
+// What a call may make the host spend on its behalf, beyond the guest's own memory and time
+// (`runtime::wasm::HostConfig`): each checked where the host would spend it, before it does.
+
+/// Encoded size of one request a guest makes of a `db_*` import: one document and its
+/// envelope. Checked before the request is copied out of guest memory.
+pub const MAX_IMPORT_REQUEST_BYTES: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
+/// Bytes the host holds for one call in answers the guest has not read yet. The SDK reads
+/// every answer at once, so only a guest that hoards them meets this.
+pub const MAX_UNREAD_HANDLE_BYTES: usize = 8 * 1024 * 1024;
+/// Memory one value may take once decoded from its binary form, estimated as 32 bytes per
+/// value, 24 more per object field, plus its strings and bytes: a 16 MiB result of one-byte
+/// nulls would take 512 MiB.
+pub const MAX_DECODED_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Nesting depth of any value the binary decoder accepts (results, arguments, requests);
+/// stored documents are held far below it by `MAX_NESTING_DEPTH`.
+pub const MAX_DECODE_DEPTH: usize = 64;
+/// Bytes of a function's error message kept; the rest is cut, with a marker that says how
+/// much was cut.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 64 * 1024;
+/// Bytes of executions (`runtime logs`) the server keeps in all; the oldest go first.
+pub const MAX_EXECUTION_LOG_BYTES: usize = 64 * 1024 * 1024;
+/// Tables one transaction may create (each new table is a catalog change every later commit
+/// carries).
+pub const MAX_NEW_TABLES_PER_TRANSACTION: usize = 64;
+/// Tables a deployment may hold.
+pub const MAX_TABLES: usize = 10_000;

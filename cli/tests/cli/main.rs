@@ -12,6 +12,7 @@ mod durability;
 #[allow(dead_code)]
 #[path = "../../../runtime/tests/common/guests.rs"]
 mod guests;
+mod host_bounds;
 mod logs;
 mod own_app;
 mod run;

@@ -17,6 +17,7 @@
 
 use arbitrary::{Result, Unstructured};
 use ferrovex_model::abi::{FunctionDescription, FunctionKind, Type};
+use ferrovex_model::limits::MAX_IMPORT_REQUEST_BYTES;
 use ferrovex_model::{binary, Object, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
 use ferrovex_runtime::wasm::{CallOptions, DeployedModule, WasmHost};
@@ -254,7 +255,7 @@ fn program(u: &mut Unstructured, table: &str, ids: &[String]) -> Result<Program>
         let kind = if clean {
             *u.choose(&[0, 1, 2, 3, 4, 5, 6, 9, 11])?
         } else {
-            u.int_in_range(0..=11)?
+            u.int_in_range(0..=13)?
         };
         let record = match kind {
             0..=5 => {
@@ -354,6 +355,25 @@ fn program(u: &mut Unstructured, table: &str, ids: &[String]) -> Result<Program>
                 }
             }
             9 => [OP_LOG, DATA_AT, u.int_in_range(0..=64)?, 0],
+            12 => {
+                // A request just past MAX_IMPORT_REQUEST_BYTES: refused before it is read.
+                p.well_formed = false;
+                let over = u.int_in_range(1..=4096)?;
+                let op = u.int_in_range(0..=5)?;
+                [
+                    OP_DB_FIRST + op,
+                    0,
+                    (MAX_IMPORT_REQUEST_BYTES + over) as u32,
+                    OUT_AT,
+                ]
+            }
+            13 => {
+                // A result a client could not decode: an object key starting with `$`.
+                let result = binary::encode(&object(&[("$integer", Value::String("x".into()))]));
+                let Some(at) = p.place(&result) else { break };
+                p.well_formed = false;
+                [OP_OUTPUT, 0, at, result.len() as u32]
+            }
             10 => {
                 p.well_formed = false;
                 match u.int_in_range(0..=3)? {

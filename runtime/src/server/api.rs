@@ -11,7 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::call_request::{read_body, BadRequest, CallRequest};
-use super::response::{json, request_error, HttpResponse, ValueFormat};
+use super::response::{json, request_error, with_body, HttpResponse, ValueFormat};
 use super::Served;
 use crate::auth::Caller;
 use crate::store::{Snapshot, StoreError};
@@ -247,18 +247,26 @@ pub async fn query_batch(
     let outcome = tokio::task::spawn_blocking(move || {
         // One snapshot for the whole batch.
         let snapshot = app.store.snapshot();
-        let results: Vec<Json> = calls
+        let results: Vec<Vec<u8>> = calls
             .into_iter()
             .map(|call| {
                 let format = call.format;
                 let tx = snapshot.begin_read_only();
                 match run(&app, &module, Endpoint::Query, &call, Some(tx), &caller) {
                     Ok(success) => success_body(&success, format),
-                    Err(failure) => failure_body(&failure, format),
+                    Err(failure) => failure_body(&failure, format).to_string().into_bytes(),
                 }
             })
             .collect();
-        json(StatusCode::OK, &json!({ "results": results }))
+        let mut body = br#"{"results":["#.to_vec();
+        for (i, result) in results.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(result);
+        }
+        body.extend_from_slice(b"]}");
+        with_body(StatusCode::OK, "application/json", body)
     })
     .await;
     outcome.unwrap_or_else(|join_error| host_failed(&join_error))
@@ -290,7 +298,11 @@ fn answer(
     caller: &Caller,
 ) -> HttpResponse {
     match run(app, module, endpoint, &call, tx, caller) {
-        Ok(success) => json(StatusCode::OK, &success_body(&success, call.format)),
+        Ok(success) => with_body(
+            StatusCode::OK,
+            "application/json",
+            success_body(&success, call.format),
+        ),
         Err(failure) => match &failure.error {
             CallError::Host(_) => request_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -307,11 +319,20 @@ fn answer(
     }
 }
 
-fn success_body(success: &Success, format: ValueFormat) -> Json {
-    let mut body = json!({ "status": "success", "value": format.encode(&success.value) });
+/// `{"status": "success", "value", "logLines"?}`, the value written as it is walked: a result
+/// of up to the result limit reaches the response without a JSON tree of it.
+fn success_body(success: &Success, format: ValueFormat) -> Vec<u8> {
+    let mut body = br#"{"status":"success","value":"#.to_vec();
+    format.write(&success.value, &mut body);
     if !success.log_lines.is_empty() {
-        body["logLines"] = json!(wire_log_lines(&success.log_lines));
+        body.extend_from_slice(br#","logLines":"#);
+        body.extend_from_slice(
+            json!(wire_log_lines(&success.log_lines))
+                .to_string()
+                .as_bytes(),
+        );
     }
+    body.push(b'}');
     body
 }
 

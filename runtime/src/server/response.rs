@@ -68,6 +68,20 @@ impl ValueFormat {
             ValueFormat::Clean => ferrovex_model::json::to_clean_json(value),
         }
     }
+
+    /// Writes `value` in this format to `out` as it is walked, without a JSON tree: a result
+    /// reaches the response as one copy, its bytes.
+    pub fn write(self, value: &Value, out: &mut Vec<u8>) {
+        let written = match self {
+            ValueFormat::Encoded => {
+                serde_json::to_writer(&mut *out, &ferrovex_model::json::Encoded(value))
+            }
+            ValueFormat::Clean => {
+                serde_json::to_writer(&mut *out, &ferrovex_model::json::Clean(value))
+            }
+        };
+        written.expect("a value always serializes to memory");
+    }
 }
 
 /// 405 with the `Allow` header naming the methods the path accepts.

@@ -211,6 +211,24 @@ impl Catalog {
         next
     }
 
+    /// Tables in the catalog.
+    pub fn table_count(&self) -> usize {
+        self.by_number.len()
+    }
+
+    /// This catalog with `tables` added: one copy however many there are.
+    pub fn with_all(&self, tables: &[Arc<TableInfo>]) -> Catalog {
+        let mut next = self.clone();
+        for table in tables {
+            for index in &table.indexes {
+                next.table_of_index.insert(index.id, table.number);
+            }
+            next.by_number.insert(table.number, table.clone());
+            next.by_name.insert(table.name.clone(), table.clone());
+        }
+        next
+    }
+
     pub fn max_table_number(&self) -> TableNumber {
         self.by_number.keys().copied().max().unwrap_or(0)
     }

@@ -119,7 +119,7 @@ impl CommitterState {
     fn apply(&mut self, request: CommitRequest, ts: Timestamp) -> (CommitRecord, CommittedKeys) {
         let mut writes = Vec::new();
         let mut keys = Vec::new();
-        for table in request.new_tables {
+        for table in &request.new_tables {
             let key = table_catalog_key(&table.name);
             writes.push(Write {
                 space: Space::Catalog,
@@ -127,7 +127,10 @@ impl CommitterState {
                 value: Some(table.encode()),
             });
             keys.push((Space::Catalog, key));
-            self.catalog = Arc::new(self.catalog.with(table));
+        }
+        if !request.new_tables.is_empty() {
+            // One copy of the catalog per commit, not one per new table.
+            self.catalog = Arc::new(self.catalog.with_all(&request.new_tables));
         }
         let mut writes_in = request.writes;
         // Creation times are strictly increasing per table, in commit order; inserts of one

@@ -15,6 +15,11 @@ pub struct StoredDocument {
 }
 
 impl StoredDocument {
+    /// The length of [`StoredDocument::encode`]'s bytes, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        8 + binary::object_encoded_len(&self.fields)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let value = Value::Object(self.fields.clone());
         let mut out = Vec::with_capacity(8 + binary::encoded_len(&value));

@@ -251,6 +251,18 @@ impl Transaction {
             return Ok(table);
         }
         check_name("table", name)?;
+        check_limit(
+            "MAX_NEW_TABLES_PER_TRANSACTION",
+            "tables created by one transaction",
+            MAX_NEW_TABLES_PER_TRANSACTION,
+            self.new_tables.len() + 1,
+        )?;
+        check_limit(
+            "MAX_TABLES",
+            "tables in the deployment",
+            MAX_TABLES,
+            self.catalog.table_count() + self.new_tables.len() + 1,
+        )?;
         let number = self.shared.allocate_table_number();
         let table = Arc::new(TableInfo::new(number, name, || {
             self.shared.allocate_index_id()
@@ -344,7 +356,15 @@ impl Transaction {
         let by_id_key = by_id_key(table.by_id(), &id);
         self.reads.add(Space::Indexes, KeyRange::point(by_id_key));
         let current = match self.writes.get(&id) {
-            Some(write) => write.new.clone(),
+            // The transaction's own write, read back: charged like any read, so reading
+            // what it wrote over and over cannot go past the read limits.
+            Some(write) => {
+                let current = write.new.clone();
+                if let Some(doc) = &current {
+                    self.count_read(doc.encoded_len())?;
+                }
+                current
+            }
             None => self.read_committed(&id)?,
         };
         Ok((table, current))
@@ -619,6 +639,8 @@ impl Transaction {
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut last_key: Option<Vec<u8>> = None;
         let mut fetched = Vec::new();
+        // The transaction's own writes the page returns, charged once the scan is released.
+        let mut own_reads = Vec::new();
         let is_done = loop {
             let next_stored = match stored.peek() {
                 Some(Ok((key, _))) => Some(key.clone()),
@@ -644,6 +666,7 @@ impl Transaction {
             }
             if take_pending {
                 let (key, id, doc) = pending.next().expect("peeked");
+                own_reads.push(doc.encoded_len());
                 documents.push(Document::from_stored(id, doc));
                 keys.push(key.clone());
                 last_key = Some(key);
@@ -663,6 +686,9 @@ impl Transaction {
             }
         };
         drop(stored);
+        for bytes in own_reads {
+            self.count_read(bytes)?;
+        }
         for (position, id) in fetched {
             let doc = self.read_committed(&id)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("index entry for {id} has no document"))

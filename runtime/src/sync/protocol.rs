@@ -597,8 +597,25 @@ pub enum QueryModification {
 }
 
 impl QueryModification {
-    /// The `body` of a [`QueryModification::Prepared`] for this `Updated` or `Failed`.
+    /// The `body` of a [`QueryModification::Prepared`] for this `Updated` or `Failed`. A
+    /// result's value is written as it is walked (no JSON tree of it is built), since it may
+    /// be up to the result limit.
     pub fn prepare(&self) -> Arc<str> {
+        if let QueryModification::Updated {
+            value,
+            log_lines,
+            journal,
+            ..
+        } = self
+        {
+            let mut body = String::from(r#""type":"QueryUpdated","value":"#);
+            body.push_str(&ferrovex_model::json::to_json_string(value));
+            body.push_str(r#","logLines":"#);
+            body.push_str(&json!(wire_log_lines(log_lines)).to_string());
+            body.push_str(r#","journal":"#);
+            body.push_str(&json!(journal).to_string());
+            return Arc::from(body);
+        }
         let mut json = modification_json(self);
         if let Json::Object(map) = &mut json {
             map.remove("queryId");
@@ -680,11 +697,17 @@ pub enum ServerMessage {
 
 /// A call's answer: `success`, then `result` (the value, or the error's message), and
 /// `errorData` when the error carries data.
-fn outcome_fields(map: &mut Map<String, Json>, outcome: Result<&Value, &FunctionError>) {
+fn outcome_fields(
+    map: &mut Map<String, Json>,
+    outcome: Result<&Value, &FunctionError>,
+    with_result: bool,
+) {
     match outcome {
         Ok(value) => {
             map.insert("success".into(), true.into());
-            map.insert("result".into(), to_json(value));
+            if with_result {
+                map.insert("result".into(), to_json(value));
+            }
         }
         Err(error) => {
             map.insert("success".into(), false.into());
@@ -698,6 +721,12 @@ fn outcome_fields(map: &mut Map<String, Json>, outcome: Result<&Value, &Function
 
 impl ServerMessage {
     pub fn to_json(&self) -> Json {
+        self.json_of(true)
+    }
+
+    /// The message as JSON; without a successful call's `result` unless `with_result` (the
+    /// frame writes it itself).
+    fn json_of(&self, with_result: bool) -> Json {
         match self {
             ServerMessage::Transition {
                 start,
@@ -717,7 +746,11 @@ impl ServerMessage {
                 let mut map = Map::new();
                 map.insert("type".into(), "MutationResponse".into());
                 map.insert("requestId".into(), (*request_id).into());
-                outcome_fields(&mut map, outcome.as_ref().map(|(value, _)| value));
+                outcome_fields(
+                    &mut map,
+                    outcome.as_ref().map(|(value, _)| value),
+                    with_result,
+                );
                 let ts = outcome.as_ref().ok().map(|(_, ts)| encode_u64(*ts));
                 map.insert("ts".into(), json!(ts));
                 map.insert("logLines".into(), json!(wire_log_lines(log_lines)));
@@ -731,7 +764,7 @@ impl ServerMessage {
                 let mut map = Map::new();
                 map.insert("type".into(), "ActionResponse".into());
                 map.insert("requestId".into(), (*request_id).into());
-                outcome_fields(&mut map, outcome.as_ref());
+                outcome_fields(&mut map, outcome.as_ref(), with_result);
                 map.insert("logLines".into(), json!(wire_log_lines(log_lines)));
                 Json::Object(map)
             }
@@ -749,7 +782,8 @@ impl ServerMessage {
     }
 
     /// The text frame. A transition is written by hand so that prepared results are copied
-    /// in as they are, not parsed and serialized again for every connection.
+    /// in as they are, not parsed and serialized again for every connection; a successful
+    /// call's result is written as it is walked, with no JSON tree of it.
     pub fn to_frame(&self) -> String {
         let ServerMessage::Transition {
             start,
@@ -757,7 +791,23 @@ impl ServerMessage {
             modifications,
         } = self
         else {
-            return self.to_json().to_string();
+            let value = match self {
+                ServerMessage::MutationResponse {
+                    outcome: Ok((value, _)),
+                    ..
+                }
+                | ServerMessage::ActionResponse {
+                    outcome: Ok(value), ..
+                } => value,
+                _ => return self.to_json().to_string(),
+            };
+            // Every field but the result, then the result streamed in before the brace.
+            let mut frame = self.json_of(false).to_string();
+            frame.pop();
+            frame.push_str(r#","result":"#);
+            frame.push_str(&ferrovex_model::json::to_json_string(value));
+            frame.push('}');
+            return frame;
         };
         let prepared: usize = modifications
             .iter()

@@ -1,11 +1,13 @@
 //! Running one entry point of a deployed module in a fresh instance, and turning how it
 //! ended into a value or a [`CallError`].
 
+use super::error::cut_text;
 use super::error::{CallError, Violation};
 use super::state::CallState;
 use super::{DeployedModule, WasmHost};
 use crate::store::Transaction;
 use ferrovex_model::abi::output;
+use ferrovex_model::limits::MAX_ERROR_MESSAGE_BYTES;
 use ferrovex_model::Value;
 use wasmtime::{ModuleExport, Trap};
 
@@ -34,7 +36,7 @@ impl WasmHost {
         invocation: Invocation,
     ) -> Execution {
         let (export, args) = match invocation {
-            Invocation::Call(export, bytes) => match state.handles.insert(bytes) {
+            Invocation::Call(export, bytes) => match state.handles.insert_arguments(bytes) {
                 Ok(handle) => (export, Some(handle)),
                 Err(v) => {
                     return Execution {
@@ -135,7 +137,9 @@ fn outcome_of(state: &mut CallState) -> Result<Value, CallError> {
     match state.output.take() {
         Some((output::ERROR, Value::Object(mut error))) => Err(CallError::User {
             message: match error.remove("message") {
-                Some(Value::String(message)) => message,
+                Some(Value::String(message)) => {
+                    cut_text(message, MAX_ERROR_MESSAGE_BYTES, "MAX_ERROR_MESSAGE_BYTES")
+                }
                 _ => "(no message)".to_owned(),
             },
             data: error.remove("data"),

@@ -5,6 +5,25 @@ use crate::store::StoreError;
 use std::fmt;
 use std::time::Duration;
 
+/// `text` cut to at most `max` bytes (at a character boundary), with a marker that says how
+/// much was cut and by which limit; unchanged if it fits.
+pub fn cut_text(mut text: String, max: usize, limit: &str) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!(
+        " [cut: {} of {total} bytes left out, {limit}]",
+        total - end
+    ));
+    text
+}
+
 /// A guest broke the host ABI or hit a limit inside an import. The import traps with this as
 /// its error, and the call fails with it.
 #[derive(Debug)]
@@ -30,6 +49,23 @@ pub enum Violation {
     },
     TooManyHandles {
         max: usize,
+    },
+    /// The answers the guest has not read would hold more than `MAX_UNREAD_HANDLE_BYTES`.
+    UnreadHandleBytes {
+        import: &'static str,
+        held: usize,
+        adding: usize,
+    },
+    /// A request larger than `MAX_IMPORT_REQUEST_BYTES`, refused before it is copied.
+    RequestTooLarge {
+        import: &'static str,
+        given: u32,
+    },
+    /// A result or error value a client could not decode as it is (a field name the protocol
+    /// forbids).
+    InvalidOutput {
+        path: String,
+        reason: String,
     },
     SecondOutput,
     UnexpectedOutput {
@@ -78,6 +114,20 @@ impl fmt::Display for Violation {
             }
             Violation::TooManyHandles { max } => {
                 write!(f, "more than {max} unread handles (MAX_LIVE_HANDLES); read responses before making more calls")
+            }
+            Violation::UnreadHandleBytes { import, held, adding } => write!(
+                f,
+                "{import}: its answer of {adding} bytes would make the unread answers hold {} bytes, over the limit MAX_UNREAD_HANDLE_BYTES ({} bytes); read answers before asking for more",
+                held + adding,
+                ferrovex_model::limits::MAX_UNREAD_HANDLE_BYTES
+            ),
+            Violation::RequestTooLarge { import, given } => write!(
+                f,
+                "{import}: a request of {given} bytes exceeds the limit MAX_IMPORT_REQUEST_BYTES ({} bytes)",
+                ferrovex_model::limits::MAX_IMPORT_REQUEST_BYTES
+            ),
+            Violation::InvalidOutput { path, reason } => {
+                write!(f, "the result is not a value clients can read: at {path}, {reason}")
             }
             Violation::SecondOutput => write!(f, "output: called a second time; a call has exactly one outcome"),
             Violation::UnexpectedOutput { kind, entry } => write!(f, "output: kind {kind} is not what {entry} produces"),
@@ -264,3 +314,22 @@ impl fmt::Display for DeployError {
 }
 
 impl std::error::Error for DeployError {}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_text;
+
+    #[test]
+    fn cut_text_keeps_what_fits_and_says_how_much_went() {
+        assert_eq!(cut_text("short".into(), 10, "LIMIT"), "short");
+        assert_eq!(
+            cut_text("abcdefghij".into(), 4, "LIMIT"),
+            "abcd [cut: 6 of 10 bytes left out, LIMIT]"
+        );
+        // Never inside a character: "é" is two bytes.
+        assert_eq!(
+            cut_text("aé".into(), 2, "LIMIT"),
+            "a [cut: 2 of 3 bytes left out, LIMIT]"
+        );
+    }
+}

@@ -8,7 +8,10 @@ use crate::store::{Document, IndexRange, Order, StoreError};
 use ferrovex_model::abi::{
     import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES,
 };
-use ferrovex_model::limits::{MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ};
+use ferrovex_model::json::bad_field_name;
+use ferrovex_model::limits::{
+    MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ, MAX_IMPORT_REQUEST_BYTES,
+};
 use ferrovex_model::{binary, DocumentId, Object, Value};
 use std::ops::Range;
 use wasmtime::{Caller, Engine, Linker};
@@ -75,9 +78,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn cut(import: &'static str, caller: &Ctx, ptr: u32, len: u32) -> Result<String, Violation> {
-    let mut line = text(&read_guest(caller, import, ptr, len, MAX_LOG_LINE_BYTES)?);
+    let line = text(&read_guest(caller, import, ptr, len, MAX_LOG_LINE_BYTES)?);
     if len as usize > MAX_LOG_LINE_BYTES {
-        line.push_str(" [cut at MAX_LOG_LINE_BYTES]");
+        return Ok(format!(
+            "{line} [cut: {} of {len} bytes left out, MAX_LOG_LINE_BYTES]",
+            len as usize - MAX_LOG_LINE_BYTES
+        ));
     }
     Ok(line)
 }
@@ -141,7 +147,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
                 Some(identity) => identity.encoded().to_vec(),
                 None => binary::encode(&Value::Null),
             };
-            let (handle, len) = state.handles.insert(bytes).map_err(trap)?;
+            let (handle, len) = state
+                .handles
+                .insert(import::AUTH_IDENTITY, bytes)
+                .map_err(trap)?;
             write_handle(&mut caller, import::AUTH_IDENTITY, out, handle, len).map_err(trap)
         },
     )?;
@@ -197,6 +206,12 @@ fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Vio
         import: import::OUTPUT,
         reason: e.to_string(),
     })?;
+    // What reaches a client must decode there as it is: no field name the protocol forbids.
+    if kind == output::RESULT || kind == output::ERROR {
+        if let Some((path, reason)) = bad_field_name(&value) {
+            return Err(Violation::InvalidOutput { path, reason });
+        }
+    }
     caller.data_mut().output = Some((kind, value));
     Ok(())
 }
@@ -217,7 +232,8 @@ impl From<StoreError> for DbFailure {
             | StoreError::UnknownTable { .. }
             | StoreError::UnknownIndex { .. }
             | StoreError::InvalidId(_)
-            | StoreError::InvalidRange { .. } => {
+            | StoreError::InvalidRange { .. }
+            | StoreError::InvalidCursor { .. } => {
                 DbFailure::Expected(status::INVALID, e.to_string())
             }
             StoreError::ReadOnly { operation, .. } => {
@@ -248,6 +264,13 @@ fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wa
         IMPORT_MODULE,
         name,
         move |mut caller: Ctx, ptr: u32, len: u32, out: u32| {
+            // Checked before anything is copied: a request's size bounds the host's work on it.
+            if len as usize > MAX_IMPORT_REQUEST_BYTES {
+                return Err(trap(Violation::RequestTooLarge {
+                    import: name,
+                    given: len,
+                }));
+            }
             let bytes = read_guest(&caller, name, ptr, len, usize::MAX).map_err(trap)?;
             check_writable(&caller, name, out, 8).map_err(trap)?;
             let request = match binary::decode(&bytes) {
@@ -274,7 +297,7 @@ fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wa
             };
             let (handle, len) = state
                 .handles
-                .insert(binary::encode(&response))
+                .insert(name, binary::encode(&response))
                 .map_err(trap)?;
             write_handle(&mut caller, name, out, handle, len).map_err(trap)?;
             Ok(code)

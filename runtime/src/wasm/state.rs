@@ -5,6 +5,7 @@ use super::error::Violation;
 use crate::auth::Identity;
 use crate::store::{Store, Transaction};
 use ferrovex_model::abi::{AppSchema, MAX_LIVE_HANDLES};
+use ferrovex_model::limits::MAX_UNREAD_HANDLE_BYTES;
 use ferrovex_model::Value;
 use std::sync::Arc;
 use wasmtime::{Memory, ResourceLimiter};
@@ -82,16 +83,46 @@ impl CallState {
 pub struct Handles {
     slots: Vec<Option<Vec<u8>>>,
     live: usize,
+    /// Bytes in live slots; beyond the arguments' (`exempt_bytes`), bounded by
+    /// `MAX_UNREAD_HANDLE_BYTES`.
+    live_bytes: usize,
+    exempt_bytes: usize,
 }
 
 impl Handles {
-    pub fn insert(&mut self, bytes: Vec<u8>) -> Result<(u32, u32), Violation> {
+    /// Holds the call's arguments for the guest to read: bounded by `MAX_ARGS_OR_RESULT_BYTES`
+    /// before the call, so not charged to the answers' budget.
+    pub fn insert_arguments(&mut self, bytes: Vec<u8>) -> Result<(u32, u32), Violation> {
+        let len = bytes.len() as u32;
+        self.slots.push(Some(bytes));
+        self.live += 1;
+        // Reading them gives the bytes back: count them now so the books balance.
+        self.live_bytes += len as usize;
+        self.exempt_bytes += len as usize;
+        Ok((self.slots.len() as u32, len))
+    }
+
+    /// Holds `bytes`, the answer of `import`, for the guest to read.
+    pub fn insert(
+        &mut self,
+        import: &'static str,
+        bytes: Vec<u8>,
+    ) -> Result<(u32, u32), Violation> {
         if self.live >= MAX_LIVE_HANDLES {
             return Err(Violation::TooManyHandles {
                 max: MAX_LIVE_HANDLES,
             });
         }
+        let held = self.live_bytes - self.exempt_bytes;
+        if held + bytes.len() > MAX_UNREAD_HANDLE_BYTES {
+            return Err(Violation::UnreadHandleBytes {
+                import,
+                held,
+                adding: bytes.len(),
+            });
+        }
         let len = bytes.len() as u32;
+        self.live_bytes += bytes.len();
         self.slots.push(Some(bytes));
         self.live += 1;
         Ok((self.slots.len() as u32, len))
@@ -115,6 +146,11 @@ impl Handles {
             });
         }
         self.live -= 1;
+        self.live_bytes -= len as usize;
+        // The arguments are the first handle; once read they are no longer exempt.
+        if handle == 1 {
+            self.exempt_bytes = self.exempt_bytes.saturating_sub(len as usize);
+        }
         Ok(slot.take().expect("checked above"))
     }
 }

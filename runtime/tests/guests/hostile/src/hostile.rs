@@ -231,3 +231,104 @@ fn put_value(
 fn list_values(ctx: &QueryCtx) -> Result<Vec<Document>> {
     ctx.db.query("values").collect()
 }
+
+// The host's own cost of a call: each function below makes the host spend memory or time on
+// its behalf, and each is refused by a named limit.
+
+/// An `{"id": id}` request for `db_get`.
+fn get_request(id: &str) -> Vec<u8> {
+    encode(&Value::Object(ferrovex_sdk::Object::from([(
+        "id".to_owned(),
+        Value::from(id),
+    )])))
+}
+
+/// Writes a document of `kib` KiB, then asks for it `times` times without ever reading the
+/// answers: the host holds every answer in a handle until the call ends.
+#[mutation]
+fn unread_handles(ctx: &mut MutationCtx, kib: i64, times: i64) -> Result<i64> {
+    let id = ctx.db.insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
+    let request = get_request(id.as_str());
+    for _ in 0..times {
+        let mut out = [0u32; 2];
+        unsafe { raw::db_get(request.as_ptr(), request.len() as u32, out.as_mut_ptr()) };
+    }
+    Ok(times)
+}
+
+/// Writes a document of `kib` KiB and reads it back through the SDK `times` times: reads of
+/// the transaction's own writes count against the read limits like any other.
+#[mutation]
+fn reread_own_write(ctx: &mut MutationCtx, kib: i64, times: i64) -> Result<i64> {
+    let id = ctx.db.insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
+    for _ in 0..times {
+        ctx.db.get(&id)?;
+    }
+    Ok(times)
+}
+
+/// One `db_get` request of `mib` MiB (a string id that long).
+#[query]
+fn big_request(_ctx: &QueryCtx, mib: i64) -> Result<()> {
+    let request = get_request(&"x".repeat(mib as usize * 1024 * 1024));
+    let mut out = [0u32; 2];
+    unsafe { raw::db_get(request.as_ptr(), request.len() as u32, out.as_mut_ptr()) };
+    Ok(())
+}
+
+/// A result of `n` nulls, written as the encoded array directly: 1 byte each encoded, far
+/// more once decoded.
+#[query]
+fn null_array(_ctx: &QueryCtx, n: i64) -> Result<()> {
+    let mut bytes = vec![7u8];
+    let mut count = n as u64;
+    while count >= 0x80 {
+        bytes.push((count as u8) | 0x80);
+        count >>= 7;
+    }
+    bytes.push(count as u8);
+    bytes.resize(bytes.len() + n as usize, 0);
+    unsafe { raw::output(0, bytes.as_ptr(), bytes.len() as u32) };
+    Ok(())
+}
+
+/// Fails with a message of `mib` MiB.
+#[query]
+fn huge_error(_ctx: &QueryCtx, mib: i64) -> Result<()> {
+    Err(Error::new("e".repeat(mib as usize * 1024 * 1024)))
+}
+
+/// Writes one document into each of `n` new tables.
+#[mutation]
+fn many_tables(ctx: &mut MutationCtx, n: i64) -> Result<()> {
+    for i in 0..n {
+        ctx.db.insert(&format!("t{i}"), doc! { "i": i })?;
+    }
+    Ok(())
+}
+
+/// Returns an object whose key starts with `$`, which a client would decode as another type.
+#[query]
+fn dollar_key(_ctx: &QueryCtx) -> Result<()> {
+    let value = encode(&Value::Object(ferrovex_sdk::Object::from([(
+        "$integer".to_owned(),
+        Value::from("BQAAAAAAAAA="),
+    )])));
+    unsafe { raw::output(0, value.as_ptr(), value.len() as u32) };
+    Ok(())
+}
+
+/// Pages `strict` with a cursor that belongs to `notes`: the store refuses it with a status
+/// the function handles.
+#[query]
+fn foreign_cursor(ctx: &QueryCtx) -> Result<String> {
+    let first = ctx.db.query("notes").paginate(PaginationOptions::first(1))?;
+    match ctx
+        .db
+        .query("strict")
+        .paginate(PaginationOptions::after(Some(first.continue_cursor), 1))
+    {
+        Ok(_) => Ok("accepted".into()),
+        Err(e) => Ok(format!("refused: {e}")),
+    }
+}
