@@ -3,6 +3,7 @@
 //! `import`, and `run` for internal functions) find it.
 
 use crate::app::AppDir;
+use crate::remote::ServerUrl;
 use clap::Args;
 use ferrovex_runtime::auth::AdminKeyFile;
 use std::path::PathBuf;
@@ -19,10 +20,14 @@ pub struct AdminKeyArgs {
 }
 
 impl AdminKeyArgs {
-    /// The key given, or that of the local data folder; `None` if there is none to find.
-    pub fn find(&self) -> Result<Option<String>, String> {
+    /// The key given, or that of the local data folder when `url` is a server on this
+    /// machine (a local key is never sent elsewhere unasked); `None` if there is none.
+    pub fn find(&self, url: &ServerUrl) -> Result<Option<String>, String> {
         if let Some(key) = &self.admin_key {
             return Ok(Some(key.trim().to_owned()));
+        }
+        if !url.is_loopback() {
+            return Ok(None);
         }
         let data = self.data.clone().unwrap_or_else(|| PathBuf::from("data"));
         match AdminKeyFile::existing(&data) {
@@ -33,8 +38,8 @@ impl AdminKeyArgs {
     }
 
     /// The key, which `what` needs.
-    pub fn require(&self, what: &str) -> Result<String, String> {
-        self.find()?.ok_or_else(|| {
+    pub fn require(&self, what: &str, url: &ServerUrl) -> Result<String, String> {
+        self.find(url)?.ok_or_else(|| {
             format!(
                 "{what} needs the deployment's admin key: pass --admin-key KEY or set FERROVEX_ADMIN_KEY, or --data DIR for a local server's data folder (`runtime admin-key` prints a local key)"
             )

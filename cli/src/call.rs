@@ -42,7 +42,9 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             args.args
         ));
     }
-    let url = ServerUrl::parse(&args.url)?.with_admin_key(args.admin.find()?);
+    let url = ServerUrl::parse(&args.url)?;
+    let key = args.admin.find(&url)?;
+    let url = url.with_admin_key(key);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

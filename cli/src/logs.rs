@@ -21,8 +21,9 @@ pub struct LogsArgs {
 }
 
 pub fn run(args: LogsArgs) -> Result<(), String> {
-    let url =
-        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime logs")?));
+    let url = ServerUrl::parse(&args.url)?;
+    let key = args.admin.require("runtime logs", &url)?;
+    let url = url.with_admin_key(Some(key));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

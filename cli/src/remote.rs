@@ -44,6 +44,20 @@ impl ServerUrl {
         self
     }
 
+    /// Whether the server is on this machine's loopback interface (`localhost`, 127.0.0.0/8,
+    /// `::1`): the only servers a local data folder's admin key is sent to unasked.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.authority.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => self.authority.as_str(),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     pub fn admin_key(&self) -> Option<&str> {
         self.admin_key.as_deref()
     }
@@ -146,5 +160,26 @@ impl ServerUrl {
             .await
             .map_err(|e| format!("opening {url}: {e}"))?;
         Ok(socket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerUrl;
+
+    #[test]
+    fn only_loopback_servers_are_local() {
+        for (url, local) in [
+            ("http://127.0.0.1:3210", true),
+            ("http://127.8.0.1:3210", true),
+            ("http://localhost:3210", true),
+            ("http://[::1]:3210", true),
+            ("http://10.0.0.5:3210", false),
+            ("http://192.168.1.2:3210", false),
+            ("http://example.com:3210", false),
+            ("http://[fe80::1]:3210", false),
+        ] {
+            assert_eq!(ServerUrl::parse(url).unwrap().is_loopback(), local, "{url}");
+        }
     }
 }

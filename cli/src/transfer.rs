@@ -71,8 +71,9 @@ fn progress_bar(total: u64, verb: &str) -> ProgressBar {
 }
 
 pub fn export(args: ExportArgs) -> Result<(), String> {
-    let url =
-        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime export")?));
+    let url = ServerUrl::parse(&args.url)?;
+    let key = args.admin.require("runtime export", &url)?;
+    let url = url.with_admin_key(Some(key));
     // Written beside the target and renamed at the end, so a file named FILE is always whole.
     let (mut out, partial): (Box<dyn Write>, Option<PathBuf>) = if args.file == "-" {
         (Box::new(BufWriter::new(std::io::stdout().lock())), None)
@@ -196,8 +197,9 @@ struct Checked {
 }
 
 pub fn import(args: ImportArgs) -> Result<(), String> {
-    let url =
-        ServerUrl::parse(&args.url)?.with_admin_key(Some(args.admin.require("runtime import")?));
+    let url = ServerUrl::parse(&args.url)?;
+    let key = args.admin.require("runtime import", &url)?;
+    let url = url.with_admin_key(Some(key));
     // Everything that can be checked without the server is, before anything is sent, so a
     // bad file changes nothing.
     if let Some(table) = &args.table {

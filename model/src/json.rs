@@ -40,8 +40,9 @@ impl std::error::Error for JsonError {}
 /// decides where it is allowed.
 pub fn field_name_error(name: &str) -> Option<String> {
     if name.starts_with('$') {
+        let shown: String = name.chars().take(64).collect();
         return Some(format!(
-            "field name {name:?} starts with '$', which is reserved"
+            "field name {shown:?} starts with '$', which is reserved"
         ));
     }
     if name.len() > MAX_FIELD_NAME_BYTES {

@@ -28,8 +28,9 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// Encoded size of one request a guest makes of a `db_*` import: one document and its
 /// envelope. Checked before the request is copied out of guest memory.
 pub const MAX_IMPORT_REQUEST_BYTES: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
-/// Bytes the host holds for one call in answers the guest has not read yet. The SDK reads
-/// every answer at once, so only a guest that hoards them meets this.
+/// Bytes the host holds for one call in answers the guest has not read yet, counted when a
+/// new answer joins answers already held (a single answer is bounded by the read limits).
+/// The SDK reads every answer at once, so only a guest that hoards them meets this.
 pub const MAX_UNREAD_HANDLE_BYTES: usize = 8 * 1024 * 1024;
 /// Memory one value may take once decoded from its binary form, estimated as 32 bytes per
 /// value, 24 more per object field, plus its strings and bytes: a 16 MiB result of one-byte

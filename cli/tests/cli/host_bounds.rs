@@ -191,6 +191,17 @@ fn every_amplification_is_refused_by_its_limit_while_others_are_served() {
         .collect();
     assert!(!tables.contains(&"t0"), "{tables:?}");
 
+    // One large answer read at once is not hoarding: a page of about 9 MiB, over
+    // MAX_UNREAD_HANDLE_BYTES, is read whole.
+    for i in 0..10 {
+        let body = format!("{i}{}", "b".repeat(900 * 1024));
+        assert_eq!(
+            call("mutation", "hostile:add", json!({"body": body}))["status"],
+            "success"
+        );
+    }
+    assert_eq!(call("query", "hostile:count", json!({}))["value"], "51");
+
     let peak = peak_memory_kib(&server);
     eprintln!("server peak memory: {before} KiB before the attacks, {peak} KiB after");
     assert!(

@@ -41,6 +41,8 @@ pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const JWKS_REFRESH_BURST: u32 = 5;
 /// ...and the pace after that: one more per interval.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Keys older than this are refetched for an unknown key id even when the budget is spent.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// Where the auth config's settings come from: the deployment's environment variables, and
 /// the app folder that JWKS file paths are relative to.
@@ -213,7 +215,8 @@ struct Provider {
     audience: String,
     algorithms: Vec<JwtAlgorithm>,
     source: KeySource,
-    keys: parking_lot::RwLock<Option<Arc<JwkSet>>>,
+    /// The keys, and when they were fetched.
+    keys: parking_lot::RwLock<Option<(Arc<JwkSet>, Instant)>>,
     /// Held while refetching, so concurrent tokens with a new key id make one fetch.
     refresh: tokio::sync::Mutex<RefreshBudget>,
 }
@@ -251,7 +254,15 @@ impl Provider {
     }
 
     fn cached_keys(&self) -> Option<Arc<JwkSet>> {
-        self.keys.read().clone()
+        self.keys.read().as_ref().map(|(keys, _)| keys.clone())
+    }
+
+    /// Whether the cached keys are older than [`JWKS_MAX_AGE`] (or there are none).
+    fn keys_stale(&self) -> bool {
+        self.keys
+            .read()
+            .as_ref()
+            .is_none_or(|(_, fetched)| fetched.elapsed() >= JWKS_MAX_AGE)
     }
 
     async fn fetch(&self) -> Result<Arc<JwkSet>, String> {
@@ -274,7 +285,7 @@ impl Provider {
         let keys: JwkSet = serde_json::from_str(&text)
             .map_err(|e| format!("the JWKS is not a JSON Web Key Set ({e})"))?;
         let keys = Arc::new(keys);
-        *self.keys.write() = Some(keys.clone());
+        *self.keys.write() = Some((keys.clone(), Instant::now()));
         Ok(keys)
     }
 
@@ -300,7 +311,9 @@ impl Provider {
             issuer: self.issuer.clone(),
             refetched,
         };
-        if !budget.take() {
+        // Keys older than JWKS_MAX_AGE are refetched whatever the budget, so made-up key ids
+        // that drain it cannot keep a rotation from being seen for long.
+        if !self.keys_stale() && !budget.take() {
             return Err(unknown(false));
         }
         let keys = self
@@ -394,10 +407,6 @@ impl Providers {
             && self.list.iter().zip(&other.list).all(|(a, b)| a.same_as(b))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// Fetches every provider's keys; failures are logged (a token of that provider tries
     /// again).
     pub async fn prefetch(&self) {
@@ -445,14 +454,45 @@ impl Providers {
             Some(Json::String(issuer)) => issuer.as_str(),
             _ => return Err(TokenError::MissingClaim("iss".into())),
         };
-        let provider = self
-            .list
-            .iter()
-            .find(|p| p.issuer.trim_end_matches('/') == issuer.trim_end_matches('/'))
-            .ok_or_else(|| TokenError::NoProvider {
-                issuer: issuer.to_owned(),
-                trusted: self.list.iter().map(|p| p.issuer.clone()).collect(),
-            })?;
+        // Several providers may share an issuer (one per audience): the first that accepts
+        // the token wins, and otherwise the first one's reason is given.
+        let mut refusal = None;
+        for provider in self.list.iter().filter(|p| same_issuer(&p.issuer, issuer)) {
+            match provider.verify(token, &header, &payload, alg).await {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        Err(refusal.unwrap_or_else(|| TokenError::NoProvider {
+            issuer: issuer.to_owned(),
+            trusted: self.list.iter().map(|p| p.issuer.clone()).collect(),
+        }))
+    }
+}
+
+/// Whether a token's `iss` names a provider's issuer: equal, or equal but for one trailing
+/// `/` (providers differ in how they write it).
+fn same_issuer(provider: &str, token: &str) -> bool {
+    let trim = |s: &str| s.strip_suffix('/').unwrap_or(s).to_owned();
+    trim(provider) == trim(token)
+}
+
+impl Provider {
+    /// Verifies `token` (its header and payload already decoded) against this provider.
+    async fn verify(
+        &self,
+        token: &str,
+        header: &Map<String, Json>,
+        payload: &Map<String, Json>,
+        alg: &str,
+    ) -> Result<Verified, TokenError> {
+        let provider = self;
+        let issuer = payload
+            .get("iss")
+            .and_then(Json::as_str)
+            .expect("matched on the token's iss");
         let algorithm = provider
             .algorithms
             .iter()
@@ -525,7 +565,9 @@ impl Providers {
         let fields = claims
             .into_iter()
             .map(|(name, value)| (name, claim_value(value)));
-        let identity = UserIdentity::from_claims(issuer, &subject, fields);
+        // The provider's own spelling: one user has one identity whichever way a token wrote
+        // the issuer.
+        let identity = UserIdentity::from_claims(&provider.issuer, &subject, fields);
         Ok(Verified {
             identity: Identity::new(identity),
             expires_at,
@@ -807,6 +849,48 @@ mod tests {
             };
             assert!(same, "{error:?} should be {expected:?}");
         }
+    }
+
+    #[test]
+    fn providers_may_share_an_issuer_and_its_spelling_is_the_providers() {
+        let fixture = fixture();
+        let jwks = Setting::Env("JWKS".into());
+        let provider = |audience: &str| AuthProvider::CustomJwt {
+            issuer: format!("{ISSUER}/").as_str().into(),
+            audience: audience.into(),
+            algorithm: JwtAlgorithm::ES256,
+            jwks: jwks.clone(),
+        };
+        let config = AuthConfig {
+            providers: vec![provider("web"), provider("app")],
+        };
+        let settings = AuthSettings {
+            env: [(
+                "JWKS".to_owned(),
+                fixture._dir.path().join("jwks.json").display().to_string(),
+            )]
+            .into(),
+            app_dir: None,
+        };
+        let shared = Fixture {
+            providers: Providers::new(&config, &settings).unwrap(),
+            key: fixture.key.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        // The second provider's audience, and the issuer without the provider's slash.
+        let verified = shared.verify(&shared.sign(&claims("ada"))).unwrap();
+        assert_eq!(
+            verified.identity.user().token_identifier(),
+            "https://issuer.test/|ada",
+            "the identity spells the issuer as the provider does"
+        );
+        let mut other = claims("ada");
+        other["aud"] = json!("nobody");
+        let error = shared.verify(&shared.sign(&other)).unwrap_err();
+        assert!(
+            matches!(&error, TokenError::WrongAudience { expected, .. } if expected == "web"),
+            "the first provider's reason: {error:?}"
+        );
     }
 
     proptest! {

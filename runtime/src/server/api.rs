@@ -35,6 +35,8 @@ pub const QUERY_TS_PIN: Duration = Duration::from_secs(30);
 pub const MAX_PINNED_QUERY_TS: usize = 256;
 /// Queries one `/api/query_batch` request may carry.
 pub const MAX_QUERY_BATCH: usize = 256;
+/// Bytes the answers of one `/api/query_batch` may take in all.
+pub const MAX_QUERY_BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Which functions an endpoint runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,23 +249,30 @@ pub async fn query_batch(
     let outcome = tokio::task::spawn_blocking(move || {
         // One snapshot for the whole batch.
         let snapshot = app.store.snapshot();
-        let results: Vec<Vec<u8>> = calls
-            .into_iter()
-            .map(|call| {
-                let format = call.format;
-                let tx = snapshot.begin_read_only();
-                match run(&app, &module, Endpoint::Query, &call, Some(tx), &caller) {
-                    Ok(success) => success_body(&success, format),
-                    Err(failure) => failure_body(&failure, format).to_string().into_bytes(),
-                }
-            })
-            .collect();
+        // Each answer goes straight into the one body, which may not pass
+        // MAX_QUERY_BATCH_BYTES: 256 results of 16 MiB would otherwise be 4 GiB.
         let mut body = br#"{"results":["#.to_vec();
-        for (i, result) in results.iter().enumerate() {
+        for (i, call) in calls.into_iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(result);
+            let format = call.format;
+            let tx = snapshot.begin_read_only();
+            match run(&app, &module, Endpoint::Query, &call, Some(tx), &caller) {
+                Ok(success) => body.extend_from_slice(&success_body(&success, format)),
+                Err(failure) => body
+                    .extend_from_slice(failure_body(&failure, format).to_string().as_bytes()),
+            }
+            if body.len() > MAX_QUERY_BATCH_BYTES {
+                return request_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "BatchTooLarge",
+                    format!(
+                        "the answers to queries[0..={i}] already take {} bytes, over the limit MAX_QUERY_BATCH_BYTES ({MAX_QUERY_BATCH_BYTES} bytes): ask for fewer queries at once",
+                        body.len()
+                    ),
+                );
+            }
         }
         body.extend_from_slice(b"]}");
         with_body(StatusCode::OK, "application/json", body)
@@ -394,11 +403,7 @@ fn run(
         }
         (Endpoint::Action, None) => {
             return Err(failure(CallError::UnknownFunction {
-                available: module
-                    .functions()
-                    .filter(|f| module.callable(&f.path, caller).is_some())
-                    .map(|f| f.path.clone())
-                    .collect(),
+                available: module.callable_paths(caller),
             }))
         }
     };

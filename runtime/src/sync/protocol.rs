@@ -78,8 +78,8 @@ pub enum QuerySetModification {
     },
 }
 
-/// What an `Authenticate` carries.
-#[derive(Clone, Debug, PartialEq)]
+/// What an `Authenticate` carries. Its `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq)]
 pub enum AuthToken {
     /// Log out: calls run without an identity.
     None,
@@ -90,6 +90,20 @@ pub enum AuthToken {
         key: String,
         impersonating: Option<Json>,
     },
+}
+
+impl fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthToken::None => f.write_str("None"),
+            AuthToken::User(token) => write!(f, "User(<{} bytes>)", token.len()),
+            AuthToken::Admin { impersonating, .. } => write!(
+                f,
+                "Admin(<key>, impersonating: {})",
+                impersonating.is_some()
+            ),
+        }
+    }
 }
 
 /// A call's arguments as sent: a JSON object, or an array holding one object (the form

@@ -159,7 +159,11 @@ impl Session {
                     if let Ok(Reply::Verify(pending)) = reply {
                         // Before the next frame: what follows an `Authenticate` runs as the
                         // identity it brings.
-                        let verdict = pending.verify(&engine.access).await;
+                        let Some(verdict) =
+                            unless_stopping(&mut stopping, pending.verify(&engine.access)).await
+                        else {
+                            return End::Shutdown;
+                        };
                         reply = self.core.finish_authenticate(verdict).await;
                     }
                     let (reply, then_close) = match reply {

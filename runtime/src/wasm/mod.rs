@@ -103,7 +103,7 @@ impl DeployedModule {
     }
 
     /// The paths `caller` may call, for the error that answers an unknown path.
-    fn callable_paths(&self, caller: &Caller) -> Vec<String> {
+    pub fn callable_paths(&self, caller: &Caller) -> Vec<String> {
         self.functions
             .values()
             .filter(|f| caller.admin || f.description.visibility == Visibility::Public)
@@ -323,7 +323,15 @@ impl WasmHost {
     ) {
         let (error, log_lines) = match outcome {
             Ok(log_lines) => (None, log_lines),
-            Err(failure) => (Some(failure.to_string()), failure.log_lines.as_slice()),
+            // Whatever the failure, the log keeps a bounded message.
+            Err(failure) => (
+                Some(error::cut_text(
+                    failure.to_string(),
+                    ferrovex_model::limits::MAX_ERROR_MESSAGE_BYTES,
+                    "MAX_ERROR_MESSAGE_BYTES",
+                )),
+                failure.log_lines.as_slice(),
+            ),
         };
         self.executions
             .record(started.finish(path, kind, error, log_lines.to_vec()));

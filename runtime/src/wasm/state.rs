@@ -113,8 +113,10 @@ impl Handles {
                 max: MAX_LIVE_HANDLES,
             });
         }
+        // An answer is never refused for its own size (reads are bounded by the read limits,
+        // and one page may be large): only answers held unread count, with the new one.
         let held = self.live_bytes - self.exempt_bytes;
-        if held + bytes.len() > MAX_UNREAD_HANDLE_BYTES {
+        if held > 0 && held + bytes.len() > MAX_UNREAD_HANDLE_BYTES {
             return Err(Violation::UnreadHandleBytes {
                 import,
                 held,

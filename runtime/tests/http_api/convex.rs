@@ -104,6 +104,36 @@ async fn every_call_endpoint_runs_functions_as_convex_serves_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_batch_is_bounded_in_bytes_in_all() {
+    let server = TestServer::start("runtime/tests/guests/hostile").await;
+    let eight_mib =
+        r#"{"path": "hostile:big_string", "args": {"mib": {"$integer": "CAAAAAAAAAA="}}}"#;
+    // Three answers of 8 MiB fit in 32 MiB; five do not, and the refusal names the limit.
+    let (status, batch) = server
+        .post(
+            "/api/query_batch",
+            &format!(r#"{{"queries": [{eight_mib}, {eight_mib}, {eight_mib}]}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        batch["results"][2]["value"].as_str().unwrap().len(),
+        8 * 1024 * 1024
+    );
+    let five = vec![eight_mib; 5].join(", ");
+    let (status, refused) = server
+        .post("/api/query_batch", &format!(r#"{{"queries": [{five}]}}"#))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
+    assert_eq!(refused["code"], "BatchTooLarge");
+    assert!(
+        request_message(&refused).contains("over the limit MAX_QUERY_BATCH_BYTES (33554432 bytes)"),
+        "{refused}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_origin_calls_are_allowed_and_leading_slashes_fold() {
     let server = TestServer::start("examples/chat").await;
     let preflight = server

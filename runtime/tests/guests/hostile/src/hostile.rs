@@ -332,3 +332,9 @@ fn foreign_cursor(ctx: &QueryCtx) -> Result<String> {
         Err(e) => Ok(format!("refused: {e}")),
     }
 }
+
+/// A string result of `mib` MiB (within the result limit).
+#[query]
+fn big_string(_ctx: &QueryCtx, mib: i64) -> Result<String> {
+    Ok("s".repeat(mib as usize * 1024 * 1024))
+}
