@@ -1,6 +1,7 @@
 //! The runtime host. See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod caller;
 pub mod server;
 pub mod store;
 pub mod sync;

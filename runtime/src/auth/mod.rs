@@ -1,6 +1,6 @@
-//! Who calls, and what they may do: the deployment's admin key ([`admin_key`]), users signed
-//! in with tokens from the app's providers ([`jwt`]), and the [`Caller`] every call carries
-//! into the wasm host (its identity, and whether it may call internal functions).
+//! Who calls, and what they may do: the deployment's admin key ([`admin_key`]) and users
+//! signed in with tokens from the app's providers ([`jwt`]); what they become is a
+//! [`Caller`] (`crate::caller`), which every call carries into the wasm host.
 //!
 //! [`Access`] is what the server holds: the admin key's file and the providers of the module
 //! being served, rebuilt at each deploy.
@@ -11,80 +11,10 @@ pub mod jwt;
 pub use admin_key::{AdminKeyError, AdminKeyFile};
 pub use jwt::{AuthSettings, Providers, TokenError, Verified};
 
+pub use crate::caller::{Caller, Identity};
 use ferrovex_model::abi::AuthConfig;
-use ferrovex_model::binary;
-use ferrovex_model::identity::UserIdentity;
 use parking_lot::RwLock;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-
-/// A verified user's identity, as the wasm host hands it to functions. Two identities are
-/// equal when their fields are (compared by their canonical binary encoding), which is what
-/// lets identical identities share one live query.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    user: Arc<UserIdentity>,
-    encoded: Arc<[u8]>,
-}
-
-impl Identity {
-    pub fn new(user: UserIdentity) -> Identity {
-        let encoded = binary::encode(&user.to_value()).into();
-        Identity {
-            user: Arc::new(user),
-            encoded,
-        }
-    }
-
-    pub fn user(&self) -> &UserIdentity {
-        &self.user
-    }
-
-    /// The identity in the ABI's binary form (what `auth_identity` answers).
-    pub fn encoded(&self) -> &[u8] {
-        &self.encoded
-    }
-}
-
-impl PartialEq for Identity {
-    fn eq(&self, other: &Self) -> bool {
-        self.encoded == other.encoded
-    }
-}
-
-impl Eq for Identity {}
-
-impl Hash for Identity {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.encoded.hash(state)
-    }
-}
-
-/// Who a call runs for: the identity functions see (`ctx.auth`), and whether the caller holds
-/// the admin key, which alone may call internal functions. An input of the call like its
-/// arguments: live queries are shared per (function, arguments, caller).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Caller {
-    pub identity: Option<Identity>,
-    pub admin: bool,
-}
-
-impl Caller {
-    /// A caller with the admin key, acting as no user.
-    pub fn admin() -> Caller {
-        Caller {
-            identity: None,
-            admin: true,
-        }
-    }
-
-    pub fn user(identity: Identity) -> Caller {
-        Caller {
-            identity: Some(identity),
-            admin: false,
-        }
-    }
-}
 
 /// The server's access control: the admin key of its data folder, and the sign-in providers
 /// of the module it serves.

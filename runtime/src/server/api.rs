@@ -13,7 +13,7 @@
 use super::call_request::{read_body, BadRequest, CallRequest};
 use super::response::{json, request_error, with_body, HttpResponse, ValueFormat};
 use super::Served;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::store::{Snapshot, StoreError};
 use crate::sync::protocol::wire_log_lines;
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};

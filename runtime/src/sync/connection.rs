@@ -8,7 +8,7 @@
 use super::invalidation::SubscriptionId;
 use super::protocol::{FunctionError, QueryModification, QuerySetModification, StateVersion};
 use super::subscriptions::{QueryKey, QueryResult, Subscriptions};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::store::Timestamp;
 use crate::wasm::DeployedModule;
 use std::collections::{BTreeMap, HashSet};

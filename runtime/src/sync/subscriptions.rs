@@ -5,7 +5,7 @@
 
 use super::invalidation::{SubscriptionId, SubscriptionIndex};
 use super::protocol::{canonical_udf_path, decode_journal, encode_journal, Args};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::store::{CommittedKeys, Snapshot, Store, Timestamp};
 use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule, WasmHost};
 use ferrovex_model::{binary, Value};

@@ -35,7 +35,7 @@ pub use engine::HostConfig;
 pub use error::{CallError, CallFailure, DeployError, Violation};
 pub use execution_log::{ExecutionLog, ExecutionRecord};
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};

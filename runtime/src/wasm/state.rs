@@ -2,7 +2,7 @@
 //! and the memory limiter. A fresh one per call, so nothing leaks from one call to the next.
 
 use super::error::Violation;
-use crate::auth::Identity;
+use crate::caller::Identity;
 use crate::store::{Store, Transaction};
 use ferrovex_model::abi::{AppSchema, MAX_LIVE_HANDLES};
 use ferrovex_model::limits::MAX_UNREAD_HANDLE_BYTES;
