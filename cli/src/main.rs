@@ -6,6 +6,7 @@ mod app;
 mod call;
 mod codegen;
 mod dev;
+mod env;
 mod logs;
 mod new;
 mod remote;
@@ -93,6 +94,12 @@ enum Command {
         after_help = "Examples:\n  runtime admin-key                    the key of ./data\n  runtime admin-key examples/chat\n  runtime admin-key --data /var/lib/my-app --rotate\n\nOver HTTP it goes in the header `Authorization: Convex <key>`."
     )]
     AdminKey(admin::AdminKeyCommand),
+    /// List, set or unset the deployment's environment variables (secrets such as API keys,
+    /// a sign-in provider's issuer), kept in its data folder; needs the admin key.
+    #[command(
+        after_help = "Examples:\n  runtime env list\n  runtime env set AUTH_ISSUER https://my-tenant.us.auth0.com/\n  runtime env unset AUTH_ISSUER --url http://127.0.0.1:4000\n\nThe app's #[auth_config] reads them (over the server's own environment) as soon as they change."
+    )]
+    Env(env::EnvArgs),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
         Command::Export(args) => transfer::export(args),
         Command::Import(args) => transfer::import(args),
         Command::AdminKey(args) => admin::run(args),
+        Command::Env(args) => env::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
 use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
+use ferrovex_runtime::env_vars::EnvVars;
 use ferrovex_runtime::server::{App, Deployer, Server};
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,7 @@ where
     let access = Access::new(
         admin_key,
         AuthSettings::from_process(Some(app.dir.clone())),
+        Some(EnvVars::of(&data_dir)),
         &module.auth_config,
     )
     .map_err(|e| format!("deploying {}: {e}", app.dir.display()))?;

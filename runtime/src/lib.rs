@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod caller;
+pub mod env_vars;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -9,6 +9,7 @@ mod browser_dev;
 mod codegen;
 mod dev;
 mod durability;
+mod env;
 #[allow(dead_code)]
 #[path = "../../../runtime/tests/common/guests.rs"]
 mod guests;

@@ -87,8 +87,13 @@ impl Server {
         let host = host();
         let module = Arc::new(host.deploy(&store, wasm).expect("deploy"));
         let (admin_key, _) = AdminKeyFile::open_or_create(dir).expect("the admin key");
-        let access = Access::new(admin_key, AuthSettings::default(), &module.auth_config)
-            .expect("the channels guest declares no auth providers");
+        let access = Access::new(
+            admin_key,
+            AuthSettings::default(),
+            None,
+            &module.auth_config,
+        )
+        .expect("the channels guest declares no auth providers");
         let engine = Arc::new(SyncEngine::new(
             store.clone(),
             host,

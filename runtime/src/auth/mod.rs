@@ -12,8 +12,10 @@ pub use admin_key::{AdminKeyError, AdminKeyFile};
 pub use jwt::{AuthSettings, Providers, TokenError, Verified};
 
 pub use crate::caller::{Caller, Identity};
+use crate::env_vars::EnvVars;
 use ferrovex_model::abi::AuthConfig;
 use parking_lot::RwLock;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The server's access control: the admin key of its data folder, and the sign-in providers
@@ -21,34 +23,75 @@ use std::sync::Arc;
 pub struct Access {
     admin_key: AdminKeyFile,
     settings: AuthSettings,
+    /// The deployment's own variables, which override `settings.env` of the same name.
+    env_vars: Option<EnvVars>,
     providers: RwLock<Arc<Providers>>,
 }
 
 impl Access {
-    /// Access for a module with `config`: its settings read now (an unset environment
-    /// variable is an error naming it). Keys are fetched later ([`Access::prefetch`]).
+    /// Access for a module with `config`: its settings read now, from `env_vars` (the data
+    /// folder's variables) over `settings.env` (an unset variable is an error naming it).
+    /// Keys are fetched later ([`Access::prefetch`]).
     pub fn new(
         admin_key: AdminKeyFile,
         settings: AuthSettings,
+        env_vars: Option<EnvVars>,
         config: &AuthConfig,
     ) -> Result<Access, String> {
-        let providers = Arc::new(Providers::new(config, &settings)?);
-        Ok(Access {
+        let access = Access {
             admin_key,
             settings,
-            providers: RwLock::new(providers),
-        })
+            env_vars,
+            providers: RwLock::new(Arc::new(Providers::new(
+                &AuthConfig::default(),
+                &AuthSettings::default(),
+            )?)),
+        };
+        let vars = access.vars()?;
+        access.install(Arc::new(Providers::new(config, &access.with_vars(&vars))?));
+        Ok(access)
     }
 
     pub fn admin_key(&self) -> &AdminKeyFile {
         &self.admin_key
     }
 
+    /// The deployment's variables, where it keeps them.
+    pub fn env_vars(&self) -> Option<&EnvVars> {
+        self.env_vars.as_ref()
+    }
+
+    fn vars(&self) -> Result<BTreeMap<String, String>, String> {
+        self.env_vars
+            .as_ref()
+            .map_or_else(|| Ok(BTreeMap::new()), EnvVars::load)
+    }
+
+    /// The settings with `vars` over the process's environment.
+    fn with_vars(&self, vars: &BTreeMap<String, String>) -> AuthSettings {
+        let mut settings = self.settings.clone();
+        settings
+            .env
+            .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        settings
+    }
+
     /// The providers of a module about to be deployed, or why its config cannot be used.
     /// Unchanged providers keep their cached keys.
     pub fn prepare(&self, config: &AuthConfig) -> Result<Arc<Providers>, String> {
+        let vars = self.vars()?;
+        self.prepare_with(config, &vars)
+    }
+
+    /// [`Access::prepare`] as if the deployment's variables were `vars` (to check a change
+    /// to them before it is made).
+    pub fn prepare_with(
+        &self,
+        config: &AuthConfig,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Arc<Providers>, String> {
         let current = self.providers();
-        let next = Providers::new(config, &self.settings)?;
+        let next = Providers::new(config, &self.with_vars(vars))?;
         if next.same_as(&current) {
             return Ok(current);
         }

@@ -45,6 +45,7 @@ mod access;
 mod api;
 mod browser_client;
 mod call_request;
+mod env;
 mod logs;
 pub(crate) mod response;
 mod routes;

@@ -3,7 +3,7 @@
 use super::access::{caller as caller_of, require_admin};
 use super::api::{self, Endpoint};
 use super::response::{method_not_allowed, request_error, HttpResponse};
-use super::{browser_client, static_files, transfer, Served};
+use super::{browser_client, env, static_files, transfer, Served};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::{
@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// How long a browser may cache a CORS preflight's answer (Convex's figure).
 const CORS_MAX_AGE_SECONDS: &str = "86400";
 
-const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/client.js; POST /api/import/tables, /api/import/documents; WebSocket GET /api/sync, /api/{version}/sync, /api/logs";
+const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/env, /api/client.js; POST /api/import/tables, /api/import/documents, /api/env; WebSocket GET /api/sync, /api/{version}/sync, /api/logs";
 
 pub async fn handle(
     app: Arc<Served>,
@@ -153,6 +153,15 @@ async fn route(
             admin_only!();
             transfer::export(&app)
         }
+        (&Method::GET, "/api/env") => {
+            admin_only!();
+            env::list(&app)
+        }
+        (&Method::POST, "/api/env") => {
+            admin_only!();
+            env::change(app, sync, request).await
+        }
+        (_, "/api/env") => method_not_allowed(&path, &method, "GET, POST"),
         (&Method::POST, "/api/import/tables") => {
             admin_only!();
             transfer::import_tables(app, request).await

@@ -70,7 +70,8 @@ pub async fn serve_with_auth(
     );
     let (admin_key, _) = AdminKeyFile::open_or_create(data).expect("making the admin key");
     let key = admin_key.read().expect("reading the admin key");
-    let access = Access::new(admin_key, settings, &module.auth_config)
+    let env_vars = ferrovex_runtime::env_vars::EnvVars::of(data);
+    let access = Access::new(admin_key, settings, Some(env_vars), &module.auth_config)
         .unwrap_or_else(|e| panic!("the auth config: {e}"));
     let app = App {
         store: store.clone(),

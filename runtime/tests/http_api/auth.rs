@@ -327,3 +327,93 @@ async fn internal_functions_are_unknown_to_the_public_and_callable_with_the_admi
     assert_eq!(answer["status"], "success", "{answer}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variables_are_admin_only_and_the_auth_config_reads_them_at_once() {
+    let (providers, server) = identity_server().await;
+    let (status, _, body) = server.get("/api/env").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, refused) = server
+        .post(
+            "/api/env",
+            r#"{"set": {"OIDC_APPLICATION_ID": "other-app"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, _, body) = server.get_admin("/api/env").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(crate::parse_json(&body), json!({"variables": {}}));
+
+    let whoami_as = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .post_with(
+                    "/api/query",
+                    &query("users:whoami"),
+                    Some(&format!("Bearer {token}")),
+                )
+                .await
+        }
+    };
+    let for_audience = |audience: &str| {
+        let mut claims = providers.oidc.claims("ada", audience);
+        claims["name"] = json!("Ada");
+        providers.oidc_key.sign(&claims)
+    };
+    assert_eq!(whoami_as(for_audience("test-app")).await.0, StatusCode::OK);
+
+    // The deployment's variable overrides the process's, and the providers follow at once.
+    let (status, answer) = server
+        .post_admin(
+            "/api/env",
+            r#"{"set": {"OIDC_APPLICATION_ID": "other-app", "API_KEY": "s3cret"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"variables": ["API_KEY", "OIDC_APPLICATION_ID"]})
+    );
+    let (status, refused) = whoami_as(for_audience("test-app")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert!(
+        request_message(&refused).contains("this app is \"other-app\""),
+        "{refused}"
+    );
+    let (status, answer) = whoami_as(for_audience("other-app")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["value"]["name"], "Ada");
+    let (_, _, body) = server.get_admin("/api/env").await;
+    assert_eq!(crate::parse_json(&body)["variables"]["API_KEY"], "s3cret");
+
+    // A bad change is refused whole, naming the rule.
+    for (body, fragment) in [
+        (
+            r#"{"set": {"1BAD": "x", "FINE": "y"}}"#,
+            "not starting with a digit",
+        ),
+        (r#"{"set": {"A": 5}}"#, "\"set\" must map names to strings"),
+        (r#"{"unset": ["A"]}"#, "expected {\"set\""),
+    ] {
+        let (status, refused) = server.post_admin("/api/env", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["code"], "BadEnvironmentVariables");
+        assert!(request_message(&refused).contains(fragment), "{refused}");
+    }
+    let (_, _, body) = server.get_admin("/api/env").await;
+    assert!(crate::parse_json(&body)["variables"].get("FINE").is_none());
+
+    // Removed, the process's value applies again.
+    let (status, answer) = server
+        .post_admin("/api/env", r#"{"set": {"OIDC_APPLICATION_ID": null}}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(whoami_as(for_audience("test-app")).await.0, StatusCode::OK);
+    server.shutdown().await;
+}
