@@ -231,6 +231,12 @@ fn main() {
     for p in plots {
         println!("plot: {}", p.display());
     }
-    drop(ctx);
+    // The official Rust client (convex 0.10.4) can loop forever once its client is gone: in
+    // its reconnect path it awaits a request on a channel that is closed by then, which is
+    // ready at once, so the task never yields (seen once in two quick runs, after the
+    // results were complete). Dropping the runtime would wait for that thread; leave it
+    // behind, since everything is written.
+    let Context { clients, .. } = ctx;
+    clients.shutdown_background();
     drop(data);
 }
