@@ -58,6 +58,22 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who this is, for records kept per caller (a mutation's outcome under its
+    /// `(sessionId, requestId)`): empty for an anonymous caller, else `admin` and/or the
+    /// identity's token identifier, which stays the same across refreshed tokens of one user.
+    pub fn record_key(&self) -> String {
+        let user = self
+            .identity
+            .as_ref()
+            .map(|identity| identity.user().token_identifier());
+        match (self.admin, user) {
+            (false, None) => String::new(),
+            (true, None) => "admin".into(),
+            (false, Some(user)) => format!("user:{user}"),
+            (true, Some(user)) => format!("admin:user:{user}"),
+        }
+    }
+
     /// A caller with the admin key, acting as no user.
     pub fn admin() -> Caller {
         Caller {

@@ -140,6 +140,12 @@ impl MutationRun {
             session_id,
             mutation,
         } = self;
+        // An outcome is found again only by the caller it ran for: the same session id and
+        // request id from someone else (another user, or no one) is another mutation.
+        let session_id = match mutation.caller.record_key() {
+            key if key.is_empty() => session_id,
+            key => format!("{session_id}\u{0}{key}"),
+        };
         engine
             .mutations
             .run_once(&session_id, mutation.request_id, || {

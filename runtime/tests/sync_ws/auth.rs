@@ -317,3 +317,51 @@ async fn the_admin_key_reaches_internal_functions_and_may_act_as_a_user() {
     assert_eq!(response["success"], true, "{response}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_outcome_is_answered_only_to_the_caller_it_ran_for() {
+    let providers = TestProviders::start().await;
+    let server = TestServer::start_with_auth(IDENTITY, providers.settings()).await;
+    let note = |body: &str| json!({"type": "Mutation", "requestId": 7, "udfPath": "users:note", "args": [{"body": body}]});
+    let mut ada = server.client_of_session("shared-session", 0).await;
+    ada.send(authenticate(0, &providers.token("ada", json!({}))))
+        .await;
+    ada.send(note("from ada")).await;
+    let original = ada.next_of_type("MutationResponse").await;
+    assert_eq!(original["result"], providers.token_identifier("ada"));
+    drop(ada);
+
+    // Ada again, with a refreshed token whose claims changed: her original outcome.
+    let mut again = server.client_of_session("shared-session", 1).await;
+    again
+        .send(authenticate(
+            0,
+            &providers.token("ada", json!({"name": "Ada L."})),
+        ))
+        .await;
+    again.send(note("from ada")).await;
+    assert_eq!(again.next_of_type("MutationResponse").await, original);
+    drop(again);
+
+    // Someone else with the same session and request ids: not Ada's outcome, their own call.
+    let mut grace = server.client_of_session("shared-session", 2).await;
+    grace
+        .send(authenticate(0, &providers.token("grace", json!({}))))
+        .await;
+    grace.send(note("from grace")).await;
+    let theirs = grace.next_of_type("MutationResponse").await;
+    assert_eq!(
+        theirs["result"],
+        providers.token_identifier("grace"),
+        "{theirs}"
+    );
+    let mut anonymous = server.client_of_session("shared-session", 3).await;
+    anonymous.send(note("from nobody")).await;
+    let refused = anonymous.next_of_type("MutationResponse").await;
+    assert_eq!(refused["success"], false, "{refused}");
+    assert!(refused["result"]
+        .as_str()
+        .unwrap()
+        .contains("sign in first"));
+    server.shutdown().await;
+}
