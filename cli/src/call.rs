@@ -2,7 +2,7 @@
 //! its result; with `--watch`, subscribes to a query and prints each new result.
 
 use crate::admin::AdminKeyArgs;
-use crate::remote::ServerUrl;
+use crate::remote::{client_runtime, ServerUrl};
 use clap::Args;
 use futures_util::StreamExt;
 use hyper::Method;
@@ -45,10 +45,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let url = ServerUrl::parse(&args.url)?;
     let key = args.admin.find(&url)?;
     let url = url.with_admin_key(key);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let runtime = client_runtime()?;
     runtime.block_on(async move {
         if args.watch {
             let kind = function_kind(&url, &args.path).await?;

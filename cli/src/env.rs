@@ -2,7 +2,7 @@
 //! through the admin endpoints `GET /api/env` and `POST /api/env` of a running server.
 
 use crate::admin::AdminKeyArgs;
-use crate::remote::ServerUrl;
+use crate::remote::{client_runtime, ServerUrl};
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::json;
@@ -32,10 +32,7 @@ pub fn run(args: EnvArgs) -> Result<(), String> {
     let url = ServerUrl::parse(&args.url)?;
     let key = args.admin.require("runtime env", &url)?;
     let url = url.with_admin_key(Some(key));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let runtime = client_runtime()?;
     runtime.block_on(async move {
         let (status, answer) = match &args.action {
             EnvAction::List => url.request(Method::GET, "/api/env", None).await?,

@@ -2,7 +2,7 @@
 //! path, duration, outcome), with their log lines beneath.
 
 use crate::admin::AdminKeyArgs;
-use crate::remote::ServerUrl;
+use crate::remote::{client_runtime, ServerUrl};
 use clap::Args;
 use futures_util::StreamExt;
 use serde_json::Value as Json;
@@ -24,10 +24,7 @@ pub fn run(args: LogsArgs) -> Result<(), String> {
     let url = ServerUrl::parse(&args.url)?;
     let key = args.admin.require("runtime logs", &url)?;
     let url = url.with_admin_key(Some(key));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let runtime = client_runtime()?;
     runtime.block_on(async move {
         let mut socket = url.websocket("/api/logs").await?;
         while let Some(frame) = socket.next().await {

@@ -9,6 +9,14 @@ use serde_json::Value as Json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
+/// The async runtime a command that talks to a server runs on: one thread is plenty.
+pub fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
 /// Where the server is: `http://HOST:PORT` (what `runtime serve` prints).
 #[derive(Clone)]
 pub struct ServerUrl {

@@ -3,7 +3,7 @@
 //! terminal.
 
 use crate::admin::AdminKeyArgs;
-use crate::remote::ServerUrl;
+use crate::remote::{client_runtime, ServerUrl};
 use clap::Args;
 use ferrovex_model::{DocumentId, Object, Value};
 use ferrovex_runtime::store::catalog::check_name;
@@ -52,13 +52,6 @@ pub struct ImportArgs {
     pub admin: AdminKeyArgs,
 }
 
-fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))
-}
-
 fn progress_bar(total: u64, verb: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -83,7 +76,7 @@ pub fn export(args: ExportArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
         (Box::new(BufWriter::new(file)), Some(partial))
     };
-    let result = async_runtime()?.block_on(stream_export(&url, &mut out));
+    let result = client_runtime()?.block_on(stream_export(&url, &mut out));
     let result = result.and_then(|summary| {
         out.flush()
             .map_err(|e| format!("writing the export: {e}"))?;
@@ -204,10 +197,10 @@ pub fn import(args: ImportArgs) -> Result<(), String> {
     // bad file changes nothing.
     if let Some(table) = &args.table {
         let checked = check_plain_file(&args.file, table)?;
-        return async_runtime()?.block_on(send_plain_import(&url, &args.file, table, checked));
+        return client_runtime()?.block_on(send_plain_import(&url, &args.file, table, checked));
     }
     let checked = check_file(&args.file)?;
-    async_runtime()?.block_on(send_import(&url, &args.file, checked))
+    client_runtime()?.block_on(send_import(&url, &args.file, checked))
 }
 
 fn open_lines(

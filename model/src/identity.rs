@@ -11,6 +11,7 @@
 
 use crate::json::field_name_error;
 use crate::value::{Object, Value};
+use serde_json::Value as Json;
 
 /// The registered claims that are part of every identity under other names, or that change
 /// with every token of one sign-in: never copied into the identity as they are.
@@ -156,6 +157,28 @@ impl UserIdentity {
     /// custom claim's own name.
     pub fn claim(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
+    }
+}
+
+/// A claim as a value: integers as int64, other numbers as float64; object fields whose names
+/// cannot be field names are left out (a client could not decode them).
+pub fn claim_value(json: Json) -> Value {
+    match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Boolean(b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int64(i),
+            None => Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(s),
+        Json::Array(items) => Value::Array(items.into_iter().map(claim_value).collect()),
+        Json::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(name, _)| field_name_error(name).is_none())
+                .map(|(name, value)| (name, claim_value(value)))
+                .collect::<Object>(),
+        ),
     }
 }
 

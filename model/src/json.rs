@@ -89,26 +89,9 @@ pub fn bad_field_name(value: &Value) -> Option<(String, String)> {
     walk(value, &mut String::from("$"))
 }
 
-/// Converts a value to its wire JSON form.
+/// Converts a value to its wire JSON form: [`Encoded`]'s output, as a tree.
 pub fn to_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Float64(f) => match plain_number(*f) {
-            Some(n) => Json::Number(n),
-            None => special("$float", BASE64.encode(f.to_le_bytes())),
-        },
-        Value::Int64(i) => special("$integer", BASE64.encode(i.to_le_bytes())),
-        Value::String(s) => Json::String(s.clone()),
-        Value::Bytes(b) => special("$bytes", BASE64.encode(b)),
-        Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Object(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect(),
-        ),
-    }
+    serde_json::to_value(Encoded(value)).expect("a value always converts to JSON")
 }
 
 /// Serializes a value as a JSON string in its wire form, written as it is walked: no JSON
@@ -117,12 +100,13 @@ pub fn to_json_string(value: &Value) -> String {
     serde_json::to_string(&Encoded(value)).expect("a value always serializes")
 }
 
-/// A value serialized in its wire form ([`to_json`]'s output) straight to the writer, without
-/// building a JSON tree: how large results reach a socket with one copy, the bytes.
+/// A value serialized in its wire form straight to the writer, without building a JSON tree:
+/// how large results reach a socket with one copy, the bytes. The one definition of the form
+/// ([`to_json`] is its tree).
 pub struct Encoded<'a>(pub &'a Value);
 
-/// A value serialized in the lossy "clean" form ([`to_clean_json`]'s output) straight to the
-/// writer.
+/// A value serialized in the lossy "clean" form straight to the writer; the one definition of
+/// the form ([`to_clean_json`] is its tree).
 pub struct Clean<'a>(pub &'a Value);
 
 /// `{tag: text}`: how the wire form writes int64, bytes and special floats.
@@ -186,8 +170,15 @@ impl serde::Serialize for Clean<'_> {
                 }
                 map.end()
             }
-            // Scalars are small: their clean form as `to_clean_json` gives it.
-            scalar => to_clean_json(scalar).serialize(s),
+            Value::Null => s.serialize_unit(),
+            Value::Boolean(b) => s.serialize_bool(*b),
+            Value::Float64(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float64(f) if f.is_nan() => s.serialize_str("NaN"),
+            Value::Float64(f) if *f > 0.0 => s.serialize_str("Infinity"),
+            Value::Float64(_) => s.serialize_str("-Infinity"),
+            Value::Int64(i) => s.collect_str(i),
+            Value::String(text) => s.serialize_str(text),
+            Value::Bytes(b) => s.serialize_str(&BASE64.encode(b)),
         }
     }
 }
@@ -195,27 +186,9 @@ impl serde::Serialize for Clean<'_> {
 /// The lossy "clean" JSON form: int64 as a decimal string, bytes as a plain base64 string,
 /// NaN and ±Infinity as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`. For readers that
 /// want plain JSON (HTTP calls with `"format": "json"`, printing results for people).
+/// [`Clean`]'s output, as a tree.
 pub fn to_clean_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Float64(f) => match Number::from_f64(*f) {
-            Some(n) => Json::Number(n),
-            None if f.is_nan() => Json::String("NaN".into()),
-            None if *f > 0.0 => Json::String("Infinity".into()),
-            None => Json::String("-Infinity".into()),
-        },
-        Value::Int64(i) => Json::String(i.to_string()),
-        Value::String(s) => Json::String(s.clone()),
-        Value::Bytes(b) => Json::String(BASE64.encode(b)),
-        Value::Array(items) => Json::Array(items.iter().map(to_clean_json).collect()),
-        Value::Object(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), to_clean_json(v)))
-                .collect(),
-        ),
-    }
+    serde_json::to_value(Clean(value)).expect("a value always converts to JSON")
 }
 
 /// A float that travels as a plain JSON number: finite and not -0 (a JSON number cannot
@@ -225,12 +198,6 @@ fn plain_number(f: f64) -> Option<Number> {
         return None;
     }
     Number::from_f64(f)
-}
-
-fn special(tag: &str, text: String) -> Json {
-    let mut map = Map::new();
-    map.insert(tag.to_owned(), Json::String(text));
-    Json::Object(map)
 }
 
 /// Base64 of a u64's 8 little-endian bytes: how commit timestamps travel.
@@ -368,7 +335,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn streamed_forms_equal_the_trees() {
+    fn streamed_forms_are_the_wire_text() {
         let nested = Value::Object(Object::from([
             (
                 "a".to_owned(),
@@ -382,18 +349,20 @@ mod tests {
             ("g".to_owned(), Value::Null),
             ("h".to_owned(), Value::Float64(2.5)),
         ]));
-        for value in [
-            nested,
-            Value::Float64(f64::NAN),
-            Value::Int64(i64::MIN),
-            Value::Array(vec![]),
-        ] {
-            assert_eq!(to_json_string(&value), to_json(&value).to_string());
-            assert_eq!(
-                serde_json::to_string(&Clean(&value)).unwrap(),
-                to_clean_json(&value).to_string()
-            );
-        }
+        // Written out once, the forms as they go to the wire: nesting, escaping, specials.
+        assert_eq!(
+            to_json_string(&nested),
+            r#"{"a":[{"$integer":"/f////////8="},{"$float":"AAAAAAAAAIA="}],"b":{"$bytes":"AP8H"},"c":{"$float":"AAAAAAAA8H8="},"d":"\"quoted\" 😀","e":{},"f":true,"g":null,"h":2.5}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Clean(&nested)).unwrap(),
+            r#"{"a":["-3",-0.0],"b":"AP8H","c":"Infinity","d":"\"quoted\" 😀","e":{},"f":true,"g":null,"h":2.5}"#
+        );
+        assert_eq!(to_clean_json(&Value::Float64(f64::NAN)), json!("NaN"));
+        assert_eq!(
+            to_clean_json(&Value::Int64(i64::MIN)),
+            json!("-9223372036854775808")
+        );
     }
 
     #[test]

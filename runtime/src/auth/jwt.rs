@@ -16,9 +16,7 @@ use super::Identity;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ferrovex_model::abi::{AuthConfig, AuthProvider, JwtAlgorithm, Setting};
-use ferrovex_model::identity::UserIdentity;
-use ferrovex_model::json::field_name_error;
-use ferrovex_model::{Object, Value};
+use ferrovex_model::identity::{claim_value, UserIdentity};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -480,7 +478,7 @@ fn same_issuer(provider: &str, token: &str) -> bool {
 }
 
 impl Provider {
-    /// Verifies `token` (its header and payload already decoded) against this provider.
+    /// Verifies `token` (its header and payload already decoded) against this self.
     async fn verify(
         &self,
         token: &str,
@@ -488,26 +486,21 @@ impl Provider {
         payload: &Map<String, Json>,
         alg: &str,
     ) -> Result<Verified, TokenError> {
-        let provider = self;
-        let issuer = payload
-            .get("iss")
-            .and_then(Json::as_str)
-            .expect("matched on the token's iss");
-        let algorithm = provider
+        let algorithm = self
             .algorithms
             .iter()
             .find(|a| a.as_str() == alg)
             .ok_or_else(|| TokenError::AlgorithmNotAllowed {
                 alg: alg.to_owned(),
-                issuer: provider.issuer.clone(),
-                allowed: provider.algorithms.iter().map(|a| a.as_str()).collect(),
+                issuer: self.issuer.clone(),
+                allowed: self.algorithms.iter().map(|a| a.as_str()).collect(),
             })?;
         let kid = header.get("kid").and_then(Json::as_str);
-        let jwk = provider.key(kid).await?;
+        let jwk = self.key(kid).await?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| {
             TokenError::Malformed(format!(
                 "the key {kid:?} of {:?} cannot be used ({e})",
-                provider.issuer
+                self.issuer
             ))
         })?;
         let mut validation = Validation::new(match algorithm {
@@ -517,8 +510,8 @@ impl Provider {
         validation.leeway = AUTH_CLOCK_LEEWAY.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[&provider.audience]);
+        // `iss` was matched to this provider's issuer by `same_issuer`.
+        validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         let now = now_secs();
         let claim_secs = |name: &str| payload.get(name).and_then(Json::as_u64).unwrap_or(0);
@@ -528,7 +521,7 @@ impl Provider {
                 | ErrorKind::InvalidEcdsaKey
                 | ErrorKind::InvalidRsaKey(_)
                 | ErrorKind::InvalidAlgorithm => TokenError::BadSignature {
-                    issuer: provider.issuer.clone(),
+                    issuer: self.issuer.clone(),
                 },
                 ErrorKind::ExpiredSignature => TokenError::Expired {
                     exp: claim_secs("exp"),
@@ -539,7 +532,7 @@ impl Provider {
                     now,
                 },
                 ErrorKind::InvalidAudience => TokenError::WrongAudience {
-                    expected: provider.audience.clone(),
+                    expected: self.audience.clone(),
                     given: payload
                         .get("aud")
                         .map(Json::to_string)
@@ -567,7 +560,7 @@ impl Provider {
             .map(|(name, value)| (name, claim_value(value)));
         // The provider's own spelling: one user has one identity whichever way a token wrote
         // the issuer.
-        let identity = UserIdentity::from_claims(&provider.issuer, &subject, fields);
+        let identity = UserIdentity::from_claims(&self.issuer, &subject, fields);
         Ok(Verified {
             identity: Identity::new(identity),
             expires_at,
@@ -596,28 +589,6 @@ fn decode_part(part: &str, what: &str) -> Result<Map<String, Json>, TokenError> 
         Err(e) => Err(TokenError::Malformed(format!(
             "the {what} is not JSON ({e})"
         ))),
-    }
-}
-
-/// A claim as a value: integers as int64, other numbers as float64; object fields whose names
-/// cannot be field names are left out (a client could not decode them).
-pub fn claim_value(json: Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Boolean(b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int64(i),
-            None => Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::String(s),
-        Json::Array(items) => Value::Array(items.into_iter().map(claim_value).collect()),
-        Json::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .filter(|(name, _)| field_name_error(name).is_none())
-                .map(|(name, value)| (name, claim_value(value)))
-                .collect::<Object>(),
-        ),
     }
 }
 
@@ -681,6 +652,7 @@ async fn get(url: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrovex_model::Value;
     use jsonwebtoken::{EncodingKey, Header};
     use proptest::prelude::*;
     use serde_json::json;

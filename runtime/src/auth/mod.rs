@@ -38,18 +38,14 @@ impl Access {
         env_vars: Option<EnvVars>,
         config: &AuthConfig,
     ) -> Result<Access, String> {
-        let access = Access {
+        let vars = load(env_vars.as_ref())?;
+        let providers = Providers::new(config, &overlaid(&settings, &vars))?;
+        Ok(Access {
             admin_key,
             settings,
             env_vars,
-            providers: RwLock::new(Arc::new(Providers::new(
-                &AuthConfig::default(),
-                &AuthSettings::default(),
-            )?)),
-        };
-        let vars = access.vars()?;
-        access.install(Arc::new(Providers::new(config, &access.with_vars(&vars))?));
-        Ok(access)
+            providers: RwLock::new(Arc::new(providers)),
+        })
     }
 
     pub fn admin_key(&self) -> &AdminKeyFile {
@@ -61,25 +57,10 @@ impl Access {
         self.env_vars.as_ref()
     }
 
-    fn vars(&self) -> Result<BTreeMap<String, String>, String> {
-        self.env_vars
-            .as_ref()
-            .map_or_else(|| Ok(BTreeMap::new()), EnvVars::load)
-    }
-
-    /// The settings with `vars` over the process's environment.
-    fn with_vars(&self, vars: &BTreeMap<String, String>) -> AuthSettings {
-        let mut settings = self.settings.clone();
-        settings
-            .env
-            .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        settings
-    }
-
     /// The providers of a module about to be deployed, or why its config cannot be used.
     /// Unchanged providers keep their cached keys.
     pub fn prepare(&self, config: &AuthConfig) -> Result<Arc<Providers>, String> {
-        let vars = self.vars()?;
+        let vars = load(self.env_vars.as_ref())?;
         self.prepare_with(config, &vars)
     }
 
@@ -91,7 +72,7 @@ impl Access {
         vars: &BTreeMap<String, String>,
     ) -> Result<Arc<Providers>, String> {
         let current = self.providers();
-        let next = Providers::new(config, &self.with_vars(vars))?;
+        let next = Providers::new(config, &overlaid(&self.settings, vars))?;
         if next.same_as(&current) {
             return Ok(current);
         }
@@ -118,4 +99,18 @@ impl Access {
         let providers = self.providers();
         providers.verify(token).await
     }
+}
+
+/// `settings` with the deployment's variables `vars` over its process environment.
+fn overlaid(settings: &AuthSettings, vars: &BTreeMap<String, String>) -> AuthSettings {
+    let mut settings = settings.clone();
+    settings
+        .env
+        .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    settings
+}
+
+/// The deployment's variables; none when it keeps none.
+fn load(env_vars: Option<&EnvVars>) -> Result<BTreeMap<String, String>, String> {
+    env_vars.map_or_else(|| Ok(BTreeMap::new()), EnvVars::load)
 }

@@ -28,9 +28,6 @@ pub struct ConnectionState {
     /// How many `Authenticate` messages were accepted: the identity version the next
     /// transition acknowledges.
     identity_version: u64,
-    /// Who the connection's queries run for: the identity of the last accepted
-    /// `Authenticate`.
-    caller: Caller,
     /// Ordered by query id so that transitions list queries in a stable order.
     queries: BTreeMap<u64, ClientQuery>,
     /// Removed queries not yet announced with `QueryRemoved`.
@@ -49,7 +46,6 @@ impl ConnectionState {
         ConnectionState {
             query_set_version: 0,
             identity_version: 0,
-            caller: Caller::default(),
             queries: BTreeMap::new(),
             removed: Vec::new(),
             sent_version: StateVersion::INITIAL,
@@ -59,12 +55,13 @@ impl ConnectionState {
     }
 
     /// Applies a `ModifyQuerySet` after checking its versions; subscribes and unsubscribes in
-    /// the shared `subscriptions`. An error is fatal for the connection and leaves the set as
-    /// it was.
+    /// the shared `subscriptions`, added queries running for `caller` (the connection's, which
+    /// the session holds). An error is fatal for the connection and leaves the set as it was.
     pub fn modify_query_set(
         &mut self,
         subscriptions: &mut Subscriptions,
         module: &DeployedModule,
+        caller: &Caller,
         base_version: u64,
         new_version: u64,
         modifications: Vec<QuerySetModification>,
@@ -90,13 +87,8 @@ impl ConnectionState {
                     args,
                     journal,
                 } => {
-                    let key = QueryKey::from_wire(
-                        module,
-                        &udf_path,
-                        &args,
-                        journal.as_deref(),
-                        &self.caller,
-                    );
+                    let key =
+                        QueryKey::from_wire(module, &udf_path, &args, journal.as_deref(), caller);
                     let subscription = subscriptions.subscribe(key);
                     self.queries.insert(
                         query_id,
@@ -138,24 +130,24 @@ impl ConnectionState {
         &mut self,
         subscriptions: &mut Subscriptions,
         base_version: u64,
-        caller: Caller,
+        caller: &Caller,
     ) -> Result<(), String> {
         self.check_identity_base(base_version)?;
         self.identity_version += 1;
-        if caller != self.caller {
-            for query in self.queries.values_mut() {
-                let Some(old) = subscriptions.key(query.subscription) else {
-                    continue;
-                };
-                let key = QueryKey {
-                    caller: caller.clone(),
-                    ..old.clone()
-                };
-                let rekeyed = subscriptions.subscribe(key);
-                subscriptions.unsubscribe(query.subscription);
-                query.subscription = rekeyed;
+        for query in self.queries.values_mut() {
+            let Some(old) = subscriptions.key(query.subscription) else {
+                continue;
+            };
+            if old.caller == *caller {
+                continue;
             }
-            self.caller = caller;
+            let key = QueryKey {
+                caller: caller.clone(),
+                ..old.clone()
+            };
+            let rekeyed = subscriptions.subscribe(key);
+            subscriptions.unsubscribe(query.subscription);
+            query.subscription = rekeyed;
         }
         Ok(())
     }

@@ -29,9 +29,9 @@ use super::protocol::{
     ServerMessage,
 };
 use super::subscriptions::invalid_arguments;
-use crate::auth::{jwt::claim_value, Access, Caller, Identity};
+use crate::auth::{Access, Caller, Identity};
 use crate::wasm::{CallError, CallFailure, CallOptions};
-use ferrovex_model::identity::UserIdentity;
+use ferrovex_model::identity::{claim_value, UserIdentity};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -270,6 +270,7 @@ impl SessionCore {
                     connection.modify_query_set(
                         &mut state.subscriptions,
                         &state.module,
+                        &self.caller,
                         base_version,
                         new_version,
                         modifications,
@@ -349,11 +350,7 @@ impl SessionCore {
         };
         match verdict.outcome {
             Ok((caller, expires_at)) => {
-                connection.authenticate(
-                    &mut state.subscriptions,
-                    verdict.base_version,
-                    caller.clone(),
-                )?;
+                connection.authenticate(&mut state.subscriptions, verdict.base_version, &caller)?;
                 self.caller = caller;
                 self.expires_at = expires_at;
                 // Re-keyed queries get their results in the next refresh.

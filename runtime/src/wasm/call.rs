@@ -36,17 +36,9 @@ impl WasmHost {
         invocation: Invocation,
     ) -> Execution {
         let (export, args) = match invocation {
-            Invocation::Call(export, bytes) => match state.handles.insert_arguments(bytes) {
-                Ok(handle) => (export, Some(handle)),
-                Err(v) => {
-                    return Execution {
-                        tx: state.tx,
-                        outcome: Err(CallError::Violation(v)),
-                        log_lines: vec![],
-                        page_ends: vec![],
-                    }
-                }
-            },
+            Invocation::Call(export, bytes) => {
+                (export, Some(state.handles.insert_arguments(bytes)))
+            }
             Invocation::NoArgs(export) => (export, None),
         };
         // A fresh store and instance per call: nothing survives from one call to the next.

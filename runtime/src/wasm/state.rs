@@ -81,25 +81,23 @@ impl CallState {
 /// slot is emptied when read, so a stale handle is as unknown as a forged one.
 #[derive(Default)]
 pub struct Handles {
-    slots: Vec<Option<Vec<u8>>>,
+    slots: Vec<Option<Slot>>,
     live: usize,
-    /// Bytes in live slots; beyond the arguments' (`exempt_bytes`), bounded by
-    /// `MAX_UNREAD_HANDLE_BYTES`.
-    live_bytes: usize,
-    exempt_bytes: usize,
+    /// Bytes of the answers held unread, bounded by `MAX_UNREAD_HANDLE_BYTES`.
+    answer_bytes: usize,
+}
+
+struct Slot {
+    bytes: Vec<u8>,
+    /// An import's answer, charged to `answer_bytes` (the call's arguments are not: they are
+    /// bounded by `MAX_ARGS_OR_RESULT_BYTES` before the call).
+    answer: bool,
 }
 
 impl Handles {
-    /// Holds the call's arguments for the guest to read: bounded by `MAX_ARGS_OR_RESULT_BYTES`
-    /// before the call, so not charged to the answers' budget.
-    pub fn insert_arguments(&mut self, bytes: Vec<u8>) -> Result<(u32, u32), Violation> {
-        let len = bytes.len() as u32;
-        self.slots.push(Some(bytes));
-        self.live += 1;
-        // Reading them gives the bytes back: count them now so the books balance.
-        self.live_bytes += len as usize;
-        self.exempt_bytes += len as usize;
-        Ok((self.slots.len() as u32, len))
+    /// Holds the call's arguments for the guest to read.
+    pub fn insert_arguments(&mut self, bytes: Vec<u8>) -> (u32, u32) {
+        self.push(bytes, false)
     }
 
     /// Holds `bytes`, the answer of `import`, for the guest to read.
@@ -115,7 +113,7 @@ impl Handles {
         }
         // An answer is never refused for its own size (reads are bounded by the read limits,
         // and one page may be large): only answers held unread count, with the new one.
-        let held = self.live_bytes - self.exempt_bytes;
+        let held = self.answer_bytes;
         if held > 0 && held + bytes.len() > MAX_UNREAD_HANDLE_BYTES {
             return Err(Violation::UnreadHandleBytes {
                 import,
@@ -123,11 +121,15 @@ impl Handles {
                 adding: bytes.len(),
             });
         }
+        self.answer_bytes += bytes.len();
+        Ok(self.push(bytes, true))
+    }
+
+    fn push(&mut self, bytes: Vec<u8>, answer: bool) -> (u32, u32) {
         let len = bytes.len() as u32;
-        self.live_bytes += bytes.len();
-        self.slots.push(Some(bytes));
+        self.slots.push(Some(Slot { bytes, answer }));
         self.live += 1;
-        Ok((self.slots.len() as u32, len))
+        (self.slots.len() as u32, len)
     }
 
     /// Takes the bytes of `handle` if it is live and holds exactly `len` bytes.
@@ -139,6 +141,7 @@ impl Handles {
         let expected = slot
             .as_ref()
             .ok_or(Violation::UnknownHandle { handle })?
+            .bytes
             .len() as u32;
         if expected != len {
             return Err(Violation::HandleLength {
@@ -147,13 +150,12 @@ impl Handles {
                 given: len,
             });
         }
+        let Slot { bytes, answer } = slot.take().expect("checked above");
         self.live -= 1;
-        self.live_bytes -= len as usize;
-        // The arguments are the first handle; once read they are no longer exempt.
-        if handle == 1 {
-            self.exempt_bytes = self.exempt_bytes.saturating_sub(len as usize);
+        if answer {
+            self.answer_bytes -= bytes.len();
         }
-        Ok(slot.take().expect("checked above"))
+        Ok(bytes)
     }
 }
 
