@@ -741,6 +741,7 @@ mod tests {
             kind: FunctionKind::Query,
             args: Type::object([("paginationOpts", sdk_pagination_options())]),
             returns: sdk_pagination_result(),
+            route: None,
         };
         let generated = generate([("chat:list_messages", &paginated)]).unwrap();
         assert!(
@@ -768,6 +769,7 @@ mod tests {
                     kind: FunctionKind::Mutation,
                     args: Type::object([("user", Type::String), ("body", Type::String)]),
                     returns: Type::Null,
+                    route: None,
                 },
                 "FunctionReference<\"mutation\", \"public\", { body: string; user: string }, null>",
             ),
@@ -777,6 +779,7 @@ mod tests {
                     kind: FunctionKind::Query,
                     args: Type::object([]),
                     returns: arr(Type::Any),
+                    route: None,
                 },
                 "FunctionReference<\"query\", \"public\", Record<string, never>, Array<any>>",
             ),
@@ -792,6 +795,7 @@ mod tests {
             kind: FunctionKind::Query,
             args: Type::object([]),
             returns: Type::Int64,
+            route: None,
         }
     }
 
@@ -889,6 +893,7 @@ mod tests {
                     kind: FunctionKind::Query,
                     args: every_type.clone(),
                     returns: every_type,
+                    route: None,
                 },
             ),
             (
@@ -898,6 +903,7 @@ mod tests {
                     kind: FunctionKind::Mutation,
                     args: Type::object([]),
                     returns: Type::Null,
+                    route: None,
                 },
             ),
             (
@@ -907,6 +913,7 @@ mod tests {
                     kind: FunctionKind::Query,
                     args: Type::object([("paginationOpts", sdk_pagination_options())]),
                     returns: sdk_pagination_result(),
+                    route: None,
                 },
             ),
             (
@@ -916,6 +923,7 @@ mod tests {
                     kind: FunctionKind::Query,
                     args: Type::object([]),
                     returns: Type::String,
+                    route: None,
                 },
             ),
             (
@@ -925,6 +933,7 @@ mod tests {
                     kind: FunctionKind::Query,
                     args: Type::object([("limit", opt(Type::Int64))]),
                     returns: arr(Type::String),
+                    route: None,
                 },
             ),
         ];

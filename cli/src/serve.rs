@@ -4,6 +4,7 @@ use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
 use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
 use ferrovex_runtime::env_vars::EnvVars;
+use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::server::{App, Deployer, Server};
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +25,10 @@ pub struct ServeArgs {
     /// Where the data lives [default: APP_DIR/data].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Let actions' outbound requests reach loopback, private and link-local addresses (a
+    /// service on this machine or network). Refused by default, against request forgery.
+    #[arg(long)]
+    pub allow_private_fetch: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -72,6 +77,9 @@ where
                 module: Arc::new(module),
                 web_dir: app.web_dir(),
                 access: Arc::new(access),
+                outbound: OutboundPolicy {
+                    allow_private: args.allow_private_fetch,
+                },
             },
         )
         .await

@@ -1,5 +1,6 @@
 //! What the macros expand to. Not a public API.
 
+use crate::action::ActionCtx;
 use crate::ctx::{MutationCtx, QueryCtx};
 use crate::encode::to_binary;
 use crate::error::Error;
@@ -78,11 +79,24 @@ pub fn run_mutation(
     finish(read_args(handle, len).and_then(|mut args| body(&mut MutationCtx::new(), &mut args)));
 }
 
+pub fn run_action(
+    handle: u32,
+    len: u32,
+    body: impl FnOnce(&mut ActionCtx, &mut Args) -> Result<Vec<u8>, Error>,
+) {
+    host::install_panic_hook();
+    finish(read_args(handle, len).and_then(|mut args| body(&mut ActionCtx::new(), &mut args)));
+}
+
+/// An HTTP action's route: `(method, path, is a prefix)`.
+pub type Route = Option<(&'static str, &'static str, bool)>;
+
 pub fn describe(
     kind: FunctionKind,
     visibility: Visibility,
     params: &[(&str, Type)],
     returns: Type,
+    route: Route,
 ) {
     let args = Type::Object(
         params
@@ -98,12 +112,21 @@ pub fn describe(
         kind,
         args,
         returns,
+        route: route.map(|(method, path, prefix)| ferrovex_model::abi::HttpRoute {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            prefix,
+        }),
     };
     host::output_value(output::DESCRIPTION, &description.to_value());
 }
 
 pub fn output_auth_config(config: crate::AuthConfig) {
     host::output_value(output::AUTH_CONFIG, &config.into_abi().to_value());
+}
+
+pub fn output_crons(crons: crate::Crons) {
+    host::output_value(output::CRONS, &crons.into_abi().to_value());
 }
 
 pub fn output_schema(schema: crate::schema::Schema) {

@@ -12,6 +12,10 @@ pub struct Auth {
 }
 
 impl Auth {
+    pub(crate) fn new() -> Self {
+        Auth { _private: () }
+    }
+
     /// The signed-in user the call runs for, from the token their client sent (verified by
     /// the server against the providers of [`crate::AuthConfig`]), or `None` when the caller
     /// is not signed in. A query's result depends on it: each identity gets its own.
@@ -56,6 +60,8 @@ pub struct MutationCtx {
     pub db: DatabaseWriter,
     /// The caller's identity.
     pub auth: Auth,
+    /// Runs functions later, as part of this mutation: nothing is scheduled if it fails.
+    pub scheduler: crate::action::Scheduler,
     env: Env,
 }
 
@@ -124,6 +130,7 @@ impl MutationCtx {
                 reader: DatabaseReader { _private: () },
             },
             auth: Auth { _private: () },
+            scheduler: crate::action::Scheduler::new(),
             env: Env::new(),
         }
     }

@@ -95,6 +95,26 @@ pub(crate) fn db_call(
     }
 }
 
+/// Calls a request import (`schedule`, `run_function`, `fetch`...): its value, or the
+/// nonzero status and what came with it (a message, or `{message, data?}`).
+pub(crate) fn request(
+    name: &'static str,
+    import: DbImport,
+    request: ferrovex_model::Object,
+) -> Result<Value, (i32, Value)> {
+    let bytes = binary::encode(&Value::Object(request));
+    let mut out = [0u32; 2];
+    // SAFETY: the host reads `bytes.len()` bytes of a live buffer and writes 8 bytes to `out`.
+    let code = unsafe { import(bytes.as_ptr(), bytes.len() as u32, out.as_mut_ptr()) };
+    let response = read_handle(out[0], out[1]);
+    let value = binary::decode(&response)
+        .unwrap_or_else(|e| panic!("{name}: the host sent a malformed response: {e}"));
+    match code {
+        status::OK => Ok(value),
+        code => Err((code, value)),
+    }
+}
+
 macro_rules! import_fn {
     ($name:ident) => {{
         // Stubs outside wasm32 are plain `unsafe fn`s; the cast unifies both.

@@ -82,7 +82,13 @@
 //!   providers whose tokens the server accepts are declared once with [`auth_config`] (see
 //!   [`AuthConfig`]). `#[internal_query]` and `#[internal_mutation]` make functions that
 //!   clients cannot call (to them they do not exist); the operator's admin key can.
-//!   There is no other way out of the sandbox: calls are deterministic.
+//!   Queries and mutations have no other way out of the sandbox: they are deterministic.
+//! - `ctx.scheduler` (in mutations and actions) runs a mutation or action later, as part of
+//!   the mutation's transaction; `#[crons]` declares jobs that run on a schedule.
+//! - [`#[action]`](macro@action) functions get [`ActionCtx`]: the real time, real
+//!   randomness, other functions by path (`ctx.run_query`, `ctx.run_mutation`,
+//!   `ctx.run_action`), outbound HTTP ([`Fetch`]) and environment variables (`ctx.env`).
+//!   [`#[http_action]`](macro@http_action) serves a route of the app under `/http/`.
 //! - [`Error`] carries a message and structured data to the client.
 //! - [`#[schema]`](macro@schema) declares tables, field types and indexes, enforced on every
 //!   write (see the [`schema`](mod@schema) module).
@@ -98,6 +104,7 @@
 
 #![warn(missing_docs)]
 
+mod action;
 mod auth;
 mod ctx;
 mod db;
@@ -143,6 +150,7 @@ const _: () = {
     );
 };
 
+pub use action::{ActionCtx, Crons, Fetch, FetchResponse, HttpRequest, HttpResponse, Scheduler};
 pub use auth::{env, AuthConfig, JwtAlgorithm, Setting, UserIdentity};
 pub use ctx::{Auth, MutationCtx, QueryCtx};
 pub use db::{
@@ -152,7 +160,8 @@ pub use db::{
 pub use error::{DbError, DbErrorKind, Error, Result};
 pub use ferrovex_model::{Object, Value};
 pub use ferrovex_sdk_macros::{
-    auth_config, internal_mutation, internal_query, mutation, query, schema,
+    action, auth_config, crons, http_action, internal_action, internal_mutation, internal_query,
+    mutation, query, schema,
 };
 pub use schema::{v, HasSchema, Schema, Table, Type};
 pub use value::{from_value, to_value, AnyValue, Bytes, ValueError};
@@ -160,9 +169,11 @@ pub use value::{from_value, to_value, AnyValue, Bytes, ValueError};
 /// Everything an app module needs: `use ferrovex_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        auth_config, bail, doc, internal_mutation, internal_query, log, mutation, query, schema, v,
-        Asc, AuthConfig, Bytes, Desc, Document, Error, Id, MutationCtx, Order, PaginationOptions,
-        PaginationResult, QueryCtx, Result, Schema, Table, UserIdentity, Value,
+        action, auth_config, bail, crons, doc, http_action, internal_action, internal_mutation,
+        internal_query, log, mutation, query, schema, v, ActionCtx, Asc, AuthConfig, Bytes, Crons,
+        Desc, Document, Error, Fetch, FetchResponse, HttpRequest, HttpResponse, Id, MutationCtx,
+        Order, PaginationOptions, PaginationResult, QueryCtx, Result, Schema, Table, UserIdentity,
+        Value,
     };
 }
 

@@ -19,6 +19,11 @@ extern "C" {
     pub fn db_replace(ptr: *const u8, len: u32, out: *mut u32) -> i32;
     pub fn db_delete(ptr: *const u8, len: u32, out: *mut u32) -> i32;
     pub fn db_scan(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    pub fn schedule(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    pub fn cancel_job(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    pub fn run_function(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    pub fn fetch(ptr: *const u8, len: u32, out: *mut u32) -> i32;
+    pub fn env_var(ptr: *const u8, len: u32, out: *mut u32) -> i32;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -50,7 +55,19 @@ mod stubs {
             pub unsafe extern "C" fn $name(_: *const u8, _: u32, _: *mut u32) -> i32 { panic!("{OUTSIDE}") }
         )*};
     }
-    db_stub!(db_get, db_insert, db_patch, db_replace, db_delete, db_scan);
+    db_stub!(
+        db_get,
+        db_insert,
+        db_patch,
+        db_replace,
+        db_delete,
+        db_scan,
+        schedule,
+        cancel_job,
+        run_function,
+        fetch,
+        env_var
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]

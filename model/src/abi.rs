@@ -167,6 +167,8 @@ pub const SCHEMA_EXPORT: &str = "__runtime_v1_schema";
 /// Optional export `() -> ()` that outputs the app's [`AuthConfig`] with
 /// [`output::AUTH_CONFIG`].
 pub const AUTH_CONFIG_EXPORT: &str = "__runtime_v1_auth_config";
+/// Optional export `() -> ()` that outputs the app's [`Crons`] with [`output::CRONS`].
+pub const CRONS_EXPORT: &str = "__runtime_v1_crons";
 /// The guest's linear memory.
 pub const MEMORY_EXPORT: &str = "memory";
 /// Exports the Rust toolchain adds to every module, which the host ignores.
@@ -241,6 +243,35 @@ pub mod import {
     /// empty. Errors: `INVALID` for an unknown index, a range the index cannot serve, or a
     /// cursor that does not belong to the range. Traps: a read limit exceeded.
     pub const DB_SCAN: &str = "db_scan";
+    /// `schedule(ptr, len, out_ptr) -> i32` (mutations and actions): request
+    /// `{path: string, args: object, at: float64}` (milliseconds since the Unix epoch; a time
+    /// in the past means now); response: the job's id (string), a document of
+    /// `_scheduled_functions`. From a mutation the job is part of its transaction: it exists
+    /// only if the mutation commits. Errors: `INVALID` for an unknown function, one that is
+    /// not a mutation or action, arguments over `MAX_SCHEDULED_ARGS_BYTES`, or more than
+    /// `MAX_JOBS_SCHEDULED_PER_CALL` jobs. Traps: called from a query.
+    pub const SCHEDULE: &str = "schedule";
+    /// `cancel_job(ptr, len, out_ptr) -> i32` (mutations and actions): request `{id: string}`;
+    /// a pending job becomes canceled, a job already running or done is left as it is;
+    /// response: null. Errors: `INVALID` for an id that is not a job's. Traps: from a query.
+    pub const CANCEL_JOB: &str = "cancel_job";
+    /// `run_function(ptr, len, out_ptr) -> i32` (actions only): request
+    /// `{kind: "query" | "mutation" | "action", path: string, args: object}`; runs it as its
+    /// own call (a mutation in its own transaction), for the same caller; response: its
+    /// result. Errors: `INVALID` for an unknown path or the wrong kind; `FAILED` with
+    /// `{message, data?}` when the function failed. Traps: called from a query or mutation.
+    pub const RUN_FUNCTION: &str = "run_function";
+    /// `fetch(ptr, len, out_ptr) -> i32` (actions only): request `{method: string,
+    /// url: string, headers: [[name, value]], body: null | bytes, timeoutMs: null | int64}`;
+    /// response `{status: int64, headers: [[name, value]], body: bytes, url: string}` (the
+    /// final URL, after redirects). Errors: `INVALID` for a malformed request or a refused
+    /// address; `FAILED` for the network, a timeout, too many redirects or a body over the
+    /// limit, each naming the limit. Traps: called from a query or mutation.
+    pub const FETCH: &str = "fetch";
+    /// `env_var(ptr, len, out_ptr) -> i32` (actions only): request `{name: string}`;
+    /// response: the deployment's environment variable (string) or null.
+    /// Traps: called from a query or mutation.
+    pub const ENV_VAR: &str = "env_var";
 }
 
 /// Return codes of the `db_*` imports. On any nonzero code the handle holds the message.
@@ -250,6 +281,9 @@ pub mod status {
     pub const INVALID: i32 = 1;
     /// The document to change does not exist.
     pub const NOT_FOUND: i32 = 2;
+    /// What the request asked for was tried and failed: a function an action called
+    /// (`{message, data?}`), or an outbound request (a message).
+    pub const FAILED: i32 = 3;
 }
 
 /// Kinds of [`import::OUTPUT`].
@@ -264,6 +298,8 @@ pub mod output {
     pub const SCHEMA: i32 = 3;
     /// An [`super::AuthConfig`].
     pub const AUTH_CONFIG: i32 = 4;
+    /// The app's [`super::Crons`].
+    pub const CRONS: i32 = 5;
 }
 
 /// A wasm value type of an import signature.
@@ -291,6 +327,11 @@ pub const IMPORT_SIGNATURES: &[(&str, &[WasmType], &[WasmType])] = {
         (import::DB_REPLACE, &[I32, I32, I32], &[I32]),
         (import::DB_DELETE, &[I32, I32, I32], &[I32]),
         (import::DB_SCAN, &[I32, I32, I32], &[I32]),
+        (import::SCHEDULE, &[I32, I32, I32], &[I32]),
+        (import::CANCEL_JOB, &[I32, I32, I32], &[I32]),
+        (import::RUN_FUNCTION, &[I32, I32, I32], &[I32]),
+        (import::FETCH, &[I32, I32, I32], &[I32]),
+        (import::ENV_VAR, &[I32, I32, I32], &[I32]),
     ]
 };
 
@@ -306,11 +347,14 @@ pub fn function_path(rust_path: &str) -> Option<String> {
     Some(format!("{}:{function}", modules.join("/")))
 }
 
-/// Query or mutation.
+/// What a function is: deterministic reads (query), a transaction (mutation), or outside work
+/// that is not deterministic (action, and the HTTP action a route of the app serves).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FunctionKind {
     Query,
     Mutation,
+    Action,
+    HttpAction,
 }
 
 impl FunctionKind {
@@ -318,7 +362,56 @@ impl FunctionKind {
         match self {
             FunctionKind::Query => "query",
             FunctionKind::Mutation => "mutation",
+            FunctionKind::Action => "action",
+            FunctionKind::HttpAction => "httpAction",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<FunctionKind> {
+        [
+            FunctionKind::Query,
+            FunctionKind::Mutation,
+            FunctionKind::Action,
+            FunctionKind::HttpAction,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// The requests an HTTP action serves: a method (or `ANY`) and an exact path or a path
+/// prefix (ending in `/`), both as the app writes them, under the server's `/http` prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpRoute {
+    pub method: String,
+    pub path: String,
+    pub prefix: bool,
+}
+
+impl HttpRoute {
+    /// Checks the route's own form: an upper-case method, a path that starts with `/`, and a
+    /// prefix that ends with one.
+    pub fn check(&self) -> Result<(), String> {
+        const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"];
+        if !METHODS.contains(&self.method.as_str()) {
+            return Err(format!(
+                "route method must be one of {METHODS:?}, got {:?}",
+                self.method
+            ));
+        }
+        if !self.path.starts_with('/') || self.path.contains("//") || self.path.contains('?') {
+            return Err(format!(
+                "route path must start with '/' and hold no '//' or '?', got {:?}",
+                self.path
+            ));
+        }
+        if self.prefix && !self.path.ends_with('/') {
+            return Err(format!(
+                "a route prefix must end with '/', got {:?}",
+                self.path
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -357,6 +450,8 @@ pub struct FunctionDescription {
     /// Always an object type: one field per parameter.
     pub args: Type,
     pub returns: Type,
+    /// An HTTP action's route (and only an HTTP action has one).
+    pub route: Option<HttpRoute>,
 }
 
 impl FunctionDescription {
@@ -366,6 +461,15 @@ impl FunctionDescription {
         o.insert("visibility".into(), self.visibility.as_str().into());
         o.insert("args".into(), self.args.to_value());
         o.insert("returns".into(), self.returns.to_value());
+        if let Some(route) = &self.route {
+            let mut r = Object::new();
+            r.insert("method".into(), route.method.as_str().into());
+            r.insert(
+                if route.prefix { "pathPrefix" } else { "path" }.into(),
+                route.path.as_str().into(),
+            );
+            o.insert("route".into(), Value::Object(r));
+        }
         Value::Object(o)
     }
 
@@ -373,12 +477,12 @@ impl FunctionDescription {
         let o = value
             .as_object()
             .ok_or("a function description is an object")?;
-        let kind = match o.get("kind").and_then(Value::as_str) {
-            Some("query") => FunctionKind::Query,
-            Some("mutation") => FunctionKind::Mutation,
-            other => {
+        let kind = match o.get("kind").and_then(Value::as_str).and_then(FunctionKind::parse) {
+            Some(kind) => kind,
+            None => {
                 return Err(format!(
-                    "function kind must be \"query\" or \"mutation\", got {other:?}"
+                    "function kind must be \"query\", \"mutation\", \"action\" or \"httpAction\", got {:?}",
+                    o.get("kind")
                 ))
             }
         };
@@ -396,11 +500,32 @@ impl FunctionDescription {
             return Err("the args schema must be an object type".into());
         }
         let returns = Type::from_value(o.get("returns").ok_or("missing returns schema")?)?;
+        let route = match (kind, o.get("route")) {
+            (FunctionKind::HttpAction, Some(Value::Object(r))) => {
+                let method = r.get("method").and_then(Value::as_str);
+                let (path, prefix) = match (r.get("path"), r.get("pathPrefix")) {
+                    (Some(Value::String(p)), None) => (p, false),
+                    (None, Some(Value::String(p))) => (p, true),
+                    _ => return Err("a route has a \"path\" or a \"pathPrefix\" string".into()),
+                };
+                let route = HttpRoute {
+                    method: method.ok_or("a route has a \"method\" string")?.to_owned(),
+                    path: path.clone(),
+                    prefix,
+                };
+                route.check()?;
+                Some(route)
+            }
+            (FunctionKind::HttpAction, _) => return Err("an HTTP action needs a route".into()),
+            (_, None) => None,
+            (kind, Some(_)) => return Err(format!("a {kind} has no route")),
+        };
         Ok(FunctionDescription {
             kind,
             visibility,
             args,
             returns,
+            route,
         })
     }
 }
@@ -948,6 +1073,102 @@ impl AuthConfig {
             providers.push(provider);
         }
         Ok(AuthConfig { providers })
+    }
+}
+
+/// When a cron runs: every fixed interval, or on a cron expression's times (UTC).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CronSchedule {
+    /// Milliseconds between runs; the first run is one interval after the cron is deployed.
+    IntervalMs(u64),
+    /// A cron expression of five fields (minute hour day-of-month month day-of-week) or six
+    /// (seconds first), parsed by the host.
+    Expression(String),
+}
+
+/// One cron job of the app (`#[crons]`): a name unique in the app, its schedule, and the
+/// mutation or action it runs, with the arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CronSpec {
+    pub name: String,
+    pub schedule: CronSchedule,
+    pub function: String,
+    pub args: Value,
+}
+
+/// The app's cron jobs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Crons {
+    pub jobs: Vec<CronSpec>,
+}
+
+impl Crons {
+    pub fn to_value(&self) -> Value {
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|job| {
+                let mut o = Object::new();
+                o.insert("name".into(), job.name.as_str().into());
+                match &job.schedule {
+                    CronSchedule::IntervalMs(ms) => {
+                        o.insert("intervalMs".into(), Value::Int64(*ms as i64))
+                    }
+                    CronSchedule::Expression(e) => o.insert("cron".into(), e.as_str().into()),
+                };
+                o.insert("function".into(), job.function.as_str().into());
+                o.insert("args".into(), job.args.clone());
+                Value::Object(o)
+            })
+            .collect();
+        Value::Object(
+            [("jobs".to_owned(), Value::Array(jobs))]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let Some(Value::Array(items)) = value.as_object().and_then(|o| o.get("jobs")) else {
+            return Err("crons are an object with a \"jobs\" array".into());
+        };
+        let mut jobs: Vec<CronSpec> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let o = item
+                .as_object()
+                .ok_or_else(|| format!("cron {i}: a cron is an object"))?;
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("cron {i}: missing \"name\""))?;
+            let schedule = match (o.get("intervalMs"), o.get("cron")) {
+                (Some(Value::Int64(ms)), None) if *ms > 0 => CronSchedule::IntervalMs(*ms as u64),
+                (None, Some(Value::String(e))) => CronSchedule::Expression(e.clone()),
+                _ => {
+                    return Err(format!(
+                        "cron {name:?}: a schedule is a positive \"intervalMs\" or a \"cron\" expression"
+                    ))
+                }
+            };
+            let function = o
+                .get("function")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("cron {name:?}: missing \"function\""))?;
+            let args = match o.get("args") {
+                Some(args @ Value::Object(_)) => args.clone(),
+                _ => return Err(format!("cron {name:?}: \"args\" must be an object")),
+            };
+            if jobs.iter().any(|j| j.name == name) {
+                return Err(format!("cron {name:?} is declared twice"));
+            }
+            jobs.push(CronSpec {
+                name: name.to_owned(),
+                schedule,
+                function: function.to_owned(),
+                args,
+            });
+        }
+        Ok(Crons { jobs })
     }
 }
 

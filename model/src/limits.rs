@@ -49,3 +49,31 @@ pub const MAX_EXECUTION_LOG_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_NEW_TABLES_PER_TRANSACTION: usize = 64;
 /// Tables a deployment may hold.
 pub const MAX_TABLES: usize = 10_000;
+
+// Background and outside work: the scheduler, actions and their outbound requests.
+
+/// Jobs one mutation or action call may schedule.
+pub const MAX_JOBS_SCHEDULED_PER_CALL: usize = 1_000;
+/// Encoded size of a scheduled job's arguments (they are stored with the job).
+pub const MAX_SCHEDULED_ARGS_BYTES: usize = 256 * 1024;
+/// Actions running at once (client calls, scheduled runs and HTTP actions together); each
+/// holds an instance slot while it waits on the network. A client's action beyond it waits.
+pub const MAX_CONCURRENT_ACTIONS: usize = 32;
+/// Client actions waiting for a running slot; one more is refused at once.
+pub const MAX_WAITING_ACTIONS: usize = 1_024;
+/// Wall-clock time one action may run, its outbound requests and the functions it calls
+/// included (Convex's action limit).
+pub const MAX_ACTION_SECONDS: u64 = 600;
+/// How deep actions may call actions (`ctx.run_action` from an action run by an action...).
+pub const MAX_ACTION_DEPTH: usize = 4;
+/// Time one outbound request may take, from connecting to the last byte of the body; a
+/// request may ask for less with `timeout_ms`.
+pub const MAX_FETCH_MILLIS: u64 = 30_000;
+/// Bytes of an outbound response's body.
+pub const MAX_FETCH_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of an outbound request's body (it crosses the import like any request).
+pub const MAX_FETCH_REQUEST_BYTES: usize = MAX_IMPORT_REQUEST_BYTES;
+/// Redirects one outbound request follows; each hop is checked like the first address.
+pub const MAX_FETCH_REDIRECTS: usize = 10;
+/// Bytes of a request's body an HTTP action receives; a larger one is answered 413.
+pub const MAX_HTTP_ACTION_BODY_BYTES: usize = 4 * 1024 * 1024;

@@ -1,8 +1,12 @@
 //! The runtime host. See ARCHITECTURE.md for the map.
 
+pub mod actions;
 pub mod auth;
 pub mod caller;
 pub mod env_vars;
+pub mod fetch;
+pub mod jobs;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod sync;

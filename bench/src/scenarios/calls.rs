@@ -229,6 +229,7 @@ fn floor_module() -> Vec<u8> {
         kind: FunctionKind::Query,
         args: Type::object([]),
         returns: Type::Any,
+        route: None,
     };
     let escape = |bytes: Vec<u8>| {
         bytes

@@ -17,6 +17,7 @@ mod host_bounds;
 mod logs;
 mod own_app;
 mod run;
+mod scheduler_crash;
 mod serve;
 // The browser harness shared with tests/e2e names `crate::test_server`.
 #[path = "../../../runtime/tests/common/test_server.rs"]

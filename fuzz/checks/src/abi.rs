@@ -56,6 +56,7 @@ fn describe(kind: FunctionKind) -> Vec<u8> {
             kind,
             args: Type::object([("p", Type::Bytes)]),
             returns: Type::Any,
+            route: None,
         }
         .to_value(),
     )

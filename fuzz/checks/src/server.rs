@@ -4,7 +4,9 @@
 //! simulation and the `protocol` target drive it; the order of every step is theirs, so a run
 //! is a function of its input.
 
+use ferrovex_runtime::actions::Actions;
 use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
+use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::sync::engine::{ConnectionId, SyncEngine};
 use ferrovex_runtime::sync::mutation_log::Outcome;
@@ -94,11 +96,19 @@ impl Server {
             &module.auth_config,
         )
         .expect("the channels guest declares no auth providers");
+        let access = Arc::new(access);
+        let actions = Actions::new(
+            store.clone(),
+            host.clone(),
+            access.clone(),
+            OutboundPolicy::default(),
+        );
         let engine = Arc::new(SyncEngine::new(
             store.clone(),
             host,
             module,
-            Arc::new(access),
+            access,
+            actions,
         ));
         Server {
             store,
@@ -151,6 +161,7 @@ impl Server {
 /// blocking pool say.
 pub struct Session {
     core: SessionCore,
+    engine: Arc<SyncEngine>,
     /// Verifies `Authenticate` tokens (the app declares no providers; the admin key is the
     /// data folder's).
     access: Arc<Access>,
@@ -169,6 +180,7 @@ pub struct Session {
 impl Session {
     fn new(engine: Arc<SyncEngine>) -> Session {
         Session {
+            engine: engine.clone(),
             access: engine.access.clone(),
             core: SessionCore::new(engine),
             inbox: VecDeque::new(),
@@ -199,6 +211,12 @@ impl Session {
         }
         match reply {
             Ok(Reply::None | Reply::Verify(_)) => {}
+            // An action runs on the blocking pool, outside the steps the caller orders: it
+            // is answered at once.
+            Ok(Reply::RunAction(call)) => {
+                let answer = action_runtime().block_on(call.run(self.engine.clone()));
+                self.outbox.push_back(answer.to_frame());
+            }
             Ok(Reply::Send(message)) => self.outbox.push_back(message.to_frame()),
             Ok(Reply::SendAndClose(message)) => {
                 self.outbox.push_back(message.to_frame());
@@ -282,6 +300,15 @@ fn now<T>(step: impl Future<Output = T>) -> T {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("a session step waited, but nothing else holds the engine's lock"),
     }
+}
+
+fn action_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime for actions")
+    })
 }
 
 /// Takes the wake-up the engine stored, if any (a `Notify` holds at most one).

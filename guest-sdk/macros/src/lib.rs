@@ -34,6 +34,81 @@ pub fn internal_mutation(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr, item, Kind::Mutation, Visibility::Internal)
 }
 
+/// Exports an action: `fn name(ctx: &mut ActionCtx, arg: T, ...) -> Result<R>`. Not
+/// deterministic (real time, real randomness, outbound HTTP); it calls queries and mutations
+/// through `ctx`, each a transaction of its own.
+#[proc_macro_attribute]
+pub fn action(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Action, Visibility::Public)
+}
+
+/// Exports an action only other functions, the scheduler, crons and admin-key callers may
+/// call: to a client it does not exist.
+#[proc_macro_attribute]
+pub fn internal_action(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(attr, item, Kind::Action, Visibility::Internal)
+}
+
+/// Serves a route of the app under the server's `/http` prefix:
+/// `#[http_action(method = "POST", path = "/hooks/stripe")]` (an exact path) or
+/// `#[http_action(method = "GET", path_prefix = "/files/")]`, on
+/// `fn name(ctx: &mut ActionCtx, request: HttpRequest) -> Result<HttpResponse>`. The method
+/// may be `ANY`.
+#[proc_macro_attribute]
+pub fn http_action(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut method = None;
+    let mut path = None;
+    let parser = syn::meta::parser(|meta| {
+        let value: syn::LitStr = meta.value()?.parse()?;
+        if meta.path.is_ident("method") {
+            method = Some(value.value().to_uppercase());
+        } else if meta.path.is_ident("path") {
+            path = Some((value.value(), false));
+        } else if meta.path.is_ident("path_prefix") {
+            path = Some((value.value(), true));
+        } else {
+            return Err(
+                meta.error("expected method = \"...\", path = \"...\" or path_prefix = \"...\"")
+            );
+        }
+        Ok(())
+    });
+    let attr_tokens = Tokens::from(attr.clone());
+    parse_macro_input!(attr with parser);
+    let (Some(method), Some((path, prefix))) = (method, path) else {
+        return error(
+            attr_tokens,
+            "#[http_action] needs method = \"GET\" (or POST, ANY...) and path = \"/...\" or path_prefix = \"/.../\"",
+        );
+    };
+    let route = ferrovex_model::abi::HttpRoute {
+        method: method.clone(),
+        path: path.clone(),
+        prefix,
+    };
+    if let Err(reason) = route.check() {
+        return error(attr_tokens, &reason);
+    }
+    expand_with(
+        item,
+        Kind::HttpAction,
+        Visibility::Internal,
+        quote!(::core::option::Option::Some((#method, #path, #prefix))),
+    )
+}
+
+/// Exports the app's cron jobs: `fn crons() -> Crons`. At most one per app.
+#[proc_macro_attribute]
+pub fn crons(attr: TokenStream, item: TokenStream) -> TokenStream {
+    app_export(
+        attr,
+        item,
+        "#[crons]",
+        "__runtime_v1_crons",
+        quote!(output_crons),
+    )
+}
+
 /// Exports the app's sign-in providers: `fn auth() -> AuthConfig`. At most one per app.
 #[proc_macro_attribute]
 pub fn auth_config(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -98,6 +173,8 @@ fn app_export(
 enum Kind {
     Query,
     Mutation,
+    Action,
+    HttpAction,
 }
 
 #[derive(Clone, Copy)]
@@ -116,6 +193,15 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibili
     if !attr.is_empty() {
         return error(Tokens::from(attr), "this attribute takes no arguments");
     }
+    expand_with(item, kind, visibility, quote!(::core::option::Option::None))
+}
+
+fn expand_with(
+    item: TokenStream,
+    kind: Kind,
+    visibility: Visibility,
+    route: Tokens,
+) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
     let sig = &function.sig;
     if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
@@ -132,6 +218,8 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibili
     let (ctx_type, runner, kind_tokens) = match kind {
         Kind::Query => (quote!(QueryCtx), quote!(run_query), quote!(Query)),
         Kind::Mutation => (quote!(MutationCtx), quote!(run_mutation), quote!(Mutation)),
+        Kind::Action => (quote!(ActionCtx), quote!(run_action), quote!(Action)),
+        Kind::HttpAction => (quote!(ActionCtx), quote!(run_action), quote!(HttpAction)),
     };
     match inputs.next() {
         Some(FnArg::Typed(_)) => {}
@@ -157,12 +245,22 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibili
         names.push(ident.ident.clone());
         types.push((*typed.ty).clone());
     }
+    if matches!(kind, Kind::HttpAction) && names.len() != 1 {
+        return error(
+            quote!(#sig),
+            "an HTTP action takes the context and the request: `fn name(ctx: &mut ActionCtx, request: HttpRequest) -> Result<HttpResponse>`",
+        );
+    }
     let name = &sig.ident;
     let name_text = name.to_string();
-    let arg_names: Vec<String> = names
-        .iter()
-        .map(|n| wire_name(n.to_string().trim_start_matches("r#")))
-        .collect();
+    let arg_names: Vec<String> = match kind {
+        // The host sends an HTTP action `{request}`, whatever the parameter's name.
+        Kind::HttpAction => vec!["request".to_owned()],
+        _ => names
+            .iter()
+            .map(|n| wire_name(n.to_string().trim_start_matches("r#")))
+            .collect(),
+    };
     let locals: Vec<_> = names.iter().map(|n| format_ident!("__arg_{}", n)).collect();
     let returns = result_type(&sig.output);
     let schema_of = |ty: &Type| {
@@ -184,7 +282,7 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibili
             #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             extern "C" fn __runtime_call(args_handle: u32, args_len: u32) {
                 ::ferrovex_sdk::__private::#runner(args_handle, args_len, |ctx, args| {
-                    #( let #locals: #types = args.take(#arg_names)?; )*
+                    #( #[allow(non_snake_case)] let #locals: #types = args.take(#arg_names)?; )*
                     ::ferrovex_sdk::__private::IntoOutcome::into_outcome(#name(ctx, #(#locals),*))
                 });
             }
@@ -196,6 +294,7 @@ fn expand(attr: TokenStream, item: TokenStream, kind: Kind, visibility: Visibili
                     ::ferrovex_sdk::__private::Visibility::#visibility_tokens,
                     &[ #( (#arg_names, #param_schemas) ),* ],
                     #return_schema,
+                    #route,
                 );
             }
         };

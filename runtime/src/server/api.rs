@@ -43,7 +43,7 @@ pub const MAX_QUERY_BATCH_BYTES: usize = 32 * 1024 * 1024;
 pub enum Endpoint {
     Query,
     Mutation,
-    /// `/api/action`: no function is an action yet, so every call fails, naming why.
+    /// `/api/action`: actions.
     Action,
     /// `/api/function` and `/api/run/...`: whatever kind the function is.
     Any,
@@ -103,10 +103,46 @@ pub async fn call(
         Endpoint::Any => &["componentPath"],
         _ => &[],
     };
-    match read_call(request, path_from_url.as_deref(), extra).await {
-        Ok(call) => blocking(move || answer(&app, &module, endpoint, call, None, &caller)).await,
-        Err(response) => response,
+    let call = match read_call(request, path_from_url.as_deref(), extra).await {
+        Ok(call) => call,
+        Err(response) => return response,
+    };
+    let is_action = module
+        .callable(&call.path, &caller)
+        .is_some_and(|f| f.description.kind == FunctionKind::Action);
+    if is_action && matches!(endpoint, Endpoint::Action | Endpoint::Any) {
+        return run_action(&app, module, call, caller).await;
     }
+    blocking(move || answer(&app, &module, endpoint, call, None, &caller)).await
+}
+
+/// An action's call: it waits for a running slot, then runs off the query/mutation path.
+async fn run_action(
+    app: &Served,
+    module: Arc<DeployedModule>,
+    call: CallRequest,
+    caller: Caller,
+) -> HttpResponse {
+    let args = match &call.args {
+        Ok(args) => args.clone(),
+        Err(reason) => {
+            let failure = CallFailure {
+                path: call.path.clone(),
+                error: CallError::InvalidArguments(reason.clone()),
+                log_lines: Vec::new(),
+            };
+            return json(StatusCode::OK, &failure_body(&failure, call.format));
+        }
+    };
+    let outcome = app
+        .actions
+        .run(module, FunctionKind::Action, &call.path, args, caller, true)
+        .await
+        .map(|o| Success {
+            value: o.value,
+            log_lines: o.log_lines,
+        });
+    respond(outcome, call.format)
 }
 
 /// Reads and parses a call's body; the response to send when it is refused.
@@ -306,11 +342,15 @@ fn answer(
     tx: Option<crate::store::Transaction>,
     caller: &Caller,
 ) -> HttpResponse {
-    match run(app, module, endpoint, &call, tx, caller) {
+    respond(run(app, module, endpoint, &call, tx, caller), call.format)
+}
+
+fn respond(outcome: Result<Success, CallFailure>, format: ValueFormat) -> HttpResponse {
+    match outcome {
         Ok(success) => with_body(
             StatusCode::OK,
             "application/json",
-            success_body(&success, call.format),
+            success_body(&success, format),
         ),
         Err(failure) => match &failure.error {
             CallError::Host(_) => request_error(
@@ -323,7 +363,7 @@ fn answer(
                 "InternalServerError",
                 format!("{failure} (the call may or may not have committed)"),
             ),
-            _ => json(StatusCode::OK, &failure_body(&failure, call.format)),
+            _ => json(StatusCode::OK, &failure_body(&failure, format)),
         },
     }
 }
@@ -392,7 +432,15 @@ fn run(
     let kind = match (endpoint, module.callable(&call.path, caller)) {
         (Endpoint::Query, _) => FunctionKind::Query,
         (Endpoint::Mutation, _) => FunctionKind::Mutation,
-        (Endpoint::Any, Some(function)) => function.description.kind,
+        (Endpoint::Any, Some(function)) => match function.description.kind {
+            // An HTTP action answers its route, not a call.
+            FunctionKind::HttpAction => {
+                return Err(failure(CallError::UnknownFunction {
+                    available: module.callable_paths(caller),
+                }))
+            }
+            kind => kind,
+        },
         // Unknown: the host names the functions there are.
         (Endpoint::Any, None) => FunctionKind::Query,
         (Endpoint::Action, Some(function)) => {
@@ -429,6 +477,11 @@ fn run(
                 value: o.value,
                 log_lines: o.log_lines,
             }),
+        // `call` sends actions to `run_action`; what is left here is of another kind.
+        FunctionKind::Action | FunctionKind::HttpAction => Err(failure(CallError::WrongKind {
+            expected: endpoint.name(),
+            actual: kind.as_str(),
+        })),
     }
 }
 

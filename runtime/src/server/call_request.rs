@@ -55,13 +55,20 @@ impl BadRequest {
 
 /// Reads the whole body, or answers 413 once it is over [`MAX_REQUEST_BODY_BYTES`].
 pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, HttpResponse> {
+    read_body_up_to(request, MAX_REQUEST_BODY_BYTES, "MAX_REQUEST_BODY_BYTES").await
+}
+
+/// The whole body, if it holds at most `max` bytes (the limit called `limit`); else 413.
+pub async fn read_body_up_to(
+    request: Request<Incoming>,
+    max: usize,
+    limit: &str,
+) -> Result<Bytes, HttpResponse> {
     let too_large = |given: String| {
         request_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestTooLarge",
-            format!(
-                "the request body exceeds the limit MAX_REQUEST_BODY_BYTES ({MAX_REQUEST_BODY_BYTES} bytes): got {given}"
-            ),
+            format!("the request body exceeds the limit {limit} ({max} bytes): got {given}"),
         )
     };
     // A declared length over the limit is refused before reading anything.
@@ -71,14 +78,11 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, HttpResponse
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared {
-        if length > MAX_REQUEST_BODY_BYTES as u64 {
+        if length > max as u64 {
             return Err(too_large(format!("{length} bytes")));
         }
     }
-    match Limited::new(request.into_body(), MAX_REQUEST_BODY_BYTES)
-        .collect()
-        .await
-    {
+    match Limited::new(request.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(too_large("more than that".into()))

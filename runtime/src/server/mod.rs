@@ -46,13 +46,17 @@ mod api;
 mod browser_client;
 mod call_request;
 mod env;
+mod http_actions;
 mod logs;
 pub(crate) mod response;
 mod routes;
 mod static_files;
 mod transfer;
 
+use crate::actions::Actions;
 use crate::auth::Access;
+use crate::fetch::OutboundPolicy;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
 use crate::wasm::{DeployError, DeployedModule, WasmHost};
@@ -87,6 +91,8 @@ pub struct App {
     pub web_dir: Option<PathBuf>,
     /// The admin key, and the sign-in providers of `module` ([`Access::new`]).
     pub access: Arc<Access>,
+    /// What actions' outbound requests may reach.
+    pub outbound: OutboundPolicy,
 }
 
 /// What the handlers share. The module in use is the sync engine's
@@ -96,6 +102,8 @@ pub(crate) struct Served {
     pub host: Arc<WasmHost>,
     pub web_dir: Option<PathBuf>,
     pub access: Arc<Access>,
+    /// Every action runs through it (its running slots, its HTTP client).
+    pub actions: Arc<Actions>,
     /// Turns true when graceful shutdown begins.
     pub stopping: watch::Receiver<bool>,
     /// Snapshots `/api/query_ts` handed out.
@@ -107,6 +115,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<Served>,
     sync: Arc<SyncEngine>,
+    scheduler: Arc<Scheduler>,
     stop_sender: watch::Sender<bool>,
 }
 
@@ -118,6 +127,7 @@ pub struct Deployer {
     store: Arc<Store>,
     host: Arc<WasmHost>,
     sync: Arc<SyncEngine>,
+    scheduler: Arc<Scheduler>,
 }
 
 impl Deployer {
@@ -137,6 +147,8 @@ impl Deployer {
         access.install(providers);
         let module = Arc::new(module);
         self.sync.deploy(module.clone()).await;
+        // Its crons may differ.
+        self.scheduler.wake();
         Ok(module)
     }
 
@@ -158,13 +170,22 @@ impl Server {
             module,
             web_dir,
             access,
+            outbound,
         } = app;
+        let actions = Actions::new(store.clone(), host.clone(), access.clone(), outbound);
         let sync = Arc::new(SyncEngine::new(
             store.clone(),
             host.clone(),
             module,
             access.clone(),
+            actions.clone(),
         ));
+        let current = {
+            let sync = sync.clone();
+            Arc::new(move || sync.module()) as crate::scheduler::CurrentModule
+        };
+        let scheduler = Scheduler::new(store.clone(), host.clone(), actions.clone(), current)
+            .map_err(|e| io::Error::other(format!("starting the scheduler: {e}")))?;
         let (stop_sender, stopping) = watch::channel(false);
         Ok(Server {
             listener,
@@ -173,10 +194,12 @@ impl Server {
                 host,
                 web_dir,
                 access,
+                actions,
                 stopping,
                 pinned: api::PinnedSnapshots::default(),
             }),
             sync,
+            scheduler,
             stop_sender,
         })
     }
@@ -187,6 +210,7 @@ impl Server {
             store: self.app.store.clone(),
             host: self.app.host.clone(),
             sync: self.sync.clone(),
+            scheduler: self.scheduler.clone(),
         }
     }
 
@@ -204,9 +228,11 @@ impl Server {
             listener,
             app,
             sync,
+            scheduler,
             stop_sender,
         } = self;
         let refresher = tokio::spawn(sync.clone().run());
+        let scheduling = tokio::spawn(scheduler.run(app.stopping.clone()));
         // The providers' keys, before the first token needs them.
         let access = app.access.clone();
         tokio::spawn(async move { access.prefetch().await });
@@ -238,6 +264,9 @@ impl Server {
         // WebSocket sessions are no longer hyper's connections: stop them and wait.
         sync.shutdown().await;
         let _ = refresher.await;
+        // The scheduler finishes the job it is running (a mutation ends within its time
+        // limit); actions it started are left to end on their own.
+        let _ = scheduling.await;
         Ok(())
     }
 }

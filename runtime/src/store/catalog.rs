@@ -238,9 +238,20 @@ impl Catalog {
     }
 }
 
+/// Tables the host keeps for itself: their names start with `_`, which no other table's may.
+/// Functions read them like any table; only the host writes them.
+pub const SYSTEM_TABLES: &[&str] = &["_scheduled_functions", "_cron_jobs"];
+
+pub fn is_system_table(name: &str) -> bool {
+    SYSTEM_TABLES.contains(&name)
+}
+
 /// Table and index names: letters, digits and `_`, starting with a letter, at most
-/// `MAX_NAME_BYTES` long.
+/// `MAX_NAME_BYTES` long; and the [`SYSTEM_TABLES`].
 pub fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
+    if kind == "table" && is_system_table(name) {
+        return Ok(());
+    }
     let ok = !name.is_empty()
         && name.len() <= ferrovex_model::limits::MAX_NAME_BYTES
         && name.starts_with(|c: char| c.is_ascii_alphabetic())

@@ -47,6 +47,8 @@ pub struct SyncEngine {
     pub host: Arc<WasmHost>,
     /// The admin key and the sign-in providers of the module being served.
     pub access: Arc<Access>,
+    /// Where `Action` frames run.
+    pub actions: Arc<crate::actions::Actions>,
     /// The module mutations and HTTP calls run: the latest deployed. Readable without the
     /// engine's lock, which a refresh holds while queries run.
     current: RwLock<Arc<DeployedModule>>,
@@ -73,6 +75,7 @@ impl SyncEngine {
         host: Arc<WasmHost>,
         module: Arc<DeployedModule>,
         access: Arc<Access>,
+        actions: Arc<crate::actions::Actions>,
     ) -> Self {
         let feed = CommitFeed::attach(&store);
         let refresh_wanted = Arc::new(Notify::new());
@@ -88,6 +91,7 @@ impl SyncEngine {
             store,
             host,
             access,
+            actions,
             current: RwLock::new(module.clone()),
             feed,
             state: Mutex::new(EngineState {

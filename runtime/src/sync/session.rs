@@ -28,6 +28,10 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 /// the socket until one finishes, so a flood waits in TCP buffers, not in server memory.
 pub const MAX_QUEUED_MUTATIONS: usize = 64;
 
+/// Actions one connection may have running; past this the session stops reading the socket
+/// until one ends.
+pub const MAX_ACTIONS_PER_CONNECTION: usize = 16;
+
 /// How often an otherwise quiet connection gets a `Ping` (keeps proxies from closing it).
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -59,6 +63,8 @@ struct RunningMutation {
 struct Session {
     core: SessionCore,
     running: Option<RunningMutation>,
+    /// Actions running for this connection, each ending in its `ActionResponse`.
+    actions: tokio::task::JoinSet<ServerMessage>,
     /// The client reassembles `TransitionChunk`s (npm clients from 1.28.0).
     takes_chunks: bool,
 }
@@ -69,6 +75,7 @@ pub async fn run(engine: Arc<SyncEngine>, mut socket: Socket, takes_chunks: bool
     let mut session = Session {
         core: SessionCore::new(engine.clone()),
         running: None,
+        actions: tokio::task::JoinSet::new(),
         takes_chunks,
     };
     let end = session.serve(&engine, &mut socket).await;
@@ -106,7 +113,7 @@ async fn close(socket: &mut Socket, code: CloseCode, reason: &'static str) {
 }
 
 impl Session {
-    async fn serve(&mut self, engine: &SyncEngine, socket: &mut Socket) -> End {
+    async fn serve(&mut self, engine: &Arc<SyncEngine>, socket: &mut Socket) -> End {
         let mut stopping = engine.stopping();
         let mut shutting_down = false;
         let wake = self.core.wake().clone();
@@ -116,7 +123,9 @@ impl Session {
             if shutting_down && self.running.is_none() {
                 return End::Shutdown;
             }
-            let reading = !shutting_down && self.core.queued_mutations() < MAX_QUEUED_MUTATIONS;
+            let reading = !shutting_down
+                && self.core.queued_mutations() < MAX_QUEUED_MUTATIONS
+                && self.actions.len() < MAX_ACTIONS_PER_CONNECTION;
             tokio::select! {
                 // `map` drops the watch's read guard at once (it must not live across awaits).
                 _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) }, if !shutting_down => {
@@ -137,6 +146,14 @@ impl Session {
                     }
                     if !shutting_down {
                         self.start_next_mutation();
+                    }
+                }
+                Some(answered) = self.actions.join_next(), if !self.actions.is_empty() => {
+                    let Ok(response) = answered else { continue };
+                    match unless_stopping(&mut stopping, self.send(socket, &response)).await {
+                        Some(Ok(())) => {}
+                        Some(Err(end)) => return end,
+                        None => return End::Abandoned,
                     }
                 }
                 () = wake.notified() => {
@@ -168,6 +185,10 @@ impl Session {
                     }
                     let (reply, then_close) = match reply {
                         Err(reason) => return End::Fatal(reason),
+                        Ok(Reply::RunAction(call)) => {
+                            self.actions.spawn(call.run(engine.clone()));
+                            (None, false)
+                        }
                         Ok(Reply::None | Reply::Verify(_)) => (None, false),
                         Ok(Reply::Send(message)) => (Some(message), false),
                         Ok(Reply::SendAndClose(message)) => (Some(message), true),

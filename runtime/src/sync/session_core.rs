@@ -62,6 +62,69 @@ pub enum Reply {
     /// Verify this token before reading another frame, then call
     /// [`SessionCore::finish_authenticate`].
     Verify(PendingAuth),
+    /// Run this action ([`ActionCall::run`]) and send what it answers, whenever it ends:
+    /// actions are not ordered with mutations or with each other.
+    RunAction(ActionCall),
+}
+
+/// An `Action` frame, as the caller sent it.
+#[derive(Debug, PartialEq)]
+pub struct ActionCall {
+    request_id: u64,
+    udf_path: String,
+    args: Args,
+    caller: Caller,
+}
+
+impl ActionCall {
+    /// Runs the action (waiting for a running slot) and answers with its `ActionResponse`.
+    pub async fn run(self, engine: Arc<SyncEngine>) -> ServerMessage {
+        let ActionCall {
+            request_id,
+            udf_path,
+            args,
+            caller,
+        } = self;
+        let refuse = |message: String| ServerMessage::ActionResponse {
+            request_id,
+            outcome: Err(FunctionError {
+                message,
+                data: None,
+            }),
+            log_lines: Vec::new(),
+        };
+        let path = match canonical_udf_path(&udf_path) {
+            Ok(path) => path,
+            Err(message) => return refuse(message),
+        };
+        let args = match args.to_value() {
+            Ok(args) => args,
+            Err(reason) => return refuse(invalid_arguments(&path, reason)),
+        };
+        let outcome = engine
+            .actions
+            .run(
+                engine.module(),
+                ferrovex_model::abi::FunctionKind::Action,
+                &path,
+                args,
+                caller,
+                true,
+            )
+            .await;
+        match outcome {
+            Ok(done) => ServerMessage::ActionResponse {
+                request_id,
+                outcome: Ok(done.value),
+                log_lines: done.log_lines,
+            },
+            Err(failure) => ServerMessage::ActionResponse {
+                request_id,
+                outcome: Err(function_error(&failure)),
+                log_lines: failure.log_lines,
+            },
+        }
+    }
 }
 
 /// An `Authenticate` with a token or key, waiting for its verification.
@@ -297,17 +360,13 @@ impl SessionCore {
             ClientMessage::Action {
                 request_id,
                 udf_path,
-                ..
+                args,
             } => {
-                return Ok(Reply::Send(ServerMessage::ActionResponse {
+                return Ok(Reply::RunAction(ActionCall {
                     request_id,
-                    outcome: Err(FunctionError {
-                        message: format!(
-                            "{udf_path}: actions are not supported yet by this server; call queries and mutations"
-                        ),
-                        data: None,
-                    }),
-                    log_lines: Vec::new(),
+                    udf_path,
+                    args,
+                    caller: self.caller.clone(),
                 }));
             }
             ClientMessage::Event { .. } => {}

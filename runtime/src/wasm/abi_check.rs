@@ -4,8 +4,8 @@
 use super::error::DeployError;
 use ferrovex_model::abi::{
     function_path, parse_version_section, BuiltWith, WasmType, ABI_VERSION, AUTH_CONFIG_EXPORT,
-    CALL_PREFIX, DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE, IMPORT_SIGNATURES, MEMORY_EXPORT,
-    SCHEMA_EXPORT, VERSION_SECTION,
+    CALL_PREFIX, CRONS_EXPORT, DESCRIBE_PREFIX, IGNORED_EXPORTS, IMPORT_MODULE, IMPORT_SIGNATURES,
+    MEMORY_EXPORT, SCHEMA_EXPORT, VERSION_SECTION,
 };
 use std::collections::BTreeMap;
 use wasmtime::{ExternType, FuncType, Module, ValType};
@@ -22,6 +22,7 @@ pub struct CheckedExports {
     pub functions: Vec<ExportedFunction>,
     pub has_schema: bool,
     pub has_auth_config: bool,
+    pub has_crons: bool,
 }
 
 fn matches(ty: &FuncType, params: &[WasmType], results: &[WasmType]) -> bool {
@@ -155,6 +156,7 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
     let mut has_memory = false;
     let mut has_schema = false;
     let mut has_auth_config = false;
+    let mut has_crons = false;
     for export in module.exports() {
         let name = export.name();
         let ty = export.ty();
@@ -177,18 +179,18 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
                 problems.push(format!("export {name:?} must be a function () -> ()"));
             }
             describes.insert(rust_path.to_owned(), name.to_owned());
-        } else if name == SCHEMA_EXPORT || name == AUTH_CONFIG_EXPORT {
-            if name == SCHEMA_EXPORT {
-                has_schema = true;
-            } else {
-                has_auth_config = true;
+        } else if name == SCHEMA_EXPORT || name == AUTH_CONFIG_EXPORT || name == CRONS_EXPORT {
+            match name {
+                SCHEMA_EXPORT => has_schema = true,
+                AUTH_CONFIG_EXPORT => has_auth_config = true,
+                _ => has_crons = true,
             }
             if !is_func(&[]) {
                 problems.push(format!("export {name:?} must be a function () -> ()"));
             }
         } else if !IGNORED_EXPORTS.contains(&name) {
             problems.push(format!(
-                "exports {name:?}, which is not part of the ABI (functions are exported by #[query] and #[mutation])"
+                "exports {name:?}, which is not part of the ABI (functions are exported by #[query], #[mutation], #[action] and #[http_action])"
             ));
         }
     }
@@ -228,13 +230,15 @@ pub fn check(module: &Module) -> Result<CheckedExports, Vec<String>> {
         ));
     }
     if functions.is_empty() && problems.is_empty() {
-        problems.push("exports no functions: mark them with #[query] or #[mutation]".into());
+        problems
+            .push("exports no functions: mark them with #[query], #[mutation] or #[action]".into());
     }
     if problems.is_empty() {
         Ok(CheckedExports {
             functions,
             has_schema,
             has_auth_config,
+            has_crons,
         })
     } else {
         Err(problems)

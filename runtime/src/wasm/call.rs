@@ -3,7 +3,7 @@
 
 use super::error::cut_text;
 use super::error::{CallError, Violation};
-use super::state::CallState;
+use super::state::{CallState, Entry};
 use super::{DeployedModule, WasmHost};
 use crate::store::Transaction;
 use ferrovex_model::abi::output;
@@ -44,7 +44,10 @@ impl WasmHost {
         // A fresh store and instance per call: nothing survives from one call to the next.
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.config.deadline_ticks());
+        store.set_epoch_deadline(
+            self.config
+                .deadline_ticks(self.time_limit(store.data().entry)),
+        );
         let result = self.run_instance(&mut store, module, export, args);
         let mut state = store.into_data();
         let outcome = match result {
@@ -88,6 +91,13 @@ impl WasmHost {
         }
     }
 
+    fn time_limit(&self, entry: Entry) -> std::time::Duration {
+        match entry {
+            Entry::Action => self.config.action_timeout,
+            _ => self.config.timeout,
+        }
+    }
+
     fn classify(&self, error: wasmtime::Error, state: &CallState) -> CallError {
         let error = match error.downcast::<Violation>() {
             Ok(violation) => return CallError::Violation(violation),
@@ -95,7 +105,7 @@ impl WasmHost {
         };
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout {
-                limit: self.config.timeout,
+                limit: self.time_limit(state.entry),
             },
             Some(Trap::StackOverflow) => CallError::StackOverflow {
                 max_wasm_stack: self.config.max_wasm_stack,

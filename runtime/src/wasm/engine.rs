@@ -13,8 +13,11 @@ use wasmtime::{
 /// The host's limits and resources. `Default` gives the starting values (taken from Convex).
 #[derive(Clone, Debug)]
 pub struct HostConfig {
-    /// Wall-clock time one call may run (`MAX_EXECUTION_TIME`, 1 s).
+    /// Wall-clock time one query or mutation may run (`MAX_EXECUTION_TIME`, 1 s).
     pub timeout: Duration,
+    /// Wall-clock time one action may run, waiting on the network included
+    /// (`MAX_ACTION_SECONDS`).
+    pub action_timeout: Duration,
     /// Linear memory one call may use (`MAX_GUEST_MEMORY`, 64 MiB).
     pub memory_limit: usize,
     /// Native stack wasm code may use; callers' threads need this plus room for the host.
@@ -31,6 +34,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             timeout: Duration::from_secs(1),
+            action_timeout: Duration::from_secs(ferrovex_model::limits::MAX_ACTION_SECONDS),
             memory_limit: 64 * 1024 * 1024,
             max_wasm_stack: 512 * 1024,
             max_instances: 128,
@@ -41,10 +45,9 @@ impl Default for HostConfig {
 }
 
 impl HostConfig {
-    /// Epoch ticks until a call is interrupted.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let ticks = self
-            .timeout
+    /// Epoch ticks until a call that may run for `timeout` is interrupted.
+    pub(crate) fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        let ticks = timeout
             .as_nanos()
             .div_ceil(self.epoch_tick.as_nanos().max(1));
         (ticks as u64).max(1)

@@ -89,6 +89,13 @@ pub enum Violation {
     WriteFromQuery {
         import: &'static str,
     },
+    /// An import the running entry point has no use for (a query that schedules, a mutation
+    /// that fetches, an action that reads the database directly).
+    WrongEntry {
+        import: &'static str,
+        entry: &'static str,
+        remedy: &'static str,
+    },
     MemoryLimit {
         max: usize,
         requested: usize,
@@ -139,6 +146,9 @@ impl fmt::Display for Violation {
             Violation::WriteFromQuery { import } => {
                 write!(f, "{import}: a query cannot write; use a mutation to change data")
             }
+            Violation::WrongEntry { import, entry, remedy } => {
+                write!(f, "{import}: not available in {entry}; {remedy}")
+            }
             Violation::MemoryLimit { max, requested } => write!(
                 f,
                 "guest memory exceeds the limit of {} MiB: it asked for {requested} bytes",
@@ -187,6 +197,9 @@ pub enum CallError {
     InvalidResult(String),
     /// The host could not run the call (e.g. every instance slot is busy).
     Host(String),
+    /// A scheduled job's mutation found the job no longer pending (canceled, or run
+    /// already): it ran nothing.
+    JobNotPending,
 }
 
 impl CallError {
@@ -207,7 +220,12 @@ impl fmt::Display for CallError {
                 )
             }
             CallError::WrongKind { expected, actual } => {
-                write!(f, "is a {actual}, not a {expected}")
+                write!(
+                    f,
+                    "is {} {actual}, not {} {expected}",
+                    article(actual),
+                    article(expected)
+                )
             }
             CallError::InvalidArguments(reason) => write!(f, "invalid arguments: {reason}"),
             CallError::User { message, .. } => write!(f, "{message}"),
@@ -242,7 +260,20 @@ impl fmt::Display for CallError {
                 "returned a value that does not match its return schema: {reason}"
             ),
             CallError::Host(reason) => write!(f, "could not run: {reason}"),
+            CallError::JobNotPending => write!(
+                f,
+                "did not run: its scheduled job is no longer pending (canceled, or run already)"
+            ),
         }
+    }
+}
+
+/// "a" or "an", for a function kind.
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }
 

@@ -5,12 +5,14 @@
 use super::error::Violation;
 use super::state::{CallState, Entry};
 use crate::store::{Document, IndexRange, Order, StoreError};
+use ferrovex_model::abi::FunctionKind;
 use ferrovex_model::abi::{
     import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES,
 };
 use ferrovex_model::json::bad_field_name;
 use ferrovex_model::limits::{
     MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ, MAX_IMPORT_REQUEST_BYTES,
+    MAX_JOBS_SCHEDULED_PER_CALL, MAX_SCHEDULED_ARGS_BYTES,
 };
 use ferrovex_model::{binary, DocumentId, Object, Value};
 use std::ops::Range;
@@ -132,10 +134,18 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
         },
     )?;
     linker.func_wrap(IMPORT_MODULE, import::NOW_MS, |caller: Ctx| {
-        caller.data().now_ms
+        match caller.data().entry {
+            // An action is not deterministic: its clock is the real one.
+            Entry::Action => wall_clock_ms(),
+            _ => caller.data().now_ms,
+        }
     })?;
     linker.func_wrap(IMPORT_MODULE, import::RANDOM_SEED, |caller: Ctx| {
-        caller.data().seed as i64
+        match caller.data().entry {
+            // An action's randomness is the operating system's, fresh at each read.
+            Entry::Action => getrandom::u64().unwrap_or(caller.data().seed) as i64,
+            _ => caller.data().seed as i64,
+        }
     })?;
     linker.func_wrap(
         IMPORT_MODULE,
@@ -160,7 +170,19 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     db_import(&mut linker, import::DB_REPLACE, db_replace)?;
     db_import(&mut linker, import::DB_DELETE, db_delete)?;
     db_import(&mut linker, import::DB_SCAN, db_scan)?;
+    request_import(&mut linker, import::SCHEDULE, false, schedule)?;
+    request_import(&mut linker, import::CANCEL_JOB, false, cancel_job)?;
+    request_import(&mut linker, import::RUN_FUNCTION, false, run_function)?;
+    request_import(&mut linker, import::FETCH, false, fetch)?;
+    request_import(&mut linker, import::ENV_VAR, false, env_var)?;
     Ok(linker)
+}
+
+fn wall_clock_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
 }
 
 /// Writes `[handle: u32 LE, len: u32 LE]` at the guest's `out`.
@@ -186,7 +208,10 @@ fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Vio
         Entry::Describe => kind == output::DESCRIPTION,
         Entry::Schema => kind == output::SCHEMA,
         Entry::AuthConfig => kind == output::AUTH_CONFIG,
-        Entry::Query | Entry::Mutation => kind == output::RESULT || kind == output::ERROR,
+        Entry::Crons => kind == output::CRONS,
+        Entry::Query | Entry::Mutation | Entry::Action => {
+            kind == output::RESULT || kind == output::ERROR
+        }
     };
     if !expected {
         return Err(Violation::UnexpectedOutput {
@@ -219,6 +244,8 @@ fn set_output(caller: &mut Ctx, kind: i32, ptr: u32, len: u32) -> Result<(), Vio
 /// A `db_*` failure: an expected one becomes a status code and message, a violation traps.
 enum DbFailure {
     Expected(i32, String),
+    /// `FAILED`, with the value the guest receives (a message, or `{message, data?}`).
+    Failed(Value),
     Violation(Violation),
 }
 
@@ -260,6 +287,17 @@ impl From<Violation> for DbFailure {
 type DbOp = fn(&mut CallState, &'static str, Object) -> Result<Value, DbFailure>;
 
 fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wasmtime::Result<()> {
+    request_import(linker, name, true, op)
+}
+
+/// An import that takes a request object and answers with a status code and a value behind a
+/// handle; `needs_database` ones trap when the entry point has no transaction.
+fn request_import(
+    linker: &mut Linker<CallState>,
+    name: &'static str,
+    needs_database: bool,
+    op: DbOp,
+) -> wasmtime::Result<()> {
     linker.func_wrap(
         IMPORT_MODULE,
         name,
@@ -284,15 +322,20 @@ fn db_import(linker: &mut Linker<CallState>, name: &'static str, op: DbOp) -> wa
                 Err(e) => return Err(trap(malformed(name, e.to_string()))),
             };
             let state = caller.data_mut();
-            if state.tx.is_none() {
-                return Err(trap(malformed(
-                    name,
-                    format!("{} has no database", state.entry.name()),
-                )));
+            if needs_database && state.tx.is_none() {
+                return Err(trap(match state.entry {
+                    Entry::Action => Violation::WrongEntry {
+                        import: name,
+                        entry: state.entry.name(),
+                        remedy: "an action reaches the database through ctx.run_query and ctx.run_mutation",
+                    },
+                    _ => malformed(name, format!("{} has no database", state.entry.name())),
+                }));
             }
             let (code, response) = match op(state, name, request) {
                 Ok(value) => (status::OK, value),
                 Err(DbFailure::Expected(code, message)) => (code, Value::String(message)),
+                Err(DbFailure::Failed(value)) => (status::FAILED, value),
                 Err(DbFailure::Violation(v)) => return Err(trap(v)),
             };
             let (handle, len) = state
@@ -361,6 +404,18 @@ fn writable(state: &CallState, import: &'static str) -> Result<(), Violation> {
     }
 }
 
+/// System tables are the host's to write: a function reads them, and changes them only
+/// through what they stand for (`ctx.scheduler`).
+fn not_system(table: &str) -> Result<(), DbFailure> {
+    if crate::store::catalog::is_system_table(table) {
+        return Err(DbFailure::Expected(
+            status::INVALID,
+            format!("{table} is a system table: functions read it, the host writes it (schedule and cancel jobs with ctx.scheduler)"),
+        ));
+    }
+    Ok(())
+}
+
 /// The table an id belongs to, by name, when the schema needs it.
 fn table_of(state: &CallState, id: &DocumentId) -> Option<String> {
     // The transaction knows its own new tables too.
@@ -402,6 +457,7 @@ fn db_insert(
 ) -> Result<Value, DbFailure> {
     writable(state, import)?;
     let table = string_field(&request, import, "table")?.to_owned();
+    not_system(&table)?;
     let fields = object_field(&mut request, import, "fields")?;
     check_schema(state, &table, &fields)?;
     let id = tx(state).insert(&table, fields)?;
@@ -415,6 +471,9 @@ fn db_patch(
 ) -> Result<Value, DbFailure> {
     writable(state, import)?;
     let id = id_field(&request, import)?;
+    if let Some(table) = table_of(state, &id) {
+        not_system(&table)?;
+    }
     let set = object_field(&mut request, import, "set")?;
     let remove = match request.get("remove") {
         Some(Value::Array(items)) => items
@@ -455,6 +514,9 @@ fn db_replace(
 ) -> Result<Value, DbFailure> {
     writable(state, import)?;
     let id = id_field(&request, import)?;
+    if let Some(table) = table_of(state, &id) {
+        not_system(&table)?;
+    }
     let fields = object_field(&mut request, import, "fields")?;
     if let Some(table) = (!state.schema.tables.is_empty())
         .then(|| table_of(state, &id))
@@ -473,6 +535,9 @@ fn db_delete(
 ) -> Result<Value, DbFailure> {
     writable(state, import)?;
     let id = id_field(&request, import)?;
+    if let Some(table) = table_of(state, &id) {
+        not_system(&table)?;
+    }
     tx(state).delete(id)?;
     Ok(Value::Null)
 }
@@ -670,4 +735,279 @@ fn document_value(document: Document) -> Value {
         Value::Float64(document.creation_time),
     );
     Value::Object(fields)
+}
+
+/// The entry points that may call `import`, else the violation that says what to use.
+fn only_in(
+    state: &CallState,
+    import: &'static str,
+    allowed: &[Entry],
+    remedy: &'static str,
+) -> Result<(), Violation> {
+    if allowed.contains(&state.entry) {
+        Ok(())
+    } else if state.entry == Entry::Query && allowed.contains(&Entry::Mutation) {
+        Err(Violation::WriteFromQuery { import })
+    } else {
+        Err(Violation::WrongEntry {
+            import,
+            entry: state.entry.name(),
+            remedy,
+        })
+    }
+}
+
+fn invalid(message: String) -> DbFailure {
+    DbFailure::Expected(status::INVALID, message)
+}
+
+fn schedule(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    only_in(
+        state,
+        import,
+        &[Entry::Mutation, Entry::Action],
+        "schedule from a mutation or an action",
+    )?;
+    let path = string_field(&request, import, "path")?.to_owned();
+    let args = match request.remove("args") {
+        Some(args @ Value::Object(_)) => args,
+        _ => return Err(malformed(import, "\"args\" must be an object".into()).into()),
+    };
+    let at = match field(&request, import, "at")? {
+        Value::Float64(at) if at.is_finite() => *at,
+        _ => return Err(malformed(import, "\"at\" must be a finite float64".into()).into()),
+    };
+    if state.jobs_scheduled >= MAX_JOBS_SCHEDULED_PER_CALL {
+        return Err(invalid(format!(
+            "schedule {path}: more than MAX_JOBS_SCHEDULED_PER_CALL ({MAX_JOBS_SCHEDULED_PER_CALL}) jobs scheduled by one call"
+        )));
+    }
+    let Some(function) = state.functions.get(&path) else {
+        return Err(invalid(format!(
+            "schedule {path}: no such function; the deployed functions are: {}",
+            state
+                .functions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let kind = function.description.kind;
+    if !matches!(kind, FunctionKind::Mutation | FunctionKind::Action) {
+        return Err(invalid(format!(
+            "schedule {path}: it is a {kind}; only mutations and actions can be scheduled"
+        )));
+    }
+    function.description.args.check(&args).map_err(|e| {
+        invalid(format!(
+            "schedule {path}: invalid arguments: {e} (expected {})",
+            function.description.args.describe()
+        ))
+    })?;
+    let bytes = binary::encode(&args);
+    if bytes.len() > MAX_SCHEDULED_ARGS_BYTES {
+        return Err(invalid(format!(
+            "schedule {path}: the arguments exceed MAX_SCHEDULED_ARGS_BYTES ({MAX_SCHEDULED_ARGS_BYTES} bytes): got {} bytes",
+            bytes.len()
+        )));
+    }
+    state.jobs_scheduled += 1;
+    let id = match state.tx.as_mut() {
+        // Part of the mutation's transaction: the job exists only if the mutation commits.
+        Some(tx) => crate::jobs::schedule(tx, &path, bytes, at, None)?,
+        // An action's schedule is a commit of its own.
+        None => {
+            let store = state.store.as_ref().expect("an action has its store");
+            store
+                .run_mutation(|tx| crate::jobs::schedule(tx, &path, bytes.clone(), at, None))?
+                .value
+        }
+    };
+    Ok(Value::String(id.to_string()))
+}
+
+fn cancel_job(
+    state: &mut CallState,
+    import: &'static str,
+    request: Object,
+) -> Result<Value, DbFailure> {
+    only_in(
+        state,
+        import,
+        &[Entry::Mutation, Entry::Action],
+        "cancel from a mutation or an action",
+    )?;
+    let id = string_field(&request, import, "id")?.to_owned();
+    let outcome = match state.tx.as_mut() {
+        Some(tx) => {
+            let now = tx.now_ms();
+            crate::jobs::cancel(tx, &id, now)
+        }
+        None => {
+            let store = state.store.as_ref().expect("an action has its store");
+            let now = wall_clock_ms();
+            store
+                .run_mutation(|tx| crate::jobs::cancel(tx, &id, now).map_err(CancelAbort))
+                .map(|_| ())
+                .map_err(|CancelAbort(e)| e)
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(Value::Null),
+        Err(crate::jobs::CancelError::NotAJob(message)) => Err(invalid(message)),
+        Err(crate::jobs::CancelError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// A cancel's error carried through `Store::run_mutation`.
+struct CancelAbort(crate::jobs::CancelError);
+
+impl From<crate::store::StoreError> for CancelAbort {
+    fn from(e: crate::store::StoreError) -> Self {
+        CancelAbort(crate::jobs::CancelError::Store(e))
+    }
+}
+
+const ACTION_ONLY: &str = "only actions (#[action]) reach outside; schedule one with ctx.scheduler";
+
+fn services(state: &CallState) -> std::sync::Arc<dyn super::ActionServices> {
+    state
+        .services
+        .clone()
+        .expect("an action runs with its services")
+}
+
+fn run_function(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    only_in(state, import, &[Entry::Action], ACTION_ONLY)?;
+    let kind = match string_field(&request, import, "kind")? {
+        "query" => FunctionKind::Query,
+        "mutation" => FunctionKind::Mutation,
+        "action" => FunctionKind::Action,
+        other => {
+            return Err(malformed(
+                import,
+                format!("kind must be \"query\", \"mutation\" or \"action\", got {other:?}"),
+            )
+            .into())
+        }
+    };
+    let path = string_field(&request, import, "path")?.to_owned();
+    let args = request.remove("args").unwrap_or(Value::Null);
+    match services(state).run_function(kind, &path, &args) {
+        Ok(value) => Ok(value),
+        Err(failure) => {
+            use super::CallError;
+            match failure.error {
+                CallError::UnknownFunction { .. }
+                | CallError::WrongKind { .. }
+                | CallError::InvalidArguments(_) => Err(invalid(failure.to_string())),
+                CallError::User { message, data } => {
+                    let mut error = Object::new();
+                    error.insert("message".into(), Value::String(message));
+                    if let Some(data) = data {
+                        error.insert("data".into(), data);
+                    }
+                    Err(DbFailure::Failed(Value::Object(error)))
+                }
+                _ => {
+                    let mut error = Object::new();
+                    error.insert("message".into(), Value::String(failure.to_string()));
+                    Err(DbFailure::Failed(Value::Object(error)))
+                }
+            }
+        }
+    }
+}
+
+fn fetch(
+    state: &mut CallState,
+    import: &'static str,
+    mut request: Object,
+) -> Result<Value, DbFailure> {
+    only_in(state, import, &[Entry::Action], ACTION_ONLY)?;
+    let method = string_field(&request, import, "method")?.to_owned();
+    let url = string_field(&request, import, "url")?.to_owned();
+    let headers = match request.remove("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(pairs)) => pairs
+            .into_iter()
+            .map(|pair| match pair {
+                Value::Array(mut kv) if kv.len() == 2 => match (kv.pop(), kv.pop()) {
+                    (Some(Value::String(v)), Some(Value::String(k))) => Ok((k, v)),
+                    _ => Err(malformed(
+                        import,
+                        "headers are [name, value] strings".into(),
+                    )),
+                },
+                _ => Err(malformed(
+                    import,
+                    "headers are [name, value] strings".into(),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(malformed(import, "\"headers\" must be an array".into()).into()),
+    };
+    let body = match request.remove("body") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bytes(b)) => Some(b),
+        Some(Value::String(s)) => Some(s.into_bytes()),
+        Some(_) => return Err(malformed(import, "\"body\" must be bytes or null".into()).into()),
+    };
+    let timeout = match request.get("timeoutMs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Int64(ms)) if *ms > 0 => Some(std::time::Duration::from_millis(*ms as u64)),
+        Some(_) => {
+            return Err(malformed(import, "\"timeoutMs\" must be a positive int64".into()).into())
+        }
+    };
+    let request = crate::fetch::FetchRequest {
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+    };
+    match services(state).fetch(request) {
+        Ok(response) => {
+            let mut o = Object::new();
+            o.insert("status".into(), Value::Int64(response.status as i64));
+            o.insert(
+                "headers".into(),
+                Value::Array(
+                    response
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| Value::Array(vec![Value::String(k), Value::String(v)]))
+                        .collect(),
+                ),
+            );
+            o.insert("body".into(), Value::Bytes(response.body));
+            o.insert("url".into(), Value::String(response.url));
+            Ok(Value::Object(o))
+        }
+        Err(e) if e.is_invalid() => Err(invalid(e.to_string())),
+        Err(e) => Err(DbFailure::Failed(Value::String(e.to_string()))),
+    }
+}
+
+fn env_var(
+    state: &mut CallState,
+    import: &'static str,
+    request: Object,
+) -> Result<Value, DbFailure> {
+    only_in(state, import, &[Entry::Action], ACTION_ONLY)?;
+    let name = string_field(&request, import, "name")?;
+    Ok(services(state)
+        .env_var(name)
+        .map(Value::String)
+        .unwrap_or(Value::Null))
 }

@@ -36,15 +36,18 @@ pub use error::{CallError, CallFailure, DeployError, Violation};
 pub use execution_log::{ExecutionLog, ExecutionRecord};
 
 use crate::caller::Caller;
+use crate::fetch::{FetchError, FetchRequest, FetchResponse};
+use crate::jobs;
 use crate::store::read_set::ReadSet;
 use crate::store::{Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};
 use engine::EpochTicker;
 use ferrovex_model::abi::{
-    AppSchema, AuthConfig, FunctionDescription, FunctionKind, Visibility, AUTH_CONFIG_EXPORT,
-    MEMORY_EXPORT, SCHEMA_EXPORT,
+    AppSchema, AuthConfig, Crons, FunctionDescription, FunctionKind, HttpRoute, Visibility,
+    AUTH_CONFIG_EXPORT, CRONS_EXPORT, MEMORY_EXPORT, SCHEMA_EXPORT,
 };
 use ferrovex_model::limits::MAX_ARGS_OR_RESULT_BYTES;
+use ferrovex_model::DocumentId;
 use ferrovex_model::{binary, Value};
 use state::{CallState, Entry};
 use std::collections::BTreeMap;
@@ -79,7 +82,9 @@ pub struct DeployedModule {
     pub schema: Arc<AppSchema>,
     /// The sign-in providers the app declares (`#[auth_config]`), settings not yet read.
     pub auth_config: Arc<AuthConfig>,
-    functions: BTreeMap<String, FunctionInfo>,
+    /// The cron jobs the app declares (`#[crons]`), checked at deploy.
+    pub crons: Arc<Crons>,
+    functions: Arc<BTreeMap<String, FunctionInfo>>,
     pre: InstancePre<CallState>,
     memory_export: ModuleExport,
 }
@@ -100,6 +105,13 @@ impl DeployedModule {
         self.functions
             .get(path)
             .filter(|f| caller.admin || f.description.visibility == Visibility::Public)
+    }
+
+    /// The HTTP actions' routes, with their functions' paths.
+    pub fn routes(&self) -> impl Iterator<Item = (&HttpRoute, &str)> {
+        self.functions
+            .values()
+            .filter_map(|f| Some((f.description.route.as_ref()?, f.path.as_str())))
     }
 
     /// The paths `caller` may call, for the error that answers an unknown path.
@@ -154,6 +166,41 @@ pub struct MutationOutcome {
     pub ts: Timestamp,
 }
 
+/// A finished action: its value and log lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionOutcome {
+    pub value: Value,
+    pub log_lines: Vec<String>,
+}
+
+/// What an action reaches beyond its own instance, provided by the layer that runs actions
+/// (`crate::actions`). Each method blocks its thread (an action runs on the blocking pool).
+pub trait ActionServices: Send + Sync {
+    /// Runs a query, mutation or action of the same module for the same caller, as a call of
+    /// its own.
+    fn run_function(
+        &self,
+        kind: FunctionKind,
+        path: &str,
+        args: &Value,
+    ) -> Result<Value, CallFailure>;
+    /// An outbound HTTP request, through the deployment's guard and limits.
+    fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, FetchError>;
+    /// The deployment's environment variable `name`.
+    fn env_var(&self, name: &str) -> Option<String>;
+}
+
+/// What a mutation's commit carries besides the mutation's own writes.
+#[derive(Clone, Copy, Debug)]
+pub enum CommitWith<'a> {
+    Nothing,
+    /// Its outcome under this receipt key (exactly once per key).
+    Receipt(&'a [u8]),
+    /// The scheduled job it runs: it runs and commits only while the job is pending, and the
+    /// same commit marks the job a success, so a job's mutation commits exactly once.
+    Job(DocumentId),
+}
+
 impl WasmHost {
     pub fn new(config: HostConfig) -> Result<WasmHost, String> {
         let engine =
@@ -200,7 +247,8 @@ impl WasmHost {
             hash,
             schema: Arc::new(AppSchema::default()),
             auth_config: Arc::new(AuthConfig::default()),
-            functions: BTreeMap::new(),
+            crons: Arc::new(Crons::default()),
+            functions: Arc::new(BTreeMap::new()),
             pre,
             memory_export: export(MEMORY_EXPORT),
         };
@@ -239,6 +287,7 @@ impl WasmHost {
                 })?;
             deployed.auth_config = Arc::new(config);
         }
+        let mut functions = BTreeMap::new();
         for function in checked.functions {
             let describe_export = export(&function.describe_export);
             let value = self.describe(
@@ -253,7 +302,7 @@ impl WasmHost {
                     reason,
                 }
             })?;
-            deployed.functions.insert(
+            functions.insert(
                 function.path.clone(),
                 FunctionInfo {
                     path: function.path,
@@ -261,6 +310,21 @@ impl WasmHost {
                     call_export: export(&function.call_export),
                 },
             );
+        }
+        check_routes(&functions)?;
+        deployed.functions = Arc::new(functions);
+        if checked.has_crons {
+            let value =
+                self.describe(&deployed, Entry::Crons, &export(CRONS_EXPORT), CRONS_EXPORT)?;
+            let describe_error = |reason: String| DeployError::Describe {
+                export: CRONS_EXPORT.into(),
+                reason,
+            };
+            let crons = Crons::from_value(&value).map_err(describe_error)?;
+            for cron in &crons.jobs {
+                crate::scheduler::check_cron(cron, &deployed).map_err(describe_error)?;
+            }
+            deployed.crons = Arc::new(crons);
         }
         Ok(deployed)
     }
@@ -272,7 +336,12 @@ impl WasmHost {
         export: &ModuleExport,
         name: &str,
     ) -> Result<Value, DeployError> {
-        let state = CallState::new(entry, self.config.memory_limit, module.schema.clone());
+        let state = CallState::new(
+            entry,
+            self.config.memory_limit,
+            module.schema.clone(),
+            module.functions.clone(),
+        );
         self.execute(module, state, Invocation::NoArgs(export))
             .outcome
             .map_err(|e| DeployError::Describe {
@@ -402,7 +471,7 @@ impl WasmHost {
         args: &Value,
         options: CallOptions,
     ) -> Result<MutationOutcome, CallFailure> {
-        self.run_mutation_with_receipt(store, module, path, args, options, None)
+        self.run_mutation_with(store, module, path, args, options, CommitWith::Nothing)
     }
 
     /// Runs a mutation at most once per `receipt_key`: if a commit already recorded an
@@ -430,29 +499,30 @@ impl WasmHost {
         match store.receipt(receipt_key) {
             Ok(Some((outcome, ts))) => decode_receipt(&outcome, ts)
                 .map_err(|reason| fail(CallError::Store(StoreError::Corrupt(reason)))),
-            Ok(None) => self.run_mutation_with_receipt(
+            Ok(None) => self.run_mutation_with(
                 store,
                 module,
                 path,
                 args,
                 options,
-                Some(receipt_key),
+                CommitWith::Receipt(receipt_key),
             ),
             Err(e) => Err(fail(CallError::Store(e))),
         }
     }
 
-    fn run_mutation_with_receipt(
+    /// Runs a mutation whose commit also carries `with` (see [`CommitWith`]).
+    pub fn run_mutation_with(
         &self,
         store: &Arc<Store>,
         module: &DeployedModule,
         path: &str,
         args: &Value,
         options: CallOptions,
-        receipt_key: Option<&[u8]>,
+        with: CommitWith,
     ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
-        let result = self.run_mutation_unlogged(store, module, path, args, options, receipt_key);
+        let result = self.run_mutation_unlogged(store, module, path, args, options, with);
         let lines = result.as_ref().map(|o| o.log_lines.as_slice());
         self.record_execution(started, path, "mutation", lines);
         result
@@ -465,7 +535,7 @@ impl WasmHost {
         path: &str,
         args: &Value,
         options: CallOptions,
-        receipt_key: Option<&[u8]>,
+        with: CommitWith,
     ) -> Result<MutationOutcome, CallFailure> {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
@@ -478,6 +548,14 @@ impl WasmHost {
         let mut last_logs = Vec::new();
         let committed =
             store.run_mutation(|tx: &mut Transaction| -> Result<Value, MutationAbort> {
+                if let CommitWith::Job(id) = with {
+                    // Read in the transaction: a cancel (or another run) committed since its
+                    // begin conflicts with this commit.
+                    match jobs::get(tx, id)? {
+                        Some(job) if job.state == jobs::JobState::Pending => {}
+                        _ => return Err(MutationAbort::Call(CallError::JobNotPending)),
+                    }
+                }
                 // The wasmtime store must own what it holds, so the transaction moves in for the
                 // call and back out for the commit; a read-only placeholder fills the gap.
                 let owned = std::mem::replace(tx, store.begin_read_only());
@@ -505,8 +583,15 @@ impl WasmHost {
                 let value = outcome
                     .and_then(|v| check_result(function, v))
                     .map_err(MutationAbort::Call)?;
-                if let Some(key) = receipt_key {
-                    tx.set_receipt(key.to_vec(), encode_receipt(&value, &last_logs));
+                match with {
+                    CommitWith::Nothing => {}
+                    CommitWith::Receipt(key) => {
+                        tx.set_receipt(key.to_vec(), encode_receipt(&value, &last_logs))
+                    }
+                    CommitWith::Job(id) => {
+                        let now = tx.now_ms();
+                        jobs::set_state(tx, id, &jobs::JobState::Success, Some(now))?;
+                    }
                 }
                 Ok(value)
             });
@@ -521,6 +606,59 @@ impl WasmHost {
         }
     }
 
+    /// Runs an action (or, with `kind` [`FunctionKind::HttpAction`], an HTTP action whose
+    /// arguments are the request): no transaction, real time and randomness, and `services`
+    /// for what it reaches outside; at most `MAX_ACTION_SECONDS` of wall-clock time.
+    pub fn run_action(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        kind: FunctionKind,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+        services: Arc<dyn ActionServices>,
+    ) -> Result<ActionOutcome, CallFailure> {
+        let started = ExecutionClock::start();
+        let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
+            path: path.to_owned(),
+            error,
+            log_lines,
+        };
+        let result = match self.prepare(module, path, kind, args, &options.caller) {
+            Err(e) => Err(fail(e, vec![])),
+            Ok((function, args_bytes)) => {
+                let mut state = CallState::new(
+                    Entry::Action,
+                    self.config.memory_limit,
+                    module.schema.clone(),
+                    module.functions.clone(),
+                );
+                state.store = Some(store.clone());
+                state.identity = options.caller.identity;
+                state.services = Some(services);
+                // Not deterministic: the seed comes from the operating system.
+                state.seed = options
+                    .seed
+                    .unwrap_or_else(|| getrandom::u64().unwrap_or(0));
+                let Execution {
+                    outcome, log_lines, ..
+                } = self.execute(
+                    module,
+                    state,
+                    Invocation::Call(&function.call_export, args_bytes),
+                );
+                match outcome.and_then(|v| check_result(function, v)) {
+                    Ok(value) => Ok(ActionOutcome { value, log_lines }),
+                    Err(e) => Err(fail(e, log_lines)),
+                }
+            }
+        };
+        let lines = result.as_ref().map(|o| o.log_lines.as_slice());
+        self.record_execution(started, path, kind.as_str(), lines);
+        result
+    }
+
     fn prepare<'m>(
         &self,
         module: &'m DeployedModule,
@@ -529,11 +667,14 @@ impl WasmHost {
         args: &Value,
         caller: &Caller,
     ) -> Result<(&'m FunctionInfo, Vec<u8>), CallError> {
-        let function = module
-            .callable(path, caller)
-            .ok_or_else(|| CallError::UnknownFunction {
-                available: module.callable_paths(caller),
-            })?;
+        // An HTTP action is reached through its route, whoever sends the request.
+        let function = match kind {
+            FunctionKind::HttpAction => module.function(path),
+            _ => module.callable(path, caller),
+        }
+        .ok_or_else(|| CallError::UnknownFunction {
+            available: module.callable_paths(caller),
+        })?;
         if function.description.kind != kind {
             return Err(CallError::WrongKind {
                 expected: kind.as_str(),
@@ -580,7 +721,12 @@ impl WasmHost {
         });
         tx.set_now_ms(now_ms);
         tx.set_seed(seed);
-        let mut state = CallState::new(entry, self.config.memory_limit, module.schema.clone());
+        let mut state = CallState::new(
+            entry,
+            self.config.memory_limit,
+            module.schema.clone(),
+            module.functions.clone(),
+        );
         state.tx = Some(tx);
         state.store = Some(store.clone());
         state.now_ms = now_ms;
@@ -589,6 +735,29 @@ impl WasmHost {
         state.page_ends_in = options.page_ends;
         state
     }
+}
+
+/// Two HTTP actions may not serve the same method and path (or prefix).
+fn check_routes(functions: &BTreeMap<String, FunctionInfo>) -> Result<(), DeployError> {
+    let mut seen: BTreeMap<(&str, &str, bool), &str> = BTreeMap::new();
+    for f in functions.values() {
+        let Some(route) = &f.description.route else {
+            continue;
+        };
+        let key = (route.method.as_str(), route.path.as_str(), route.prefix);
+        if let Some(other) = seen.insert(key, &f.path) {
+            return Err(DeployError::Describe {
+                export: f.path.clone(),
+                reason: format!(
+                    "the route {} {}{} is also {other}'s: each method and path has one HTTP action",
+                    route.method,
+                    route.path,
+                    if route.prefix { "*" } else { "" }
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_result(function: &FunctionInfo, value: Value) -> Result<Value, CallError> {

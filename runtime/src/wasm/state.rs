@@ -2,11 +2,13 @@
 //! and the memory limiter. A fresh one per call, so nothing leaks from one call to the next.
 
 use super::error::Violation;
+use super::{ActionServices, FunctionInfo};
 use crate::caller::Identity;
 use crate::store::{Store, Transaction};
 use ferrovex_model::abi::{AppSchema, MAX_LIVE_HANDLES};
 use ferrovex_model::limits::MAX_UNREAD_HANDLE_BYTES;
 use ferrovex_model::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::{Memory, ResourceLimiter};
 
@@ -16,8 +18,12 @@ pub enum Entry {
     Describe,
     Schema,
     AuthConfig,
+    Crons,
     Query,
     Mutation,
+    /// An action or an HTTP action: no transaction, real time and randomness, and the
+    /// imports that reach outside (`run_function`, `fetch`, `env_var`).
+    Action,
 }
 
 impl Entry {
@@ -26,8 +32,10 @@ impl Entry {
             Entry::Describe => "a describe export",
             Entry::Schema => "the schema export",
             Entry::AuthConfig => "the auth-config export",
+            Entry::Crons => "the crons export",
             Entry::Query => "a query",
             Entry::Mutation => "a mutation",
+            Entry::Action => "an action",
         }
     }
 }
@@ -38,6 +46,12 @@ pub struct CallState {
     pub tx: Option<Transaction>,
     pub store: Option<Arc<Store>>,
     pub schema: Arc<AppSchema>,
+    /// The module's functions, which `schedule` checks a path against.
+    pub functions: Arc<BTreeMap<String, FunctionInfo>>,
+    /// What an action reaches outside its instance; `None` for every other entry.
+    pub services: Option<Arc<dyn ActionServices>>,
+    /// Jobs this call scheduled, bounded by `MAX_JOBS_SCHEDULED_PER_CALL`.
+    pub jobs_scheduled: usize,
     pub memory: Option<Memory>,
     pub handles: Handles,
     pub logs: Vec<String>,
@@ -56,12 +70,20 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(entry: Entry, memory_limit: usize, schema: Arc<AppSchema>) -> Self {
+    pub fn new(
+        entry: Entry,
+        memory_limit: usize,
+        schema: Arc<AppSchema>,
+        functions: Arc<BTreeMap<String, FunctionInfo>>,
+    ) -> Self {
         CallState {
             entry,
             tx: None,
             store: None,
             schema,
+            functions,
+            services: None,
+            jobs_scheduled: 0,
             memory: None,
             handles: Handles::default(),
             logs: Vec::new(),

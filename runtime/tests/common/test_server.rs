@@ -8,6 +8,7 @@
 
 use crate::guests;
 use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
+use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::server::{App, Deployer, Server};
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::wasm::{DeployedModule, HostConfig, WasmHost};
@@ -55,6 +56,22 @@ pub async fn serve_with_auth(
     web_dir: Option<PathBuf>,
     settings: AuthSettings,
 ) -> Serving {
+    // Tests' outbound requests go to their own servers on loopback.
+    let loopback = OutboundPolicy {
+        allow_private: true,
+    };
+    serve_with_policy(data, wasm, addr, web_dir, settings, loopback).await
+}
+
+/// [`serve_with_auth`], with what actions' outbound requests may reach.
+pub async fn serve_with_policy(
+    data: &Path,
+    wasm: &[u8],
+    addr: SocketAddr,
+    web_dir: Option<PathBuf>,
+    settings: AuthSettings,
+    outbound: OutboundPolicy,
+) -> Serving {
     let store = Arc::new(Store::open(data).expect("opening the store"));
     let host = Arc::new(
         WasmHost::new(HostConfig {
@@ -79,6 +96,7 @@ pub async fn serve_with_auth(
         module: module.clone(),
         web_dir,
         access: Arc::new(access),
+        outbound,
     };
     let server = Server::bind(addr, app)
         .await

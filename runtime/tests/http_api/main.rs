@@ -8,14 +8,18 @@ mod calls;
 mod convex;
 #[path = "../common/guests.rs"]
 mod guests;
+#[path = "../common/http_target.rs"]
+mod http_target;
 #[path = "../common/issuer.rs"]
 mod issuer;
+mod jobs;
 mod shutdown;
 mod static_files;
 #[path = "../common/test_server.rs"]
 mod test_server;
 
 use ferrovex_runtime::auth::AuthSettings;
+use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::wasm::{DeployedModule, WasmHost};
 use http_body_util::{BodyExt, Full};
@@ -28,7 +32,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tempfile::TempDir;
-use test_server::{serve_with_auth, Serving};
+use test_server::{serve_with_policy, Serving};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +66,24 @@ impl TestServer {
         Self::start_full(example, false, settings).await
     }
 
+    /// Serves `example` with this outbound policy (the others allow loopback).
+    pub async fn start_with_policy(example: &str, outbound: OutboundPolicy) -> TestServer {
+        Self::start_outbound(example, false, AuthSettings::default(), outbound).await
+    }
+
     async fn start_full(example: &str, with_web: bool, settings: AuthSettings) -> TestServer {
+        let loopback = OutboundPolicy {
+            allow_private: true,
+        };
+        Self::start_outbound(example, with_web, settings, loopback).await
+    }
+
+    async fn start_outbound(
+        example: &str,
+        with_web: bool,
+        settings: AuthSettings,
+        outbound: OutboundPolicy,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
         let web_dir = with_web.then(|| {
@@ -70,12 +91,13 @@ impl TestServer {
             std::fs::create_dir(&web).expect("creating the web folder");
             web
         });
-        let serving = serve_with_auth(
+        let serving = serve_with_policy(
             &dir.path().join("data"),
             &wasm,
             "127.0.0.1:0".parse().unwrap(),
             web_dir,
             settings,
+            outbound,
         )
         .await;
         assert_ne!(

@@ -13,6 +13,7 @@ mod flood;
 mod guests;
 #[path = "../common/issuer.rs"]
 mod issuer;
+mod jobs;
 mod live;
 mod pagination;
 mod redeploy;

@@ -11,7 +11,7 @@ use super::wrappers::{Op, PLACEHOLDERS, PLACEHOLDER_MODULE};
 use super::F;
 use arbitrary::Unstructured;
 use ferrovex_model::abi::{
-    FunctionDescription, FunctionKind, Type, WasmType, CALL_PREFIX, DESCRIBE_PREFIX,
+    import, FunctionDescription, FunctionKind, Type, WasmType, CALL_PREFIX, DESCRIBE_PREFIX,
     IMPORT_SIGNATURES,
 };
 use ferrovex_model::Value;
@@ -40,7 +40,20 @@ fn imports_module() -> Vec<u8> {
             "(import \"{PLACEHOLDER_MODULE}\" \"{name}\" (func {result}))\n"
         ));
     }
-    for (name, params, results) in IMPORT_SIGNATURES {
+    // The imports of queries and mutations: the scheduler's and actions' ones are left out,
+    // so the seed corpus keeps the modules it was made for (what they add is tested by
+    // runtime/tests/http_api/jobs.rs).
+    let later = [
+        import::SCHEDULE,
+        import::CANCEL_JOB,
+        import::RUN_FUNCTION,
+        import::FETCH,
+        import::ENV_VAR,
+    ];
+    for (name, params, results) in IMPORT_SIGNATURES
+        .iter()
+        .filter(|(name, ..)| !later.contains(name))
+    {
         let params: Vec<&str> = params.iter().map(wat_type).collect();
         let results: Vec<&str> = results.iter().map(wat_type).collect();
         wat.push_str(&format!(
@@ -167,6 +180,7 @@ fn invalid_description(choice: u8) -> Value {
         kind: FunctionKind::Query,
         args: Type::object([]),
         returns: Type::Any,
+        route: None,
     }
     .to_value();
     let Value::Object(valid) = valid else {
@@ -201,6 +215,7 @@ pub(super) fn plan(u: &mut Unstructured) -> arbitrary::Result<(Describe, Value)>
             },
             args: args_type(declared),
             returns: returns_type(u.arbitrary()?),
+            route: None,
         }),
     };
     Ok((describe, call_args(declared, u.arbitrary()?)))
@@ -209,6 +224,8 @@ pub(super) fn plan(u: &mut Unstructured) -> arbitrary::Result<(Describe, Value)>
 pub(super) fn other_kind(kind: FunctionKind) -> FunctionKind {
     match kind {
         FunctionKind::Query => FunctionKind::Mutation,
-        FunctionKind::Mutation => FunctionKind::Query,
+        FunctionKind::Mutation | FunctionKind::Action | FunctionKind::HttpAction => {
+            FunctionKind::Query
+        }
     }
 }

@@ -125,6 +125,7 @@ fn mutation_description() -> FunctionDescription {
         kind: FunctionKind::Mutation,
         args: Type::object([]),
         returns: Type::Any,
+        route: None,
     }
 }
 

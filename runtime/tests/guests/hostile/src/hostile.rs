@@ -247,7 +247,9 @@ fn get_request(id: &str) -> Vec<u8> {
 /// answers: the host holds every answer in a handle until the call ends.
 #[mutation]
 fn unread_handles(ctx: &mut MutationCtx, kib: i64, times: i64) -> Result<i64> {
-    let id = ctx.db.insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
+    let id = ctx
+        .db
+        .insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
     let request = get_request(id.as_str());
     for _ in 0..times {
         let mut out = [0u32; 2];
@@ -260,7 +262,9 @@ fn unread_handles(ctx: &mut MutationCtx, kib: i64, times: i64) -> Result<i64> {
 /// the transaction's own writes count against the read limits like any other.
 #[mutation]
 fn reread_own_write(ctx: &mut MutationCtx, kib: i64, times: i64) -> Result<i64> {
-    let id = ctx.db.insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
+    let id = ctx
+        .db
+        .insert("notes", doc! { "body": "x".repeat(kib as usize * 1024) })?;
     for _ in 0..times {
         ctx.db.get(&id)?;
     }
@@ -322,7 +326,10 @@ fn dollar_key(_ctx: &QueryCtx) -> Result<()> {
 /// the function handles.
 #[query]
 fn foreign_cursor(ctx: &QueryCtx) -> Result<String> {
-    let first = ctx.db.query("notes").paginate(PaginationOptions::first(1))?;
+    let first = ctx
+        .db
+        .query("notes")
+        .paginate(PaginationOptions::first(1))?;
     match ctx
         .db
         .query("strict")

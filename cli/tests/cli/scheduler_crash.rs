@@ -1,0 +1,153 @@
+//! The scheduler against `runtime serve` killed with SIGKILL at moments that vary, many rounds
+//! over one data folder: every scheduled mutation whose scheduling committed runs exactly
+//! once, and no scheduled action runs twice.
+
+use crate::{post, repo_root, serve_command, Running};
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Calls that committed before each kill: early, in the middle of a burst, later.
+const KILL_AFTER: [usize; 8] = [1, 9, 23, 4, 40, 14, 31, 6];
+const WRITERS: usize = 2;
+
+/// A POST that gives up quietly when the server is gone (killed mid-request).
+fn try_post(addr: SocketAddr, path: &str, body: &Json) -> Option<Json> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
+fn query(addr: SocketAddr, path: &str) -> Json {
+    let (status, answer) = post(addr, "/api/query", &json!({ "path": path, "args": {} }));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "success", "{answer}");
+    answer["value"].clone()
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+#[test]
+fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill() {
+    let app = repo_root().join("runtime/tests/guests/jobs");
+    let data = tempfile::tempdir().unwrap();
+    let mut acknowledged = Vec::new();
+    for (round, kill_after) in KILL_AFTER.into_iter().enumerate() {
+        let server = Running::start(serve_command(&app, data.path()));
+        let addr = server.addr;
+        let committed = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let committed = committed.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0.. {
+                        let tag = format!("{round}.{w}.{i}");
+                        // Due now, or a little later, so kills land while jobs run too.
+                        let at = now_ms() + [0.0, 0.0, 30.0, 120.0][i % 4];
+                        let args = json!({ "tag": tag, "at": at, "action": i % 3 == 0 });
+                        let body = json!({ "path": "jobs:schedule_at", "args": args });
+                        match try_post(addr, "/api/mutation", &body) {
+                            Some(answer) if answer["status"] == "success" => {
+                                mine.push(tag);
+                                committed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Some(answer) => panic!("{answer}"),
+                            None => return mine, // killed
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        while committed.load(Ordering::SeqCst) < kill_after {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "writers stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        server.kill();
+        for writer in writers {
+            acknowledged.extend(writer.join().expect("a writer failed"));
+        }
+    }
+    // Once more, to let every job end.
+    let server = Running::start(serve_command(&app, data.path()));
+    let start = Instant::now();
+    while query(server.addr, "jobs:unfinished").as_f64() != Some(0.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "jobs never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scheduled: Vec<String> =
+        serde_json::from_value(query(server.addr, "jobs:scheduled_tags")).unwrap();
+    let runs: Vec<String> = serde_json::from_value(query(server.addr, "jobs:runs")).unwrap();
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for tag in &runs {
+        *count.entry(tag.as_str()).or_default() += 1;
+    }
+    assert!(acknowledged.len() >= KILL_AFTER.iter().sum::<usize>());
+    for tag in &acknowledged {
+        assert!(
+            scheduled.contains(tag),
+            "{tag} was acknowledged but not committed"
+        );
+    }
+    // Every committed scheduling (acknowledged or not) ran its mutation exactly once.
+    for tag in &scheduled {
+        assert_eq!(
+            count.get(tag.as_str()),
+            Some(&1),
+            "the job of {tag} ran {count:?}"
+        );
+    }
+    // Actions at most once; and nothing ran that was not scheduled.
+    for (tag, n) in &count {
+        match tag.strip_suffix("-action") {
+            Some(base) => {
+                assert_eq!(*n, 1, "{tag}");
+                assert!(scheduled.iter().any(|s| s == base), "{tag}");
+            }
+            None => assert!(
+                scheduled.iter().any(|s| s == tag),
+                "{tag} was never scheduled"
+            ),
+        }
+    }
+    let actions_ran = count.keys().filter(|t| t.ends_with("-action")).count();
+    eprintln!(
+        "scheduler under SIGKILL: {} rounds, {} schedulings committed ({} acknowledged), {} actions ran of {} scheduled",
+        KILL_AFTER.len(),
+        scheduled.len(),
+        acknowledged.len(),
+        actions_ran,
+        scheduled.iter().enumerate().filter(|(_, t)| t.rsplit('.').next().and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i % 3 == 0)).count()
+    );
+    server.stop();
+}

@@ -1,0 +1,548 @@
+//! The scheduler: runs the jobs of `_scheduled_functions` (`crate::jobs`) when they come due,
+//! and the app's cron jobs ([`crons`]).
+//!
+//! One task, woken by a commit that touches the jobs' index, by a deploy, or by the time of
+//! the next due job or cron. Each pass:
+//! - starts the crons whose time has come (a job and the cron's next time in one commit);
+//! - takes the pending jobs due now, earliest first, and for each
+//!   - a mutation: runs it to its end before the next job starts, with the job read in its
+//!     transaction and marked a success by its commit ([`CommitWith::Job`]): a job's mutation
+//!     commits exactly once, whatever crashes, and scheduled mutations run in due order;
+//!   - an action: marks the job inProgress in a commit of its own, then runs it off this task
+//!     (`crate::actions`, at most `MAX_CONCURRENT_ACTIONS` at once) and records how it ended.
+//!     A crash while it runs leaves it inProgress, and the next start marks it failed: an
+//!     action runs at most once.
+//!
+//! A function that failed (its `Err`, a panic, a limit) fails its job, with the message. A
+//! failure that is not the function's (every instance slot busy, the store refusing commits)
+//! leaves the job pending and the pass ends; the next is `RETRY_AFTER` later.
+
+pub mod crons;
+
+use crate::actions::Actions;
+use crate::caller::Caller;
+use crate::jobs::{self, Job, JobState};
+use crate::store::{catalog, Store, StoreError, Transaction};
+use crate::wasm::{CallError, CallFailure, CallOptions, CommitWith, DeployedModule, WasmHost};
+use crons::{CronTable, StoredCron, Tick};
+use ferrovex_model::abi::{CronSpec, FunctionKind};
+use ferrovex_model::{binary, DocumentId, Object, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Due jobs taken per pass.
+const JOBS_PER_PASS: usize = 256;
+/// How long a pass waits after a failure that was not the function's.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// The longest sleep between passes when nothing is due (a safety net, not a clock).
+const IDLE_PASS: Duration = Duration::from_secs(60);
+
+/// The `_cron_jobs` system table: one document per cron of the app, with its next time.
+pub const CRON_TABLE: &str = "_cron_jobs";
+
+/// The module to run jobs on: the one serving now.
+pub type CurrentModule = Arc<dyn Fn() -> Arc<DeployedModule> + Send + Sync>;
+
+/// Checks a cron at deploy: its schedule parses, and its function is a mutation or action
+/// whose arguments match.
+pub fn check_cron(cron: &CronSpec, module: &DeployedModule) -> Result<(), String> {
+    crons::Schedule::parse(&cron.schedule).map_err(|e| format!("cron {:?}: {e}", cron.name))?;
+    let function = module.function(&cron.function).ok_or_else(|| {
+        format!(
+            "cron {:?} runs {}, which is not a function of the app",
+            cron.name, cron.function
+        )
+    })?;
+    if !matches!(
+        function.description.kind,
+        FunctionKind::Mutation | FunctionKind::Action
+    ) {
+        return Err(format!(
+            "cron {:?} runs {}, a {}; crons run mutations and actions",
+            cron.name, cron.function, function.description.kind
+        ));
+    }
+    function.description.args.check(&cron.args).map_err(|e| {
+        format!(
+            "cron {:?}: invalid arguments for {}: {e}",
+            cron.name, cron.function
+        )
+    })
+}
+
+pub struct Scheduler {
+    store: Arc<Store>,
+    host: Arc<WasmHost>,
+    actions: Arc<Actions>,
+    module: CurrentModule,
+    wake: Arc<Notify>,
+}
+
+/// Who scheduled work runs as: no signed-in user, and allowed to call internal functions.
+fn system_caller() -> Caller {
+    Caller {
+        identity: None,
+        admin: true,
+    }
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+impl Scheduler {
+    /// Declares the system tables and listens for commits that touch the jobs.
+    pub fn new(
+        store: Arc<Store>,
+        host: Arc<WasmHost>,
+        actions: Arc<Actions>,
+        module: CurrentModule,
+    ) -> Result<Arc<Scheduler>, StoreError> {
+        jobs::define(&store)?;
+        store.define_index(CRON_TABLE, "by_name", &["name"])?;
+        let wake = Arc::new(Notify::new());
+        let by_next = store
+            .tables()
+            .iter()
+            .find(|t| t.name == jobs::TABLE)
+            .and_then(|t| t.index(jobs::BY_NEXT))
+            .map(|i| i.id)
+            .expect("defined above");
+        let waker = wake.clone();
+        store.on_commit(Box::new(move |commits| {
+            let touched = commits.iter().any(|c| {
+                c.keys
+                    .iter()
+                    .any(|(_, key)| catalog::index_id_of_key(key) == Some(by_next))
+            });
+            if touched {
+                waker.notify_one();
+            }
+        }));
+        Ok(Arc::new(Scheduler {
+            store,
+            host,
+            actions,
+            module,
+            wake,
+        }))
+    }
+
+    /// Makes the task look again now (after a deploy: the crons may have changed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `stopping` turns true; the job running then finishes first.
+    pub async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
+        let mut crons = CronTable::default();
+        let mut reconciled: Option<String> = None;
+        match self.clone().blocking(|s| s.recover()).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::error!("scheduler: recovering jobs left in progress failed: {e}")
+            }
+            None => return,
+        }
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let module = (self.module)();
+            if reconciled.as_deref() != Some(module.hash.as_str()) {
+                let declared = module.crons.jobs.clone();
+                let table = std::mem::take(&mut crons);
+                let Some((table, outcome)) = self
+                    .clone()
+                    .blocking(move |s| s.reconcile(table, &declared))
+                    .await
+                else {
+                    return;
+                };
+                crons = table;
+                match outcome {
+                    Ok(()) => reconciled = Some(module.hash.clone()),
+                    Err(e) => tracing::error!("scheduler: reading the crons failed: {e}"),
+                }
+            }
+            let table = std::mem::take(&mut crons);
+            let pass_module = module.clone();
+            let Some(pass) = self
+                .clone()
+                .blocking(move |s| s.pass(&pass_module, table))
+                .await
+            else {
+                return;
+            };
+            crons = pass.crons;
+            let sleep = match pass.outcome {
+                Ok(true) => continue,
+                Ok(false) => {
+                    let next_job = self
+                        .clone()
+                        .blocking(|s| jobs::next_due(&mut s.store.begin_read_only()))
+                        .await;
+                    let next = match next_job {
+                        None => return,
+                        Some(Ok(job)) => [job, crons.next_wake()]
+                            .into_iter()
+                            .flatten()
+                            .min_by(f64::total_cmp),
+                        Some(Err(_)) => Some(now_ms() + RETRY_AFTER.as_millis() as f64),
+                    };
+                    match next {
+                        Some(at) => Duration::from_secs_f64(
+                            ((at - now_ms()).max(0.0) / 1000.0).min(IDLE_PASS.as_secs_f64()),
+                        ),
+                        None => IDLE_PASS,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("scheduler: {e}; trying again in {RETRY_AFTER:?}");
+                    RETRY_AFTER
+                }
+            };
+            if sleep.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {}
+                _ = stopping.changed() => {}
+            }
+        }
+    }
+
+    /// Runs `f` on the blocking pool; `None` when the runtime is shutting down.
+    async fn blocking<T: Send + 'static>(
+        self: Arc<Self>,
+        f: impl FnOnce(&Scheduler) -> T + Send + 'static,
+    ) -> Option<T> {
+        match tokio::task::spawn_blocking(move || f(&self)).await {
+            Ok(value) => Some(value),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+
+    /// Actions left in progress by a crash did not finish, and are not run again.
+    fn recover(&self) -> Result<(), StoreError> {
+        loop {
+            let left = jobs::in_state(
+                &mut self.store.begin_read_only(),
+                &JobState::InProgress,
+                JOBS_PER_PASS,
+            )?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            for job in left {
+                tracing::warn!(
+                    "scheduler: the action {} of job {} was running when the server stopped; an action runs at most once, so it is marked failed",
+                    job.name,
+                    job.id
+                );
+                self.finish(
+                    job.id,
+                    JobState::InProgress,
+                    JobState::Failed(
+                        "the server stopped while this action ran; an action runs at most once, so it was not run again".into(),
+                    ),
+                )?;
+            }
+        }
+    }
+
+    fn reconcile(
+        &self,
+        mut table: CronTable,
+        declared: &[CronSpec],
+    ) -> (CronTable, Result<(), String>) {
+        let result = (|| {
+            let mut tx = self.store.begin_read_only();
+            let stored = read_crons(&mut tx).map_err(|e| e.to_string())?;
+            let mut with_state = Vec::new();
+            for (_, cron) in &stored {
+                let running = match cron.last_job {
+                    Some(job) => jobs::get(&mut tx, job)
+                        .map_err(|e| e.to_string())?
+                        .is_some_and(|j| !j.state.is_done()),
+                    None => false,
+                };
+                with_state.push((cron.clone(), running));
+            }
+            let (remember, forget) = table.reconcile(declared, with_state, now_ms())?;
+            if remember.is_empty() && forget.is_empty() {
+                return Ok(());
+            }
+            self.store
+                .run_mutation(|tx| {
+                    let stored = read_crons(tx)?;
+                    for cron in &remember {
+                        write_cron(tx, &stored, cron)?;
+                    }
+                    for (id, cron) in &stored {
+                        if forget.contains(&cron.name) {
+                            tx.delete(*id)?;
+                        }
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })();
+        (table, result)
+    }
+
+    /// One pass: due crons, then due jobs. `Ok(true)` when more jobs may be due right away.
+    fn pass(&self, module: &DeployedModule, mut table: CronTable) -> Pass {
+        let outcome = (|| {
+            let now = now_ms();
+            for tick in table.due(now) {
+                self.tick(&mut table, tick)?;
+            }
+            let due = jobs::due(&mut self.store.begin_read_only(), now, JOBS_PER_PASS)?;
+            let full = due.len() == JOBS_PER_PASS;
+            for job in due {
+                if let Some(ended) = self.run_job(module, job)? {
+                    table.finished(ended);
+                }
+            }
+            Ok(full)
+        })();
+        Pass {
+            crons: table,
+            outcome,
+        }
+    }
+
+    fn tick(&self, table: &mut CronTable, tick: Tick) -> Result<(), StoreError> {
+        let (name, next_run, run) = match tick {
+            Tick::Run { spec, next_run } => (spec.name.clone(), next_run, Some(spec)),
+            Tick::Skip { name, next_run } => {
+                tracing::info!(
+                    "scheduler: cron {name:?} skipped a run: its last run is still going"
+                );
+                (name, next_run, None)
+            }
+        };
+        let job = self
+            .store
+            .run_mutation(|tx| {
+                let stored = read_crons(tx)?;
+                let previous = stored.iter().find(|(_, c)| c.name == name).map(|(_, c)| c);
+                let mut cron = StoredCron {
+                    name: name.clone(),
+                    schedule: previous.map(|c| c.schedule.clone()).unwrap_or_default(),
+                    next_run,
+                    last_job: previous.and_then(|c| c.last_job),
+                };
+                let job = match &run {
+                    Some(spec) => {
+                        let now = tx.now_ms();
+                        let args = binary::encode(&spec.args);
+                        let job = jobs::schedule(tx, &spec.function, args, now, Some(&name))?;
+                        cron.last_job = Some(job);
+                        Some(job)
+                    }
+                    None => None,
+                };
+                write_cron(tx, &stored, &cron)?;
+                Ok::<_, StoreError>(job)
+            })?
+            .value;
+        if let Some(job) = job {
+            table.started(&name, job);
+        }
+        Ok(())
+    }
+
+    /// Runs one due job; returns its id if it ended (an action's ends later, off this task).
+    fn run_job(&self, module: &DeployedModule, job: Job) -> Result<Option<DocumentId>, StoreError> {
+        let kind = module.function(&job.name).map(|f| f.description.kind);
+        let args = match binary::decode(&job.args) {
+            Ok(args) => args,
+            Err(e) => {
+                let error = format!("the job's stored arguments do not decode: {e}");
+                self.finish(job.id, JobState::Pending, JobState::Failed(error))?;
+                return Ok(Some(job.id));
+            }
+        };
+        match kind {
+            Some(FunctionKind::Mutation) => {
+                let options = CallOptions {
+                    caller: system_caller(),
+                    ..Default::default()
+                };
+                let ran = self.host.run_mutation_with(
+                    &self.store,
+                    module,
+                    &job.name,
+                    &args,
+                    options,
+                    CommitWith::Job(job.id),
+                );
+                match ran {
+                    Ok(_) => Ok(Some(job.id)),
+                    Err(CallFailure {
+                        error: CallError::JobNotPending,
+                        ..
+                    }) => Ok(Some(job.id)),
+                    Err(failure) if not_the_functions(&failure.error) => Err(StoreError::Corrupt(
+                        format!("job {} ({}) could not run: {failure}", job.id, job.name),
+                    )),
+                    Err(failure) => {
+                        self.finish(
+                            job.id,
+                            JobState::Pending,
+                            JobState::Failed(failure.to_string()),
+                        )?;
+                        Ok(Some(job.id))
+                    }
+                }
+            }
+            Some(FunctionKind::Action) => {
+                if !self.finish(job.id, JobState::Pending, JobState::InProgress)? {
+                    return Ok(Some(job.id));
+                }
+                let actions = self.actions.clone();
+                let module = (self.module)();
+                let store = self.store.clone();
+                let wake = self.wake.clone();
+                let (id, path) = (job.id, job.name.clone());
+                tokio::runtime::Handle::current().spawn(async move {
+                    let outcome = actions
+                        .run(
+                            module,
+                            FunctionKind::Action,
+                            &path,
+                            args,
+                            system_caller(),
+                            true,
+                        )
+                        .await;
+                    let state = match outcome {
+                        Ok(_) => JobState::Success,
+                        Err(failure) => JobState::Failed(failure.to_string()),
+                    };
+                    let ended = tokio::task::spawn_blocking(move || {
+                        finish_job(&store, id, JobState::InProgress, state)
+                    })
+                    .await;
+                    if !matches!(ended, Ok(Ok(_))) {
+                        tracing::error!("scheduler: recording the end of action job {id} failed");
+                    }
+                    // Its cron (if any) may run again.
+                    wake.notify_one();
+                });
+                Ok(None)
+            }
+            other => {
+                let error = match other {
+                    None => format!("{} is not a function of the deployed app", job.name),
+                    Some(kind) => format!(
+                        "{} is a {kind}; only mutations and actions run as jobs",
+                        job.name
+                    ),
+                };
+                self.finish(job.id, JobState::Pending, JobState::Failed(error))?;
+                Ok(Some(job.id))
+            }
+        }
+    }
+
+    fn finish(&self, id: DocumentId, from: JobState, to: JobState) -> Result<bool, StoreError> {
+        finish_job(&self.store, id, from, to)
+    }
+}
+
+/// Moves job `id` from `from` to `to` if it is still in `from`; whether it did.
+fn finish_job(
+    store: &Store,
+    id: DocumentId,
+    from: JobState,
+    to: JobState,
+) -> Result<bool, StoreError> {
+    store
+        .run_mutation(|tx| {
+            match jobs::get(tx, id)? {
+                Some(job) if job.state == from => {}
+                _ => return Ok(false),
+            }
+            let completed = to.is_done().then(|| tx.now_ms());
+            jobs::set_state(tx, id, &to, completed)?;
+            Ok::<_, StoreError>(true)
+        })
+        .map(|c| c.value)
+}
+
+/// Failures that are not the function's own: the job stays pending and runs later.
+fn not_the_functions(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Host(_) | CallError::Store(StoreError::Engine(_) | StoreError::Corrupt(_))
+    )
+}
+
+struct Pass {
+    crons: CronTable,
+    outcome: Result<bool, StoreError>,
+}
+
+fn read_crons(tx: &mut Transaction) -> Result<Vec<(DocumentId, StoredCron)>, StoreError> {
+    if tx.table_info(CRON_TABLE).is_none() {
+        return Ok(Vec::new());
+    }
+    let page = tx.scan(
+        CRON_TABLE,
+        "by_name",
+        &crate::store::IndexRange::all(),
+        crate::store::Order::Asc,
+        ferrovex_model::limits::MAX_DOCUMENTS_READ,
+        None,
+    )?;
+    Ok(page
+        .documents
+        .into_iter()
+        .filter_map(|d| {
+            let f = &d.fields;
+            Some((
+                d.id,
+                StoredCron {
+                    name: f.get("name")?.as_str()?.to_owned(),
+                    schedule: f.get("schedule")?.as_str()?.to_owned(),
+                    next_run: match f.get("nextRun")? {
+                        Value::Float64(t) => *t,
+                        _ => return None,
+                    },
+                    last_job: f
+                        .get("lastJob")
+                        .and_then(Value::as_str)
+                        .and_then(|s| DocumentId::parse(s).ok()),
+                },
+            ))
+        })
+        .collect())
+}
+
+fn write_cron(
+    tx: &mut Transaction,
+    stored: &[(DocumentId, StoredCron)],
+    cron: &StoredCron,
+) -> Result<(), StoreError> {
+    let mut fields = Object::new();
+    fields.insert("name".into(), cron.name.as_str().into());
+    fields.insert("schedule".into(), cron.schedule.as_str().into());
+    fields.insert("nextRun".into(), Value::Float64(cron.next_run));
+    if let Some(job) = cron.last_job {
+        fields.insert("lastJob".into(), Value::String(job.to_string()));
+    }
+    match stored.iter().find(|(_, c)| c.name == cron.name) {
+        Some((id, _)) => tx.replace(*id, fields),
+        None => tx.insert(CRON_TABLE, fields).map(|_| ()),
+    }
+}
