@@ -26,8 +26,13 @@ const FRONTEND: &str = "examples/chat-react";
 const OVERSIZED_BODY_CHARS: usize = 1_100_000;
 
 /// `npm ci` if the example's packages are missing or older than its lock file, then
-/// `vite build` into its `dist/`, which is returned.
+/// `vite build` into its `dist/`, which is returned; once per process (the tests share it).
 fn build_frontend() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_frontend_now).clone()
+}
+
+fn build_frontend_now() -> PathBuf {
     let dir = frontend_dir();
     let installed = dir.join("node_modules/.package-lock.json");
     let stale = match (
@@ -58,8 +63,11 @@ fn build_frontend() -> PathBuf {
     dist
 }
 
-/// `vite build` of the example into `out`, with `convex_url` as `VITE_CONVEX_URL`.
+/// `vite build` of the example into `out`, with `convex_url` as `VITE_CONVEX_URL`; one at a
+/// time (Vite refuses two builds of one project at once).
 fn vite_build(out: &Path, convex_url: &str) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // `--no`: never fetch a package npx does not find installed.
     run(
         &frontend_dir(),
@@ -559,4 +567,66 @@ async fn react_chat_live_in_two_windows_with_errors_and_live_pagination() {
     alice.quit().await;
     bob.quit().await;
     carol.quit().await;
+}
+
+/// The tutorial's second chapter: `/wiki TOPIC` makes the mutation schedule an action that
+/// fetches the topic's summary (from the test's own server on loopback, named by the
+/// deployment's `WIKI_SUMMARY_URL`) and posts it; every window shows it, through the npm
+/// client's live query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn react_chat_wiki_command_posts_a_summary_from_an_action() {
+    let dist = tokio::task::block_in_place(build_frontend);
+    let summaries = crate::http_target::Target::start().await;
+    let server = TestServer::start(CHAT, Some(dist)).await;
+    server.set_env("WIKI_SUMMARY_URL", &summaries.url("/wiki"));
+    let driver = Driver::start();
+    let alice = driver.browser().await;
+    let bob = driver.browser().await;
+    for browser in [&alice, &bob] {
+        open(browser, &server).await;
+    }
+    set_name(&alice, "Alice").await;
+    set_name(&bob, "Bob").await;
+    alice.send_chat_message("/wiki Rust language", true).await;
+    let expected = |me: &str| {
+        json!([
+            ["Alice", "/wiki Rust language", me == "Alice"],
+            [
+                "Wikipedia",
+                "Rust language is a summary from the test's server.",
+                false
+            ],
+        ])
+    };
+    alice.wait_for_chat("Alice", &expected("Alice")).await;
+    bob.wait_for_chat("Bob", &expected("Bob")).await;
+    let hits = summaries.hits();
+    assert_eq!(hits.len(), 1, "one action run, one request: {hits:?}");
+    assert_eq!(hits[0].target, "/wiki/Rust_language");
+    // An empty topic asks nothing; a topic the service does not know gets an answer that
+    // says so.
+    bob.send_chat_message("/wiki", true).await;
+    bob.send_chat_message("/wiki Nowhere", true).await;
+    let expected = |me: &str| {
+        json!([
+            ["Alice", "/wiki Rust language", me == "Alice"],
+            [
+                "Wikipedia",
+                "Rust language is a summary from the test's server.",
+                false
+            ],
+            ["Bob", "/wiki", me == "Bob"],
+            ["Bob", "/wiki Nowhere", me == "Bob"],
+            [
+                "Wikipedia",
+                "No summary of \"Nowhere\" (the service answered 404).",
+                false
+            ],
+        ])
+    };
+    alice.wait_for_chat("Alice", &expected("Alice")).await;
+    bob.wait_for_chat("Bob", &expected("Bob")).await;
+    assert_eq!(summaries.hits().len(), 2);
+    alice.quit().await;
+    bob.quit().await;
 }

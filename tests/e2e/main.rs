@@ -10,6 +10,8 @@ mod guests;
 /// command's, through `#[path]`).
 #[path = "browser/harness.rs"]
 mod harness;
+#[path = "../../runtime/tests/common/http_target.rs"]
+mod http_target;
 #[path = "../../runtime/tests/common/issuer.rs"]
 mod issuer;
 mod store_crash;

@@ -1,9 +1,18 @@
 use ferrovex_sdk::prelude::*;
+use std::time::Duration;
 
-/// Args `{"user": string, "body": string}`.
+/// Args `{"user": string, "body": string}`. A message `/wiki TOPIC` also asks for the topic's
+/// summary: the action `wiki:summary` runs once this mutation commits (and never if it fails),
+/// and posts the summary as a message of its own.
 #[mutation]
 fn send_message(ctx: &mut MutationCtx, user: String, body: String) -> Result<()> {
     log!("This Rust function is running on the server.");
+    if let Some(topic) = body.strip_prefix("/wiki ").map(str::trim) {
+        if !topic.is_empty() {
+            ctx.scheduler
+                .run_after(Duration::ZERO, "wiki:summary", &doc! { "topic": topic })?;
+        }
+    }
     ctx.db
         .insert("messages", doc! { "user": user, "body": body })?;
     Ok(())

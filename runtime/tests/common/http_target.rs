@@ -9,7 +9,7 @@
 //! | `/big` | a body one byte over `MAX_FETCH_RESPONSE_BYTES` |
 //! | `/loop` | 302 to itself |
 //! | `/redirect` | 302 to `/echo` |
-//! | `/wiki/TOPIC` | JSON `{"title": TOPIC, "extract": "TOPIC is a summary from the test's server."}` (a page summary) |
+//! | `/wiki/TOPIC` | JSON `{"title": TOPIC, "extract": "TOPIC is a summary from the test's server."}` (a page summary; `_` read as a space), or 404 for `Nowhere` |
 
 #![allow(dead_code)]
 
@@ -121,7 +121,10 @@ async fn answer(request: Request<Incoming>, seen: &Mutex<Vec<Hit>>) -> Response<
         return reply(code, format!("status {code}"));
     }
     if let Some(topic) = path.strip_prefix("/wiki/") {
-        let topic = topic.replace("%20", " ");
+        let topic = topic.replace("%20", " ").replace('_', " ");
+        if topic == "Nowhere" {
+            return reply(404, "no such page");
+        }
         let body = serde_json::json!({
             "title": topic,
             "extract": format!("{topic} is a summary from the test's server."),

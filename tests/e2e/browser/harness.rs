@@ -82,6 +82,14 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Sets one of the deployment's environment variables, as `runtime env set` does.
+    pub fn set_env(&self, name: &str, value: &str) {
+        let change = std::collections::BTreeMap::from([(name.to_owned(), Some(value.to_owned()))]);
+        ferrovex_runtime::env_vars::EnvVars::of(&self.dir.path().join("data"))
+            .change(&change, |_| Ok(()))
+            .unwrap_or_else(|e| panic!("setting {name}: {e}"));
+    }
+
     async fn launch(&mut self) {
         let data = self.dir.path().join("data");
         let serving = serve_with_auth(
