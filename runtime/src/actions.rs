@@ -24,7 +24,7 @@ pub struct Actions {
     host: Arc<WasmHost>,
     access: Arc<Access>,
     fetcher: Fetcher,
-    running: Semaphore,
+    running: Arc<Semaphore>,
     waiting: AtomicUsize,
 }
 
@@ -40,7 +40,7 @@ impl Actions {
             host,
             access,
             fetcher: Fetcher::new(policy),
-            running: Semaphore::new(MAX_CONCURRENT_ACTIONS),
+            running: Arc::new(Semaphore::new(MAX_CONCURRENT_ACTIONS)),
             waiting: AtomicUsize::new(0),
         })
     }
@@ -61,9 +61,9 @@ impl Actions {
             error: CallError::Host(what),
             log_lines: Vec::new(),
         };
-        let permit = match self.running.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
+        let slot = match self.reserve() {
+            Some(slot) => slot,
+            None => {
                 let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
                 let _leave = Leave(&self.waiting);
                 if !queue || waiting >= MAX_WAITING_ACTIONS {
@@ -71,20 +71,40 @@ impl Actions {
                         "MAX_CONCURRENT_ACTIONS ({MAX_CONCURRENT_ACTIONS}) actions are running and MAX_WAITING_ACTIONS ({MAX_WAITING_ACTIONS}) are waiting; try again later"
                     )));
                 }
-                self.running
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed")
+                let permit = self.running.clone().acquire_owned().await;
+                OwnedSlot {
+                    _permit: permit.expect("the semaphore is never closed"),
+                }
             }
         };
+        self.run_reserved(slot, module, kind, path, args, caller)
+            .await
+    }
+
+    /// A running slot, if one is free now (the scheduler starts an action job only with one).
+    pub fn reserve(&self) -> Option<OwnedSlot> {
+        let permit = self.running.clone().try_acquire_owned().ok()?;
+        Some(OwnedSlot { _permit: permit })
+    }
+
+    /// Runs an action in a slot reserved with [`Actions::reserve`].
+    pub async fn run_reserved(
+        self: &Arc<Self>,
+        slot: OwnedSlot,
+        module: Arc<DeployedModule>,
+        kind: FunctionKind,
+        path: &str,
+        args: Value,
+        caller: Caller,
+    ) -> Result<ActionOutcome, CallFailure> {
         let this = self.clone();
-        let path_owned = path.to_owned();
+        let path = path.to_owned();
         let outcome = tokio::task::spawn_blocking(move || {
-            this.run_blocking(&module, kind, &path_owned, &args, caller, 0)
+            this.run_blocking(&module, kind, &path, &args, caller, 0)
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        drop(permit);
+        drop(slot);
         outcome
     }
 
@@ -112,6 +132,11 @@ impl Actions {
         self.host
             .run_action(&self.store, module, kind, path, args, options, services)
     }
+}
+
+/// A running slot held for an action (released when dropped).
+pub struct OwnedSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Counts a waiter out when it stops waiting, however it stops.

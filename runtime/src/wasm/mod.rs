@@ -322,7 +322,7 @@ impl WasmHost {
             };
             let crons = Crons::from_value(&value).map_err(describe_error)?;
             for cron in &crons.jobs {
-                crate::scheduler::check_cron(cron, &deployed).map_err(describe_error)?;
+                check_cron(cron, &deployed).map_err(describe_error)?;
             }
             deployed.crons = Arc::new(crons);
         }
@@ -735,6 +735,33 @@ impl WasmHost {
         state.page_ends_in = options.page_ends;
         state
     }
+}
+
+/// A cron's schedule parses, and its function is a mutation or action whose arguments match.
+fn check_cron(cron: &ferrovex_model::abi::CronSpec, module: &DeployedModule) -> Result<(), String> {
+    crate::crons::Schedule::parse(&cron.schedule)
+        .map_err(|e| format!("cron {:?}: {e}", cron.name))?;
+    let function = module.function(&cron.function).ok_or_else(|| {
+        format!(
+            "cron {:?} runs {}, which is not a function of the app",
+            cron.name, cron.function
+        )
+    })?;
+    if !matches!(
+        function.description.kind,
+        FunctionKind::Mutation | FunctionKind::Action
+    ) {
+        return Err(format!(
+            "cron {:?} runs {}, a {}; crons run mutations and actions",
+            cron.name, cron.function, function.description.kind
+        ));
+    }
+    function.description.args.check(&cron.args).map_err(|e| {
+        format!(
+            "cron {:?}: invalid arguments for {}: {e}",
+            cron.name, cron.function
+        )
+    })
 }
 
 /// Two HTTP actions may not serve the same method and path (or prefix).

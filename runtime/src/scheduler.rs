@@ -1,5 +1,5 @@
 //! The scheduler: runs the jobs of `_scheduled_functions` (`crate::jobs`) when they come due,
-//! and the app's cron jobs ([`crons`]).
+//! and the app's cron jobs (`crate::crons`).
 //!
 //! One task, woken by a commit that touches the jobs' index, by a deploy, or by the time of
 //! the next due job or cron. Each pass:
@@ -17,14 +17,12 @@
 //! failure that is not the function's (every instance slot busy, the store refusing commits)
 //! leaves the job pending and the pass ends; the next is `RETRY_AFTER` later.
 
-pub mod crons;
-
 use crate::actions::Actions;
 use crate::caller::Caller;
+use crate::crons::{CronTable, StoredCron, Tick};
 use crate::jobs::{self, Job, JobState};
 use crate::store::{catalog, Store, StoreError, Transaction};
 use crate::wasm::{CallError, CallFailure, CallOptions, CommitWith, DeployedModule, WasmHost};
-use crons::{CronTable, StoredCron, Tick};
 use ferrovex_model::abi::{CronSpec, FunctionKind};
 use ferrovex_model::{binary, DocumentId, Object, Value};
 use std::sync::Arc;
@@ -44,39 +42,14 @@ pub const CRON_TABLE: &str = "_cron_jobs";
 /// The module to run jobs on: the one serving now.
 pub type CurrentModule = Arc<dyn Fn() -> Arc<DeployedModule> + Send + Sync>;
 
-/// Checks a cron at deploy: its schedule parses, and its function is a mutation or action
-/// whose arguments match.
-pub fn check_cron(cron: &CronSpec, module: &DeployedModule) -> Result<(), String> {
-    crons::Schedule::parse(&cron.schedule).map_err(|e| format!("cron {:?}: {e}", cron.name))?;
-    let function = module.function(&cron.function).ok_or_else(|| {
-        format!(
-            "cron {:?} runs {}, which is not a function of the app",
-            cron.name, cron.function
-        )
-    })?;
-    if !matches!(
-        function.description.kind,
-        FunctionKind::Mutation | FunctionKind::Action
-    ) {
-        return Err(format!(
-            "cron {:?} runs {}, a {}; crons run mutations and actions",
-            cron.name, cron.function, function.description.kind
-        ));
-    }
-    function.description.args.check(&cron.args).map_err(|e| {
-        format!(
-            "cron {:?}: invalid arguments for {}: {e}",
-            cron.name, cron.function
-        )
-    })
-}
-
 pub struct Scheduler {
     store: Arc<Store>,
     host: Arc<WasmHost>,
     actions: Arc<Actions>,
     module: CurrentModule,
     wake: Arc<Notify>,
+    /// Action jobs that ended since the last pass (their crons may run again).
+    ended: Arc<parking_lot::Mutex<Vec<DocumentId>>>,
 }
 
 /// Who scheduled work runs as: no signed-in user, and allowed to call internal functions.
@@ -129,6 +102,7 @@ impl Scheduler {
             actions,
             module,
             wake,
+            ended: Default::default(),
         }))
     }
 
@@ -170,18 +144,23 @@ impl Scheduler {
                 }
             }
             let table = std::mem::take(&mut crons);
-            let pass_module = module.clone();
+            let (pass_module, pass_stopping) = (module.clone(), stopping.clone());
             let Some(pass) = self
                 .clone()
-                .blocking(move |s| s.pass(&pass_module, table))
+                .blocking(move |s| s.pass(&pass_module, table, &pass_stopping))
                 .await
             else {
                 return;
             };
             crons = pass.crons;
             let sleep = match pass.outcome {
-                Ok(true) => continue,
-                Ok(false) => {
+                Ok(PassEnd { more: true, .. }) => continue,
+                // Until an action ends (which wakes this task), or a while.
+                Ok(PassEnd {
+                    actions_waiting: true,
+                    ..
+                }) => RETRY_AFTER,
+                Ok(PassEnd { .. }) => {
                     let next_job = self
                         .clone()
                         .blocking(|s| jobs::next_due(&mut s.store.begin_read_only()))
@@ -298,21 +277,40 @@ impl Scheduler {
         (table, result)
     }
 
-    /// One pass: due crons, then due jobs. `Ok(true)` when more jobs may be due right away.
-    fn pass(&self, module: &DeployedModule, mut table: CronTable) -> Pass {
+    /// One pass: due crons, then due jobs, until every due job is handled or `stopping`.
+    fn pass(
+        &self,
+        module: &DeployedModule,
+        mut table: CronTable,
+        stopping: &watch::Receiver<bool>,
+    ) -> Pass {
+        for job in std::mem::take(&mut *self.ended.lock()) {
+            table.finished(job);
+        }
         let outcome = (|| {
             let now = now_ms();
             for tick in table.due(now) {
-                self.tick(&mut table, tick)?;
+                self.tick(&mut table, tick).map_err(|e| e.to_string())?;
             }
-            let due = jobs::due(&mut self.store.begin_read_only(), now, JOBS_PER_PASS)?;
-            let full = due.len() == JOBS_PER_PASS;
+            let due = jobs::due(&mut self.store.begin_read_only(), now, JOBS_PER_PASS)
+                .map_err(|e| e.to_string())?;
+            let mut end = PassEnd {
+                more: due.len() == JOBS_PER_PASS,
+                actions_waiting: false,
+            };
             for job in due {
-                if let Some(ended) = self.run_job(module, job)? {
-                    table.finished(ended);
+                if *stopping.borrow() {
+                    return Ok(end);
+                }
+                match self.run_job(module, job, end.actions_waiting)? {
+                    JobRun::Ended(id) => table.finished(id),
+                    JobRun::Started => {}
+                    JobRun::Waiting => end.actions_waiting = true,
                 }
             }
-            Ok(full)
+            // Due actions left waiting for a slot: not more to do now, but soon.
+            end.more &= !end.actions_waiting;
+            Ok(end)
         })();
         Pass {
             crons: table,
@@ -361,15 +359,20 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Runs one due job; returns its id if it ended (an action's ends later, off this task).
-    fn run_job(&self, module: &DeployedModule, job: Job) -> Result<Option<DocumentId>, StoreError> {
+    /// Runs one due job. An action starts only with a running slot reserved for it, so a
+    /// job is never marked in progress only to wait (`skip_actions`: none was free before).
+    fn run_job(
+        &self,
+        module: &DeployedModule,
+        job: Job,
+        skip_actions: bool,
+    ) -> Result<JobRun, String> {
         let kind = module.function(&job.name).map(|f| f.description.kind);
         let args = match binary::decode(&job.args) {
             Ok(args) => args,
             Err(e) => {
                 let error = format!("the job's stored arguments do not decode: {e}");
-                self.finish(job.id, JobState::Pending, JobState::Failed(error))?;
-                return Ok(Some(job.id));
+                return self.fail(&job, error);
             }
         };
         match kind {
@@ -387,59 +390,61 @@ impl Scheduler {
                     CommitWith::Job(job.id),
                 );
                 match ran {
-                    Ok(_) => Ok(Some(job.id)),
+                    Ok(_) => Ok(JobRun::Ended(job.id)),
                     Err(CallFailure {
                         error: CallError::JobNotPending,
                         ..
-                    }) => Ok(Some(job.id)),
-                    Err(failure) if not_the_functions(&failure.error) => Err(StoreError::Corrupt(
-                        format!("job {} ({}) could not run: {failure}", job.id, job.name),
+                    }) => Ok(JobRun::Ended(job.id)),
+                    // Not the function's failure: the job stays pending for a later pass.
+                    Err(failure) if not_the_functions(&failure.error) => Err(format!(
+                        "job {} ({}) could not run: {failure}",
+                        job.id, job.name
                     )),
-                    Err(failure) => {
-                        self.finish(
-                            job.id,
-                            JobState::Pending,
-                            JobState::Failed(failure.to_string()),
-                        )?;
-                        Ok(Some(job.id))
-                    }
+                    Err(failure) => self.fail(&job, failure.to_string()),
                 }
             }
             Some(FunctionKind::Action) => {
-                if !self.finish(job.id, JobState::Pending, JobState::InProgress)? {
-                    return Ok(Some(job.id));
+                let Some(slot) = (!skip_actions).then(|| self.actions.reserve()).flatten() else {
+                    return Ok(JobRun::Waiting);
+                };
+                let started = self
+                    .finish(job.id, JobState::Pending, JobState::InProgress)
+                    .map_err(|e| e.to_string())?;
+                if !started {
+                    return Ok(JobRun::Ended(job.id));
                 }
                 let actions = self.actions.clone();
-                let module = (self.module)();
+                let module = Arc::new(module.clone());
                 let store = self.store.clone();
-                let wake = self.wake.clone();
+                let (wake, ended) = (self.wake.clone(), self.ended.clone());
                 let (id, path) = (job.id, job.name.clone());
                 tokio::runtime::Handle::current().spawn(async move {
                     let outcome = actions
-                        .run(
+                        .run_reserved(
+                            slot,
                             module,
                             FunctionKind::Action,
                             &path,
                             args,
                             system_caller(),
-                            true,
                         )
                         .await;
                     let state = match outcome {
                         Ok(_) => JobState::Success,
                         Err(failure) => JobState::Failed(failure.to_string()),
                     };
-                    let ended = tokio::task::spawn_blocking(move || {
+                    let recorded = tokio::task::spawn_blocking(move || {
                         finish_job(&store, id, JobState::InProgress, state)
                     })
                     .await;
-                    if !matches!(ended, Ok(Ok(_))) {
+                    if !matches!(recorded, Ok(Ok(_))) {
                         tracing::error!("scheduler: recording the end of action job {id} failed");
                     }
-                    // Its cron (if any) may run again.
+                    // Its cron (if any) may run again, and a waiting action may start.
+                    ended.lock().push(id);
                     wake.notify_one();
                 });
-                Ok(None)
+                Ok(JobRun::Started)
             }
             other => {
                 let error = match other {
@@ -449,10 +454,16 @@ impl Scheduler {
                         job.name
                     ),
                 };
-                self.finish(job.id, JobState::Pending, JobState::Failed(error))?;
-                Ok(Some(job.id))
+                self.fail(&job, error)
             }
         }
+    }
+
+    /// Fails a pending job with `error`.
+    fn fail(&self, job: &Job, error: String) -> Result<JobRun, String> {
+        self.finish(job.id, JobState::Pending, JobState::Failed(error))
+            .map_err(|e| e.to_string())?;
+        Ok(JobRun::Ended(job.id))
     }
 
     fn finish(&self, id: DocumentId, from: JobState, to: JobState) -> Result<bool, StoreError> {
@@ -490,7 +501,24 @@ fn not_the_functions(error: &CallError) -> bool {
 
 struct Pass {
     crons: CronTable,
-    outcome: Result<bool, StoreError>,
+    outcome: Result<PassEnd, String>,
+}
+
+struct PassEnd {
+    /// More jobs may be due right away.
+    more: bool,
+    /// Due actions wait for a running slot; an action's end wakes the scheduler.
+    actions_waiting: bool,
+}
+
+/// How one job's turn ended.
+enum JobRun {
+    /// It ran (or failed, or was no longer pending).
+    Ended(DocumentId),
+    /// An action started; it ends later, off the scheduler's task.
+    Started,
+    /// An action due, every running slot taken: it stays pending.
+    Waiting,
 }
 
 fn read_crons(tx: &mut Transaction) -> Result<Vec<(DocumentId, StoredCron)>, StoreError> {

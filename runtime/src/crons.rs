@@ -1,8 +1,9 @@
-//! The cron table: when each of the app's cron jobs runs next, and whether its last run is
-//! still going. No I/O and no clock of its own: the scheduler gives it the time, so its rules
-//! are tested with a clock the test controls.
+//! Cron jobs: their schedules (parsed at deploy, by `croner` for cron expressions) and the
+//! cron table, when each of the app's crons runs next and whether its last run is still
+//! going. No I/O and no clock of its own: the scheduler gives it the time, so its rules are
+//! tested with a clock the test controls.
 //!
-//! The rules (docs/PROTOCOL.md, "Scheduled functions and crons"):
+//! The rules (README.md, "Background and outside work"):
 //! - An interval cron first runs one interval after it is first deployed; a cron expression
 //!   runs at its next matching time (UTC).
 //! - At most one run of a cron at a time: a run that comes due while the previous one is
