@@ -57,7 +57,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             }
             return watch(&url, &args.path, call_args).await;
         }
-        // `/api/function` runs a query or a mutation alike; results come back as plain JSON
+        // `/api/function` runs a query, a mutation or an action alike; results come back as plain JSON
         // (an int64 as a decimal string), which is what a person reads.
         let (status, answer) = url
             .request(

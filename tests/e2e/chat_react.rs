@@ -587,19 +587,19 @@ async fn react_chat_wiki_command_posts_a_summary_from_an_action() {
     }
     set_name(&alice, "Alice").await;
     set_name(&bob, "Bob").await;
+    let mut messages: Vec<(String, String)> = Vec::new();
     alice.send_chat_message("/wiki Rust language", true).await;
-    let expected = |me: &str| {
-        json!([
-            ["Alice", "/wiki Rust language", me == "Alice"],
-            [
-                "Wikipedia",
-                "Rust language is a summary from the test's server.",
-                false
-            ],
-        ])
-    };
-    alice.wait_for_chat("Alice", &expected("Alice")).await;
-    bob.wait_for_chat("Bob", &expected("Bob")).await;
+    sent(&mut messages, "Alice", "/wiki Rust language");
+    sent(
+        &mut messages,
+        "Wikipedia",
+        "Rust language is a summary from the test's server.",
+    );
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
+    bob.wait_for_chat("Bob", &chat_view_of("Bob", &messages))
+        .await;
     let hits = summaries.hits();
     assert_eq!(hits.len(), 1, "one action run, one request: {hits:?}");
     assert_eq!(hits[0].target, "/wiki/Rust_language");
@@ -607,25 +607,18 @@ async fn react_chat_wiki_command_posts_a_summary_from_an_action() {
     // says so.
     bob.send_chat_message("/wiki", true).await;
     bob.send_chat_message("/wiki Nowhere", true).await;
-    let expected = |me: &str| {
-        json!([
-            ["Alice", "/wiki Rust language", me == "Alice"],
-            [
-                "Wikipedia",
-                "Rust language is a summary from the test's server.",
-                false
-            ],
-            ["Bob", "/wiki", me == "Bob"],
-            ["Bob", "/wiki Nowhere", me == "Bob"],
-            [
-                "Wikipedia",
-                "No summary of \"Nowhere\" (the service answered 404).",
-                false
-            ],
-        ])
-    };
-    alice.wait_for_chat("Alice", &expected("Alice")).await;
-    bob.wait_for_chat("Bob", &expected("Bob")).await;
+    sent(&mut messages, "Bob", "/wiki");
+    sent(&mut messages, "Bob", "/wiki Nowhere");
+    sent(
+        &mut messages,
+        "Wikipedia",
+        "No summary of \"Nowhere\" (the service answered 404).",
+    );
+    alice
+        .wait_for_chat("Alice", &chat_view_of("Alice", &messages))
+        .await;
+    bob.wait_for_chat("Bob", &chat_view_of("Bob", &messages))
+        .await;
     assert_eq!(summaries.hits().len(), 2);
     alice.quit().await;
     bob.quit().await;
