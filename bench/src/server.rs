@@ -58,6 +58,18 @@ pub struct RuntimeServer {
 impl RuntimeServer {
     /// Starts `runtime serve APP --port 0 --data DATA`; its stderr goes to `log`.
     pub fn start(binary: &Path, app: &Path, data: &Path, log: &Path) -> Result<Self, String> {
+        Self::start_with(binary, app, data, log, &[])
+    }
+
+    /// [`RuntimeServer::start`] with more flags of `runtime serve` (`--allow-private-fetch`
+    /// for the scenario whose actions fetch from a server on loopback).
+    pub fn start_with(
+        binary: &Path,
+        app: &Path,
+        data: &Path,
+        log: &Path,
+        flags: &[&str],
+    ) -> Result<Self, String> {
         let started = Instant::now();
         let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut child = Command::new(binary)
@@ -65,6 +77,7 @@ impl RuntimeServer {
             .arg(app)
             .args(["--host", "127.0.0.1", "--port", "0", "--data"])
             .arg(data)
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

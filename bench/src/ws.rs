@@ -2,7 +2,7 @@
 //! protocol's one definition of the messages, for the fanout scenario's thousands of
 //! subscribers (an official client per subscriber would spend the two cores on the client
 //! side); and the closed-loop load driver on the official Convex Rust client: N clients, each
-//! sending a mutation after the previous one resolved.
+//! sending a mutation (or an action) after the previous one resolved.
 
 use crate::stats::Latency;
 use crate::Rng;
@@ -121,11 +121,33 @@ impl LoadResult {
     }
 }
 
+/// What the calls of a closed loop are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Mutation,
+    Action,
+}
+
 /// `clients` official Convex Rust clients (the crate `convex`), each running the mutation
 /// `call(client, rng)` returns after the previous one resolved, for `duration`. Latency is
 /// from the call to its resolution, which the client gives only once the write is visible to
 /// it (a transition at or after the commit), as an app sees it.
 pub async fn closed_loop<F>(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(usize, &mut Rng) -> (&'static str, Json) + Send + Sync + 'static,
+{
+    closed_loop_of(Kind::Mutation, addr, clients, duration, call).await
+}
+
+/// [`closed_loop`] of mutations or of actions. An action resolves with its `ActionResponse`
+/// (an action writes nothing of its own for the client to wait for).
+pub async fn closed_loop_of<F>(
+    kind: Kind,
     addr: SocketAddr,
     clients: usize,
     duration: Duration,
@@ -154,7 +176,7 @@ where
                 while start.elapsed() < duration {
                     let (path, args) = call(i, &mut rng);
                     let sent = Instant::now();
-                    match mutate_official(&mut client, path, args).await {
+                    match call_official(&mut client, kind, path, args).await {
                         Ok(()) => latencies.push(sent.elapsed()),
                         Err(e) => {
                             failures += 1;
@@ -186,10 +208,11 @@ where
     }
 }
 
-/// One mutation through the official client, with arguments in the wire form; an error names
-/// the function and why (no resolution within [`ANSWER_TIMEOUT`] included).
-async fn mutate_official(
+/// One mutation or action through the official client, with arguments in the wire form; an
+/// error names the function and why (no resolution within [`ANSWER_TIMEOUT`] included).
+async fn call_official(
     client: &mut convex::ConvexClient,
+    kind: Kind,
     path: &str,
     args: Json,
 ) -> Result<(), String> {
@@ -204,7 +227,13 @@ async fn mutate_official(
                 .map_err(|e| format!("{path}: an argument is not a value: {e}"))
         })
         .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?;
-    match tokio::time::timeout(ANSWER_TIMEOUT, client.mutation(path, args)).await {
+    let answer = async {
+        match kind {
+            Kind::Mutation => client.mutation(path, args).await,
+            Kind::Action => client.action(path, args).await,
+        }
+    };
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
         Ok(Ok(convex::FunctionResult::Value(_))) => Ok(()),
         Ok(Ok(other)) => Err(format!("{path} failed: {other:?}")),
         Ok(Err(e)) => Err(format!("{path}: the client failed: {e}")),

@@ -6,11 +6,12 @@
 //! ```
 //!
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL
-//! baseline when it is installed), fanout, calls, scale. `--quick` runs shorter and smaller
-//! (about 35 s once built). Results go to `DIR` (default `target/bench`):
-//! `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`, `fanout.svg`,
-//! `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the stores go
-//! (default: inside `DIR`).
+//! baseline when it is installed), fanout, calls, scale, scheduler (the lag of scheduled
+//! mutations at 1,000 per second), actions (actions that each fetch from loopback).
+//! `--quick` runs shorter and smaller (about 45 s once built). Results go to `DIR` (default
+//! `target/bench`): `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`,
+//! `fanout.svg`, `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the
+//! stores go (default: inside `DIR`).
 
 use ferrovex_bench::report::{loadavg, Machine, Report, Row};
 use ferrovex_bench::scenarios::{self, Context};
@@ -109,6 +110,7 @@ fn main() {
         "examples/chat",
         "examples/bank",
         "runtime/tests/guests/channels",
+        scenarios::JOBS_APP,
     ] {
         if let Err(e) = build_app(&workspace_root().join(app)) {
             eprintln!("{e}");
@@ -139,6 +141,8 @@ fn main() {
             "fanout" => scenarios::fanout::run(&mut ctx),
             "calls" => scenarios::calls::run(&mut ctx),
             "scale" => scenarios::scale::run(&mut ctx),
+            "scheduler" => scenarios::scheduler::run(&mut ctx),
+            "actions" => scenarios::actions::run(&mut ctx),
             _ => unreachable!(),
         }));
         match outcome {

@@ -1,6 +1,7 @@
 //! The scenarios of the benchmark, each against a real `runtime serve`, and the baselines
 //! they are compared with. Every load loop is bounded in time and count and stops by itself.
 
+pub mod actions;
 pub mod bank;
 pub mod calls;
 pub mod chat;
@@ -8,6 +9,7 @@ pub mod fanout;
 pub mod postgres;
 pub mod rocks;
 pub mod scale;
+pub mod scheduler;
 
 use crate::report::Row;
 use crate::server::{workspace_root, RuntimeServer};
@@ -15,14 +17,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every scenario, in the order they run.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 8] = [
     "baseline",
     "chat-send",
     "bank-transfer",
     "fanout",
     "calls",
     "scale",
+    "scheduler",
+    "actions",
 ];
+
+/// The app of the `scheduler` and `actions` scenarios (a guest crate of the bench's own).
+pub const JOBS_APP: &str = "bench/apps/jobs";
 
 /// Concurrent clients of the throughput scenarios.
 pub const CLIENTS: usize = 64;
@@ -57,11 +64,22 @@ impl Context {
 
     /// `runtime serve APP` over a store in `data/NAME` (fresh unless it was used before).
     pub fn serve(&self, app: &str, name: &str) -> Result<RuntimeServer, String> {
-        RuntimeServer::start(
+        self.serve_with(app, name, &[])
+    }
+
+    /// [`Context::serve`] with more flags of `runtime serve`.
+    pub fn serve_with(
+        &self,
+        app: &str,
+        name: &str,
+        flags: &[&str],
+    ) -> Result<RuntimeServer, String> {
+        RuntimeServer::start_with(
             &self.runtime,
             &self.app(app),
             &self.data.join(name),
             &self.logs.join(format!("{name}.log")),
+            flags,
         )
     }
 
