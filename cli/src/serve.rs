@@ -67,7 +67,7 @@ where
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let addr = SocketAddr::new(args.host, args.port);
         let server = Server::bind(
             addr,
@@ -91,8 +91,16 @@ where
         let served = server.serve(shutdown_signal()).await;
         side_task.abort();
         served.map_err(|e| format!("serving: {e}"))
-    })
+    });
+    // Actions still running (on threads of their own) get a moment to end; an action that
+    // has not is left behind: a job it ran for stays in progress, and the next start marks
+    // it failed, as after a crash.
+    runtime.shutdown_timeout(ACTIONS_AT_EXIT);
+    served
 }
+
+/// How long `serve` waits at exit for actions still running.
+const ACTIONS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A new data folder's admin key: shown once on a terminal; otherwise (output to a file or a
 /// pipe, where it would stay) only where to find it.

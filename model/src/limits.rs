@@ -58,14 +58,16 @@ pub const MAX_JOBS_SCHEDULED_PER_CALL: usize = 1_000;
 pub const MAX_SCHEDULED_ARGS_BYTES: usize = 256 * 1024;
 /// Actions running at once (client calls, scheduled runs and HTTP actions together); each
 /// holds an instance slot while it waits on the network. A client's action beyond it waits.
-pub const MAX_CONCURRENT_ACTIONS: usize = 32;
+/// A host with fewer than 128 instance slots runs fewer (`runtime::actions::action_slots`).
+pub const MAX_CONCURRENT_ACTIONS: usize = 16;
 /// Client actions waiting for a running slot; one more is refused at once.
 pub const MAX_WAITING_ACTIONS: usize = 1_024;
 /// Wall-clock time one action may run, its outbound requests and the functions it calls
 /// included (Convex's action limit).
 pub const MAX_ACTION_SECONDS: u64 = 600;
-/// How deep actions may call actions (`ctx.run_action` from an action run by an action...).
-pub const MAX_ACTION_DEPTH: usize = 4;
+/// How deep actions may call actions (`ctx.run_action` from an action run by an action...):
+/// each level holds one more instance slot.
+pub const MAX_ACTION_DEPTH: usize = 2;
 /// Time one outbound request may take, from connecting to the last byte of the body; a
 /// request may ask for less with `timeout_ms`.
 pub const MAX_FETCH_MILLIS: u64 = 30_000;

@@ -1,5 +1,6 @@
-//! Running actions: at most `MAX_CONCURRENT_ACTIONS` at once (a client's action waits for a
-//! slot, up to `MAX_WAITING_ACTIONS` waiting), each on the blocking pool, off the path of
+//! Running actions: at most `MAX_CONCURRENT_ACTIONS` at once, fewer on a host with few
+//! instance slots ([`action_slots`]; a client's action waits for a slot, up to
+//! `MAX_WAITING_ACTIONS` waiting), each on the blocking pool, off the path of
 //! queries and mutations, with [`ActionServices`] for what it reaches outside: functions of
 //! the same module (each its own call, on a thread of its own), outbound HTTP through
 //! [`Fetcher`], and the deployment's environment variables.
@@ -25,7 +26,17 @@ pub struct Actions {
     access: Arc<Access>,
     fetcher: Fetcher,
     running: Arc<Semaphore>,
+    /// Running slots in all (see [`action_slots`]).
+    slots: usize,
     waiting: AtomicUsize,
+}
+
+/// Actions that may run at once on `host`: `MAX_CONCURRENT_ACTIONS`, or fewer on a host with
+/// fewer instance slots, so that actions in their worst case (each nested `MAX_ACTION_DEPTH`
+/// deep and calling a query there: `MAX_ACTION_DEPTH + 2` instances) hold at most half of
+/// them and queries and mutations always have the rest.
+pub fn action_slots(max_instances: usize) -> usize {
+    (max_instances / 2 / (MAX_ACTION_DEPTH + 2)).clamp(1, MAX_CONCURRENT_ACTIONS)
 }
 
 impl Actions {
@@ -35,18 +46,26 @@ impl Actions {
         access: Arc<Access>,
         policy: OutboundPolicy,
     ) -> Arc<Actions> {
+        let slots = action_slots(host.config().max_instances as usize);
         Arc::new(Actions {
             store,
             host,
             access,
             fetcher: Fetcher::new(policy),
-            running: Arc::new(Semaphore::new(MAX_CONCURRENT_ACTIONS)),
+            running: Arc::new(Semaphore::new(slots)),
+            slots,
             waiting: AtomicUsize::new(0),
         })
     }
 
-    /// Runs the action (or HTTP action) at `path` of `module` for `caller`. With `queue`
-    /// false, a full house is refused at once instead of waited for.
+    /// Refuses every action not yet running from now on (graceful shutdown): waiters get an
+    /// error at once instead of holding up the end of their requests.
+    pub fn stop(&self) {
+        self.running.close();
+    }
+
+    /// Runs the action (or HTTP action) at `path` of `module` for `caller`, waiting for a
+    /// running slot when all are taken (up to `MAX_WAITING_ACTIONS` wait).
     pub async fn run(
         self: &Arc<Self>,
         module: Arc<DeployedModule>,
@@ -54,7 +73,6 @@ impl Actions {
         path: &str,
         args: Value,
         caller: Caller,
-        queue: bool,
     ) -> Result<ActionOutcome, CallFailure> {
         let busy = |what: String| CallFailure {
             path: path.to_owned(),
@@ -66,14 +84,15 @@ impl Actions {
             None => {
                 let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
                 let _leave = Leave(&self.waiting);
-                if !queue || waiting >= MAX_WAITING_ACTIONS {
+                if waiting >= MAX_WAITING_ACTIONS {
                     return Err(busy(format!(
-                        "MAX_CONCURRENT_ACTIONS ({MAX_CONCURRENT_ACTIONS}) actions are running and MAX_WAITING_ACTIONS ({MAX_WAITING_ACTIONS}) are waiting; try again later"
+                        "all {} action slots are running (MAX_CONCURRENT_ACTIONS) and MAX_WAITING_ACTIONS ({MAX_WAITING_ACTIONS}) are waiting; try again later",
+                        self.slots
                     )));
                 }
-                let permit = self.running.clone().acquire_owned().await;
-                OwnedSlot {
-                    _permit: permit.expect("the semaphore is never closed"),
+                match self.running.clone().acquire_owned().await {
+                    Ok(permit) => OwnedSlot { _permit: permit },
+                    Err(_) => return Err(busy(STOPPING.into())),
                 }
             }
         };
@@ -99,13 +118,15 @@ impl Actions {
     ) -> Result<ActionOutcome, CallFailure> {
         let this = self.clone();
         let path = path.to_owned();
-        let outcome = tokio::task::spawn_blocking(move || {
+        let failed_path = path.clone();
+        // The slot lives as long as the action, on its thread: a caller that goes away (a
+        // closed socket, a dropped request) does not give it back while the action runs.
+        let ran = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             this.run_blocking(&module, kind, &path, &args, caller, 0)
         })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        drop(slot);
-        outcome
+        .await;
+        joined(ran, &failed_path)
     }
 
     /// On a blocking thread: the action itself.
@@ -131,6 +152,25 @@ impl Actions {
         };
         self.host
             .run_action(&self.store, module, kind, path, args, options, services)
+    }
+}
+
+const STOPPING: &str = "the server is stopping; try again once it is back";
+
+/// A blocking task's outcome: a panic goes on unwinding; a task the runtime dropped while
+/// shutting down is the server stopping.
+fn joined<T>(
+    ran: Result<Result<T, CallFailure>, tokio::task::JoinError>,
+    path: &str,
+) -> Result<T, CallFailure> {
+    match ran {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(CallFailure {
+            path: path.to_owned(),
+            error: CallError::Host(STOPPING.into()),
+            log_lines: Vec::new(),
+        }),
     }
 }
 
@@ -160,10 +200,12 @@ struct Services {
 impl Services {
     /// Runs `f` on a blocking thread of its own and waits: a function an action calls gets a
     /// whole native stack, whatever the action's own stack holds.
-    fn on_own_thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.handle
-            .block_on(tokio::task::spawn_blocking(f))
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    fn on_own_thread<T: Send + 'static>(
+        &self,
+        path: &str,
+        f: impl FnOnce() -> Result<T, CallFailure> + Send + 'static,
+    ) -> Result<T, CallFailure> {
+        joined(self.handle.block_on(tokio::task::spawn_blocking(f)), path)
     }
 }
 
@@ -187,13 +229,13 @@ impl ActionServices for Services {
             ..Default::default()
         };
         match kind {
-            FunctionKind::Query => self.on_own_thread(move || {
+            FunctionKind::Query => self.on_own_thread(&path.clone(), move || {
                 actions
                     .host
                     .run_query(&actions.store, &module, &path, &args, options)
                     .map(|o| o.value)
             }),
-            FunctionKind::Mutation => self.on_own_thread(move || {
+            FunctionKind::Mutation => self.on_own_thread(&path.clone(), move || {
                 actions
                     .host
                     .run_mutation(&actions.store, &module, &path, &args, options)
@@ -211,7 +253,7 @@ impl ActionServices for Services {
                     });
                 }
                 // Within its caller's slot: waiting for another could wait forever.
-                self.on_own_thread(move || {
+                self.on_own_thread(&path.clone(), move || {
                     actions
                         .run_blocking(&module, FunctionKind::Action, &path, &args, caller, depth)
                         .map(|o| o.value)
@@ -227,5 +269,25 @@ impl ActionServices for Services {
     fn env_var(&self, name: &str) -> Option<String> {
         let vars = self.actions.access.env_vars()?.load().ok()?;
         vars.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_in_their_worst_case_hold_at_most_half_the_instances() {
+        for max_instances in [1usize, 8, 16, 64, 128, 1024, 100_000] {
+            let slots = action_slots(max_instances);
+            assert!((1..=MAX_CONCURRENT_ACTIONS).contains(&slots));
+            if max_instances >= 2 * (MAX_ACTION_DEPTH + 2) {
+                assert!(
+                    slots * (MAX_ACTION_DEPTH + 2) <= max_instances / 2,
+                    "{max_instances} instances, {slots} slots"
+                );
+            }
+        }
+        assert_eq!(action_slots(128), 16.min(MAX_CONCURRENT_ACTIONS));
     }
 }

@@ -196,10 +196,6 @@ impl CronTable {
             .map(|e| e.next_run)
             .min_by(f64::total_cmp)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ pub fn private_kind(ip: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return v4_kind(v4);
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                // IPv4-translated (SIIT): the IPv4 address it stands for decides.
+                return v4_kind(Ipv4Addr::from(u128::from(v6) as u32));
+            }
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -42,14 +47,26 @@ pub fn private_kind(ip: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if first & 0xfe00 == 0xfc00 {
                 Some("private (unique local)")
+            } else if first & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if first == 0x2002 {
+                // 6to4: the IPv4 address in bits 16..48 decides.
+                v4_kind(Ipv4Addr::from(
+                    ((segments[1] as u32) << 16) | segments[2] as u32,
+                ))
+                .or(Some("6to4"))
+            } else if first == 0x2001 && segments[1] == 0 {
+                Some("Teredo tunnel")
             } else if first & 0xff00 == 0xff00 {
                 Some("multicast")
             } else if v6.segments()[..6] == [0, 0, 0, 0, 0, 0] {
                 // IPv4-compatible (deprecated): classify by the IPv4 part.
                 v4_kind(Ipv4Addr::from(u128::from(v6) as u32)).or(Some("IPv4-compatible"))
-            } else if first == 0x64 && v6.segments()[1] == 0xff9b {
-                // NAT64: the IPv4 address it stands for decides.
+            } else if first == 0x64 && segments[1] == 0xff9b && segments[2] == 0 {
+                // NAT64 (64:ff9b::/96): the IPv4 address it stands for decides.
                 v4_kind(Ipv4Addr::from(u128::from(v6) as u32))
+            } else if first == 0x64 && segments[1] == 0xff9b {
+                Some("local-use NAT64")
             } else {
                 None
             }
@@ -69,6 +86,10 @@ fn v4_kind(v4: Ipv4Addr) -> Option<&'static str> {
         Some("unspecified")
     } else if a == 100 && (64..128).contains(&b) {
         Some("shared (carrier-grade NAT)")
+    } else if a == 192 && b == 0 && v4.octets()[2] == 0 {
+        Some("IETF protocol assignments")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking")
     } else if v4.is_broadcast() {
         Some("broadcast")
     } else if v4.is_multicast() || a >= 240 {
@@ -156,10 +177,6 @@ impl Fetcher {
             .build()
             .expect("the TLS configuration of the HTTP client is valid");
         Fetcher { client, policy }
-    }
-
-    pub fn policy(&self) -> OutboundPolicy {
-        self.policy
     }
 
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, FetchError> {
@@ -268,12 +285,6 @@ fn describe(url: &str, error: reqwest::Error) -> FetchError {
             return refused.0.clone();
         }
         source = e.source();
-    }
-    if error.is_redirect() {
-        return FetchError::Failed(format!(
-            "fetch {url}: too many redirects (MAX_FETCH_REDIRECTS is {MAX_FETCH_REDIRECTS}); the last went to {}",
-            error.url().map(|u| u.as_str()).unwrap_or("?")
-        ));
     }
     let mut chain = error.to_string();
     let mut source = std::error::Error::source(&error);
@@ -402,6 +413,14 @@ mod tests {
             ("::ffff:10.0.0.1", Some("private")),
             ("::ffff:169.254.169.254", Some("link-local")),
             ("64:ff9b::a00:1", Some("private")),
+            ("64:ff9b:1::1", Some("local-use NAT64")),
+            ("::ffff:0:7f00:1", Some("loopback")),
+            ("fec0::1", Some("site-local")),
+            ("2002:7f00:1::", Some("loopback")),
+            ("2002:808:808::", Some("6to4")),
+            ("2001:0:4136:e378::1", Some("Teredo tunnel")),
+            ("192.0.0.8", Some("IETF protocol assignments")),
+            ("198.18.0.1", Some("benchmarking")),
             // Public addresses.
             ("8.8.8.8", None),
             ("172.32.0.1", None),

@@ -20,7 +20,7 @@
 use crate::store::{Document, IndexRange, Order, StoreError, Transaction};
 use ferrovex_model::{DocumentId, Object, Value};
 
-pub const TABLE: &str = "_scheduled_functions";
+pub const TABLE: &str = crate::store::catalog::SCHEDULED_FUNCTIONS;
 /// Pending jobs by due time (and every other state by its jobs' due times).
 pub const BY_NEXT: &str = "by_next";
 pub const BY_NEXT_FIELDS: &[&str] = &["state.kind", "scheduledTime"];
@@ -85,7 +85,6 @@ pub struct Job {
     pub args: Vec<u8>,
     pub scheduled_time: f64,
     pub state: JobState,
-    pub cron: Option<String>,
 }
 
 impl Job {
@@ -109,7 +108,6 @@ impl Job {
                 _ => return Err(corrupt("no scheduledTime")),
             },
             state: JobState::from_value(f.get("state")).ok_or_else(|| corrupt("no state"))?,
-            cron: f.get("cron").and_then(Value::as_str).map(str::to_owned),
         })
     }
 }
@@ -188,19 +186,24 @@ pub fn set_state(
     tx.patch(id, patch)
 }
 
-/// Up to `limit` pending jobs due at or before `now_ms`, earliest first (ties in the order
-/// of their ids, which is no particular order).
-pub fn due(tx: &mut Transaction, now_ms: f64, limit: usize) -> Result<Vec<Job>, StoreError> {
-    let range = IndexRange::all()
-        .eq(JobState::Pending.kind())
-        .lte(Value::Float64(now_ms));
-    scan(tx, range, limit)
-}
-
-/// When the earliest pending job is due, if any is.
-pub fn next_due(tx: &mut Transaction) -> Result<Option<f64>, StoreError> {
+/// One page of pending jobs, earliest first, from `cursor` (the scheduler's start: it keeps
+/// what it learns of jobs after that from commits); the cursor of the next page, if any.
+pub fn pending_page(
+    tx: &mut Transaction,
+    cursor: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Job>, Option<Vec<u8>>), StoreError> {
+    if tx.table_info(TABLE).is_none() {
+        return Ok((Vec::new(), None));
+    }
     let range = IndexRange::all().eq(JobState::Pending.kind());
-    Ok(scan(tx, range, 1)?.first().map(|j| j.scheduled_time))
+    let page = tx.scan(TABLE, BY_NEXT, &range, Order::Asc, limit, cursor)?;
+    let jobs = page
+        .documents
+        .into_iter()
+        .map(Job::from_document)
+        .collect::<Result<_, _>>()?;
+    Ok((jobs, page.cursor))
 }
 
 /// Every job in `state` (for recovery at start: actions left inProgress by a crash).

@@ -136,7 +136,7 @@ async fn run_action(
     };
     let outcome = app
         .actions
-        .run(module, FunctionKind::Action, &call.path, args, caller, true)
+        .run(module, FunctionKind::Action, &call.path, args, caller)
         .await
         .map(|o| Success {
             value: o.value,

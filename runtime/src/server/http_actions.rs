@@ -165,7 +165,6 @@ pub async fn serve(
             &function,
             args,
             Caller::default(),
-            true,
         )
         .await;
     let failed = |message: String| {

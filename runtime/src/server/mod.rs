@@ -258,6 +258,8 @@ impl Server {
             }
         }
         drop(listener);
+        // Actions waiting for a slot are refused now, so their requests end.
+        app.actions.stop();
         // Every connection task holds a receiver; send fails only if none is left.
         let _ = stop_sender.send(true);
         while connections.join_next().await.is_some() {}
@@ -265,7 +267,8 @@ impl Server {
         sync.shutdown().await;
         let _ = refresher.await;
         // The scheduler finishes the job it is running (a mutation ends within its time
-        // limit); actions it started are left to end on their own.
+        // limit). Actions still running are not waited for: the process that owns the
+        // runtime decides how long to give them (`runtime serve`: a few seconds).
         let _ = scheduling.await;
         Ok(())
     }

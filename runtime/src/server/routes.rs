@@ -24,6 +24,11 @@ pub async fn handle(
     sync: &Arc<SyncEngine>,
     request: Request<Incoming>,
 ) -> HttpResponse {
+    // An HTTP action answers for itself, preflights and CORS headers included: the app
+    // decides which origins may read its routes.
+    if is_http_action_path(routed_path(request.uri().path())) {
+        return route(app, sync, request).await;
+    }
     let origin = request.headers().get(ORIGIN).cloned();
     if request.method() == Method::OPTIONS && origin.is_some() {
         return preflight(request.headers());
@@ -69,6 +74,10 @@ fn preflight(request: &HeaderMap) -> HttpResponse {
         allow_origin(headers, origin.clone());
     }
     response
+}
+
+fn is_http_action_path(path: &str) -> bool {
+    path == http_actions::PREFIX || path.starts_with("/http/")
 }
 
 /// The path as routed: a deployment URL written with a trailing `/` makes clients request
@@ -136,9 +145,7 @@ async fn route(
             };
             api::call(app, module, Endpoint::Any, request, Some(function), caller).await
         }
-        (_, p) if p == http_actions::PREFIX || p.starts_with("/http/") => {
-            http_actions::serve(app, module, request, &path).await
-        }
+        (_, p) if is_http_action_path(p) => http_actions::serve(app, module, request, &path).await,
         (&Method::POST, "/api/query_ts") => api::query_ts(&app),
         (&Method::POST, "/api/query_at_ts") => {
             let caller = caller!();

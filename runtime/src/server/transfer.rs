@@ -74,7 +74,12 @@ pub fn export(app: &Arc<Served>) -> HttpResponse {
 /// client has gone.
 fn write_export(store: &Store, sender: &mpsc::Sender<io::Result<Bytes>>) -> Result<(), StoreError> {
     let snapshot = store.snapshot();
-    let tables = snapshot.tables();
+    // The host's own tables (the scheduler's jobs and crons) belong to this deployment.
+    let tables: Vec<_> = snapshot
+        .tables()
+        .into_iter()
+        .filter(|t| !crate::store::catalog::is_system_table(&t.name))
+        .collect();
     let mut headers = Vec::with_capacity(tables.len());
     for table in &tables {
         headers.push(TableHeader::of(
@@ -231,6 +236,11 @@ fn parse_document(json: &Json, module: &DeployedModule) -> Result<Batched, Strin
         .get("table")
         .and_then(Json::as_str)
         .ok_or("\"table\" must be a string")?;
+    if crate::store::catalog::is_system_table(table) {
+        return Err(format!(
+            "{table} is a system table: only the host writes it"
+        ));
+    }
     let value = json.get("value").ok_or("a document needs \"value\"")?;
     let Value::Object(value) =
         ferrovex_model::json::from_json(value).map_err(|e| format!("\"value\": {e}"))?

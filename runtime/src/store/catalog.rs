@@ -238,9 +238,14 @@ impl Catalog {
     }
 }
 
+/// The scheduler's jobs (`crate::jobs`).
+pub const SCHEDULED_FUNCTIONS: &str = "_scheduled_functions";
+/// The crons' next times (`crate::scheduler`).
+pub const CRON_JOBS: &str = "_cron_jobs";
 /// Tables the host keeps for itself: their names start with `_`, which no other table's may.
-/// Functions read them like any table; only the host writes them.
-pub const SYSTEM_TABLES: &[&str] = &["_scheduled_functions", "_cron_jobs"];
+/// Functions read them like any table; only the host writes them, and exports and imports
+/// leave them out.
+pub const SYSTEM_TABLES: &[&str] = &[SCHEDULED_FUNCTIONS, CRON_JOBS];
 
 pub fn is_system_table(name: &str) -> bool {
     SYSTEM_TABLES.contains(&name)

@@ -551,6 +551,13 @@ impl Store {
         indexes: &[(String, Vec<String>)],
     ) -> Result<Arc<TableInfo>, StoreError> {
         check_name("table", table)?;
+        // The host's own tables are not imported (nor exported).
+        if catalog::is_system_table(table) {
+            return Err(StoreError::InvalidName {
+                kind: "table (a system table, which only the host writes)".into(),
+                given: table.into(),
+            });
+        }
         for (name, fields) in indexes {
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             check_index_definition(table, name, &fields)?;

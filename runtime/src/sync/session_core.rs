@@ -109,7 +109,6 @@ impl ActionCall {
                 &path,
                 args,
                 caller,
-                true,
             )
             .await;
         match outcome {

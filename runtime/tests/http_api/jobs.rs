@@ -379,14 +379,14 @@ async fn an_action_calls_functions_gets_their_errors_and_its_own_failures_are_co
     assert_eq!(read, json!(["via action"]));
     // Actions call actions, to a bounded depth.
     assert_eq!(
-        value(&server, "outside:nest", json!({ "depth": 3 }))
+        value(&server, "outside:nest", json!({ "depth": 2 }))
             .await
             .as_f64(),
-        Some(3.0)
+        Some(2.0)
     );
     let deep = call(&server, "outside:nest", json!({ "depth": 10 })).await;
     assert!(
-        error_message(&deep).contains("MAX_ACTION_DEPTH (4)"),
+        error_message(&deep).contains("MAX_ACTION_DEPTH (2)"),
         "{deep}"
     );
     // Real time and randomness.
