@@ -172,6 +172,14 @@ impl CronTable {
         ticks
     }
 
+    /// The run [`CronTable::due`] gave for `name` could not be scheduled (its commit
+    /// failed): it is due again at `at`, so the time is not lost.
+    pub fn retry(&mut self, name: &str, at: f64) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.next_run = entry.next_run.min(at);
+        }
+    }
+
     /// A run of `name` was scheduled as `job`.
     pub fn started(&mut self, name: &str, job: DocumentId) {
         if let Some(entry) = self.entries.get_mut(name) {
@@ -255,6 +263,9 @@ mod tests {
         table.finished(id(1));
         assert_eq!(runs(&table.due(13_000.0)), vec![("c", 14_000.0)]);
         assert_eq!(table.next_wake(), Some(14_000.0));
+        // A run whose commit failed is due again, not lost.
+        table.retry("c", 13_000.0);
+        assert_eq!(runs(&table.due(13_100.0)), vec![("c", 14_100.0)]);
     }
 
     #[test]

@@ -206,6 +206,46 @@ pub fn pending_page(
     Ok((jobs, page.cursor))
 }
 
+/// Deletes the jobs that ended (success, failed, canceled) and were due before `cutoff_ms`,
+/// a batch per transaction, each batch within the read limit whatever the jobs' arguments;
+/// returns how many.
+pub fn delete_ended_before(
+    store: &crate::store::Store,
+    cutoff_ms: f64,
+) -> Result<usize, StoreError> {
+    /// Within `MAX_BYTES_READ` even at `MAX_SCHEDULED_ARGS_BYTES` per job.
+    const BATCH: usize = 48;
+    let mut deleted = 0;
+    for state in [
+        JobState::Success,
+        JobState::Failed(String::new()),
+        JobState::Canceled,
+    ] {
+        loop {
+            let batch = store
+                .run_mutation(|tx| {
+                    if tx.table_info(TABLE).is_none() {
+                        return Ok::<_, StoreError>(0);
+                    }
+                    let range = IndexRange::all()
+                        .eq(state.kind())
+                        .lt(Value::Float64(cutoff_ms));
+                    let old = tx.query(TABLE, BY_NEXT, &range, Order::Asc, BATCH)?;
+                    for job in &old {
+                        tx.delete(job.id)?;
+                    }
+                    Ok(old.len())
+                })?
+                .value;
+            deleted += batch;
+            if batch < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Every job in `state` (for recovery at start: actions left inProgress by a crash).
 pub fn in_state(
     tx: &mut Transaction,
@@ -224,4 +264,60 @@ fn scan(tx: &mut Transaction, range: IndexRange, limit: usize) -> Result<Vec<Job
         .into_iter()
         .map(Job::from_document)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn ended_jobs_past_the_cutoff_are_deleted_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        define(&store).unwrap();
+        let args = ferrovex_model::binary::encode(&Value::Object(Object::new()));
+        let ids: Vec<DocumentId> = store
+            .run_mutation(|tx| {
+                let mut ids = Vec::new();
+                // Due at 100 (old) and 900 (recent), in every state.
+                for at in [100.0, 900.0] {
+                    for _ in 0..4 {
+                        ids.push(schedule(tx, "jobs:record", args.clone(), at, None)?);
+                    }
+                }
+                Ok::<_, StoreError>(ids)
+            })
+            .unwrap()
+            .value;
+        let states = [
+            JobState::Success,
+            JobState::Failed("no".into()),
+            JobState::Canceled,
+            JobState::Pending,
+        ];
+        store
+            .run_mutation(|tx| {
+                for (i, id) in ids.iter().enumerate() {
+                    let state = &states[i % 4];
+                    if *state != JobState::Pending {
+                        set_state(tx, *id, state, Some(1000.0))?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(delete_ended_before(&store, 500.0).unwrap(), 3);
+        let mut tx = store.begin_read_only();
+        let left: Vec<_> = ids
+            .iter()
+            .filter_map(|id| get(&mut tx, *id).unwrap())
+            .collect();
+        // The old pending one and all four recent ones stay.
+        assert_eq!(left.len(), 5);
+        assert!(left
+            .iter()
+            .all(|job| job.state == JobState::Pending || job.scheduled_time == 900.0));
+        assert_eq!(delete_ended_before(&store, 500.0).unwrap(), 0);
+    }
 }

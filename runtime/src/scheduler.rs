@@ -32,6 +32,12 @@ use tokio::sync::{watch, Notify};
 
 /// Due jobs taken per pass.
 const JOBS_PER_PASS: usize = 256;
+/// Jobs that ended are kept this long after their due time, then deleted (Convex keeps them
+/// a week too): long enough to look at, short enough that a cron every second does not
+/// grow the table without end.
+const DONE_JOBS_KEPT_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+/// How often ended jobs past that age are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Jobs read by one transaction at start: within the read limit (`MAX_BYTES_READ`, 16 MiB)
 /// even if each holds `MAX_SCHEDULED_ARGS_BYTES` (256 KiB) of arguments.
 const JOBS_PER_READ: usize = 48;
@@ -186,9 +192,26 @@ impl Scheduler {
             }
             None => return,
         }
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
             if *stopping.borrow() {
                 return;
+            }
+            if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                last_sweep = Some(std::time::Instant::now());
+                let cutoff = now_ms() - DONE_JOBS_KEPT_MS;
+                match self
+                    .clone()
+                    .blocking(move |s| jobs::delete_ended_before(&s.store, cutoff))
+                    .await
+                {
+                    Some(Ok(0)) => {}
+                    Some(Ok(n)) => {
+                        tracing::info!("scheduler: deleted {n} jobs that ended over a week ago")
+                    }
+                    Some(Err(e)) => tracing::warn!("scheduler: deleting old jobs failed: {e}"),
+                    None => return,
+                }
             }
             let module = (self.module)();
             if reconciled.as_deref() != Some(module.hash.as_str()) {
@@ -365,7 +388,14 @@ impl Scheduler {
         let outcome = (|| {
             let now = now_ms();
             for tick in table.due(now) {
-                self.tick(&mut table, tick).map_err(|e| e.to_string())?;
+                let name = match &tick {
+                    Tick::Run { spec, .. } => spec.name.clone(),
+                    Tick::Skip { name, .. } => name.clone(),
+                };
+                if let Err(e) = self.tick(&mut table, tick) {
+                    table.retry(&name, now);
+                    return Err(format!("cron {name:?}: {e}"));
+                }
             }
             // A job that ended (an action's, or one canceled) lets its cron run again.
             for ended in self.refresh_queue().map_err(|e| e.to_string())? {

@@ -269,8 +269,9 @@ pub fn copy_chat_example(to: &Path) {
         to.join("Cargo.lock"),
     )
     .unwrap();
-    for file in ["src/lib.rs", "src/chat.rs"] {
-        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    for file in std::fs::read_dir(from.join("src")).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, to.join("src").join(file.file_name().unwrap())).unwrap();
     }
     let manifest = std::fs::read_to_string(from.join("Cargo.toml"))
         .unwrap()

@@ -182,7 +182,7 @@ async fn every_bad_call_gets_its_status_and_a_message_naming_the_cause() {
             r#"{"path": "chat:send_message", "args": {"user": "a", "body": "b"}}"#,
             ok,
             None,
-            &["chat:send_message: is a mutation, not a action; call it with POST /api/mutation"],
+            &["chat:send_message: is a mutation, not an action; call it with POST /api/mutation"],
         ),
     ];
     for (endpoint, body, expected_status, code, expected_parts) in cases {

@@ -118,7 +118,7 @@ async fn identity_versions_tokens_actions_and_events() {
     let transition = client.next_of_type("Transition").await;
     assert_eq!(transition["endVersion"]["identity"], 1, "{transition}");
     assert_eq!(transition["startVersion"]["identity"], 0, "{transition}");
-    // An action is answered, never left pending.
+    // An action of the wrong kind is answered, never left pending.
     client
         .send(
             json!({"type": "Action", "requestId": 7, "udfPath": "chat:send_message", "args": [{}]}),
@@ -130,7 +130,7 @@ async fn identity_versions_tokens_actions_and_events() {
     assert!(answer["result"]
         .as_str()
         .unwrap()
-        .contains("actions are not supported yet"));
+        .contains("chat:send_message: is a mutation, not an action"));
     // A user token this deployment cannot verify (not even a JWT): AuthError at the identity
     // version of the last transition, then the socket closes so the client can come back
     // with a fresh one.

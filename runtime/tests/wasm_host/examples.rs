@@ -29,7 +29,9 @@ fn chat_sends_and_lists_the_50_most_recent_oldest_first() {
             ("chat:delete_message".to_owned(), "mutation"),
             ("chat:get_messages".to_owned(), "query"),
             ("chat:list_messages".to_owned(), "query"),
-            ("chat:send_message".to_owned(), "mutation")
+            ("chat:send_message".to_owned(), "mutation"),
+            ("wiki:post".to_owned(), "mutation"),
+            ("wiki:summary".to_owned(), "action"),
         ]
     );
 
