@@ -84,11 +84,12 @@ where
         )
         .await
         .map_err(|e| bind_error(addr, e))?;
+        let shutdown = shutdown_signal();
         let side_task = tokio::spawn(alongside(app.clone(), server.deployer()));
         let bound = server.local_addr();
         println!("listening on http://{bound}");
         let _ = std::io::stdout().flush();
-        let served = server.serve(shutdown_signal()).await;
+        let served = server.serve(shutdown).await;
         side_task.abort();
         served.map_err(|e| format!("serving: {e}"))
     });
@@ -129,13 +130,18 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> String {
     }
 }
 
-/// Ctrl-C or SIGTERM: stop accepting, finish what is in flight, exit.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// Ctrl-C or SIGTERM: stop accepting, finish what is in flight, exit. Both handlers are
+/// installed when this is called, before the server says it listens: a signal sent as soon
+/// as that line appears stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("shutting down: finishing requests in flight");
     }
-    eprintln!("shutting down: finishing requests in flight");
 }

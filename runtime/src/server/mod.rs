@@ -77,6 +77,10 @@ use tokio::task::JoinSet;
 
 pub use call_request::MAX_REQUEST_BODY_BYTES;
 
+/// How long graceful shutdown waits for the scheduler to finish the job it runs (a mutation
+/// ends within its own time limit, so this is only a bound on the unexpected).
+const SCHEDULER_STOP: Duration = Duration::from_secs(10);
+
 /// A client that has not sent its request headers within this time is disconnected, so idle
 /// half-open sockets cannot pile up.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -269,7 +273,14 @@ impl Server {
         // The scheduler finishes the job it is running (a mutation ends within its time
         // limit). Actions still running are not waited for: the process that owns the
         // runtime decides how long to give them (`runtime serve`: a few seconds).
-        let _ = scheduling.await;
+        if tokio::time::timeout(SCHEDULER_STOP, scheduling)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the scheduler did not stop within {SCHEDULER_STOP:?}; shutting down without it"
+            );
+        }
         Ok(())
     }
 }
