@@ -90,9 +90,9 @@ impl Actions {
                         self.slots
                     )));
                 }
-                match self.running.clone().acquire_owned().await {
-                    Ok(permit) => OwnedSlot { _permit: permit },
-                    Err(_) => return Err(busy(STOPPING.into())),
+                match self.slot().await {
+                    Some(slot) => slot,
+                    None => return Err(busy(STOPPING.into())),
                 }
             }
         };
@@ -100,13 +100,21 @@ impl Actions {
             .await
     }
 
-    /// A running slot, if one is free now (the scheduler starts an action job only with one).
-    pub fn reserve(&self) -> Option<OwnedSlot> {
+    /// A running slot, if one is free now.
+    fn reserve(&self) -> Option<OwnedSlot> {
         let permit = self.running.clone().try_acquire_owned().ok()?;
         Some(OwnedSlot { _permit: permit })
     }
 
-    /// Runs an action in a slot reserved with [`Actions::reserve`].
+    /// A running slot, once one is free (in turn with every other waiter); `None` once the
+    /// server is stopping. The scheduler's way in: it holds no request, so it does not count
+    /// against `MAX_WAITING_ACTIONS`.
+    pub async fn slot(&self) -> Option<OwnedSlot> {
+        let permit = self.running.clone().acquire_owned().await.ok()?;
+        Some(OwnedSlot { _permit: permit })
+    }
+
+    /// Runs an action in a slot from [`Actions::slot`].
     pub async fn run_reserved(
         self: &Arc<Self>,
         slot: OwnedSlot,

@@ -8,8 +8,9 @@
 //!   - a mutation: runs it to its end before the next job starts, with the job read in its
 //!     transaction and marked a success by its commit ([`CommitWith::Job`]): a job's mutation
 //!     commits exactly once, whatever crashes, and scheduled mutations run in due order;
-//!   - an action: marks the job inProgress in a commit of its own, then runs it off this task
-//!     (`crate::actions`, at most `MAX_CONCURRENT_ACTIONS` at once) and records how it ended.
+//!   - an action: hands it to a task of its own, which waits for a running slot
+//!     (`crate::actions`, in turn with client actions), marks the job inProgress in a commit
+//!     of its own (if it is still pending), runs it and records how it ended.
 //!     A crash while it runs leaves it inProgress, and the next start marks it failed: an
 //!     action runs at most once.
 //!
@@ -241,13 +242,8 @@ impl Scheduler {
             };
             crons = pass.crons;
             let sleep = match pass.outcome {
-                Ok(PassEnd { more: true, .. }) => continue,
-                // Until an action ends (which wakes this task), or a while.
-                Ok(PassEnd {
-                    actions_waiting: true,
-                    ..
-                }) => RETRY_AFTER,
-                Ok(PassEnd { .. }) => {
+                Ok(PassEnd { more: true }) => continue,
+                Ok(PassEnd { more: false }) => {
                     let next_job = self.queue.lock().next();
                     let next = [next_job, crons.next_wake()]
                         .into_iter()
@@ -402,9 +398,8 @@ impl Scheduler {
                 table.finished(ended);
             }
             let due = self.queue.lock().due(now, JOBS_PER_PASS);
-            let mut end = PassEnd {
+            let end = PassEnd {
                 more: due.len() == JOBS_PER_PASS,
-                actions_waiting: false,
             };
             for id in due {
                 if *stopping.borrow() {
@@ -416,17 +411,15 @@ impl Scheduler {
                     self.queue.lock().set(id, None);
                     continue;
                 };
-                match self.run_job(module, job, end.actions_waiting)? {
+                match self.run_job(module, job)? {
                     JobRun::Ended(id) => {
                         self.queue.lock().set(id, None);
                         table.finished(id);
                     }
+                    // Its commits bring it back to the queue if it is still pending then.
                     JobRun::Started => self.queue.lock().set(id, None),
-                    JobRun::Waiting => end.actions_waiting = true,
                 }
             }
-            // Due actions left waiting for a slot: not more to do now, but soon.
-            end.more &= !end.actions_waiting;
             Ok(end)
         })();
         Pass {
@@ -494,14 +487,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Runs one due job. An action starts only with a running slot reserved for it, so a
-    /// job is never marked in progress only to wait (`skip_actions`: none was free before).
-    fn run_job(
-        &self,
-        module: &DeployedModule,
-        job: Job,
-        skip_actions: bool,
-    ) -> Result<JobRun, String> {
+    /// Runs one due job: a mutation to its end, an action handed to a task of its own.
+    fn run_job(&self, module: &DeployedModule, job: Job) -> Result<JobRun, String> {
         let kind = module.function(&job.name).map(|f| f.description.kind);
         let args = match binary::decode(&job.args) {
             Ok(args) => args,
@@ -539,20 +526,33 @@ impl Scheduler {
                 }
             }
             Some(FunctionKind::Action) => {
-                let Some(slot) = (!skip_actions).then(|| self.actions.reserve()).flatten() else {
-                    return Ok(JobRun::Waiting);
-                };
-                let started = self
-                    .finish(job.id, JobState::Pending, JobState::InProgress)
-                    .map_err(|e| e.to_string())?;
-                if !started {
-                    return Ok(JobRun::Ended(job.id));
-                }
+                // Off this task: it waits for a running slot in turn with client actions
+                // (the slots' queue is fair), then marks the job in progress, only if it is
+                // still pending, and only then runs it.
                 let actions = self.actions.clone();
                 let module = Arc::new(module.clone());
                 let store = self.store.clone();
                 let (id, path) = (job.id, job.name.clone());
                 tokio::runtime::Handle::current().spawn(async move {
+                    // `None`: the server is stopping; the job stays pending for the next start.
+                    let Some(slot) = actions.slot().await else {
+                        return;
+                    };
+                    let marking = store.clone();
+                    let started = tokio::task::spawn_blocking(move || {
+                        finish_job(&marking, id, JobState::Pending, JobState::InProgress)
+                    })
+                    .await;
+                    match started {
+                        Ok(Ok(true)) => {}
+                        // Canceled, or started by another pass, meanwhile.
+                        Ok(Ok(false)) => return,
+                        Ok(Err(e)) => {
+                            tracing::warn!("scheduler: starting job {id} ({path}) failed: {e}; it stays pending");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
                     let outcome = actions
                         .run_reserved(
                             slot,
@@ -567,8 +567,7 @@ impl Scheduler {
                         Ok(_) => JobState::Success,
                         Err(failure) => JobState::Failed(failure.to_string()),
                     };
-                    // Its commit wakes the scheduler: the job's cron (if any) may run again,
-                    // and a waiting action may start.
+                    // Its commit wakes the scheduler: the job's cron (if any) may run again.
                     let recorded = tokio::task::spawn_blocking(move || {
                         finish_job(&store, id, JobState::InProgress, state)
                     })
@@ -646,18 +645,14 @@ struct Pass {
 struct PassEnd {
     /// More jobs may be due right away.
     more: bool,
-    /// Due actions wait for a running slot; an action's end wakes the scheduler.
-    actions_waiting: bool,
 }
 
 /// How one job's turn ended.
 enum JobRun {
     /// It ran (or failed, or was no longer pending).
     Ended(DocumentId),
-    /// An action started; it ends later, off the scheduler's task.
+    /// An action was handed to a task of its own; it ends later.
     Started,
-    /// An action due, every running slot taken: it stays pending.
-    Waiting,
 }
 
 fn read_crons(tx: &mut Transaction) -> Result<Vec<(DocumentId, StoredCron)>, StoreError> {
