@@ -14,6 +14,8 @@
 //!     A crash while it runs leaves it inProgress, and the next start marks it failed: an
 //!     action runs at most once.
 //!
+//! Jobs run as `Caller::admin()`: no signed-in user, internal functions within reach.
+//!
 //! A function that failed (its `Err`, a panic, a limit) fails its job, with the message. A
 //! failure that is not the function's (every instance slot busy, the store refusing commits)
 //! leaves the job pending and the pass ends; the next is `RETRY_AFTER` later.
@@ -113,14 +115,6 @@ impl DueQueue {
     fn next(&self) -> Option<f64> {
         let (_, id) = self.by_time.first()?;
         self.time_of.get(id).copied()
-    }
-}
-
-/// Who scheduled work runs as: no signed-in user, and allowed to call internal functions.
-fn system_caller() -> Caller {
-    Caller {
-        identity: None,
-        admin: true,
     }
 }
 
@@ -500,7 +494,7 @@ impl Scheduler {
         match kind {
             Some(FunctionKind::Mutation) => {
                 let options = CallOptions {
-                    caller: system_caller(),
+                    caller: Caller::admin(),
                     ..Default::default()
                 };
                 let ran = self.host.run_mutation_with(
@@ -560,7 +554,7 @@ impl Scheduler {
                             FunctionKind::Action,
                             &path,
                             args,
-                            system_caller(),
+                            Caller::admin(),
                         )
                         .await;
                     let state = match outcome {

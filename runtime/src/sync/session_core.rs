@@ -93,13 +93,9 @@ impl ActionCall {
             }),
             log_lines: Vec::new(),
         };
-        let path = match canonical_udf_path(&udf_path) {
-            Ok(path) => path,
+        let (path, args) = match call_target(&udf_path, &args) {
+            Ok(target) => target,
             Err(message) => return refuse(message),
-        };
-        let args = match args.to_value() {
-            Ok(args) => args,
-            Err(reason) => return refuse(invalid_arguments(&path, reason)),
         };
         let outcome = engine
             .actions
@@ -211,18 +207,14 @@ impl MutationRun {
         engine
             .mutations
             .run_once(&session_id, mutation.request_id, || {
-                let invalid = |message| {
-                    let error = FunctionError {
-                        message,
-                        data: None,
-                    };
-                    (error, Vec::new())
-                };
-                let path = canonical_udf_path(&mutation.udf_path).map_err(invalid)?;
-                let args = mutation
-                    .args
-                    .to_value()
-                    .map_err(|reason| invalid(invalid_arguments(&path, reason)))?;
+                let (path, args) =
+                    call_target(&mutation.udf_path, &mutation.args).map_err(|message| {
+                        let error = FunctionError {
+                            message,
+                            data: None,
+                        };
+                        (error, Vec::new())
+                    })?;
                 engine
                     .host
                     .run_mutation_once(
@@ -537,6 +529,16 @@ fn receipt_key(session_id: &str, request_id: u64) -> Vec<u8> {
     key.extend_from_slice(session_id.as_bytes());
     key.extend_from_slice(&request_id.to_be_bytes());
     key
+}
+
+/// A `Mutation`'s or `Action`'s function and arguments, or the failure that answers them (a
+/// path that breaks the identifier rules, arguments that are not valid values).
+fn call_target(udf_path: &str, args: &Args) -> Result<(String, ferrovex_model::Value), String> {
+    let path = canonical_udf_path(udf_path)?;
+    let args = args
+        .to_value()
+        .map_err(|reason| invalid_arguments(&path, reason))?;
+    Ok((path, args))
 }
 
 fn function_error(failure: &CallFailure) -> FunctionError {
