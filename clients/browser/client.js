@@ -1,11 +1,15 @@
-// The browser client of the runtime: live queries and mutations over the WebSocket sync
-// protocol (docs/PROTOCOL.md section 3). One ES module, no build step; the runtime serves it at
-// `/api/client.js`:
+// The browser client of the runtime: live queries, mutations and actions over the WebSocket
+// sync protocol (docs/PROTOCOL.md section 3). One ES module, no build step; the runtime serves
+// it at `/api/client.js`:
 //
 //   import { Client } from "/api/client.js";
 //   const client = new Client();
 //   const stop = client.subscribe("chat:get_messages", {}, (messages) => render(messages));
 //   await client.mutation("chat:send_message", { user: "ada", body: "hi" });
+//   const summary = await client.action("chat:summarize", {});
+//
+// An operator's page passes `{ auth: { adminKey } }` to call internal functions too, and
+// `actingAs` to run them as a given user.
 //
 // Values follow docs/PROTOCOL.md section 1: int64 is a BigInt, bytes a Uint8Array, float64 a
 // number (NaN and ±Infinity included). Plain numbers are always float64, so pass `5n`
@@ -17,8 +21,8 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 /**
- * A function's error: a failed mutation or query. `message` names the function and the
- * cause; `data` is the error's value, if the function attached one.
+ * A function's error: a failed query, mutation or action, or a refused admin key. `message`
+ * names the function and the cause; `data` is the error's value, if the function attached one.
  */
 export class FunctionError extends Error {
   /**
@@ -45,6 +49,10 @@ export class FunctionError extends Error {
  * @property {number} connectionCount how many times the client has reconnected
  * @property {number} pendingMutations mutations sent or queued whose result is not yet shown
  * @property {number | undefined} retryInMs when `disconnected`: the wait before the next try
+ *
+ * @typedef {object} CallOptions
+ * @property {boolean} [withLogLines=false] resolve to `{ value, logLines }` instead of the
+ *   value alone, `logLines` being what the function logged
  */
 
 /**
@@ -57,6 +65,10 @@ export class Client {
    *   the page's own origin
    * @param {object} [options]
    * @param {boolean} [options.logLines=true] print functions' log lines to the console
+   * @param {{adminKey: string, actingAs?: object}} [options.auth] authenticate every
+   *   connection with the deployment's admin key (internal functions become callable);
+   *   with `actingAs`, an identity object, functions see that user (`subject` at least; a
+   *   missing `issuer` or `tokenIdentifier` is the server's to refuse)
    */
   constructor(url, options = {}) {
     const base = new URL(url ?? globalThis.location.origin);
@@ -67,6 +79,9 @@ export class Client {
     }
     this._url = new URL("/api/sync", base).href;
     this._printLogLines = options.logLines ?? true;
+    this._auth = options.auth ?? null;
+    // The last AuthError printed: a refused key is refused again on every reconnect.
+    this._authErrorShown = undefined;
     this._sessionId = newSessionId();
     this._connectionCount = 0;
     this._connections = 0;
@@ -99,6 +114,8 @@ export class Client {
     this._nextRequestId = 1;
     /** @type {Map<number, PendingMutation>} in request order */
     this._mutations = new Map();
+    /** @type {Map<number, PendingAction>} */
+    this._actions = new Map();
 
     this._connect();
   }
@@ -109,7 +126,8 @@ export class Client {
    *
    * @param {string} path the function, `module:function`
    * @param {Record<string, unknown>} [args] its arguments
-   * @param {(value: any) => void} onUpdate receives each new result
+   * @param {(value: any, logLines: string[]) => void} onUpdate receives each new result,
+   *   with what the query logged computing it
    * @param {(error: FunctionError) => void} [onError] receives the query's failure
    *   (by default printed to the console); a later success calls `onUpdate` again
    * @returns {() => void} unsubscribes (idempotent)
@@ -181,18 +199,60 @@ export class Client {
    *
    * @param {string} path the function, `module:function`
    * @param {Record<string, unknown>} [args] its arguments
-   * @returns {Promise<any>} the function's result; rejects with a {@link FunctionError}
-   *   carrying `data` and `logLines`
+   * @param {CallOptions} [options]
+   * @returns {Promise<any>} the function's result (or `{ value, logLines }` with
+   *   `withLogLines`); rejects with a {@link FunctionError} carrying `data` and `logLines`
    */
-  mutation(path, args) {
+  mutation(path, args, options = {}) {
     try {
       this._checkOpen();
       const requestId = this._nextRequestId++;
       const message = { type: "Mutation", requestId, udfPath: path, args: encodeArgs(args) };
+      const withLogLines = options.withLogLines ?? false;
       return new Promise((resolve, reject) => {
-        this._mutations.set(requestId, { message, path, resolve, reject, ts: undefined, result: undefined });
+        this._mutations.set(requestId, {
+          message,
+          path,
+          resolve,
+          reject,
+          ts: undefined,
+          result: undefined,
+          logLines: [],
+          withLogLines,
+        });
         this._notifyStatus();
         if (this._state === "connected") this._send(message);
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Runs an action. Actions run at most once: one still running when the connection drops
+   * is never re-sent, and its promise rejects (it may or may not have run). One called while
+   * disconnected waits for the next connection.
+   *
+   * @param {string} path the function, `module:function`
+   * @param {Record<string, unknown>} [args] its arguments
+   * @param {CallOptions} [options]
+   * @returns {Promise<any>} the function's result (or `{ value, logLines }` with
+   *   `withLogLines`); rejects with a {@link FunctionError} carrying `data` and `logLines`
+   */
+  action(path, args, options = {}) {
+    try {
+      this._checkOpen();
+      // Shares the mutations' counter: one sequence of request ids per session.
+      const requestId = this._nextRequestId++;
+      const message = { type: "Action", requestId, udfPath: path, args: encodeArgs(args) };
+      const withLogLines = options.withLogLines ?? false;
+      return new Promise((resolve, reject) => {
+        const action = { message, path, resolve, reject, sent: false, withLogLines };
+        this._actions.set(requestId, action);
+        if (this._state === "connected") {
+          action.sent = true;
+          this._send(message);
+        }
       });
     } catch (error) {
       return Promise.reject(error);
@@ -227,7 +287,8 @@ export class Client {
   }
 
   /**
-   * Closes the connection for good. Unfinished mutations reject; subscriptions stop.
+   * Closes the connection for good. Unfinished mutations and actions reject; subscriptions
+   * stop.
    */
   close() {
     if (this._closed) return;
@@ -239,6 +300,8 @@ export class Client {
     const error = new Error("the client was closed");
     for (const mutation of this._mutations.values()) mutation.reject(error);
     this._mutations.clear();
+    for (const action of this._actions.values()) action.reject(error);
+    this._actions.clear();
     this._queries.clear();
     this._queryIdByKey.clear();
     this._setState("closed");
@@ -277,6 +340,7 @@ export class Client {
     socket.onclose = () => {
       if (this._socket !== socket) return;
       this._socket = null;
+      this._loseActions();
       this._scheduleReconnect();
     };
   }
@@ -290,12 +354,30 @@ export class Client {
     const connect = { type: "Connect", sessionId: this._sessionId, connectionCount: this._connectionCount };
     if (this._maxObservedTs > 0n) connect.maxObservedTimestamp = encodeU64(this._maxObservedTs);
     this._send(connect);
+    // Before the query set and the mutations, so that all of them run as this identity.
+    if (this._auth !== null) {
+      const authenticate = {
+        type: "Authenticate",
+        baseVersion: this._version.identity,
+        tokenType: "Admin",
+        value: this._auth.adminKey,
+      };
+      if (this._auth.actingAs != null) authenticate.impersonating = this._auth.actingAs;
+      this._send(authenticate);
+    }
     this._state = "connected";
     // The whole query set, as one ModifyQuerySet from version 0.
     this._flush(true);
     // Unanswered mutations, in their order, with their original request ids.
     for (const mutation of this._mutations.values()) {
       if (mutation.ts === undefined) this._send(mutation.message);
+    }
+    // Actions called while disconnected; those sent before were settled when it dropped.
+    for (const action of this._actions.values()) {
+      if (!action.sent) {
+        action.sent = true;
+        this._send(action.message);
+      }
     }
     this._notifyStatus();
   }
@@ -317,7 +399,19 @@ export class Client {
     const socket = this._socket;
     this._socket = null;
     if (socket) socket.close(4000, "protocol error");
+    this._loseActions();
     this._scheduleReconnect();
+  }
+
+  /** Rejects the actions sent on the connection that just ended: they are never re-sent. */
+  _loseActions() {
+    for (const [requestId, action] of this._actions) {
+      if (!action.sent) continue;
+      this._actions.delete(requestId);
+      action.reject(
+        new Error(`the connection was lost while the action ${action.path} ran: it may or may not have run`),
+      );
+    }
   }
 
   _send(message) {
@@ -333,6 +427,12 @@ export class Client {
         break;
       case "MutationResponse":
         this._onMutationResponse(message);
+        break;
+      case "ActionResponse":
+        this._onActionResponse(message);
+        break;
+      case "AuthError":
+        this._onAuthError(message);
         break;
       case "FatalError":
         // The server closes the socket next; the close schedules the reconnect.
@@ -360,6 +460,7 @@ export class Client {
       return;
     }
     this._failures = 0;
+    this._authErrorShown = undefined;
     const changed = [];
     for (const modification of transition.modifications) {
       const query = this._queries.get(modification.queryId);
@@ -368,7 +469,11 @@ export class Client {
       this._printLogs(query.path, modification.logLines);
       let result;
       if (modification.type === "QueryUpdated") {
-        result = { raw: JSON.stringify(modification.value), value: decodeValue(modification.value) };
+        result = {
+          raw: JSON.stringify(modification.value),
+          value: decodeValue(modification.value),
+          logLines: modification.logLines ?? [],
+        };
       } else if (modification.type === "QueryFailed") {
         const error = new FunctionError(
           modification.errorMessage,
@@ -409,6 +514,7 @@ export class Client {
     }
     mutation.ts = decodeU64(response.ts);
     mutation.result = decodeValue(response.result);
+    mutation.logLines = response.logLines ?? [];
     if (mutation.ts > this._maxObservedTs) this._maxObservedTs = mutation.ts;
     // Shown once a transition at or after its commit has been applied (guarantee 5).
     this._settleVisibleMutations();
@@ -419,11 +525,61 @@ export class Client {
     for (const [requestId, mutation] of this._mutations) {
       if (mutation.ts !== undefined && mutation.ts <= this._version.ts) {
         this._mutations.delete(requestId);
-        mutation.resolve(mutation.result);
+        const { result, logLines } = mutation;
+        mutation.resolve(mutation.withLogLines ? { value: result, logLines } : result);
         settled = true;
       }
     }
     if (settled) this._notifyStatus();
+  }
+
+  _onActionResponse(response) {
+    const action = this._actions.get(response.requestId);
+    if (action === undefined) return;
+    this._actions.delete(response.requestId);
+    this._printLogs(action.path, response.logLines);
+    const logLines = response.logLines ?? [];
+    if (!response.success) {
+      const data = response.errorData === undefined ? undefined : decodeValue(response.errorData);
+      action.reject(new FunctionError(response.result, data, logLines));
+      return;
+    }
+    const value = decodeValue(response.result);
+    action.resolve(action.withLogLines ? { value, logLines } : value);
+  }
+
+  _onAuthError(message) {
+    if (this._authErrorShown !== message.error) {
+      this._authErrorShown = message.error;
+      console.error(`Client: authentication refused: ${message.error}`);
+    }
+    // The server reads nothing more from this socket: let go of it now, so that calls made
+    // from here on wait for the next connection. The reconnect keeps the usual backoff, as
+    // no transition arrives to reset it while the key is refused.
+    const socket = this._socket;
+    this._socket = null;
+    if (socket) socket.close(1000, "AuthError");
+    this._scheduleReconnect();
+    // Nothing after a refused Authenticate was read, so none of these ran.
+    const error = new FunctionError(message.error, undefined, []);
+    for (const mutation of this._mutations.values()) mutation.reject(error);
+    this._mutations.clear();
+    for (const action of this._actions.values()) action.reject(error);
+    this._actions.clear();
+    this._notifyStatus();
+    const result = { raw: `autherror:${message.error}`, error };
+    const changed = [];
+    for (const query of this._queries.values()) {
+      // Told once per refusal, not on every reconnect that is refused the same way.
+      if (query.result !== undefined && query.result.raw === result.raw) continue;
+      query.result = result;
+      changed.push(query);
+    }
+    for (const query of changed) {
+      for (const subscriber of [...query.subscribers]) {
+        if (query.subscribers.has(subscriber)) this._deliver(query, subscriber);
+      }
+    }
   }
 
   // --- Query set ----------------------------------------------------------------------
@@ -463,7 +619,7 @@ export class Client {
   _deliver(query, subscriber) {
     const result = query.result;
     if (result.error === undefined) {
-      subscriber.onUpdate(result.value);
+      subscriber.onUpdate(result.value, result.logLines);
     } else if (subscriber.onError) {
       subscriber.onError(result.error);
     } else {
@@ -500,7 +656,7 @@ export class Client {
  * @property {unknown} args encoded
  * @property {string} key
  * @property {Set<{onUpdate: Function, onError?: Function}>} subscribers
- * @property {{raw: string, value?: unknown, error?: FunctionError} | undefined} result
+ * @property {{raw: string, value?: unknown, logLines?: string[], error?: FunctionError} | undefined} result
  *
  * @typedef {object} PendingMutation
  * @property {object} message the `Mutation` frame, re-sent as it is after a reconnect
@@ -509,6 +665,16 @@ export class Client {
  * @property {(error: Error) => void} reject
  * @property {bigint | undefined} ts the commit timestamp once the server answered
  * @property {unknown} result
+ * @property {string[]} logLines
+ * @property {boolean} withLogLines resolve to `{ value, logLines }`
+ *
+ * @typedef {object} PendingAction
+ * @property {object} message the `Action` frame
+ * @property {string} path
+ * @property {(value: unknown) => void} resolve
+ * @property {(error: Error) => void} reject
+ * @property {boolean} sent whether a connection carried it (then it is never sent again)
+ * @property {boolean} withLogLines resolve to `{ value, logLines }`
  */
 
 // --- Values (docs/PROTOCOL.md section 1) ----------------------------------------------------
