@@ -5,6 +5,7 @@ mod admin;
 mod app;
 mod call;
 mod codegen;
+mod dashboard;
 mod dev;
 mod env;
 mod logs;
@@ -100,6 +101,12 @@ enum Command {
         after_help = "Examples:\n  runtime env list\n  runtime env set AUTH_ISSUER https://my-tenant.us.auth0.com/\n  runtime env unset AUTH_ISSUER --url http://127.0.0.1:4000\n\nThe app's #[auth_config] reads them (over the server's own environment) as soon as they change."
     )]
     Env(env::EnvArgs),
+    /// Print the URL of a running server's dashboard that signs a browser in (data, functions,
+    /// logs, schedules, health and settings, live); needs the admin key.
+    #[command(
+        after_help = "Examples:\n  runtime dashboard\n  runtime dashboard --open\n  runtime dashboard --url http://127.0.0.1:4000 --data my-app/data"
+    )]
+    Dashboard(dashboard::DashboardArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         Command::Import(args) => transfer::import(args),
         Command::AdminKey(args) => admin::run(args),
         Command::Env(args) => env::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -799,6 +799,19 @@ impl AppSchema {
         self.tables.iter().find(|t| t.name == name)
     }
 
+    /// Whether a document with these user fields may be written to `table`: the one check
+    /// of every write, from a function or from the dashboard. A table the schema does not
+    /// declare takes any document.
+    pub fn check_document(&self, table: &str, fields: &Object) -> Result<(), String> {
+        let Some(declared) = self.table(table) else {
+            return Ok(());
+        };
+        declared
+            .document
+            .check(&Value::Object(fields.clone()))
+            .map_err(|e| format!("document for table {table:?} does not match its schema: {e}"))
+    }
+
     pub fn to_value(&self) -> Value {
         let tables = self
             .tables

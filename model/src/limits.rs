@@ -79,3 +79,11 @@ pub const MAX_FETCH_REQUEST_BYTES: usize = MAX_IMPORT_REQUEST_BYTES;
 pub const MAX_FETCH_REDIRECTS: usize = 10;
 /// Bytes of a request's body an HTTP action receives; a larger one is answered 413.
 pub const MAX_HTTP_ACTION_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+// The dashboard.
+
+/// Documents one page of the dashboard's document grid may hold.
+pub const MAX_DASHBOARD_PAGE: usize = 500;
+/// Documents the server reads for one page of the dashboard's grid: a filter that matches
+/// few documents answers a short page with a cursor rather than read a large table whole.
+pub const MAX_DASHBOARD_SCAN: usize = 10_000;

@@ -153,6 +153,12 @@ pub enum CancelError {
     Store(StoreError),
 }
 
+impl From<StoreError> for CancelError {
+    fn from(e: StoreError) -> CancelError {
+        CancelError::Store(e)
+    }
+}
+
 /// Cancels a pending job; a job already running or done stays as it is (its outcome is
 /// what happened).
 pub fn cancel(tx: &mut Transaction, id: &str, now_ms: f64) -> Result<(), CancelError> {

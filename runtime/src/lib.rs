@@ -7,6 +7,7 @@ pub mod crons;
 pub mod env_vars;
 pub mod fetch;
 pub mod jobs;
+pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -649,7 +649,8 @@ enum JobRun {
     Started,
 }
 
-fn read_crons(tx: &mut Transaction) -> Result<Vec<(DocumentId, StoredCron)>, StoreError> {
+/// The crons' next times and last jobs, as `_cron_jobs` keeps them.
+pub fn read_crons(tx: &mut Transaction) -> Result<Vec<(DocumentId, StoredCron)>, StoreError> {
     if tx.table_info(CRON_TABLE).is_none() {
         return Ok(Vec::new());
     }

@@ -4,6 +4,7 @@ mod auth_browser;
 mod browser;
 mod chat_react;
 mod convex_clients;
+mod dashboard;
 #[path = "../../runtime/tests/common/guests.rs"]
 mod guests;
 /// Headless Chromium over WebDriver, shared by the browser tests (and by the `runtime`

@@ -7,6 +7,7 @@ mod admin_key;
 mod bad_input;
 mod browser_dev;
 mod codegen;
+mod dashboard;
 mod dev;
 mod durability;
 mod env;

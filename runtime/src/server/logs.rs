@@ -59,7 +59,7 @@ pub async fn stream(engine: Arc<SyncEngine>, host: Arc<WasmHost>, mut socket: So
     let _ = socket.close(None).await;
 }
 
-fn execution(record: &ExecutionRecord) -> Json {
+pub(crate) fn execution(record: &ExecutionRecord) -> Json {
     let mut message = json!({
         "type": "Execution",
         "startedMs": record.started_ms,

@@ -45,6 +45,7 @@ mod access;
 mod api;
 mod browser_client;
 mod call_request;
+mod dashboard;
 mod env;
 mod http_actions;
 mod logs;
@@ -112,6 +113,8 @@ pub(crate) struct Served {
     pub stopping: watch::Receiver<bool>,
     /// Snapshots `/api/query_ts` handed out.
     pub pinned: api::PinnedSnapshots,
+    /// What the dashboard keeps as the server runs (counts, commit rate, the live stream).
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 /// A bound listener, ready to serve [`App`].
@@ -191,6 +194,7 @@ impl Server {
         let scheduler = Scheduler::new(store.clone(), host.clone(), actions.clone(), current)
             .map_err(|e| io::Error::other(format!("starting the scheduler: {e}")))?;
         let (stop_sender, stopping) = watch::channel(false);
+        let dashboard = dashboard::Dashboard::attach(&store);
         Ok(Server {
             listener,
             app: Arc::new(Served {
@@ -201,6 +205,7 @@ impl Server {
                 actions,
                 stopping,
                 pinned: api::PinnedSnapshots::default(),
+                dashboard,
             }),
             sync,
             scheduler,

@@ -3,7 +3,7 @@
 use super::access::{caller as caller_of, require_admin};
 use super::api::{self, Endpoint};
 use super::response::{method_not_allowed, request_error, HttpResponse};
-use super::{browser_client, env, http_actions, static_files, transfer, Served};
+use super::{browser_client, dashboard, env, http_actions, static_files, transfer, Served};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::{
@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// How long a browser may cache a CORS preflight's answer (Convex's figure).
 const CORS_MAX_AGE_SECONDS: &str = "86400";
 
-const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/env, /api/client.js; POST /api/import/tables, /api/import/documents, /api/env; WebSocket GET /api/sync, /api/{version}/sync, /api/logs; the app's HTTP actions under /http/";
+const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/env, /api/client.js; POST /api/import/tables, /api/import/documents, /api/env; the dashboard's under /api/dashboard/; WebSocket GET /api/sync, /api/{version}/sync, /api/logs; the app's HTTP actions under /http/";
 
 pub async fn handle(
     app: Arc<Served>,
@@ -162,6 +162,14 @@ async fn route(
         (&Method::GET, "/api/export") => {
             admin_only!();
             transfer::export(&app)
+        }
+        // The dashboard's endpoints (docs/PROTOCOL.md section 4.5), and its files.
+        (_, p) if p.starts_with("/api/dashboard/") => {
+            admin_only!();
+            dashboard::api(app, sync, request, &path).await
+        }
+        (_, p) if p == dashboard::ASSETS_PREFIX || p.starts_with("/_dashboard/") => {
+            dashboard::asset(&method, p)
         }
         (&Method::GET, "/api/env") => {
             admin_only!();

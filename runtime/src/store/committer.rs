@@ -37,6 +37,10 @@ pub(crate) type Reply = SyncSender<Result<Timestamp, StoreError>>;
 pub struct CommittedKeys {
     pub ts: Timestamp,
     pub keys: Arc<Vec<(Space, Vec<u8>)>>,
+    /// Each table the commit wrote documents of, with how its document count changed
+    /// (inserts less deletes; 0 when it only changed documents), in table-number order: what
+    /// keeps the dashboard's counts exact without a scan per commit.
+    pub tables: Arc<Vec<(TableNumber, i64)>>,
 }
 
 pub(crate) struct CommitterState {
@@ -153,7 +157,13 @@ impl CommitterState {
             }
             *last = doc.creation_time;
         }
+        let mut tables: Vec<(TableNumber, i64)> = Vec::new();
         for (id, write) in writes_in {
+            let delta = i64::from(write.new.is_some()) - i64::from(write.old.is_some());
+            match tables.iter_mut().find(|(t, _)| *t == write.table) {
+                Some((_, total)) => *total += delta,
+                None => tables.push((write.table, delta)),
+            }
             let table = self
                 .catalog
                 .table_by_number(write.table)
@@ -202,9 +212,11 @@ impl CommitterState {
         }
         keys.sort();
         keys.dedup();
+        tables.sort_unstable();
         let committed = CommittedKeys {
             ts,
             keys: Arc::new(keys),
+            tables: Arc::new(tables),
         };
         self.remember(committed.clone());
         self.last_ts = ts;

@@ -129,6 +129,12 @@ pub trait StorageEngine: Send + Sync + 'static {
 
     /// Compacts all data now, applying `discard_before` (maintenance and tests).
     fn compact(&self) -> EngineResult<()>;
+
+    /// About how many bytes the data takes where it is stored, if the engine can tell
+    /// cheaply (the dashboard shows it); `None` otherwise.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How much commit log (in commit-timestamp nanoseconds) is kept behind the newest commit

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod committer;
+pub mod counts;
 pub mod document;
 pub mod engine;
 pub mod error;
@@ -641,6 +642,7 @@ impl Store {
         let committed = CommittedKeys {
             ts,
             keys: Arc::new(keys),
+            tables: Arc::default(),
         };
         state.remember(committed.clone());
         self.shared.publish(state.published());

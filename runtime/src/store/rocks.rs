@@ -328,6 +328,29 @@ impl StorageEngine for RocksEngine {
         }
         Ok(())
     }
+
+    /// The table files and the memtables of every family: properties RocksDB keeps, read
+    /// without touching the disk.
+    fn size_bytes(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for name in [
+            CF_DOCUMENTS,
+            CF_INDEXES,
+            CF_CATALOG,
+            CF_LOG,
+            CF_META,
+            CF_RECEIPTS,
+        ] {
+            let cf = self.db.cf_handle(name)?;
+            for property in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                total += self.db.property_int_value_cf(cf, property).ok()??;
+            }
+        }
+        Some(total)
+    }
 }
 
 impl Drop for RocksEngine {

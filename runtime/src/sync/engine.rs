@@ -171,6 +171,11 @@ impl SyncEngine {
         self.request_refresh();
     }
 
+    /// WebSocket sessions open now (clients' and `runtime logs`' alike).
+    pub fn connections(&self) -> usize {
+        self.live_sessions.load(Ordering::Acquire)
+    }
+
     pub fn request_refresh(&self) {
         self.refresh_wanted.notify_one();
     }

@@ -5,6 +5,7 @@
 //! so a slow reader never holds memory. A record keeps at most `MAX_ERROR_MESSAGE_BYTES` of
 //! log lines (the caller got them all), so the live channel's buffer is bounded too.
 
+use crate::metrics::FunctionMetrics;
 use ferrovex_model::limits::{MAX_ERROR_MESSAGE_BYTES, MAX_EXECUTION_LOG_BYTES};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -19,7 +20,7 @@ pub struct ExecutionRecord {
     /// When the call started, in milliseconds since the Unix epoch.
     pub started_ms: f64,
     pub path: String,
-    /// `query` or `mutation`.
+    /// `query`, `mutation`, `action` or `httpAction`.
     pub kind: &'static str,
     pub duration_us: u64,
     /// `None` for success, or the error message.
@@ -67,6 +68,8 @@ struct Recent {
 pub struct ExecutionLog {
     recent: Mutex<Recent>,
     live: broadcast::Sender<Arc<ExecutionRecord>>,
+    /// Every execution counted per function, whoever reads the log or not.
+    metrics: Mutex<FunctionMetrics>,
 }
 
 impl Default for ExecutionLog {
@@ -77,12 +80,20 @@ impl Default for ExecutionLog {
                 bytes: 0,
             }),
             live: broadcast::channel(RECENT_EXECUTIONS).0,
+            metrics: Mutex::new(FunctionMetrics::default()),
         }
     }
 }
 
 impl ExecutionLog {
     pub fn record(&self, mut record: ExecutionRecord) {
+        self.metrics.lock().record(
+            crate::metrics::now_s(),
+            &record.path,
+            record.kind,
+            record.duration_us,
+            record.error.is_some(),
+        );
         record.trim_log_lines();
         let record = Arc::new(record);
         let size = record.bytes();
@@ -98,6 +109,11 @@ impl ExecutionLog {
         // Sent under the lock, so a reader that subscribes and copies `recent` under it sees
         // every execution exactly once. No readers is not an error.
         let _ = self.live.send(record);
+    }
+
+    /// Reads every function's figures (calls, errors, latencies) under the log's lock.
+    pub fn with_metrics<T>(&self, read: impl FnOnce(&FunctionMetrics) -> T) -> T {
+        read(&self.metrics.lock())
     }
 
     /// The executions kept so far, and a receiver of every later one.

@@ -424,18 +424,10 @@ fn table_of(state: &CallState, id: &DocumentId) -> Option<String> {
 
 /// Checks user fields against the table's declared type, if the schema declares the table.
 fn check_schema(state: &CallState, table: &str, fields: &Object) -> Result<(), DbFailure> {
-    let Some(declared) = state.schema.table(table) else {
-        return Ok(());
-    };
-    declared
-        .document
-        .check(&Value::Object(fields.clone()))
-        .map_err(|e| {
-            DbFailure::Expected(
-                status::INVALID,
-                format!("document for table {table:?} does not match its schema: {e}"),
-            )
-        })
+    state
+        .schema
+        .check_document(table, fields)
+        .map_err(|message| DbFailure::Expected(status::INVALID, message))
 }
 
 fn db_get(

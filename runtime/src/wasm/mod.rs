@@ -79,6 +79,8 @@ pub struct FunctionInfo {
 pub struct DeployedModule {
     /// SHA-256 of the wasm bytes: the module version.
     pub hash: String,
+    /// When it was deployed, in milliseconds since the Unix epoch.
+    pub deployed_at_ms: f64,
     pub schema: Arc<AppSchema>,
     /// The sign-in providers the app declares (`#[auth_config]`), settings not yet read.
     pub auth_config: Arc<AuthConfig>,
@@ -245,6 +247,9 @@ impl WasmHost {
         let export = |name: &str| module.get_export_index(name).expect("checked by abi_check");
         let mut deployed = DeployedModule {
             hash,
+            deployed_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
             schema: Arc::new(AppSchema::default()),
             auth_config: Arc::new(AuthConfig::default()),
             crons: Arc::new(Crons::default()),

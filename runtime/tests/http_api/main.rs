@@ -6,6 +6,7 @@
 mod auth;
 mod calls;
 mod convex;
+mod dashboard;
 #[path = "../common/guests.rs"]
 mod guests;
 #[path = "../common/http_target.rs"]

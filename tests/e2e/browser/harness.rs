@@ -82,6 +82,16 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The data folder's admin key.
+    #[allow(dead_code)] // Not every test binary that shares this harness signs in.
+    pub fn admin_key(&self) -> String {
+        self.running
+            .as_ref()
+            .expect("the server is running")
+            .admin_key
+            .clone()
+    }
+
     /// Sets one of the deployment's environment variables, as `runtime env set` does.
     pub fn set_env(&self, name: &str, value: &str) {
         let change = std::collections::BTreeMap::from([(name.to_owned(), Some(value.to_owned()))]);
