@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 client over one kept-alive loopback connection, for `POST /api/query`,
-//! `POST /api/mutation` and `GET /api/metrics` (docs/PROTOCOL.md section 4). The server answers
+//! `POST /api/mutation`, `GET /api/metrics` and the dashboard's `GET /api/dashboard/...` (docs/PROTOCOL.md section 4). The server answers
 //! every API request with a `Content-Length` body.
 
 use serde_json::{json, Value as Json};
@@ -91,6 +91,22 @@ impl Http {
             return Err(format!("{kind} {path}: {status} {text}"));
         }
         Ok(response["value"].clone())
+    }
+
+    /// `GET path` of an admin endpoint; the JSON answer, or the error with its body.
+    pub fn get_admin(&mut self, path: &str, admin_key: &str) -> Result<Json, String> {
+        let (status, text) = self
+            .request_with(
+                "GET",
+                path,
+                "",
+                &format!("authorization: Convex {admin_key}\r\n"),
+            )
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("GET {path}: {e}: {text}"))
     }
 
     /// The server's mutation counters (`GET /api/metrics`, an admin endpoint): committed,

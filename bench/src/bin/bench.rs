@@ -7,7 +7,8 @@
 //!
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL
 //! baseline when it is installed), fanout, calls, scale, scheduler (the lag of scheduled
-//! mutations at 1,000 per second), actions (actions that each fetch from loopback).
+//! mutations at 1,000 per second), actions (actions that each fetch from loopback), dashboard
+//! (the Data page's requests on a table of 10^6 documents).
 //! `--quick` runs shorter and smaller (about 45 s once built). Results go to `DIR` (default
 //! `target/bench`): `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`,
 //! `fanout.svg`, `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the
@@ -143,6 +144,7 @@ fn main() {
             "scale" => scenarios::scale::run(&mut ctx),
             "scheduler" => scenarios::scheduler::run(&mut ctx),
             "actions" => scenarios::actions::run(&mut ctx),
+            "dashboard" => scenarios::dashboard::run(&mut ctx),
             _ => unreachable!(),
         }));
         match outcome {

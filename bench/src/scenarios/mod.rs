@@ -5,6 +5,7 @@ pub mod actions;
 pub mod bank;
 pub mod calls;
 pub mod chat;
+pub mod dashboard;
 pub mod fanout;
 pub mod postgres;
 pub mod rocks;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every scenario, in the order they run.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     "baseline",
     "chat-send",
     "bank-transfer",
@@ -26,6 +27,7 @@ pub const ALL: [&str; 8] = [
     "scale",
     "scheduler",
     "actions",
+    "dashboard",
 ];
 
 /// The app of the `scheduler` and `actions` scenarios (a guest crate of the bench's own).
