@@ -12,7 +12,8 @@ pub struct DashboardArgs {
     /// The server, as `runtime serve` printed it.
     #[arg(long, default_value = "http://127.0.0.1:3210")]
     pub url: String,
-    /// Also open it in the desktop's browser (`xdg-open`, `open` on macOS).
+    /// Also open it in the desktop's browser (`xdg-open`, `open` on macOS). The link, key
+    /// included, is then on their command lines, which other users of this machine can read.
     #[arg(long)]
     pub open: bool,
     #[command(flatten)]
@@ -33,11 +34,16 @@ pub fn run(args: DashboardArgs) -> Result<(), String> {
     let runtime = client_runtime()?;
     let (status, answer) =
         runtime.block_on(url.request(Method::GET, "/api/dashboard/deployment", None))?;
-    if status != 200 {
-        return Err(format!(
-            "the server refused the admin key ({status}): {}",
-            answer["message"].as_str().unwrap_or_default()
-        ));
+    let message = answer["message"].as_str().unwrap_or_default();
+    match status {
+        200 => {}
+        401 => return Err(format!("the server refused the admin key (401): {message}")),
+        // An older server without the dashboard answers 404.
+        _ => {
+            return Err(format!(
+                "GET /api/dashboard/deployment answered {status}: {message}"
+            ))
+        }
     }
     let link = sign_in_url(&url.http_url(), &key);
     println!("{link}");

@@ -219,9 +219,11 @@ export class Client {
           result: undefined,
           logLines: [],
           withLogLines,
+          // The connections it was sent on: sent on an earlier one, it may have run there.
+          sends: 0,
         });
         this._notifyStatus();
-        if (this._state === "connected") this._send(message);
+        if (this._state === "connected") this._sendMutation(this._mutations.get(requestId));
       });
     } catch (error) {
       return Promise.reject(error);
@@ -370,7 +372,7 @@ export class Client {
     this._flush(true);
     // Unanswered mutations, in their order, with their original request ids.
     for (const mutation of this._mutations.values()) {
-      if (mutation.ts === undefined) this._send(mutation.message);
+      if (mutation.ts === undefined) this._sendMutation(mutation);
     }
     // Actions called while disconnected; those sent before were settled when it dropped.
     for (const action of this._actions.values()) {
@@ -412,6 +414,11 @@ export class Client {
         new Error(`the connection was lost while the action ${action.path} ran: it may or may not have run`),
       );
     }
+  }
+
+  _sendMutation(mutation) {
+    mutation.sends++;
+    this._send(mutation.message);
   }
 
   _send(message) {
@@ -560,10 +567,17 @@ export class Client {
     this._socket = null;
     if (socket) socket.close(1000, "AuthError");
     this._scheduleReconnect();
-    // Nothing after a refused Authenticate was read, so none of these ran.
+    // Nothing after a refused Authenticate was read. A mutation sent only on this connection
+    // (or not yet sent) therefore never ran: it fails. One that committed, or was sent on an
+    // earlier connection and may have run there, stays pending: the next connection re-sends
+    // it under its request id, and the server answers with its one outcome.
     const error = new FunctionError(message.error, undefined, []);
-    for (const mutation of this._mutations.values()) mutation.reject(error);
-    this._mutations.clear();
+    for (const [requestId, mutation] of this._mutations) {
+      if (mutation.ts === undefined && mutation.sends <= 1) {
+        this._mutations.delete(requestId);
+        mutation.reject(error);
+      }
+    }
     for (const action of this._actions.values()) action.reject(error);
     this._actions.clear();
     this._notifyStatus();

@@ -15,11 +15,18 @@ import {
   confirmButton,
   watchSentinel,
   encodeRoute,
+  sleep,
 } from "./util.js";
 
 const PAGE_SIZE = 50;
 /** The server's MAX_DASHBOARD_PAGE: the most a refresh asks for at once. */
 const MAX_PAGE = 500;
+// Rows the grid holds at most: past them it stops loading and says to filter or sort. Every
+// loaded row is re-read when a commit names the table, so this also bounds that work.
+const MAX_LOADED_ROWS = 5000;
+// Least time between two re-reads prompted by commits: a table written many times a second
+// is re-read a few times a second, not once per commit.
+const REFRESH_SPACING_MS = 250;
 /** Pages in a row that matched nothing before auto-loading waits for the user. */
 const MAX_EMPTY_PAGES = 20;
 const FRESH_MS = 3000;
@@ -240,7 +247,7 @@ export function mount(root, ctx) {
     return [...builtins, ...declared];
   }
 
-  const refreshTables = folded(async () => {
+  const refreshTables = folded(REFRESH_SPACING_MS, async () => {
     if (!alive) return;
     try {
       const answer = await ctx.api("GET", "/api/dashboard/tables");
@@ -423,12 +430,14 @@ export function mount(root, ctx) {
         if (wantRefresh) {
           wantRefresh = false;
           if (view.requests > 0) await refreshLoaded();
+          // Commits that came meanwhile fold into the next re-read, a moment later.
+          if (wantRefresh) await sleep(REFRESH_SPACING_MS);
           continue;
         }
         if (wantMore) {
           const asked = wantMore === "asked";
           wantMore = false;
-          if (view.isDone || view.failed) continue;
+          if (view.isDone || view.failed || view.docs.length >= MAX_LOADED_ROWS) continue;
           // The end may have been in view only before the last page came in.
           if (!asked && view.requests > 0 && !more.visible()) continue;
           await loadNext();
@@ -691,10 +700,13 @@ export function mount(root, ctx) {
       pageStatus.textContent = view.failed ? "" : "loading…";
     } else if (view.isDone) {
       pageStatus.textContent = `all ${n} shown`;
+    } else if (n >= MAX_LOADED_ROWS) {
+      pageStatus.textContent = `${n} shown, the most the grid holds: filter, or sort by another index or order, to see others`;
     } else {
       pageStatus.textContent = `${n} shown, more below`;
     }
-    loadMore.hidden = !tableName || view.isDone || (view.requests === 0 && !view.failed);
+    loadMore.hidden =
+      !tableName || view.isDone || n >= MAX_LOADED_ROWS || (view.requests === 0 && !view.failed);
     loadMore.disabled = view.loading;
     loadMore.textContent = view.loading ? "Loading…" : "Load more";
   }

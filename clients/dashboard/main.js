@@ -422,8 +422,9 @@ signinForm.addEventListener("submit", (event) => {
 document.getElementById("signout").addEventListener("click", () => signOut(""));
 
 /** Takes a key from a `#key=` address into sessionStorage; whether there was one. */
+/** The key a `#key=` link carries, saved for this tab; null when the link carries none. */
 function takeKeyFromHash() {
-  if (!location.hash.startsWith("#key=")) return false;
+  if (!location.hash.startsWith("#key=")) return null;
   let key = location.hash.slice("#key=".length);
   try {
     key = decodeURIComponent(key);
@@ -433,14 +434,16 @@ function takeKeyFromHash() {
   sessionStorage.setItem(KEY_STORAGE, key);
   // The key leaves the address bar (and the history) at once.
   history.replaceState(null, "", `${location.pathname}${location.search}#/data`);
-  return true;
+  return key;
 }
 
 window.addEventListener("hashchange", () => {
-  // A `#key=` link opened in a tab that already shows the dashboard.
-  if (takeKeyFromHash()) {
+  // A `#key=` link opened in a tab that already shows the dashboard: held here, since
+  // signing out forgets the stored key.
+  const key = takeKeyFromHash();
+  if (key !== null) {
     if (adminKey !== null) signOut("");
-    signIn(sessionStorage.getItem(KEY_STORAGE));
+    signIn(key);
     return;
   }
   route();

@@ -259,7 +259,7 @@ export function mount(root, ctx) {
     return `${stateText(job.state)} · ${when}`;
   }
 
-  const refreshCrons = folded(async () => {
+  const refreshCrons = folded(250, async () => {
     if (!alive) return;
     try {
       const answer = await ctx.api("GET", "/api/dashboard/crons");

@@ -327,13 +327,14 @@ export function drawSparkline(svg, values, options = {}) {
 
 /**
  * Wraps an async task so that bursts of calls run it at most once at a time, plus once more
- * afterwards if calls came while it ran: every call is answered by a run that starts after
- * it, without a request per event.
+ * afterwards if calls came while it ran (`spacingMs` after the last): every call is answered
+ * by a run that starts after it, without a request per event.
  *
+ * @param {number} spacingMs least time between two runs when calls keep coming
  * @param {() => Promise<void>} task
  * @returns {() => void}
  */
-export function folded(task) {
+export function folded(spacingMs, task) {
   let running = false;
   let again = false;
   return function run() {
@@ -351,12 +352,19 @@ export function folded(task) {
           } catch (error) {
             console.error(error);
           }
+          // Calls that came while it ran fold into one more run, a moment later.
+          if (again && spacingMs > 0) await sleep(spacingMs);
         } while (again);
       } finally {
         running = false;
       }
     })();
   };
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Calls `fn` once `ms` have passed without another call. */

@@ -87,3 +87,10 @@ pub const MAX_DASHBOARD_PAGE: usize = 500;
 /// Documents the server reads for one page of the dashboard's grid: a filter that matches
 /// few documents answers a short page with a cursor rather than read a large table whole.
 pub const MAX_DASHBOARD_SCAN: usize = 10_000;
+/// Function paths the Health page keeps figures for (each up to `LATENCY_WINDOW` durations):
+/// calls of further paths, which only made-up names can reach in practice, count under one
+/// entry, so callers cannot grow the server's memory by inventing names.
+pub const MAX_MEASURED_FUNCTIONS: usize = 1_024;
+/// Bytes of documents (in the binary form) one page of the dashboard's grid reads: a page of
+/// large documents ends sooner, with a cursor, rather than answer tens of megabytes.
+pub const MAX_DASHBOARD_PAGE_BYTES: usize = 8 * 1024 * 1024;

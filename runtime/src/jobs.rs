@@ -35,6 +35,9 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state's `kind`, in the order a job may go through them.
+    pub const KINDS: [&'static str; 5] = ["pending", "inProgress", "success", "failed", "canceled"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             JobState::Pending => "pending",
@@ -45,7 +48,8 @@ impl JobState {
         }
     }
 
-    fn to_value(&self) -> Value {
+    /// `{kind}`, with `error` when failed: the `state` field of a job's document.
+    pub fn to_value(&self) -> Value {
         let mut o = Object::new();
         o.insert("kind".into(), self.kind().into());
         if let JobState::Failed(error) = self {

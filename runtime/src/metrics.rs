@@ -2,6 +2,7 @@
 //! last minute, and each function's calls, errors and recent latencies. Plain data: the
 //! caller gives the time, so the rules are tested with a clock the test controls.
 
+use ferrovex_model::limits::MAX_MEASURED_FUNCTIONS;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Whole seconds a [`PerSecond`] keeps.
@@ -69,22 +70,27 @@ impl FunctionStats {
             kind,
             calls: 0,
             errors: 0,
-            recent_us: VecDeque::with_capacity(LATENCY_WINDOW),
+            // Grows as calls come: a function called once holds one duration, not a window.
+            recent_us: VecDeque::new(),
             per_second: PerSecond::default(),
         }
     }
 
-    /// The `p`-th percentile (0 to 100) of the recent durations in milliseconds, by the
-    /// nearest-rank rule; 0 with none yet.
-    pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.recent_us.is_empty() {
-            return 0.0;
-        }
-        let mut sorted: Vec<u64> = self.recent_us.iter().copied().collect();
-        sorted.sort_unstable();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+    /// A copy of the recent durations in microseconds, oldest first: copied out so that the
+    /// caller sorts them outside the lock every execution takes.
+    pub fn durations_us(&self) -> Vec<u64> {
+        self.recent_us.iter().copied().collect()
     }
+}
+
+/// The `p`-th percentile (0 to 100) of durations sorted ascending, in milliseconds, by the
+/// nearest-rank rule; 0 with none.
+pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
 }
 
 /// Every function's [`FunctionStats`], by path.
@@ -93,8 +99,18 @@ pub struct FunctionMetrics {
     functions: BTreeMap<String, FunctionStats>,
 }
 
+/// Where calls of paths beyond `MAX_MEASURED_FUNCTIONS` are counted.
+pub const OTHER_FUNCTIONS: &str = "(other paths)";
+
 impl FunctionMetrics {
     pub fn record(&mut self, now_s: u64, path: &str, kind: &'static str, us: u64, failed: bool) {
+        let path = if self.functions.contains_key(path)
+            || self.functions.len() < MAX_MEASURED_FUNCTIONS - 1
+        {
+            path
+        } else {
+            OTHER_FUNCTIONS
+        };
         let stats = match self.functions.get_mut(path) {
             Some(stats) => stats,
             None => self
@@ -115,6 +131,13 @@ impl FunctionMetrics {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &FunctionStats)> {
         self.functions.iter()
     }
+}
+
+/// Milliseconds since the Unix epoch, now (0 on a clock set before it).
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// Seconds since the Unix epoch, now.
@@ -158,20 +181,36 @@ mod tests {
         }
         let (_, stats) = metrics.iter().next().unwrap();
         assert_eq!((stats.calls, stats.errors), (100, 10));
-        assert_eq!(stats.percentile_ms(50.0), 50.0);
-        assert_eq!(stats.percentile_ms(99.0), 99.0);
-        assert_eq!(stats.percentile_ms(100.0), 100.0);
+        let mut sorted = stats.durations_us();
+        sorted.sort_unstable();
+        assert_eq!(percentile_ms(&sorted, 50.0), 50.0);
+        assert_eq!(percentile_ms(&sorted, 99.0), 99.0);
+        assert_eq!(percentile_ms(&sorted, 100.0), 100.0);
         // Older durations leave the window: after LATENCY_WINDOW fast calls, all is fast.
         for _ in 0..LATENCY_WINDOW {
             metrics.record(11, "m:f", "query", 10, false);
         }
         let (_, stats) = metrics.iter().next().unwrap();
-        assert_eq!(stats.percentile_ms(99.0), 0.01);
+        assert_eq!(percentile_ms(&stats.durations_us(), 99.0), 0.01);
         assert_eq!(stats.calls, 100 + LATENCY_WINDOW as u64);
         assert_eq!(
             stats.per_second.last_minute(12)[SECONDS_KEPT - 2..],
             [100, 1024]
         );
-        assert_eq!(FunctionStats::new("query").percentile_ms(50.0), 0.0);
+        assert_eq!(percentile_ms(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn made_up_paths_share_one_entry_beyond_the_limit() {
+        let mut metrics = FunctionMetrics::default();
+        for i in 0..MAX_MEASURED_FUNCTIONS * 3 {
+            metrics.record(1, &format!("m:f{i}"), "query", 5, true);
+        }
+        assert_eq!(metrics.functions.len(), MAX_MEASURED_FUNCTIONS);
+        let other = &metrics.functions[OTHER_FUNCTIONS];
+        assert_eq!(other.calls, (MAX_MEASURED_FUNCTIONS * 2 + 1) as u64);
+        // A path measured before the limit was reached keeps its own entry.
+        metrics.record(2, "m:f0", "query", 5, false);
+        assert_eq!(metrics.functions["m:f0"].calls, 2);
     }
 }

@@ -612,6 +612,22 @@ async fn the_dashboard_refuses_a_browser_without_the_admin_key() {
             r##"document.querySelector("#grid tr.doc td[data-field='body']")?.textContent === "private""##,
         )
         .await;
+    // A sign-in link opened in a tab that is signed in already keeps it signed in.
+    let key: String = form_urlencoded::byte_serialize(server.admin_key().as_bytes()).collect();
+    go(&browser, &format!("#key={key}")).await;
+    browser
+        .wait_for(
+            "the tab to sign in again from the link",
+            "!location.hash.includes('key=') && !document.querySelector('#app').hidden && document.querySelector('#signin').hidden",
+        )
+        .await;
+    go(&browser, "#/data/messages").await;
+    browser
+        .wait_for(
+            "the grid after the link",
+            r##"document.querySelector("#grid tr.doc td[data-field='body']")?.textContent === "private""##,
+        )
+        .await;
     // Signing out forgets the key.
     browser.click("#signout").await;
     browser

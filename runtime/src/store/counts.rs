@@ -95,9 +95,13 @@ impl DocumentCounts {
                 recent_from: 0,
             }),
         });
-        let listener = counts.clone();
+        // Weak: the store holds its listeners, and these counts need not outlive their user.
+        let listener = Arc::downgrade(&counts);
         store.on_commit(Box::new(move |commits| {
-            let mut inner = listener.inner.lock();
+            let Some(counts) = listener.upgrade() else {
+                return;
+            };
+            let mut inner = counts.inner.lock();
             for commit in commits {
                 inner.apply(commit);
             }
@@ -106,7 +110,7 @@ impl DocumentCounts {
         let latest = store.latest_ts();
         let mut inner = counts.inner.lock();
         inner.seen_through = inner.seen_through.max(latest);
-        inner.recent_from = latest;
+        inner.recent_from = inner.recent_from.max(latest);
         drop(inner);
         counts
     }

@@ -247,9 +247,7 @@ impl WasmHost {
         let export = |name: &str| module.get_export_index(name).expect("checked by abi_check");
         let mut deployed = DeployedModule {
             hash,
-            deployed_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            deployed_at_ms: crate::metrics::now_ms(),
             schema: Arc::new(AppSchema::default()),
             auth_config: Arc::new(AuthConfig::default()),
             crons: Arc::new(Crons::default()),

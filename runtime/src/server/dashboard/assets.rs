@@ -32,9 +32,9 @@ files! {
     "settings.js" => "text/javascript; charset=utf-8",
 }
 
-/// Scripts from this server only (styles may be set inline), no frames: the page shows the
+/// Scripts and styles from this server only, no frames: the page shows the
 /// deployment's data, which must not reach anywhere else.
-const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn serve(method: &Method, path: &str) -> HttpResponse {
     if method != Method::GET && method != Method::HEAD {

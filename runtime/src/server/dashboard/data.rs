@@ -2,6 +2,7 @@
 //! a table's documents in any index's order, filtered by field values; and writes, each one
 //! transaction checked like a function's write (field names, sizes, the app's schema).
 
+use super::{bad, internal};
 use crate::server::call_request::read_body;
 use crate::server::response::{json, request_error, HttpResponse};
 use crate::server::Served;
@@ -10,7 +11,7 @@ use crate::store::{IndexRange, Order, StoreError, Transaction};
 use crate::wasm::DeployedModule;
 use base64::Engine as _;
 use ferrovex_model::json::{encode_u64, from_json, to_json};
-use ferrovex_model::limits::{MAX_DASHBOARD_PAGE, MAX_DASHBOARD_SCAN};
+use ferrovex_model::limits::{MAX_DASHBOARD_PAGE, MAX_DASHBOARD_PAGE_BYTES, MAX_DASHBOARD_SCAN};
 use ferrovex_model::{DocumentId, Object, Value};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -19,18 +20,6 @@ use std::sync::Arc;
 
 /// Documents per page when the request does not say.
 const DEFAULT_PAGE: usize = 50;
-
-fn bad(code: &str, message: String) -> HttpResponse {
-    request_error(StatusCode::BAD_REQUEST, code, message)
-}
-
-fn internal(endpoint: &str, error: impl std::fmt::Display) -> HttpResponse {
-    request_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalServerError",
-        format!("{endpoint}: {error}"),
-    )
-}
 
 /// `GET /api/dashboard/tables`.
 pub async fn tables(app: Arc<Served>, module: Arc<DeployedModule>) -> HttpResponse {
@@ -261,22 +250,34 @@ fn read_page(app: &Served, request: &PageRequest) -> Result<Json, StoreError> {
     // Each step is a read-only transaction of its own at one snapshot: its read limits hold
     // per step, and every step reads the same state. A step reads no more documents than
     // the page still lacks, so the page ends on a step's end and that step's cursor is the
-    // page's.
-    while documents.len() < request.limit && scanned < MAX_DASHBOARD_SCAN {
-        let wanted = (request.limit - documents.len()).min(MAX_DASHBOARD_SCAN - scanned);
-        let mut tx: Transaction = snapshot.begin_read_only();
-        let page = tx.scan(
-            &request.table,
-            &request.index,
-            &IndexRange::all(),
-            request.order,
-            wanted,
-            cursor.as_deref(),
-        )?;
+    // page's. A step whose documents are too large for one transaction's read limit is
+    // taken again at half the size (one document always fits).
+    let mut bytes = 0;
+    while documents.len() < request.limit
+        && scanned < MAX_DASHBOARD_SCAN
+        && bytes < MAX_DASHBOARD_PAGE_BYTES
+    {
+        let mut wanted = (request.limit - documents.len()).min(MAX_DASHBOARD_SCAN - scanned);
+        let page = loop {
+            let mut tx: Transaction = snapshot.begin_read_only();
+            match tx.scan(
+                &request.table,
+                &request.index,
+                &IndexRange::all(),
+                request.order,
+                wanted,
+                cursor.as_deref(),
+            ) {
+                Ok(page) => break page,
+                Err(StoreError::LimitExceeded { .. }) if wanted > 1 => wanted /= 2,
+                Err(e) => return Err(e),
+            }
+        };
         scanned += page.documents.len();
         is_done = page.is_done;
         for document in page.documents {
             let value = document.to_value();
+            bytes += ferrovex_model::binary::encoded_len(&value);
             let matches = request
                 .filter
                 .iter()

@@ -76,7 +76,12 @@ async fn feed(
         .chain(recent.iter().map(|record| execution_line(record)))
         .chain(std::iter::once(json!({"type": "caughtUp"})));
     for message in history {
-        if sender.send(line(&message)).await.is_err() {
+        let sent = tokio::select! {
+            sent = sender.send(line(&message)) => sent,
+            // A reader that stops reading the history must not hold up shutdown either.
+            _ = stopping.wait_for(|stop| *stop) => return,
+        };
+        if sent.is_err() {
             return;
         }
     }

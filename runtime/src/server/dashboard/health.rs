@@ -1,7 +1,7 @@
 //! `GET /api/dashboard/health`: commits per second, each function's calls, errors and
 //! latency percentiles, connections, live queries and the data's size.
 
-use crate::metrics::{now_s, LATENCY_WINDOW};
+use crate::metrics::{now_s, percentile_ms, LATENCY_WINDOW};
 use crate::server::response::{json, HttpResponse};
 use crate::server::Served;
 use crate::sync::engine::SyncEngine;
@@ -11,24 +11,33 @@ use std::sync::atomic::Ordering;
 
 pub async fn health(app: &Served, sync: &SyncEngine) -> HttpResponse {
     let now = now_s();
-    let functions = sync.host.executions.with_metrics(|metrics| {
+    // Copied under the execution log's lock, which every execution takes; sorted after.
+    let measured = sync.host.executions.with_metrics(|metrics| {
         metrics
             .iter()
             .map(|(path, stats)| {
-                json!({
+                let head = json!({
                     "path": path,
                     "kind": stats.kind,
                     "calls": stats.calls,
                     "errors": stats.errors,
                     "errorRate": if stats.calls == 0 { 0.0 } else { stats.errors as f64 / stats.calls as f64 },
-                    "p50Ms": stats.percentile_ms(50.0),
-                    "p95Ms": stats.percentile_ms(95.0),
-                    "p99Ms": stats.percentile_ms(99.0),
                     "perSecond": stats.per_second.last_minute(now),
-                })
+                });
+                (head, stats.durations_us())
             })
             .collect::<Vec<_>>()
     });
+    let functions: Vec<_> = measured
+        .into_iter()
+        .map(|(mut function, mut durations)| {
+            durations.sort_unstable();
+            for (name, p) in [("p50Ms", 50.0), ("p95Ms", 95.0), ("p99Ms", 99.0)] {
+                function[name] = json!(percentile_ms(&durations, p));
+            }
+            function
+        })
+        .collect();
     let dashboard = &app.dashboard;
     // The engine's lock is held by a refresh round while queries re-run: this waits for the
     // round, never for a client.

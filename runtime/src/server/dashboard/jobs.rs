@@ -1,6 +1,7 @@
 //! The Schedules page's endpoints: scheduled jobs with their arguments decoded, cancelling a
 //! pending one, and the app's crons with their next and last runs.
 
+use super::{bad, internal};
 use crate::jobs::{self, CancelError, TABLE as JOBS};
 use crate::server::call_request::read_body;
 use crate::server::response::{json, request_error, HttpResponse};
@@ -16,12 +17,6 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
-
-const STATES: [&str; 5] = ["pending", "inProgress", "success", "failed", "canceled"];
-
-fn bad(message: String) -> HttpResponse {
-    request_error(StatusCode::BAD_REQUEST, "BadRequest", message)
-}
 
 /// A job's document as the page shows it: its arguments decoded from their stored bytes.
 fn job_json(document: &Document) -> Json {
@@ -50,19 +45,19 @@ pub async fn jobs(app: Arc<Served>, query: &str) -> HttpResponse {
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*name {
             "state" if value == "all" || value.is_empty() => state = None,
-            "state" => match STATES.iter().find(|s| **s == value) {
+            "state" => match jobs::JobState::KINDS.iter().find(|s| **s == value) {
                 Some(s) => state = Some(*s),
                 None => {
-                    return bad(format!(
+                    return bad("BadRequest", format!(
                         "{ENDPOINT}: state is all, {}; got {value:?}",
-                        STATES.join(", ")
+                        jobs::JobState::KINDS.join(", ")
                     ))
                 }
             },
             "limit" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_DASHBOARD_PAGE).contains(&n) => limit = n,
                 _ => {
-                    return bad(format!(
+                    return bad("BadRequest", format!(
                         "{ENDPOINT}: limit is from 1 to MAX_DASHBOARD_PAGE ({MAX_DASHBOARD_PAGE}), got {value:?}"
                     ))
                 }
@@ -79,7 +74,7 @@ pub async fn jobs(app: Arc<Served>, query: &str) -> HttpResponse {
                 }
             },
             other => {
-                return bad(format!(
+                return bad("BadRequest", format!(
                     "{ENDPOINT}: unknown parameter {other:?}; it takes state, limit and cursor"
                 ))
             }
@@ -110,11 +105,7 @@ pub async fn jobs(app: Arc<Served>, query: &str) -> HttpResponse {
             "BadCursor",
             format!("{ENDPOINT}: the cursor is not a position in this list; pass back a page's cursor with the same state"),
         ),
-        Err(e) => request_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            format!("{ENDPOINT}: {e}"),
-        ),
+        Err(e) => internal(ENDPOINT, e),
     }
 }
 
@@ -129,21 +120,21 @@ pub async fn cancel(app: Arc<Served>, request: Request<Incoming>) -> HttpRespons
         Ok(Json::Object(mut o)) => match o.remove("id") {
             Some(Json::String(id)) if o.is_empty() => id,
             _ => {
-                return bad(format!(
-                    "{ENDPOINT}: send {{\"id\": JOB_ID}} and nothing else"
-                ))
+                return bad(
+                    "BadRequest",
+                    format!("{ENDPOINT}: send {{\"id\": JOB_ID}} and nothing else"),
+                )
             }
         },
         _ => {
-            return bad(format!(
-                "{ENDPOINT}: the body must be the JSON object {{\"id\": JOB_ID}}"
-            ))
+            return bad(
+                "BadRequest",
+                format!("{ENDPOINT}: the body must be the JSON object {{\"id\": JOB_ID}}"),
+            )
         }
     };
     let outcome = tokio::task::spawn_blocking(move || {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let now_ms = crate::metrics::now_ms();
         app.store
             .run_mutation(|tx| {
                 jobs::cancel(tx, &id, now_ms)?;
@@ -151,24 +142,23 @@ pub async fn cancel(app: Arc<Served>, request: Request<Incoming>) -> HttpRespons
                 let job = jobs::get(tx, id)
                     .map_err(CancelError::Store)?
                     .expect("cancel found it");
-                Ok::<_, CancelError>(job.state.kind())
+                Ok::<_, CancelError>(job.state)
             })
             .map(|committed| committed.value)
     })
     .await
     .expect("cancelling does not panic");
     match outcome {
-        Ok(state) => json(StatusCode::OK, &json!({"state": state})),
+        Ok(state) => json(
+            StatusCode::OK,
+            &json!({"state": to_json(&state.to_value())}),
+        ),
         Err(CancelError::NotAJob(message)) => request_error(
             StatusCode::NOT_FOUND,
             "NoSuchJob",
             format!("{ENDPOINT}: {message}"),
         ),
-        Err(CancelError::Store(e)) => request_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            format!("{ENDPOINT}: {e}"),
-        ),
+        Err(CancelError::Store(e)) => internal(ENDPOINT, e),
     }
 }
 
@@ -206,11 +196,7 @@ pub async fn crons(app: Arc<Served>, module: Arc<DeployedModule>) -> HttpRespons
     .expect("listing crons does not panic");
     match listed {
         Ok(body) => json(StatusCode::OK, &body),
-        Err(e) => request_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            format!("GET /api/dashboard/crons: {e}"),
-        ),
+        Err(e) => internal("GET /api/dashboard/crons", e),
     }
 }
 

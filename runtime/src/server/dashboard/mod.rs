@@ -59,7 +59,7 @@ impl Dashboard {
             commits_per_second: Mutex::new(PerSecond::default()),
             commits_total: AtomicU64::new(0),
             commits: broadcast::channel(COMMITS_BUFFERED).0,
-            started_at_ms: now_ms(),
+            started_at_ms: crate::metrics::now_ms(),
         });
         // A weak handle: the store holds its listeners, and the dashboard need not outlive
         // the server that made it.
@@ -87,10 +87,18 @@ impl Dashboard {
     }
 }
 
-fn now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+/// A refused request: 400 with `code`.
+fn bad(code: &str, message: String) -> HttpResponse {
+    request_error(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// The store failed under a request: 500, naming the endpoint.
+fn internal(endpoint: &str, error: impl std::fmt::Display) -> HttpResponse {
+    request_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        format!("{endpoint}: {error}"),
+    )
 }
 
 /// The endpoints this module answers, for the list an unknown endpoint's error gives.
