@@ -2,7 +2,8 @@
 //! are all-or-nothing and durable before they are visible.
 //!
 //! - [`engine`]: the narrow storage trait (multi-version: a snapshot is a timestamp).
-//! - [`rocks`]: its RocksDB implementation.
+//! - [`rocks`]: its RocksDB implementation, the embedded default.
+//! - [`postgres`]: its PostgreSQL implementation, for data in a database server.
 //! - [`catalog`]: tables, indexes and how documents map to index keys.
 //! - [`transaction`]: reads, the write overlay and the read set.
 //! - [`committer`]: validation, group commit, publication.
@@ -14,6 +15,7 @@ pub mod document;
 pub mod engine;
 pub mod error;
 pub mod index_range;
+pub mod postgres;
 pub mod read_set;
 pub mod rocks;
 mod serial;
@@ -264,6 +266,12 @@ impl Store {
     /// Opens (or creates) the RocksDB store in `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Self::with_engine(Box::new(rocks::RocksEngine::open(path)?))
+    }
+
+    /// Opens the store in the PostgreSQL database at `url`, as its one writer
+    /// ([`postgres::PgEngine::open`]).
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        Self::with_engine(Box::new(postgres::PgEngine::open(url)?))
     }
 
     /// Opens a store over any storage engine.

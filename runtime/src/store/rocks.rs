@@ -591,7 +591,7 @@ const SPACE_INDEXES: u8 = 1;
 const SPACE_CATALOG: u8 = 2;
 const SPACE_RECEIPTS: u8 = 3;
 
-fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
+pub(super) fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
     let mut out = Vec::new();
     write_varint(&mut out, writes.len() as u64);
     for w in writes {
@@ -615,7 +615,7 @@ fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
     out
 }
 
-fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
+pub(super) fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
     let bad = || EngineError("malformed commit log entry".into());
     let mut pos = 0;
     let varint = |pos: &mut usize| -> EngineResult<usize> {

@@ -1,6 +1,6 @@
 //! Bad input: each a clear error naming the rule or limit and what was given; nothing written.
 
-use crate::temp_store;
+use crate::Engine;
 use ferrovex_model::limits::{MAX_DOCUMENT_BYTES, MAX_INDEX_RANGES_READ, MAX_NESTING_DEPTH};
 use ferrovex_model::{obj, DocumentId, Object, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
@@ -10,17 +10,17 @@ fn assert_untouched(store: &Store, before_ts: u64) {
     assert_eq!(store.latest_ts(), before_ts, "nothing was committed");
 }
 
-fn seeded() -> (Store, tempfile::TempDir, DocumentId) {
-    let (store, dir) = temp_store();
+fn seeded(engine: Engine) -> (Store, crate::Location, DocumentId) {
+    let (store, dir) = engine.temp_store();
     let mut tx = store.begin();
     let id = tx.insert("t", obj! { "a" => 1i64 }).unwrap();
     store.commit(tx).unwrap();
     (store, dir, id)
 }
 
-#[test]
-fn oversized_document() {
-    let (store, _dir, _) = seeded();
+engine_test! {
+fn oversized_document(engine: Engine) {
+    let (store, _dir, _) = seeded(engine);
     let before = store.latest_ts();
     let big = Value::Bytes(vec![7; MAX_DOCUMENT_BYTES]);
     let err = store
@@ -43,10 +43,11 @@ fn oversized_document() {
     );
     assert_untouched(&store, before);
 }
+}
 
-#[test]
-fn nesting_too_deep() {
-    let (store, _dir, _) = seeded();
+engine_test! {
+fn nesting_too_deep(engine: Engine) {
+    let (store, _dir, _) = seeded(engine);
     let before = store.latest_ts();
     let mut deep = Value::Null;
     for _ in 0..MAX_NESTING_DEPTH {
@@ -70,10 +71,11 @@ fn nesting_too_deep() {
         .unwrap();
     assert!(store.latest_ts() > before);
 }
+}
 
-#[test]
-fn dollar_and_reserved_field_names() {
-    let (store, _dir, id) = seeded();
+engine_test! {
+fn dollar_and_reserved_field_names(engine: Engine) {
+    let (store, _dir, id) = seeded(engine);
     let before = store.latest_ts();
     let nested_dollar: Object = obj! { "outer" => Value::Object(obj! { "$inc" => 1i64 }) };
     for (fields, needle) in [
@@ -97,10 +99,11 @@ fn dollar_and_reserved_field_names() {
         obj! { "a" => 1i64 }
     );
 }
+}
 
-#[test]
-fn unknown_table_in_get() {
-    let (store, _dir, _) = seeded();
+engine_test! {
+fn unknown_table_in_get(engine: Engine) {
+    let (store, _dir, _) = seeded(engine);
     let stranger = DocumentId::new(999, [1; 16]);
     let err = store.begin().get(stranger).unwrap_err();
     assert!(
@@ -129,10 +132,11 @@ fn unknown_table_in_get() {
         "{err}"
     );
 }
+}
 
-#[test]
-fn malformed_id() {
-    let (store, _dir, id) = seeded();
+engine_test! {
+fn malformed_id(engine: Engine) {
+    let (store, _dir, id) = seeded(engine);
     for bad in [
         "",
         "not-an-id",
@@ -144,10 +148,11 @@ fn malformed_id() {
         assert!(err.to_string().contains("malformed document id"), "{err}");
     }
 }
+}
 
-#[test]
-fn invalid_table_names_and_ranges() {
-    let (store, _dir, _) = seeded();
+engine_test! {
+fn invalid_table_names_and_ranges(engine: Engine) {
+    let (store, _dir, _) = seeded(engine);
     let before = store.latest_ts();
     for name in ["", "1abc", "has space", "x".repeat(65).as_str()] {
         let err = store
@@ -166,10 +171,11 @@ fn invalid_table_names_and_ranges() {
     assert!(matches!(err, StoreError::InvalidRange { .. }), "{err}");
     assert_untouched(&store, before);
 }
+}
 
-#[test]
-fn too_many_index_ranges() {
-    let (store, _dir, id) = seeded();
+engine_test! {
+fn too_many_index_ranges(engine: Engine) {
+    let (store, _dir, id) = seeded(engine);
     let mut tx = store.begin_read_only();
     for _ in 0..MAX_INDEX_RANGES_READ {
         tx.get(id).unwrap();
@@ -186,10 +192,11 @@ fn too_many_index_ranges() {
         "{err}"
     );
 }
+}
 
-#[test]
-fn queries_cannot_write() {
-    let (store, _dir, id) = seeded();
+engine_test! {
+fn queries_cannot_write(engine: Engine) {
+    let (store, _dir, id) = seeded(engine);
     let mut tx = store.begin_read_only();
     assert!(matches!(
         tx.insert("t", obj! {}),
@@ -197,15 +204,17 @@ fn queries_cannot_write() {
     ));
     assert!(matches!(tx.delete(id), Err(StoreError::ReadOnly { .. })));
 }
+}
 
-#[test]
-fn missing_document_in_patch() {
-    let (store, _dir, id) = seeded();
+engine_test! {
+fn missing_document_in_patch(engine: Engine) {
+    let (store, _dir, id) = seeded(engine);
     store.run_mutation(|tx| tx.delete(id)).unwrap();
     let err = store
         .run_mutation(|tx| tx.patch(id, Default::default()))
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
 }
 
 #[test]
@@ -220,9 +229,9 @@ fn not_our_data_folder() {
     );
 }
 
-#[test]
-fn forged_cursor() {
-    let (store, _dir, _) = seeded();
+engine_test! {
+fn forged_cursor(engine: Engine) {
+    let (store, _dir, _) = seeded(engine);
     store.define_index("t", "by_a", &["a"]).unwrap();
     let mut tx = store.begin_read_only();
     let page = tx
@@ -255,4 +264,5 @@ fn forged_cursor() {
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidCursor { .. }), "{err}");
     assert!(err.to_string().contains("t.by_a"), "{err}");
+}
 }

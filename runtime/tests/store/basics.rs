@@ -1,12 +1,11 @@
-use crate::temp_store;
 use ferrovex_model::{obj, Value};
 use ferrovex_runtime::store::{
     IndexRange, Order, Patch, Store, StoreError, BY_CREATION_TIME, BY_ID,
 };
 
-#[test]
-fn insert_get_patch_replace_delete() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn insert_get_patch_replace_delete(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let mut tx = store.begin();
     let id = tx
         .insert(
@@ -72,10 +71,11 @@ fn insert_get_patch_replace_delete() {
         .unwrap()
         .is_empty());
 }
+}
 
-#[test]
-fn snapshot_reads_do_not_see_later_commits() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn snapshot_reads_do_not_see_later_commits(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let mut tx = store.begin();
     let id = tx.insert("t", obj! { "v" => 1i64 }).unwrap();
     store.commit(tx).unwrap();
@@ -95,10 +95,11 @@ fn snapshot_reads_do_not_see_later_commits() {
         Value::from(2i64)
     );
 }
+}
 
-#[test]
-fn creation_times_strictly_increase_within_a_table() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn creation_times_strictly_increase_within_a_table(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     // Many inserts in one transaction share one frozen clock.
     let mut tx = store.begin();
     tx.set_now_ms(1_700_000_000_000.0);
@@ -131,10 +132,11 @@ fn creation_times_strictly_increase_within_a_table() {
         assert!(pair[0].creation_time < pair[1].creation_time, "{pair:?}");
     }
 }
+}
 
-#[test]
-fn user_indexes_support_prefix_ranges_order_and_pagination() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn user_indexes_support_prefix_ranges_order_and_pagination(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     store
         .define_index("scores", "by_player_score", &["player", "score"])
         .unwrap();
@@ -243,10 +245,11 @@ fn user_indexes_support_prefix_ranges_order_and_pagination() {
         [5, 9, 100]
     );
 }
+}
 
-#[test]
-fn defining_an_index_backfills_existing_documents() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn defining_an_index_backfills_existing_documents(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let mut tx = store.begin();
     for c in ["red", "blue", "red"] {
         tx.insert("cars", obj! { "color" => c }).unwrap();
@@ -271,22 +274,22 @@ fn defining_an_index_backfills_existing_documents() {
         Err(StoreError::IndexExists { .. })
     ));
 }
+}
 
-#[test]
-fn data_and_indexes_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data");
+engine_test! {
+fn data_and_indexes_survive_reopen(engine: Engine) {
+    let location = engine.location();
     let id;
     let last_ct;
     {
-        let store = Store::open(&path).unwrap();
+        let store = location.open();
         store.define_index("people", "by_name", &["name"]).unwrap();
         let mut tx = store.begin();
         id = tx.insert("people", obj! { "name" => "grace" }).unwrap();
         store.commit(tx).unwrap();
         last_ct = store.begin().get(id).unwrap().unwrap().creation_time;
     }
-    let store = Store::open(&path).unwrap();
+    let store = location.open();
     let mut tx = store.begin();
     assert_eq!(
         tx.get(id).unwrap().unwrap().fields["name"],
@@ -308,10 +311,11 @@ fn data_and_indexes_survive_reopen() {
     store.commit(tx).unwrap();
     assert!(store.begin().get(newer).unwrap().unwrap().creation_time > last_ct);
 }
+}
 
-#[test]
-fn failed_transactions_leave_nothing_behind() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn failed_transactions_leave_nothing_behind(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let result: Result<_, StoreError> = store.run_mutation(|tx| {
         tx.insert("t", obj! { "a" => 1i64 })?;
         // A later failure inside the same mutation: nothing of it may be written.
@@ -325,10 +329,11 @@ fn failed_transactions_leave_nothing_behind() {
     assert!(store.tables().is_empty(), "not even the table was created");
     assert_eq!(store.latest_ts(), 0);
 }
+}
 
-#[test]
-fn commit_log_can_be_tailed_in_order() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn commit_log_can_be_tailed_in_order(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let mut stamps = Vec::new();
     for i in 0..5i64 {
         let mut tx = store.begin();
@@ -342,10 +347,11 @@ fn commit_log_can_be_tailed_in_order() {
     );
     assert!(records.iter().all(|r| !r.writes.is_empty()));
 }
+}
 
-#[test]
-fn read_sets_record_only_what_was_consumed() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn read_sets_record_only_what_was_consumed(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let mut tx = store.begin();
     for i in 0..10i64 {
         tx.insert("nums", obj! { "i" => i }).unwrap();
@@ -392,10 +398,11 @@ fn read_sets_record_only_what_was_consumed() {
     );
     assert!(!reader.read_set().is_empty());
 }
+}
 
-#[test]
-fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let id = store
         .run_mutation(|tx| tx.insert("hot", obj! { "n" => 0i64 }))
         .unwrap()
@@ -435,10 +442,11 @@ fn a_mutation_that_keeps_conflicting_commits_in_the_serial_lane() {
         1
     );
 }
+}
 
-#[test]
-fn compaction_keeps_every_version_an_open_transaction_can_read() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn compaction_keeps_every_version_an_open_transaction_can_read(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let id = store
         .run_mutation(|tx| tx.insert("c", obj! { "n" => 0i64 }))
         .unwrap()
@@ -469,6 +477,7 @@ fn compaction_keeps_every_version_an_open_transaction_can_read() {
         store.begin().get(id).unwrap().unwrap().fields["n"],
         Value::from(50i64)
     );
+}
 }
 
 /// A clean close leaves nothing in the write-ahead log, so the next open has nothing to

@@ -4,7 +4,6 @@
 //! transfers in commit-timestamp order, each one read exactly the versions that were current
 //! just before it.
 
-use crate::temp_store;
 use ferrovex_model::{obj, DocumentId, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
 use std::collections::HashMap;
@@ -63,9 +62,9 @@ fn transfer(store: &Store, from: DocumentId, to: DocumentId, amount: i64) -> Tra
     }
 }
 
-#[test]
-fn conflicting_transfers_are_serializable_and_conserve_the_total() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let accounts: Vec<DocumentId> = store
         .run_mutation(|tx| -> Result<_, StoreError> {
             (0..ACCOUNTS)
@@ -180,4 +179,5 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total() {
     }
     let total: i64 = state.values().map(|s| s.0).sum();
     assert_eq!(total, INITIAL * ACCOUNTS as i64);
+}
 }

@@ -2,7 +2,6 @@
 //! with their ids and creation times, and a snapshot read whole without a transaction's
 //! limits.
 
-use crate::temp_store;
 use ferrovex_model::{obj, DocumentId, Object, Value};
 use ferrovex_runtime::store::{IndexRange, Order, StoreError, BY_CREATION_TIME};
 
@@ -21,9 +20,9 @@ fn id(table: u32, n: u8) -> DocumentId {
     DocumentId::new(table, [n; 16])
 }
 
-#[test]
-fn a_table_gets_its_exported_number_when_free_and_a_new_one_when_taken() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn a_table_gets_its_exported_number_when_free_and_a_new_one_when_taken(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let free = store
         .prepare_import_table("posts", 7, &indexes(&[("by_author", &["author"])]))
         .unwrap();
@@ -46,10 +45,11 @@ fn a_table_gets_its_exported_number_when_free_and_a_new_one_when_taken() {
     assert_eq!(again.number, 7);
     assert!(again.index("by_author").is_some() && again.index("by_title").is_some());
 }
+}
 
-#[test]
-fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index() {
-    let (store, dir) = temp_store();
+engine_test! {
+fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index(engine: Engine) {
+    let (store, dir) = engine.temp_store();
     let table = store
         .prepare_import_table("posts", 4, &indexes(&[("by_author", &["author"])]))
         .unwrap();
@@ -69,7 +69,7 @@ fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index() {
         .unwrap();
     drop(store);
     // Across a reopen: ids, times and index entries are stored, not just cached.
-    let store = ferrovex_runtime::store::Store::open(&dir.path().join("data")).unwrap();
+    let store = dir.open();
     let mut tx = store.begin_read_only();
     let by_author = tx
         .query(
@@ -118,10 +118,11 @@ fn imported_documents_keep_their_ids_and_creation_times_and_fill_every_index() {
     assert_eq!(newest[0].id, newer);
     assert!(newest[0].creation_time > 3000.0);
 }
+}
 
-#[test]
-fn a_snapshot_reads_every_document_past_the_transaction_limits() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn a_snapshot_reads_every_document_past_the_transaction_limits(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     let count = ferrovex_model::limits::MAX_DOCUMENTS_READ + 10;
     for chunk in 0..count.div_ceil(10_000) {
         store
@@ -147,10 +148,11 @@ fn a_snapshot_reads_every_document_past_the_transaction_limits() {
     }
     assert_eq!(expected as usize, count);
 }
+}
 
-#[test]
-fn bad_imports_are_refused_and_change_nothing() {
-    let (store, _dir) = temp_store();
+engine_test! {
+fn bad_imports_are_refused_and_change_nothing(engine: Engine) {
+    let (store, _dir) = engine.temp_store();
     store.prepare_import_table("posts", 2, &[]).unwrap();
     store
         .run_mutation(|tx| tx.insert_imported("posts", id(2, 1), 5.0, Object::new()))
@@ -222,4 +224,5 @@ fn bad_imports_are_refused_and_change_nothing() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("invalid table name \"bad name\""), "{error}");
+}
 }

@@ -2,7 +2,7 @@
 //! inserts, patches, deletes, commits, aborts and paginated scans (inside transactions too,
 //! so the write overlay is checked as well).
 
-use crate::temp_store;
+use crate::Engine;
 use ferrovex_model::{DocumentId, Object, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Transaction, BY_CREATION_TIME, BY_ID};
 use proptest::prelude::*;
@@ -152,66 +152,110 @@ fn store_scan(
     }
 }
 
+/// Runs `ops` on a store of `engine` and on the model; every scan must agree.
+fn scans_match_the_model_on(engine: Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let (store, _dir) = engine.temp_store();
+    store.define_index("t", "by_a_b", &["a", "b"]).unwrap();
+    let mut committed: BTreeMap<DocumentId, ModelDoc> = BTreeMap::new();
+    let mut current = committed.clone();
+    let mut tx = store.begin();
+    let mut seq = 0u64;
+    for op in ops {
+        match op {
+            Op::Insert { a, b } => {
+                let f = fields(&a, b);
+                let id = tx.insert("t", f.clone()).unwrap();
+                seq += 1;
+                current.insert(id, ModelDoc { seq, fields: f });
+            }
+            Op::SetA { pick, a } => {
+                if current.is_empty() {
+                    continue;
+                }
+                let id = *current.keys().nth(pick % current.len()).unwrap();
+                tx.patch(id, [("a".to_string(), a.clone())].into()).unwrap();
+                let doc = current.get_mut(&id).unwrap();
+                match a {
+                    Some(v) => {
+                        doc.fields.insert("a".into(), v);
+                    }
+                    None => {
+                        doc.fields.remove("a");
+                    }
+                }
+            }
+            Op::Delete { pick } => {
+                if current.is_empty() {
+                    continue;
+                }
+                let id = *current.keys().nth(pick % current.len()).unwrap();
+                tx.delete(id).unwrap();
+                current.remove(&id);
+            }
+            Op::Commit => {
+                let done = std::mem::replace(&mut tx, store.begin());
+                store.commit(done).unwrap();
+                tx = store.begin();
+                committed = current.clone();
+            }
+            Op::Abort => {
+                tx = store.begin();
+                current = committed.clone();
+            }
+            Op::Scan {
+                index,
+                eq,
+                lower,
+                upper,
+                desc,
+                page,
+            } => {
+                let (eq, lower, upper) = if index == 2 {
+                    (eq, lower, upper)
+                } else {
+                    (None, None, None)
+                };
+                let mut range = IndexRange::all();
+                if let Some(e) = &eq {
+                    range = range.eq(e.clone());
+                }
+                range.lower = lower.clone();
+                range.upper = upper.clone();
+                let got = store_scan(&mut tx, index, &range, desc, page);
+                let expected = model_scan(&current, index, &eq, &lower, &upper, desc);
+                let got_ids: Vec<DocumentId> = got.iter().map(|g| g.0).collect();
+                prop_assert_eq!(
+                    &got_ids,
+                    &expected,
+                    "index {} range {:?} desc {}",
+                    index,
+                    range,
+                    desc
+                );
+                for (id, f) in got {
+                    prop_assert_eq!(&f, &current[&id].fields);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn scans_match_the_model(ops in prop::collection::vec(op(), 1..60)) {
-        let (store, _dir) = temp_store();
-        store.define_index("t", "by_a_b", &["a", "b"]).unwrap();
-        let mut committed: BTreeMap<DocumentId, ModelDoc> = BTreeMap::new();
-        let mut current = committed.clone();
-        let mut tx = store.begin();
-        let mut seq = 0u64;
-        for op in ops {
-            match op {
-                Op::Insert { a, b } => {
-                    let f = fields(&a, b);
-                    let id = tx.insert("t", f.clone()).unwrap();
-                    seq += 1;
-                    current.insert(id, ModelDoc { seq, fields: f });
-                }
-                Op::SetA { pick, a } => {
-                    if current.is_empty() { continue; }
-                    let id = *current.keys().nth(pick % current.len()).unwrap();
-                    tx.patch(id, [("a".to_string(), a.clone())].into()).unwrap();
-                    let doc = current.get_mut(&id).unwrap();
-                    match a {
-                        Some(v) => { doc.fields.insert("a".into(), v); }
-                        None => { doc.fields.remove("a"); }
-                    }
-                }
-                Op::Delete { pick } => {
-                    if current.is_empty() { continue; }
-                    let id = *current.keys().nth(pick % current.len()).unwrap();
-                    tx.delete(id).unwrap();
-                    current.remove(&id);
-                }
-                Op::Commit => {
-                    let done = std::mem::replace(&mut tx, store.begin());
-                    store.commit(done).unwrap();
-                    tx = store.begin();
-                    committed = current.clone();
-                }
-                Op::Abort => {
-                    tx = store.begin();
-                    current = committed.clone();
-                }
-                Op::Scan { index, eq, lower, upper, desc, page } => {
-                    let (eq, lower, upper) = if index == 2 { (eq, lower, upper) } else { (None, None, None) };
-                    let mut range = IndexRange::all();
-                    if let Some(e) = &eq { range = range.eq(e.clone()); }
-                    range.lower = lower.clone();
-                    range.upper = upper.clone();
-                    let got = store_scan(&mut tx, index, &range, desc, page);
-                    let expected = model_scan(&current, index, &eq, &lower, &upper, desc);
-                    let got_ids: Vec<DocumentId> = got.iter().map(|g| g.0).collect();
-                    prop_assert_eq!(&got_ids, &expected, "index {} range {:?} desc {}", index, range, desc);
-                    for (id, f) in got {
-                        prop_assert_eq!(&f, &current[&id].fields);
-                    }
-                }
-            }
-        }
+    fn scans_match_the_model_rocksdb(ops in prop::collection::vec(op(), 1..60)) {
+        scans_match_the_model_on(Engine::Rocks, ops)?;
+    }
+}
+
+proptest! {
+    // Each case is a database of its own: fewer of them, as long.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn scans_match_the_model_postgres(ops in prop::collection::vec(op(), 1..60)) {
+        scans_match_the_model_on(Engine::Postgres, ops)?;
     }
 }
