@@ -52,13 +52,23 @@ impl AppDir {
     }
 }
 
-pub fn open_store(data_dir: &Path) -> Result<Store, String> {
-    Store::open(data_dir).map_err(|e| {
-        format!(
-            "opening the data folder {}: {e}. Pass another folder with --data",
-            data_dir.display()
-        )
-    })
+/// The store in `data_dir`, or in the PostgreSQL database at `url` (`--store`).
+pub fn open_store(data_dir: &Path, url: Option<&str>) -> Result<Store, String> {
+    match url {
+        Some(url) => {
+            let shown = ferrovex_runtime::store::postgres::redacted(url);
+            let store = Store::open_postgres(url)
+                .map_err(|e| format!("opening the store in {shown}: {e}"))?;
+            eprintln!("store: PostgreSQL at {shown}");
+            Ok(store)
+        }
+        None => Store::open(data_dir).map_err(|e| {
+            format!(
+                "opening the data folder {}: {e}. Pass another folder with --data",
+                data_dir.display()
+            )
+        }),
+    }
 }
 
 pub fn new_host(app: &AppDir) -> Result<WasmHost, String> {

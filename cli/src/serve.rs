@@ -22,9 +22,19 @@ pub struct ServeArgs {
     /// The port to listen on; 0 picks a free one (printed once listening).
     #[arg(long, default_value_t = 3210)]
     pub port: u16,
-    /// Where the data lives [default: APP_DIR/data].
+    /// Where the data lives [default: APP_DIR/data]. With --store, the folder keeps only
+    /// the admin key and the environment variables.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Keep the documents in a PostgreSQL database instead of the data folder:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (one writing server per database).
+    #[arg(
+        long,
+        env = "FERROVEX_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
     /// Let actions' outbound requests reach loopback, private and link-local addresses (a
     /// service on this machine or network). Refused by default, against request forgery.
     #[arg(long)]
@@ -45,7 +55,7 @@ where
     let app = Arc::new(AppDir::open(&args.app_dir)?);
     let data_dir = args.data.clone().unwrap_or_else(|| app.default_data_dir());
     // Fail on the data folder before a long build.
-    let store = Arc::new(open_store(&data_dir)?);
+    let store = Arc::new(open_store(&data_dir, args.store.as_deref())?);
     let (admin_key, made) = AdminKeyFile::open_or_create(&data_dir)
         .map_err(|e| format!("making the admin key in {}: {e}", data_dir.display()))?;
     let host = Arc::new(new_host(&app)?);

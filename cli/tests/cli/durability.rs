@@ -1,7 +1,9 @@
-//! Guarantee 7 (durable before visible) against a server killed with SIGKILL: after a
-//! restart, every mutation any client saw acknowledged, and every result any subscriber was
-//! shown, is still there.
+//! Guarantee 7 (durable before visible) against a server killed with SIGKILL, on each storage
+//! engine: after a restart, every mutation any client saw acknowledged, and every result any
+//! subscriber was shown, is still there. On PostgreSQL the restarted server also takes over
+//! the writer lease the killed one left behind.
 
+use crate::pg_cluster::Cluster;
 use crate::{connect, message_bodies, receive, repo_root, send, serve_command, Running};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -20,12 +22,31 @@ struct Seen {
 }
 
 #[test]
-fn every_acknowledged_or_shown_write_survives_sigkill() {
-    let app = repo_root().join("examples/chat");
+fn every_acknowledged_or_shown_write_survives_sigkill_rocksdb() {
+    survives_sigkill(None);
+}
+
+#[test]
+fn every_acknowledged_or_shown_write_survives_sigkill_postgres() {
+    let cluster = Cluster::start();
+    survives_sigkill(Some(&cluster));
+}
+
+/// `serve` of the chat over `data`, with its documents in a database of `cluster` if given.
+fn serve(data: &std::path::Path, store: Option<&str>) -> std::process::Command {
+    let mut command = serve_command(&repo_root().join("examples/chat"), data);
+    if let Some(url) = store {
+        command.args(["--store", url]);
+    }
+    command
+}
+
+fn survives_sigkill(cluster: Option<&Cluster>) {
     // Kill at different points: after few and after many acknowledgements.
-    for (round, kill_after) in [3usize, 17, 31].into_iter().enumerate() {
+    for (round, kill_after) in [3usize, 17, 31, 44].into_iter().enumerate() {
         let data = tempfile::tempdir().unwrap();
-        let server = Running::start(serve_command(&app, data.path()));
+        let store = cluster.map(Cluster::database);
+        let server = Running::start(serve(data.path(), store.as_deref()));
         let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
 
         let subscriber = {
@@ -94,7 +115,7 @@ fn every_acknowledged_or_shown_write_survives_sigkill() {
         }
         subscriber.join().expect("the subscriber failed");
 
-        let server = Running::start(serve_command(&app, data.path()));
+        let server = Running::start(serve(data.path(), store.as_deref()));
         let present: BTreeSet<String> = message_bodies(server.addr).into_iter().collect();
         let seen = seen.0.lock().unwrap();
         assert!(seen.acknowledged.len() >= kill_after);

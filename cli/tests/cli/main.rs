@@ -17,6 +17,10 @@ mod guests;
 mod host_bounds;
 mod logs;
 mod own_app;
+#[allow(dead_code)]
+#[path = "../../../runtime/tests/common/pg_cluster.rs"]
+mod pg_cluster;
+mod postgres;
 mod run;
 mod scheduler_crash;
 mod serve;
@@ -170,7 +174,7 @@ impl Drop for Running {
     }
 }
 
-fn signal(child: &Child, signal: i32) {
+pub fn signal(child: &Child, signal: i32) {
     // SAFETY: kill(2) on a child this test owns and has not reaped yet.
     let result = unsafe { libc::kill(child.id() as i32, signal) };
     assert_eq!(result, 0, "signalling runtime");

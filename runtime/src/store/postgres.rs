@@ -99,7 +99,9 @@ struct Lease {
 }
 
 pub struct PgEngine {
-    runtime: tokio::runtime::Runtime,
+    /// Taken out at drop, which may happen on a reactor thread, where a runtime cannot be
+    /// dropped in place.
+    runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
     latest: AtomicU64,
     horizon: Arc<AtomicU64>,
@@ -163,7 +165,7 @@ impl PgEngine {
             }
         })?;
         let engine = PgEngine {
-            runtime,
+            runtime: Some(runtime),
             pool,
             latest: AtomicU64::new(latest),
             horizon: Arc::new(AtomicU64::new(0)),
@@ -191,7 +193,11 @@ impl PgEngine {
         &self,
         task: impl Future<Output = EngineResult<T>> + Send + 'static,
     ) -> EngineResult<T> {
-        block(&self.runtime, task)
+        block(self.runtime(), task)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 
     fn start_renewing(&self) {
@@ -201,7 +207,7 @@ impl PgEngine {
             self.lease.term,
         );
         let (lost, stop) = (self.lost.clone(), self.stop.clone());
-        self.runtime.spawn(async move {
+        self.runtime().spawn(async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(RENEW_EVERY) => {}
@@ -237,7 +243,7 @@ impl PgEngine {
     /// horizon), log entries past their retention, and old receipts.
     fn start_collecting(&self) {
         let (pool, horizon, stop) = (self.pool.clone(), self.horizon.clone(), self.stop.clone());
-        self.runtime.spawn(async move {
+        self.runtime().spawn(async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(GC_EVERY) => {}
@@ -406,7 +412,7 @@ impl Drop for PgEngine {
             self.lease.holder.clone(),
             self.lease.term,
         );
-        let released = block(&self.runtime, async move {
+        let released = block(self.runtime(), async move {
             let client = pool.get().await.map_err(pool_err("releasing the lease"))?;
             client
                 .execute(
@@ -419,6 +425,9 @@ impl Drop for PgEngine {
         });
         if let Err(e) = released {
             tracing::warn!("{e}");
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
