@@ -94,3 +94,67 @@ fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing() {
     old.kill();
     new.stop();
 }
+
+#[test]
+fn while_postgres_is_down_the_server_commits_nothing_says_why_and_resumes_after() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::start(serve(data.path(), &url));
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let body = format!("before {i}");
+        assert_eq!(send(&server, &body)["status"], "success");
+        acknowledged.push(body);
+    }
+
+    // A crash of the database: no shutdown checkpoint, recovered from its log at restart.
+    cluster.stop("immediate");
+    for i in 0..3 {
+        let (status, answer) = post(
+            server.addr,
+            "/api/mutation",
+            &json!({"path": "chat:send_message", "args": {"user": "w", "body": format!("while down {i}")}}),
+        );
+        assert_eq!(status, 500, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains("PostgreSQL"), "{message}");
+    }
+
+    // Back up: the next commit asks the database what it holds, and goes on.
+    cluster.start_server();
+    let start = std::time::Instant::now();
+    loop {
+        let (status, answer) = post(
+            server.addr,
+            "/api/mutation",
+            &json!({"path": "chat:send_message", "args": {"user": "w", "body": "after"}}),
+        );
+        if status == 200 && answer["status"] == "success" {
+            acknowledged.push("after".to_owned());
+            break;
+        }
+        assert!(
+            start.elapsed() < crate::TIMEOUT,
+            "the server never committed again: {status} {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for i in 0..5 {
+        let body = format!("after {i}");
+        assert_eq!(send(&server, &body)["status"], "success");
+        acknowledged.push(body);
+    }
+    let present = message_bodies(server.addr);
+    for body in &acknowledged {
+        assert!(
+            present.contains(body),
+            "acknowledged {body:?} is missing: {present:?}"
+        );
+    }
+    assert!(
+        present.iter().all(|b| !b.starts_with("while down")),
+        "a refused write was applied: {present:?}"
+    );
+    server.stop();
+}

@@ -245,24 +245,67 @@ impl CommitterState {
     }
 
     /// Writes `records` durably. On failure the outcome is unknown (the write may be on disk
-    /// all the same) and this state runs ahead of the disk, so every later commit is refused.
+    /// all the same) and this state runs ahead of the disk, so every later commit is refused
+    /// until [`CommitterState::recover`] learns from the engine which it is.
     pub fn write_durably(
         &mut self,
         engine: &dyn StorageEngine,
         records: &[CommitRecord],
     ) -> Result<(), EngineError> {
         engine.write(records).inspect_err(|e| {
-            tracing::error!(error = %e, "durable write failed; the store refuses further commits");
+            tracing::error!(error = %e, "durable write failed; commits are refused until the store says what it holds");
             self.fail(e);
         })
     }
 
-    /// Refuses once a durable write has failed (see `fail`).
-    pub fn refuse_if_failed(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            Some(reason) => Err(failed_error(reason)),
-            None => Ok(()),
+    /// After a failed write: asks the engine which commit is the newest durable one, and
+    /// settles the group in doubt (the one write that failed; later groups were refused before
+    /// they were applied). Landed whole: it is published and announced, as if the write had
+    /// returned. Absent: this state forgets it and goes back to what was published. Nothing
+    /// changes while the engine cannot tell (unreachable, fenced, or an engine that cannot
+    /// know without a restart).
+    pub fn recover(&mut self, shared: &Shared) -> Result<(), String> {
+        let Some(reason) = self.failed.clone() else {
+            return Ok(());
+        };
+        let durable = shared
+            .engine
+            .durable_ts()
+            .map_err(|e| format!("{reason}; and now: {}", e.0))?;
+        let published = shared.published();
+        if durable == self.last_ts {
+            let landed: Vec<CommittedKeys> = self
+                .recent
+                .iter()
+                .filter(|c| c.ts > published.ts)
+                .cloned()
+                .collect();
+            shared.publish(self.published());
+            shared.notify(&landed);
+        } else if durable == published.ts {
+            self.last_ts = published.ts;
+            self.catalog = published.catalog.clone();
+            self.last_creation_time = (*published.last_creation_time).clone();
+            while self.recent.back().is_some_and(|c| c.ts > published.ts) {
+                self.recent.pop_back();
+            }
+        } else {
+            return Err(format!(
+                "{reason}; and the newest durable commit ({durable}) is neither the last published ({}) nor the last written ({})",
+                published.ts, self.last_ts
+            ));
         }
+        tracing::warn!(
+            durable,
+            "the store is reachable again and holds every commit it acknowledged: commits resume"
+        );
+        self.failed = None;
+        Ok(())
+    }
+
+    /// Refuses while a durable write's outcome is in doubt (see `fail` and `recover`).
+    pub fn refuse_if_failed(&mut self, shared: &Shared) -> Result<(), StoreError> {
+        self.recover(shared).map_err(|reason| failed_error(&reason))
     }
 }
 
@@ -272,8 +315,11 @@ pub(crate) fn commit_group(
     state: &mut CommitterState,
     requests: Vec<CommitRequest>,
 ) -> Vec<Result<Timestamp, StoreError>> {
-    if let Some(reason) = &state.failed {
-        return requests.iter().map(|_| Err(failed_error(reason))).collect();
+    if let Err(reason) = state.recover(shared) {
+        return requests
+            .iter()
+            .map(|_| Err(failed_error(&reason)))
+            .collect();
     }
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut records = Vec::new();
@@ -307,7 +353,7 @@ pub(crate) fn commit_group(
 
 fn failed_error(reason: &str) -> StoreError {
     StoreError::Engine(EngineError(format!(
-        "an earlier durable write failed ({reason}); restart the store"
+        "an earlier durable write failed ({reason}); no commit is taken until the store can say what it holds (the PostgreSQL engine asks again at each commit; after a RocksDB failure, restart the server)"
     )))
 }
 

@@ -130,6 +130,16 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// Compacts all data now, applying `discard_before` (maintenance and tests).
     fn compact(&self) -> EngineResult<()>;
 
+    /// After a `write` that failed (its outcome unknown): the newest commit that is durable,
+    /// read again from where the data lives. `Err` while that cannot be reached, or when the
+    /// engine cannot tell without a restart (the default: RocksDB's failed write leaves its
+    /// state unknown to itself).
+    fn durable_ts(&self) -> EngineResult<Timestamp> {
+        Err(EngineError(
+            "this engine cannot tell what a failed write left; restart the server".into(),
+        ))
+    }
+
     /// About how many bytes the data takes where it is stored, if the engine can tell
     /// cheaply (the dashboard shows it); `None` otherwise.
     fn size_bytes(&self) -> Option<u64> {

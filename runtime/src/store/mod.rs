@@ -631,7 +631,7 @@ impl Store {
         mut writes: Vec<Write>,
         mut keys: Vec<(Space, Vec<u8>)>,
     ) -> Result<Timestamp, StoreError> {
-        state.refuse_if_failed()?;
+        state.refuse_if_failed(&self.shared)?;
         let ts = state.next_ts();
         let catalog_key = catalog::table_catalog_key(&info.name);
         keys.push((Space::Catalog, catalog_key.clone()));

@@ -697,6 +697,29 @@ impl StorageEngine for PgEngine {
         self.run(async move { collect(&pool, horizon).await })
     }
 
+    fn durable_ts(&self) -> EngineResult<Timestamp> {
+        if self.lost.load(AtomicOrdering::Acquire) {
+            return Err(EngineError(
+                "another server took this database's writer lease: this one commits nothing more"
+                    .into(),
+            ));
+        }
+        let pool = self.pool.clone();
+        let latest = self.run(async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(pool_err("reading the newest commit"))?;
+            let row = client
+                .query_one("SELECT coalesce(max(ts), 0) FROM ferrovex_log", &[])
+                .await
+                .map_err(err("reading the newest commit"))?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })?;
+        self.latest.store(latest, AtomicOrdering::Release);
+        Ok(latest)
+    }
+
     fn size_bytes(&self) -> Option<u64> {
         let pool = self.pool.clone();
         self.run(async move {
