@@ -56,6 +56,9 @@ impl AppDir {
 pub fn open_store(data_dir: &Path, url: Option<&str>) -> Result<Store, String> {
     match url {
         Some(url) => {
+            // It still keeps the admin key and the environment variables.
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
             let shown = ferrovex_runtime::store::postgres::redacted(url);
             let store = Store::open_postgres(url)
                 .map_err(|e| format!("opening the store in {shown}: {e}"))?;
