@@ -4,7 +4,8 @@
 //! Conflict retries come from the server's counters (`GET /api/metrics`).
 //!
 //! Beside it: the same transfer on the store alone, in process, with no server and no wasm
-//! (what the server and sandbox add), RocksDB alone, and PostgreSQL (see `postgres`).
+//! (what the server and sandbox add), RocksDB alone, PostgreSQL's stored procedure (see
+//! `postgres`), and the server again on the PostgreSQL engine (`runtime serve --store`).
 
 use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
 use crate::http::{int, Http, Metrics};
@@ -60,7 +61,6 @@ pub fn seed(addr: SocketAddr, count: usize) -> Result<Vec<String>, String> {
 }
 
 pub fn run(ctx: &mut Context) -> Result<(), String> {
-    let duration = ctx.duration();
     match postgres::run(ctx, &SKEWS) {
         Ok(rows) => rows.into_iter().for_each(|r| ctx.push(r)),
         Err(e) => ctx.skipped.push(format!("PostgreSQL baseline: {e}")),
@@ -68,13 +68,44 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     store_alone(ctx)?;
 
     let server = ctx.serve("examples/bank", "bank-transfer")?;
+    let rocks_rows = transfers(ctx, server, "")?;
+
+    // The same on the PostgreSQL engine, each against its RocksDB-engine row.
+    let database = match postgres::EngineDatabase::start("bank-engine") {
+        Ok(database) => database,
+        Err(e) => {
+            ctx.skipped
+                .push(format!("bank-transfer on the PostgreSQL engine: {e}"));
+            return Ok(());
+        }
+    };
+    let server = ctx.serve_with(
+        "examples/bank",
+        "bank-transfer-postgres",
+        &["--store", &database.url],
+    )?;
+    let version = database.version();
+    let rows = transfers(ctx, server, ", PostgreSQL engine")?;
+    for (row, on_rocks) in rows.into_iter().zip(&rocks_rows) {
+        let note = format!("{}; {version}, synchronous_commit=on", row.note);
+        ctx.push(row.throughput_ratio(on_rocks).note(note));
+    }
+    Ok(())
+}
+
+/// Seeds the accounts on `server`, runs the transfer with each skew, and stops it. The rows
+/// of the RocksDB engine (`engine` empty) are pushed with their baselines; others are
+/// returned for the caller to compare.
+fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<Vec<Row>, String> {
+    let duration = ctx.duration();
     let seeding = Instant::now();
     let ids = Arc::new(seed(server.addr, ACCOUNTS)?);
     println!(
-        "  bank-transfer: {} accounts created in {:.1} s",
+        "  bank-transfer{engine}: {} accounts created in {:.1} s",
         ids.len(),
         seeding.elapsed().as_secs_f64()
     );
+    let mut rows = Vec::new();
     for skew in SKEWS {
         let before = metrics(&server)?;
         let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
@@ -100,7 +131,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         let serial = after.serial_runs - before.serial_runs;
         let mut row = Row::new(
             "bank-transfer",
-            format!("{CLIENTS} clients, bank:transfer, {}", skew.name()),
+            format!("{CLIENTS} clients, bank:transfer, {}{engine}", skew.name()),
         )
         .throughput(result.per_second())
         .latency(result.latency.clone())
@@ -111,22 +142,28 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
             result.failures,
             result.first_failure.map(|e| format!(": {e}")).unwrap_or_default()
         ));
-        for baseline in [
-            ctx.find("baseline", &postgres::case(skew)),
-            ctx.find("bank-transfer", &store_case(skew)),
-            ctx.find("baseline", rocks::BANK),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            row = row.throughput_ratio(&baseline);
-        }
         if let Some(cpu) = cpu {
             row = row.cpu_per_call(cpu, result.answered);
         }
-        ctx.push(row);
+        if engine.is_empty() {
+            for baseline in [
+                ctx.find("baseline", &postgres::case(skew)),
+                ctx.find("bank-transfer", &store_case(skew)),
+                ctx.find("baseline", rocks::BANK),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                row = row.throughput_ratio(&baseline);
+            }
+            ctx.push(row.clone());
+        } else if let Some(baseline) = ctx.find("baseline", &postgres::case(skew)) {
+            row = row.throughput_ratio(&baseline);
+        }
+        rows.push(row);
     }
-    server.stop()
+    server.stop()?;
+    Ok(rows)
 }
 
 fn store_case(skew: Skew) -> String {

@@ -116,87 +116,124 @@ BEGIN
 END $$;
 "#;
 
+impl Pg {
+    /// A cluster in a new temporary folder (given to `postgres` when we are root), on a free
+    /// loopback port: initialised and started.
+    fn start(name: &str) -> Result<Pg, String> {
+        let bin = bin_dir().ok_or(
+            "PostgreSQL is not installed (no initdb, pg_ctl, postgres, psql and pgbench in /usr/lib/postgresql/*/bin or PG_BIN); on Debian: apt-get install -y postgresql",
+        )?;
+        // SAFETY: a plain system call.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        // Under the system temp folder: the `postgres` user must be able to reach it.
+        let dir = std::env::temp_dir().join(format!("bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:", &dir.display().to_string()])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(
+                    "cannot give the cluster's folder to the postgres user (is there one?)".into(),
+                );
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let pg = Pg {
+            bin,
+            as_postgres,
+            dir,
+            port,
+        };
+        let mut init = pg.command("initdb");
+        init.args([
+            "-D",
+            "data",
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        pg.run(init, "initdb")?;
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
+            pg.port,
+            pg.dir.display()
+        );
+        let mut start = pg.command("pg_ctl");
+        start.args([
+            "-D",
+            "data",
+            "-l",
+            "server.log",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
+        pg.run(start, "pg_ctl start")?;
+        Ok(pg)
+    }
+
+    fn version(&self) -> String {
+        self.bin
+            .parent()
+            .and_then(|v| v.file_name())
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let mut stop = self.command("pg_ctl");
+        stop.args(["-D", "data", "-m", "fast", "-w", "stop"]);
+        let _ = self.run(stop, "pg_ctl stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cluster for a server on the PostgreSQL engine (`runtime serve --store URL`): the same
+/// settings as the baseline's, one empty database; stopped and removed when dropped.
+pub struct EngineDatabase {
+    pg: Pg,
+    pub url: String,
+}
+
+impl EngineDatabase {
+    pub fn start(name: &str) -> Result<EngineDatabase, String> {
+        let pg = Pg::start(name)?;
+        pg.psql("CREATE DATABASE store")?;
+        let url = format!("postgres://postgres@127.0.0.1:{}/store", pg.port);
+        Ok(EngineDatabase { pg, url })
+    }
+
+    /// `PostgreSQL 15`, for notes.
+    pub fn version(&self) -> String {
+        format!("PostgreSQL {}", self.pg.version())
+    }
+}
+
 /// Starts a cluster, runs the transfer with each skew for the run's duration, stops it.
 pub fn run(ctx: &mut Context, skews: &[Skew]) -> Result<Vec<Row>, String> {
-    let bin = bin_dir().ok_or(
-        "PostgreSQL is not installed (no initdb, pg_ctl, postgres, psql and pgbench in /usr/lib/postgresql/*/bin or PG_BIN); on Debian: apt-get install -y postgresql",
-    )?;
-    // SAFETY: a plain system call.
-    let as_postgres = unsafe { libc::geteuid() } == 0;
-    // Under the system temp folder: the `postgres` user must be able to reach it.
-    let dir = std::env::temp_dir().join(format!("bench-postgres-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    if as_postgres {
-        let status = Command::new("chown")
-            .args(["postgres:", &dir.display().to_string()])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err(
-                "cannot give the cluster's folder to the postgres user (is there one?)".into(),
-            );
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let pg = Pg {
-        bin,
-        as_postgres,
-        dir: dir.clone(),
-        port,
-    };
-    let result = measure(ctx, &pg, skews);
-    let mut stop = pg.command("pg_ctl");
-    stop.args(["-D", "data", "-m", "fast", "-w", "stop"]);
-    let _ = pg.run(stop, "pg_ctl stop");
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let pg = Pg::start("postgres")?;
+    measure(ctx, &pg, skews)
 }
 
 fn measure(ctx: &Context, pg: &Pg, skews: &[Skew]) -> Result<Vec<Row>, String> {
-    let mut init = pg.command("initdb");
-    init.args([
-        "-D",
-        "data",
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "-E",
-        "UTF8",
-        "--no-sync",
-    ]);
-    pg.run(init, "initdb")?;
-    let options = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on -c synchronous_commit=on -c shared_buffers=256MB",
-        pg.port,
-        pg.dir.display()
-    );
-    let mut start = pg.command("pg_ctl");
-    start.args([
-        "-D",
-        "data",
-        "-l",
-        "server.log",
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        &options,
-        "start",
-    ]);
-    pg.run(start, "pg_ctl start")?;
     pg.psql(&SETUP.replace("ACCOUNTS", &ACCOUNTS.to_string()))?;
     // Outside the setup's transaction: VACUUM cannot run in one.
     pg.psql("VACUUM ANALYZE accounts")?;
-    let version = pg
-        .bin
-        .parent()
-        .and_then(|v| v.file_name())
-        .map(|v| v.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let version = pg.version();
 
     let mut rows = Vec::new();
     for &skew in skews {

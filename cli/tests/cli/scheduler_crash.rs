@@ -1,6 +1,6 @@
 //! The scheduler against `runtime serve` killed with SIGKILL at moments that vary, many rounds
-//! over one data folder: every scheduled mutation whose scheduling committed runs exactly
-//! once, and no scheduled action runs twice.
+//! over one store, on each engine: every scheduled mutation whose scheduling committed runs
+//! exactly once, and no scheduled action runs twice.
 
 use crate::{post, repo_root, serve_command, Running};
 use serde_json::{json, Value as Json};
@@ -50,12 +50,32 @@ fn now_ms() -> f64 {
 }
 
 #[test]
-fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill() {
+fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill_rocksdb() {
+    across_sigkill(None, &KILL_AFTER);
+}
+
+/// The same on the PostgreSQL engine: a transaction that schedules, a job's mutation with
+/// the job's success, each lands whole or not at all. Fewer rounds: each restart waits out
+/// the killed server's lease (10 s).
+#[test]
+fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill_postgres() {
+    let cluster = crate::pg_cluster::Cluster::start();
+    across_sigkill(Some(&cluster.database()), &KILL_AFTER[..4]);
+}
+
+fn across_sigkill(store: Option<&str>, kills: &[usize]) {
     let app = repo_root().join("runtime/tests/guests/jobs");
     let data = tempfile::tempdir().unwrap();
+    let serve = || {
+        let mut command = serve_command(&app, data.path());
+        if let Some(url) = store {
+            command.args(["--store", url]);
+        }
+        command
+    };
     let mut acknowledged = Vec::new();
-    for (round, kill_after) in KILL_AFTER.into_iter().enumerate() {
-        let server = Running::start(serve_command(&app, data.path()));
+    for (round, &kill_after) in kills.iter().enumerate() {
+        let server = Running::start(serve());
         let addr = server.addr;
         let committed = Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..WRITERS)
@@ -96,7 +116,7 @@ fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill(
         }
     }
     // Once more, to let every job end.
-    let server = Running::start(serve_command(&app, data.path()));
+    let server = Running::start(serve());
     let start = Instant::now();
     while query(server.addr, "jobs:unfinished").as_f64() != Some(0.0) {
         assert!(
@@ -112,7 +132,7 @@ fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill(
     for tag in &runs {
         *count.entry(tag.as_str()).or_default() += 1;
     }
-    assert!(acknowledged.len() >= KILL_AFTER.iter().sum::<usize>());
+    assert!(acknowledged.len() >= kills.iter().sum::<usize>());
     for tag in &acknowledged {
         assert!(
             scheduled.contains(tag),
@@ -143,7 +163,7 @@ fn scheduled_mutations_run_exactly_once_and_actions_at_most_once_across_sigkill(
     let actions_ran = count.keys().filter(|t| t.ends_with("-action")).count();
     eprintln!(
         "scheduler under SIGKILL: {} rounds, {} schedulings committed ({} acknowledged), {} actions ran of {} scheduled",
-        KILL_AFTER.len(),
+        kills.len(),
         scheduled.len(),
         acknowledged.len(),
         actions_ran,

@@ -33,8 +33,10 @@ use tokio_postgres::NoTls;
 pub const LEASE_SECONDS: u64 = 10;
 /// How often the writer renews its lease (a third of its length: two renewals may fail).
 const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS / 3);
-/// Versions read per round trip of a scan.
-const SCAN_BATCH: i64 = 256;
+/// Versions the first round trip of a scan reads: most scans a function makes take a page
+/// or a point, so a scan starts small, and doubles each round trip up to `SCAN_BATCH_MAX`.
+const SCAN_BATCH_FIRST: i64 = 16;
+const SCAN_BATCH_MAX: i64 = 1024;
 /// Connections to the database: the committer, readers on the blocking pool, the lease.
 const POOL_SIZE: usize = 16;
 /// How often old versions, log entries and receipts are deleted.
@@ -118,11 +120,18 @@ impl PgEngine {
     /// waiting up to `LEASE_SECONDS` for one a stopped writer left.
     pub fn open(url: &str) -> EngineResult<PgEngine> {
         let shown = redacted(url);
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             EngineError(format!(
                 "--store {shown}: not a PostgreSQL URL ({e}); write postgres://USER:PASSWORD@HOST:PORT/DATABASE"
             ))
         })?;
+        // Durable before visible: whatever the server's or the role's default, a commit
+        // returns only once it is on the database's disk.
+        let options = format!(
+            "{} -c synchronous_commit=on",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim_start());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -464,7 +473,7 @@ fn range_sql(range: &KeyRange, first: usize) -> (String, Vec<Vec<u8>>) {
     (sql, params)
 }
 
-/// One batch of a scan: up to `SCAN_BATCH` versions of keys in `range`, each key's newest
+/// One batch of a scan: up to `batch` versions of keys in `range`, each key's newest
 /// (at or before `ts`) first; the live entries among the first version of each key, and
 /// whether the range may hold more.
 async fn scan_batch(
@@ -473,6 +482,7 @@ async fn scan_batch(
     range: KeyRange,
     ts: Timestamp,
     order: Order,
+    batch: i64,
 ) -> EngineResult<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>)> {
     let client = pool.get().await.map_err(pool_err("scanning"))?;
     let (condition, keys) = range_sql(&range, 4);
@@ -486,7 +496,7 @@ async fn scan_batch(
     );
     let space = space_code(space);
     let ts = ts_sql(ts);
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&space, &ts, &SCAN_BATCH];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&space, &ts, &batch];
     for key in &keys {
         params.push(key);
     }
@@ -494,7 +504,7 @@ async fn scan_batch(
         .query(sql.as_str(), &params)
         .await
         .map_err(err("scanning"))?;
-    let full = rows.len() as i64 == SCAN_BATCH;
+    let full = rows.len() as i64 == batch;
     let mut live = Vec::new();
     let mut last: Option<Vec<u8>> = None;
     for row in rows {
@@ -522,6 +532,8 @@ struct PgScan<'a> {
     order: Order,
     buffered: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
     done: bool,
+    /// Versions the next round trip reads.
+    batch: i64,
 }
 
 impl Iterator for PgScan<'_> {
@@ -541,7 +553,9 @@ impl Iterator for PgScan<'_> {
                 self.range.clone(),
                 self.ts,
                 self.order,
+                self.batch,
             ));
+            self.batch = (self.batch * 2).min(SCAN_BATCH_MAX);
             match batch {
                 Ok((entries, resume_after)) => {
                     self.buffered = entries.into_iter();
@@ -588,6 +602,7 @@ impl StorageEngine for PgEngine {
             order,
             buffered: Vec::new().into_iter(),
             done: false,
+            batch: SCAN_BATCH_FIRST,
         })
     }
 
