@@ -97,64 +97,121 @@ fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing() {
 
 #[test]
 fn while_postgres_is_down_the_server_commits_nothing_says_why_and_resumes_after() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    const WRITERS: usize = 4;
     let cluster = Cluster::start();
     let url = cluster.database();
     let data = tempfile::tempdir().unwrap();
     let server = Running::start(serve(data.path(), &url));
-    let mut acknowledged = Vec::new();
-    for i in 0..10 {
-        let body = format!("before {i}");
-        assert_eq!(send(&server, &body)["status"], "success");
-        acknowledged.push(body);
-    }
+    let addr = server.addr;
+
+    // Writers under load all along: each keeps sending, and keeps what was acknowledged and
+    // every refusal's message.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refusals = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (stop, successes) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (acknowledged, refusals) = (acknowledged.clone(), refusals.clone());
+            let (stop, successes) = (stop.clone(), successes.clone());
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let body = format!("{w}.{n}");
+                    let (status, answer) = post(
+                        addr,
+                        "/api/mutation",
+                        &json!({"path": "chat:send_message", "args": {"user": "w", "body": body}}),
+                    );
+                    if status == 200 && answer["status"] == "success" {
+                        acknowledged.lock().unwrap().push(body);
+                        successes.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        refusals
+                            .lock()
+                            .unwrap()
+                            .push(format!("{status} {}", answer["message"]));
+                        // Not a spin while the database is down.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for = |count: usize| {
+        let start = std::time::Instant::now();
+        while successes.load(Ordering::SeqCst) < count {
+            assert!(
+                start.elapsed() < crate::TIMEOUT,
+                "fewer than {count} commits"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for(40);
 
     // A crash of the database: no shutdown checkpoint, recovered from its log at restart.
     cluster.stop("immediate");
-    for i in 0..3 {
-        let (status, answer) = post(
-            server.addr,
-            "/api/mutation",
-            &json!({"path": "chat:send_message", "args": {"user": "w", "body": format!("while down {i}")}}),
+    let start = std::time::Instant::now();
+    while refusals.lock().unwrap().len() < WRITERS * 3 {
+        assert!(
+            start.elapsed() < crate::TIMEOUT,
+            "no refusals while the database is down"
         );
-        assert_eq!(status, 500, "{answer}");
-        let message = answer["message"].as_str().unwrap_or_default();
-        assert!(message.contains("PostgreSQL"), "{message}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let during = successes.load(Ordering::SeqCst);
+    // Back up: the next commit asks the database what it holds, and the writers go on.
+    cluster.start_server();
+    wait_for(during + 40);
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().expect("a writer failed");
     }
 
-    // Back up: the next commit asks the database what it holds, and goes on.
-    cluster.start_server();
-    let start = std::time::Instant::now();
+    // Every refusal said why, as a 500 naming the store.
+    for refusal in refusals.lock().unwrap().iter() {
+        assert!(
+            refusal.starts_with("500") && refusal.contains("PostgreSQL"),
+            "{refusal}"
+        );
+    }
+    // Nothing acknowledged was lost: every message, read back a page at a time.
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let mut present = std::collections::BTreeSet::new();
+    let mut cursor = serde_json::Value::Null;
     loop {
         let (status, answer) = post(
             server.addr,
-            "/api/mutation",
-            &json!({"path": "chat:send_message", "args": {"user": "w", "body": "after"}}),
+            "/api/query",
+            &json!({"path": "chat:list_messages", "format": "json",
+                    "args": {"paginationOpts": {"numItems": 500, "cursor": cursor}}}),
         );
-        if status == 200 && answer["status"] == "success" {
-            acknowledged.push("after".to_owned());
+        assert_eq!(status, 200, "{answer}");
+        let page = &answer["value"];
+        for message in page["page"].as_array().unwrap() {
+            present.insert(message["body"].as_str().unwrap().to_owned());
+        }
+        if page["isDone"] == true {
             break;
         }
-        assert!(
-            start.elapsed() < crate::TIMEOUT,
-            "the server never committed again: {status} {answer}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        cursor = page["continueCursor"].clone();
     }
-    for i in 0..5 {
-        let body = format!("after {i}");
-        assert_eq!(send(&server, &body)["status"], "success");
-        acknowledged.push(body);
-    }
-    let present = message_bodies(server.addr);
-    for body in &acknowledged {
-        assert!(
-            present.contains(body),
-            "acknowledged {body:?} is missing: {present:?}"
-        );
-    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|b| !present.contains(*b))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(
-        present.iter().all(|b| !b.starts_with("while down")),
-        "a refused write was applied: {present:?}"
+        acknowledged.len() >= 80,
+        "{} acknowledged",
+        acknowledged.len()
     );
     server.stop();
 }
