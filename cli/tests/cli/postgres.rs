@@ -86,7 +86,9 @@ fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing() {
     assert_eq!(status, 500, "{answer}");
     let message = answer["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("writer lease") && message.contains("commits nothing more"),
+        // Refused by the term check in the write, or earlier, once its renewal found the
+        // lease taken: either way, by the lease.
+        message.contains("writer lease") && message.contains("nothing more"),
         "{message}"
     );
     let bodies = message_bodies(new.addr);

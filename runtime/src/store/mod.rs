@@ -492,6 +492,8 @@ impl Store {
         check_name("table", table)?;
         check_index_definition(table, name, fields)?;
         let mut state = self.shared.state.lock();
+        // A write in doubt is settled before the catalog is read.
+        state.refuse_if_failed(&self.shared)?;
         let existing = state.catalog.table(table).cloned();
         if let Some(index) = existing.as_ref().and_then(|t| t.index(name)) {
             return if index
@@ -572,6 +574,8 @@ impl Store {
             check_index_definition(table, name, &fields)?;
         }
         let mut state = self.shared.state.lock();
+        // A write in doubt is settled before the catalog is read.
+        state.refuse_if_failed(&self.shared)?;
         let mut info = match state.catalog.table(table) {
             Some(existing) => {
                 let by_id = IndexRange::all().to_key_range(table, existing.by_id())?;
@@ -641,9 +645,9 @@ impl Store {
             key: catalog_key,
             value: Some(info.encode()),
         });
-        // On failure the catalog here would lack a change that may be on disk (later writes
-        // would leave its index incomplete): `write_durably` refuses every later commit.
-        state.write_durably(self.shared.engine.as_ref(), &[CommitRecord { ts, writes }])?;
+        // Applied to the state before the write, as a group's commits are: if the write
+        // fails, the state runs ahead of what may be on disk, commits are refused, and
+        // `CommitterState::recover` settles it either way (published if it landed).
         state.catalog = Arc::new(state.catalog.with(info));
         state.last_ts = ts;
         keys.sort();
@@ -653,6 +657,7 @@ impl Store {
             tables: Arc::default(),
         };
         state.remember(committed.clone());
+        state.write_durably(self.shared.engine.as_ref(), &[CommitRecord { ts, writes }])?;
         self.shared.publish(state.published());
         self.shared.notify(&[committed]);
         self.shared.engine.discard_before(self.shared.gc_horizon());

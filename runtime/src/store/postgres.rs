@@ -18,7 +18,7 @@
 //! waits for its task there.
 
 use super::engine::*;
-use super::rocks::{decode_log_entry, encode_log_entry, FORMAT};
+use super::rocks::{decode_log_entry, encode_log_entry};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::ops::Bound;
@@ -27,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
+
+/// Written on creation and checked at every open, so a database of something else (or of
+/// another format of this engine) is refused.
+pub const FORMAT: &[u8] = b"runtime-store-postgres/1";
 
 /// How long a lease lasts without renewal: a writer that died is replaced this long after
 /// its last renewal at most.
@@ -39,6 +43,13 @@ const SCAN_BATCH_FIRST: i64 = 16;
 const SCAN_BATCH_MAX: i64 = 1024;
 /// Connections to the database: the committer, readers on the blocking pool, the lease.
 const POOL_SIZE: usize = 16;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may run (a garbage collection pass included) before the database
+/// cancels it.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a call waits for a free connection of the pool.
+const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How often old versions, log entries and receipts are deleted.
 const GC_EVERY: Duration = Duration::from_secs(30);
 
@@ -83,15 +94,36 @@ fn ts_sql(ts: Timestamp) -> i64 {
     i64::try_from(ts).unwrap_or(i64::MAX)
 }
 
-/// The URL as logs may show it: without its password.
+/// The connection string as logs may show it: without its password, whether it is in the
+/// URL's user part, in its `password` parameter, or a `password=` of a key-value string.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
             let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
         }
-        _ => url.to_owned(),
+        if parsed.query_pairs().any(|(k, _)| k == "password") {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return parsed.to_string();
     }
+    url.split_whitespace()
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => "password=***".to_owned(),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Who holds the writer lease, and in which term.
@@ -111,7 +143,6 @@ pub struct PgEngine {
     /// Set when a renewal found the lease taken by another writer.
     lost: Arc<AtomicBool>,
     stop: Arc<tokio::sync::Notify>,
-    url: String,
 }
 
 impl PgEngine {
@@ -132,6 +163,22 @@ impl PgEngine {
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim_start());
+        // A database that goes silent (a partition rather than a refused connection) must
+        // not hold the committer, or the lease row's lock, for long: connections give up,
+        // and the server ends a transaction left open (an old writer cut off mid-commit)
+        // so that the next writer can take the lease.
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .tcp_user_timeout(Duration::from_secs(LEASE_SECONDS));
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            LEASE_SECONDS * 1000,
+            STATEMENT_TIMEOUT.as_millis()
+        );
+        config.options(options.trim_start());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -147,6 +194,8 @@ impl PgEngine {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| EngineError(format!("PostgreSQL pool: {e}")))?;
@@ -181,21 +230,21 @@ impl PgEngine {
             lease: Lease { holder, term },
             lost: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(tokio::sync::Notify::new()),
-            url: shown,
         };
         engine.start_renewing();
         engine.start_collecting();
         Ok(engine)
     }
 
-    /// The database, as logs show it (no password).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The writer's term: every write checks it.
-    pub fn term(&self) -> i64 {
-        self.lease.term
+    /// Refuses every read and write once another server took the lease: this one's
+    /// snapshots may lose the versions they need to the new writer's garbage collection.
+    fn still_the_writer(&self) -> EngineResult<()> {
+        if self.lost.load(AtomicOrdering::Acquire) {
+            return Err(EngineError(
+                "another server took this database's writer lease: this one serves nothing more (restart it to take the lease back once the other stops)".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn run<T: Send + 'static>(
@@ -264,6 +313,31 @@ impl PgEngine {
                 }
             }
         });
+    }
+}
+
+/// The fence: the lease row, locked for the rest of `tx`, must still name this writer's
+/// term.
+async fn fenced(
+    tx: &deadpool_postgres::Transaction<'_>,
+    holder: &str,
+    term: i64,
+) -> EngineResult<()> {
+    let lease = tx
+        .query_opt(
+            "SELECT holder, term FROM ferrovex_lease WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(err("checking the writer lease"))?;
+    match lease {
+        Some(row) if row.get::<_, String>(0) == holder && row.get::<_, i64>(1) == term => Ok(()),
+        Some(row) => Err(EngineError(format!(
+            "the writer lease moved to {} (term {}); this server (term {term}) commits nothing more",
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1)
+        ))),
+        None => Err(EngineError("the writer lease is gone".into())),
     }
 }
 
@@ -422,15 +496,23 @@ impl Drop for PgEngine {
             self.lease.term,
         );
         let released = block(self.runtime(), async move {
-            let client = pool.get().await.map_err(pool_err("releasing the lease"))?;
-            client
-                .execute(
-                    "UPDATE ferrovex_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND term = $2",
-                    &[&holder, &term],
-                )
+            let release = async {
+                let client = pool.get().await.map_err(pool_err("releasing the lease"))?;
+                client
+                    .execute(
+                        "UPDATE ferrovex_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND term = $2",
+                        &[&holder, &term],
+                    )
+                    .await
+                    .map_err(err("releasing the lease"))?;
+                Ok(())
+            };
+            // An unreachable database must not hold up the exit: the lease then runs out.
+            tokio::time::timeout(CONNECT_TIMEOUT, release)
                 .await
-                .map_err(err("releasing the lease"))?;
-            Ok(())
+                .map_err(|_| {
+                    EngineError("releasing the lease: the database did not answer".into())
+                })?
         });
         if let Err(e) = released {
             tracing::warn!("{e}");
@@ -547,6 +629,10 @@ impl Iterator for PgScan<'_> {
             if self.done {
                 return None;
             }
+            if let Err(e) = self.engine.still_the_writer() {
+                self.done = true;
+                return Some(Err(e));
+            }
             let batch = self.engine.run(scan_batch(
                 self.engine.pool.clone(),
                 self.space,
@@ -578,6 +664,7 @@ impl Iterator for PgScan<'_> {
 
 impl StorageEngine for PgEngine {
     fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+        self.still_the_writer()?;
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
             let client = pool.get().await.map_err(pool_err("reading"))?;
@@ -607,11 +694,7 @@ impl StorageEngine for PgEngine {
     }
 
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        if self.lost.load(AtomicOrdering::Acquire) {
-            return Err(EngineError(
-                "another server took this database's writer lease: this one commits nothing more (restart it to take the lease back once the other stops)".into(),
-            ));
-        }
+        self.still_the_writer()?;
         let (mut spaces, mut keys, mut stamps, mut values) = (vec![], vec![], vec![], vec![]);
         let (mut log_ts, mut log_entries) = (vec![], vec![]);
         for commit in commits {
@@ -632,25 +715,7 @@ impl StorageEngine for PgEngine {
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_err("committing"))?;
             let tx = client.transaction().await.map_err(err("committing"))?;
-            // The fence: the lease row, locked, must still name this writer's term.
-            let lease = tx
-                .query_opt(
-                    "SELECT holder, term FROM ferrovex_lease WHERE id = 1 FOR UPDATE",
-                    &[],
-                )
-                .await
-                .map_err(err("checking the writer lease"))?;
-            match lease {
-                Some(row) if row.get::<_, String>(0) == holder && row.get::<_, i64>(1) == term => {}
-                Some(row) => {
-                    return Err(EngineError(format!(
-                        "the writer lease moved to {} (term {}); this server (term {term}) commits nothing more",
-                        row.get::<_, String>(0),
-                        row.get::<_, i64>(1)
-                    )))
-                }
-                None => return Err(EngineError("the writer lease is gone".into())),
-            }
+            fenced(&tx, &holder, term).await?;
             tx.execute(
                 "INSERT INTO ferrovex_versions (space, key, ts, value)
                  SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[])",
@@ -713,20 +778,30 @@ impl StorageEngine for PgEngine {
     }
 
     fn durable_ts(&self) -> EngineResult<Timestamp> {
-        if self.lost.load(AtomicOrdering::Acquire) {
-            return Err(EngineError(
-                "another server took this database's writer lease: this one commits nothing more"
-                    .into(),
-            ));
-        }
-        let pool = self.pool.clone();
+        self.still_the_writer()?;
+        let (pool, holder, term) = (
+            self.pool.clone(),
+            self.lease.holder.clone(),
+            self.lease.term,
+        );
         let latest = self.run(async move {
-            let client = pool
+            let mut client = pool
                 .get()
                 .await
                 .map_err(pool_err("reading the newest commit"))?;
-            let row = client
+            let tx = client
+                .transaction()
+                .await
+                .map_err(err("reading the newest commit"))?;
+            // Every write holds the lease row until it commits or aborts: taking it here
+            // waits out a commit of ours still in flight, which would otherwise land after
+            // this answer and be forgotten.
+            fenced(&tx, &holder, term).await?;
+            let row = tx
                 .query_one("SELECT coalesce(max(ts), 0) FROM ferrovex_log", &[])
+                .await
+                .map_err(err("reading the newest commit"))?;
+            tx.commit()
                 .await
                 .map_err(err("reading the newest commit"))?;
             Ok(row.get::<_, i64>(0) as u64)
@@ -750,5 +825,31 @@ impl StorageEngine for PgEngine {
             Ok(row.get::<_, i64>(0) as u64)
         })
         .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_show() {
+        for (given, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/prod",
+                "postgres://app:***@db:5432/prod",
+            ),
+            (
+                "postgres://app@db/prod?password=s3cret&sslmode=disable",
+                "postgres://app@db/prod?password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=app password=s3cret dbname=prod",
+                "host=db user=app password=*** dbname=prod",
+            ),
+            ("postgres://app@db/prod", "postgres://app@db/prod"),
+        ] {
+            assert_eq!(redacted(given), shown);
+        }
     }
 }

@@ -69,8 +69,12 @@ impl SerialLane {
         self.joining.fetch_sub(1, Ordering::AcqRel);
         let mut state_guard = None;
         if open.is_none() {
-            // Lead a new group: hold the committer so the group's reads stay current.
-            let state = shared.state.lock();
+            // Lead a new group: hold the committer so the group's reads stay current. A
+            // write in doubt is settled first: the group reads the state that results.
+            let mut state = shared.state.lock();
+            if let Err(e) = state.refuse_if_failed(shared) {
+                return Err(e.into());
+            }
             *open = Some(Group {
                 tx: Transaction::new(shared.clone(), false),
                 members: Vec::new(),

@@ -524,3 +524,57 @@ fn a_clean_close_leaves_no_log_to_replay() {
         .unwrap();
     assert_eq!(all.len(), 1000);
 }
+
+/// On PostgreSQL, garbage collection deletes the versions no reader can see any more (the
+/// RocksDB engine's compaction filter is tested with the engine).
+#[test]
+fn postgres_deletes_the_versions_no_reader_can_see() {
+    let location = crate::Engine::Postgres.location();
+    let crate::Location::Database(url) = &location else {
+        unreachable!("a PostgreSQL location is a database")
+    };
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let versions = || {
+        crate::pg_cluster::Cluster::shared()
+            .psql(
+                &database,
+                "SELECT count(*) FROM ferrovex_versions WHERE space = 0",
+            )
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let store = location.open();
+    let id = store
+        .run_mutation(|tx| tx.insert("t", obj! { "n" => 0i64 }))
+        .unwrap()
+        .value;
+    for n in 1..10i64 {
+        store
+            .run_mutation(|tx| tx.patch(id, [("n".to_owned(), Some(Value::Int64(n)))].into()))
+            .unwrap();
+    }
+    assert_eq!(versions(), 10);
+    // A reader pins its snapshot: the version it reads survives a collection.
+    let reader = store.snapshot();
+    store
+        .run_mutation(|tx| tx.patch(id, [("n".to_owned(), Some(Value::Int64(10)))].into()))
+        .unwrap();
+    store.compact().unwrap();
+    assert_eq!(
+        reader.begin_read_only().get(id).unwrap().unwrap().fields["n"],
+        Value::Int64(9)
+    );
+    drop(reader);
+    // With no reader left behind, one more commit moves the horizon, and only the newest
+    // version is kept.
+    store
+        .run_mutation(|tx| tx.patch(id, [("n".to_owned(), Some(Value::Int64(11)))].into()))
+        .unwrap();
+    store.compact().unwrap();
+    assert_eq!(versions(), 1);
+    assert_eq!(
+        store.begin_read_only().get(id).unwrap().unwrap().fields["n"],
+        Value::Int64(11)
+    );
+}
