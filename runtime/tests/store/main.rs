@@ -36,6 +36,7 @@ mod basics;
 mod concurrency;
 mod import;
 mod model_check;
+mod recovery;
 
 /// A storage engine the store tests run against.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,163 @@
+//! Resuming after a failed durable write, on an engine that can say what became durable (as
+//! the PostgreSQL engine does): the RocksDB engine wrapped so that one write fails either
+//! before it reaches the disk or after (the outcome the caller cannot know). The next commit
+//! settles it: a group that landed is published and announced, one that did not is
+//! forgotten, and commits go on; in both cases nothing acknowledged is lost.
+
+use ferrovex_model::{obj, DocumentId, Value};
+use ferrovex_runtime::store::engine::{
+    CommitRecord, EngineError, EngineResult, KeyRange, Scan, Space, StorageEngine,
+};
+use ferrovex_runtime::store::rocks::RocksEngine;
+use ferrovex_runtime::store::{Order, Store, StoreError, Timestamp};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the next write does.
+const NORMAL: u8 = 0;
+const FAIL_BEFORE: u8 = 1;
+const FAIL_AFTER: u8 = 2;
+
+struct Flaky {
+    inner: RocksEngine,
+    next: Arc<AtomicU8>,
+}
+
+impl StorageEngine for Flaky {
+    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+        self.inner.get(space, key, ts)
+    }
+    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
+        self.inner.scan(space, range, ts, order)
+    }
+    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
+        match self.next.swap(NORMAL, Ordering::SeqCst) {
+            FAIL_BEFORE => Err(EngineError(
+                "the connection dropped before the write".into(),
+            )),
+            FAIL_AFTER => {
+                self.inner.write(commits)?;
+                Err(EngineError(
+                    "the connection dropped before the answer".into(),
+                ))
+            }
+            _ => self.inner.write(commits),
+        }
+    }
+    fn latest_ts(&self) -> Timestamp {
+        self.inner.latest_ts()
+    }
+    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
+        self.inner.log_after(after, limit)
+    }
+    fn discard_before(&self, horizon: Timestamp) {
+        self.inner.discard_before(horizon)
+    }
+    fn compact(&self) -> EngineResult<()> {
+        self.inner.compact()
+    }
+    /// The newest commit on disk, which this engine knows.
+    fn durable_ts(&self) -> EngineResult<Timestamp> {
+        Ok(self.inner.latest_ts())
+    }
+}
+
+fn flaky_store() -> (Store, Arc<AtomicU8>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let next = Arc::new(AtomicU8::new(NORMAL));
+    let engine = Flaky {
+        inner: RocksEngine::open(&dir.path().join("data")).unwrap(),
+        next: next.clone(),
+    };
+    (Store::with_engine(Box::new(engine)).unwrap(), next, dir)
+}
+
+fn insert(store: &Store, n: i64) -> Result<DocumentId, StoreError> {
+    store
+        .run_mutation(|tx| tx.insert("t", obj! { "n" => n }))
+        .map(|c| c.value)
+}
+
+fn numbers(store: &Store) -> Vec<i64> {
+    store
+        .begin_read_only()
+        .query(
+            "t",
+            "by_creation_time",
+            &Default::default(),
+            Order::Asc,
+            100,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|d| match d.fields["n"] {
+            Value::Int64(n) => n,
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_write_that_did_not_land_is_forgotten_and_commits_go_on() {
+    let (store, next, _dir) = flaky_store();
+    insert(&store, 1).unwrap();
+    let announced = Arc::new(Mutex::new(0usize));
+    let seen = announced.clone();
+    store.on_commit(Box::new(move |commits| {
+        *seen.lock().unwrap() += commits.len()
+    }));
+    next.store(FAIL_BEFORE, Ordering::SeqCst);
+    let failed = insert(&store, 2).unwrap_err();
+    assert!(
+        failed
+            .to_string()
+            .contains("the connection dropped before the write"),
+        "{failed}"
+    );
+    insert(&store, 3).unwrap();
+    assert_eq!(numbers(&store), [1, 3]);
+    assert_eq!(
+        *announced.lock().unwrap(),
+        1,
+        "only the commit that happened is announced"
+    );
+}
+
+#[test]
+fn a_failed_write_that_landed_is_published_and_announced_once() {
+    let (store, next, _dir) = flaky_store();
+    insert(&store, 1).unwrap();
+    let announced = Arc::new(Mutex::new(Vec::new()));
+    let seen = announced.clone();
+    store.on_commit(Box::new(move |commits| {
+        seen.lock().unwrap().extend(commits.iter().map(|c| c.ts))
+    }));
+    next.store(FAIL_AFTER, Ordering::SeqCst);
+    let before = store.latest_ts();
+    let failed = insert(&store, 2).unwrap_err();
+    assert!(failed.to_string().contains("before the answer"), "{failed}");
+    // Not visible yet: nobody was told it committed.
+    assert_eq!(store.latest_ts(), before);
+    assert_eq!(numbers(&store), [1]);
+    // The next commit learns it landed: it becomes visible, then the new one after it.
+    insert(&store, 3).unwrap();
+    assert_eq!(numbers(&store), [1, 2, 3]);
+    let announced = announced.lock().unwrap().clone();
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert!(announced[0] < announced[1]);
+}
+
+#[test]
+fn an_index_defined_after_a_failed_write_sees_the_settled_state() {
+    let (store, next, _dir) = flaky_store();
+    insert(&store, 1).unwrap();
+    next.store(FAIL_AFTER, Ordering::SeqCst);
+    insert(&store, 2).unwrap_err();
+    // Settled before the catalog is read: the index covers the document that landed.
+    store.define_index("t", "by_n", &["n"]).unwrap();
+    let found = store
+        .begin_read_only()
+        .query("t", "by_n", &Default::default(), Order::Asc, 10)
+        .unwrap();
+    assert_eq!(found.len(), 2);
+}
