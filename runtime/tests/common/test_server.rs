@@ -72,7 +72,23 @@ pub async fn serve_with_policy(
     settings: AuthSettings,
     outbound: OutboundPolicy,
 ) -> Serving {
-    let store = Arc::new(Store::open(data).expect("opening the store"));
+    let store = Store::open(data).expect("opening the store");
+    serve_over(store, data, wasm, addr, web_dir, settings, outbound).await
+}
+
+/// [`serve_with_policy`] over a store opened by the caller (on another engine), with `data`
+/// still the folder of the admin key and the environment variables.
+pub async fn serve_over(
+    store: Store,
+    data: &Path,
+    wasm: &[u8],
+    addr: SocketAddr,
+    web_dir: Option<PathBuf>,
+    settings: AuthSettings,
+    outbound: OutboundPolicy,
+) -> Serving {
+    std::fs::create_dir_all(data).expect("the data folder");
+    let store = Arc::new(store);
     let host = Arc::new(
         WasmHost::new(HostConfig {
             max_instances: 16,

@@ -43,7 +43,16 @@ async fn a_mutation_resent_after_a_reconnect_is_applied_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_resent_after_a_server_restart_is_applied_once() {
-    let server = TestServer::start("examples/chat").await;
+    resent_after_a_restart(TestServer::start("examples/chat").await).await;
+}
+
+/// The same with the store, and the outcomes' receipts, in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_resent_after_a_server_restart_is_applied_once_on_postgres() {
+    resent_after_a_restart(TestServer::start_on_postgres("examples/chat").await).await;
+}
+
+async fn resent_after_a_restart(server: TestServer) {
     let mut first = server.client_of_session("session-r", 0).await;
     first
         .send(send_message(1, "ada", "before the restart"))

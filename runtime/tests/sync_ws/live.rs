@@ -22,7 +22,16 @@ async fn a_subscription_gets_its_initial_result_in_the_acknowledging_transition(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_from_one_connection_reaches_a_subscriber_on_another() {
-    let server = TestServer::start("examples/chat").await;
+    reaches_a_subscriber_on_another(TestServer::start("examples/chat").await).await;
+}
+
+/// The same over a store in PostgreSQL: invalidation and results do not depend on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_from_one_connection_reaches_a_subscriber_on_another_on_postgres() {
+    reaches_a_subscriber_on_another(TestServer::start_on_postgres("examples/chat").await).await;
+}
+
+async fn reaches_a_subscriber_on_another(server: TestServer) {
     let mut reader = server.client().await;
     reader.send(modify(0, json!([add_messages_query(1)]))).await;
     reader.until(|c| c.results.contains_key(&1)).await;

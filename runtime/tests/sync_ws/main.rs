@@ -16,6 +16,9 @@ mod issuer;
 mod jobs;
 mod live;
 mod pagination;
+#[allow(dead_code)]
+#[path = "../common/pg_cluster.rs"]
+mod pg_cluster;
 mod redeploy;
 mod slow_client;
 mod snapshots;
@@ -52,6 +55,8 @@ pub struct TestServer {
     example: String,
     settings: AuthSettings,
     dir: TempDir,
+    /// The PostgreSQL database the store is in, if not the data folder.
+    store: Option<String>,
 }
 
 impl TestServer {
@@ -61,7 +66,21 @@ impl TestServer {
 
     /// Serves `example` with the environment its auth config reads.
     pub async fn start_with_auth(example: &str, settings: AuthSettings) -> TestServer {
-        Self::start_in(example, settings, tempfile::tempdir().expect("temp dir"), 0).await
+        Self::start_in(
+            example,
+            settings,
+            tempfile::tempdir().expect("temp dir"),
+            0,
+            None,
+        )
+        .await
+    }
+
+    /// Serves `example` over a store in a new database of the shared PostgreSQL cluster.
+    pub async fn start_on_postgres(example: &str) -> TestServer {
+        let url = tokio::task::block_in_place(|| pg_cluster::Cluster::shared().database());
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(example, AuthSettings::default(), dir, 0, Some(url)).await
     }
 
     /// Stops the server gracefully and starts a new one on the same port over the same data,
@@ -74,11 +93,12 @@ impl TestServer {
             example,
             settings,
             dir,
+            store,
             ..
         } = self;
         drop(deployer);
         serving.shutdown_and_close().await;
-        Self::start_in(&example, settings, dir, addr.port()).await
+        Self::start_in(&example, settings, dir, addr.port(), store).await
     }
 
     async fn start_in(
@@ -86,17 +106,33 @@ impl TestServer {
         settings: AuthSettings,
         dir: TempDir,
         port: u16,
+        store: Option<String>,
     ) -> TestServer {
         let wasm = tokio::task::block_in_place(|| guests::guest_wasm(example));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let serving = serve_with_auth(
-            &dir.path().join("data"),
-            &wasm,
-            addr,
-            None,
-            settings.clone(),
-        )
-        .await;
+        let data = dir.path().join("data");
+        let serving = match &store {
+            None => serve_with_auth(&data, &wasm, addr, None, settings.clone()).await,
+            Some(url) => {
+                let opened = tokio::task::block_in_place(|| {
+                    ferrovex_runtime::store::Store::open_postgres(url)
+                })
+                .expect("opening the store in PostgreSQL");
+                let loopback = ferrovex_runtime::fetch::OutboundPolicy {
+                    allow_private: true,
+                };
+                test_server::serve_over(
+                    opened,
+                    &data,
+                    &wasm,
+                    addr,
+                    None,
+                    settings.clone(),
+                    loopback,
+                )
+                .await
+            }
+        };
         TestServer {
             addr: serving.addr,
             deployer: serving.deployer.clone(),
@@ -105,6 +141,7 @@ impl TestServer {
             example: example.to_owned(),
             settings,
             dir,
+            store,
         }
     }
 
