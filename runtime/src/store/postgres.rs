@@ -42,6 +42,8 @@ const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS / 3);
 const SCAN_BATCH_FIRST: i64 = 16;
 const SCAN_BATCH_MAX: i64 = 1024;
 /// Connections to the database: the committer, readers on the blocking pool, the lease.
+/// Each keeps its prepared statements (`prepare_cached`): a query text is parsed once per
+/// connection, and each call after that is one round trip, not two.
 const POOL_SIZE: usize = 16;
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -323,11 +325,12 @@ async fn fenced(
     holder: &str,
     term: i64,
 ) -> EngineResult<()> {
+    let statement = tx
+        .prepare_cached("SELECT holder, term FROM ferrovex_lease WHERE id = 1 FOR UPDATE")
+        .await
+        .map_err(err("checking the writer lease"))?;
     let lease = tx
-        .query_opt(
-            "SELECT holder, term FROM ferrovex_lease WHERE id = 1 FOR UPDATE",
-            &[],
-        )
+        .query_opt(&statement, &[])
         .await
         .map_err(err("checking the writer lease"))?;
     match lease {
@@ -582,8 +585,10 @@ async fn scan_batch(
     for key in &keys {
         params.push(key);
     }
+    // A handful of texts (by which bounds are given, and the order): cached per connection.
+    let statement = client.prepare_cached(&sql).await.map_err(err("scanning"))?;
     let rows = client
-        .query(sql.as_str(), &params)
+        .query(&statement, &params)
         .await
         .map_err(err("scanning"))?;
     let full = rows.len() as i64 == batch;
@@ -668,12 +673,15 @@ impl StorageEngine for PgEngine {
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
             let client = pool.get().await.map_err(pool_err("reading"))?;
-            let row = client
-                .query_opt(
+            let statement = client
+                .prepare_cached(
                     "SELECT value FROM ferrovex_versions WHERE space = $1 AND key = $2 AND ts <= $3
                      ORDER BY ts DESC LIMIT 1",
-                    &[&space_code(space), &key, &ts_sql(ts)],
                 )
+                .await
+                .map_err(err("reading"))?;
+            let row = client
+                .query_opt(&statement, &[&space_code(space), &key, &ts_sql(ts)])
                 .await
                 .map_err(err("reading"))?;
             Ok(row.and_then(|row| row.get::<_, Option<Vec<u8>>>(0)))
@@ -716,19 +724,25 @@ impl StorageEngine for PgEngine {
             let mut client = pool.get().await.map_err(pool_err("committing"))?;
             let tx = client.transaction().await.map_err(err("committing"))?;
             fenced(&tx, &holder, term).await?;
-            tx.execute(
-                "INSERT INTO ferrovex_versions (space, key, ts, value)
-                 SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[])",
-                &[&spaces, &keys, &stamps, &values],
-            )
-            .await
-            .map_err(err("writing versions"))?;
-            tx.execute(
-                "INSERT INTO ferrovex_log (ts, writes) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &[&log_ts, &log_entries],
-            )
-            .await
-            .map_err(err("writing the commit log"))?;
+            let versions = tx
+                .prepare_cached(
+                    "INSERT INTO ferrovex_versions (space, key, ts, value)
+                     SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[])",
+                )
+                .await
+                .map_err(err("writing versions"))?;
+            tx.execute(&versions, &[&spaces, &keys, &stamps, &values])
+                .await
+                .map_err(err("writing versions"))?;
+            let log = tx
+                .prepare_cached(
+                    "INSERT INTO ferrovex_log (ts, writes) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                )
+                .await
+                .map_err(err("writing the commit log"))?;
+            tx.execute(&log, &[&log_ts, &log_entries])
+                .await
+                .map_err(err("writing the commit log"))?;
             tx.commit().await.map_err(err("committing"))
         })?;
         if let Some(last) = commits.last() {
