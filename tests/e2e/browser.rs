@@ -7,7 +7,6 @@
 //! and [`crate::harness::DEADLINE`] only turns a hang into a failure.
 
 use crate::harness::{Browser, Driver, TestServer};
-use fantoccini::Locator;
 use serde_json::{json, Value as Json};
 use std::path::PathBuf;
 
@@ -481,13 +480,7 @@ fn frames_after_nth_connect(sent: &Json, n: usize) -> Vec<&Json> {
 }
 
 async fn set_name(browser: &Browser, name: &str) {
-    let input = browser
-        .client
-        .find(Locator::Id("name"))
-        .await
-        .expect("#name");
-    input.clear().await.expect("clearing #name");
-    input.send_keys(name).await.expect("typing a name");
+    browser.type_into("#name", name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@
 //! [`crate::harness::DEADLINE`] only turns a hang into a failure.
 
 use crate::harness::{Browser, Driver, TestServer};
-use fantoccini::Locator;
 use serde_json::{json, Value as Json};
 use std::path::PathBuf;
 
@@ -69,16 +68,6 @@ async fn go(browser: &Browser, route: &str) {
         .await;
 }
 
-async fn type_into(browser: &Browser, selector: &str, text: &str) {
-    let input = browser
-        .client
-        .find(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("finding {selector}: {e}"));
-    input.clear().await.expect("clearing");
-    input.send_keys(text).await.expect("typing");
-}
-
 /// The body cells of the grid's rows, in the order shown.
 async fn grid_bodies(browser: &Browser) -> Json {
     browser
@@ -102,13 +91,7 @@ async fn open_chat(browser: &Browser, server: &TestServer, name: &str) {
             "document.querySelector('#status').dataset.state === 'connected'",
         )
         .await;
-    let input = browser
-        .client
-        .find(Locator::Id("name"))
-        .await
-        .expect("#name");
-    input.clear().await.expect("clearing #name");
-    input.send_keys(name).await.expect("typing a name");
+    browser.type_into("#name", name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,12 +200,12 @@ async fn the_data_and_logs_pages_follow_the_chat_live_and_edits_reach_it() {
         )
         .await;
     assert_eq!(shown, json!({"user": "Ada", "body": "third"}));
-    type_into(
-        &dashboard,
-        "#editor-text",
-        r##"{"user": "Ada", "body": "edited in the dashboard"}"##,
-    )
-    .await;
+    dashboard
+        .type_into(
+            "#editor-text",
+            r##"{"user": "Ada", "body": "edited in the dashboard"}"##,
+        )
+        .await;
     dashboard.click("#editor-save").await;
     chat.wait_for_chat(
         "Ada",
@@ -236,12 +219,9 @@ async fn the_data_and_logs_pages_follow_the_chat_live_and_edits_reach_it() {
 
     // A document the schema refuses: the reason is shown, nothing is written.
     dashboard.click("#add-doc").await;
-    type_into(
-        &dashboard,
-        "#editor-text",
-        r##"{"user": "Ada", "body": 42}"##,
-    )
-    .await;
+    dashboard
+        .type_into("#editor-text", r##"{"user": "Ada", "body": 42}"##)
+        .await;
     dashboard.click("#editor-save").await;
     let reason = dashboard
         .wait_for(
@@ -256,7 +236,7 @@ async fn the_data_and_logs_pages_follow_the_chat_live_and_edits_reach_it() {
     );
     screenshot(&dashboard, "schema-refused").await;
     // Malformed JSON is caught before anything is sent.
-    type_into(&dashboard, "#editor-text", r##"{"user": "##).await;
+    dashboard.type_into("#editor-text", r##"{"user": "##).await;
     dashboard.click("#editor-save").await;
     dashboard
         .wait_for(
@@ -330,8 +310,10 @@ async fn the_function_runner_runs_a_live_query_a_mutation_an_action_and_a_failin
             "document.querySelector('[data-arg=user]')",
         )
         .await;
-    type_into(&dashboard, "[data-arg=user]", "Runner").await;
-    type_into(&dashboard, "[data-arg=body]", "sent from the runner").await;
+    dashboard.type_into("[data-arg=user]", "Runner").await;
+    dashboard
+        .type_into("[data-arg=body]", "sent from the runner")
+        .await;
     let args = dashboard
         .wait_for(
             "the form and the JSON to agree",
@@ -404,7 +386,7 @@ async fn the_function_runner_runs_a_live_query_a_mutation_an_action_and_a_failin
             "document.querySelector('[data-arg=id]')",
         )
         .await;
-    type_into(&dashboard, "[data-arg=id]", "no-such-id").await;
+    dashboard.type_into("[data-arg=id]", "no-such-id").await;
     dashboard.click("#run").await;
     dashboard
         .wait_for(
@@ -427,7 +409,9 @@ async fn the_function_runner_runs_a_live_query_a_mutation_an_action_and_a_failin
     dashboard
         .wait_for("the action's form", "document.querySelector('#fn-kind')?.textContent.includes('action') && document.querySelector('[data-arg=topic]')")
         .await;
-    type_into(&dashboard, "[data-arg=topic]", "Rust language").await;
+    dashboard
+        .type_into("[data-arg=topic]", "Rust language")
+        .await;
     dashboard.click("#run").await;
     dashboard
         .wait_for(
@@ -501,12 +485,12 @@ async fn the_function_runner_acts_as_a_chosen_user() {
         .wait_for("whoami as nobody", "document.querySelector('#run-status')?.textContent === 'live' && document.querySelector('#run-result').textContent.trim() === 'null'")
         .await;
     // As a user of the deployment's provider: whoami answers with that identity.
-    type_into(
-        &dashboard,
-        "#acting-as",
-        r##"{"subject": "user-7", "issuer": "https://issuer.example", "name": "Ann"}"##,
-    )
-    .await;
+    dashboard
+        .type_into(
+            "#acting-as",
+            r##"{"subject": "user-7", "issuer": "https://issuer.example", "name": "Ann"}"##,
+        )
+        .await;
     dashboard.click("#run").await;
     let whoami = dashboard
         .wait_for(
@@ -525,13 +509,15 @@ async fn the_function_runner_acts_as_a_chosen_user() {
             "document.querySelector('[data-arg=body]')",
         )
         .await;
-    type_into(&dashboard, "[data-arg=body]", "written as Ann").await;
-    type_into(
-        &dashboard,
-        "#acting-as",
-        r##"{"subject": "user-7", "issuer": "https://issuer.example", "name": "Ann"}"##,
-    )
-    .await;
+    dashboard
+        .type_into("[data-arg=body]", "written as Ann")
+        .await;
+    dashboard
+        .type_into(
+            "#acting-as",
+            r##"{"subject": "user-7", "issuer": "https://issuer.example", "name": "Ann"}"##,
+        )
+        .await;
     dashboard.click("#run").await;
     dashboard
         .wait_for(
@@ -573,12 +559,9 @@ async fn the_dashboard_refuses_a_browser_without_the_admin_key() {
         true
     );
     // A wrong key is refused with the server's reason, and shows nothing.
-    type_into(
-        &browser,
-        "#admin-key",
-        &format!("fvx_admin_{}", "0".repeat(64)),
-    )
-    .await;
+    browser
+        .type_into("#admin-key", &format!("fvx_admin_{}", "0".repeat(64)))
+        .await;
     browser.click("#signin-submit").await;
     let refusal = browser
         .wait_for(
@@ -597,7 +580,7 @@ async fn the_dashboard_refuses_a_browser_without_the_admin_key() {
     );
     screenshot(&browser, "signin-refused").await;
     // The right one opens it.
-    type_into(&browser, "#admin-key", &server.admin_key()).await;
+    browser.type_into("#admin-key", &server.admin_key()).await;
     browser.click("#signin-submit").await;
     browser
         .wait_for(

@@ -87,8 +87,10 @@ impl Default for ExecutionLog {
 
 impl ExecutionLog {
     pub fn record(&self, mut record: ExecutionRecord) {
+        // Counted in the second the call ended, as its record says (no second clock read).
+        let ended_s = (record.started_ms / 1000.0) as u64 + record.duration_us / 1_000_000;
         self.metrics.lock().record(
-            crate::metrics::now_s(),
+            ended_s,
             &record.path,
             record.kind,
             record.duration_us,

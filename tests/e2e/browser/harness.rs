@@ -271,6 +271,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
     }
 
+    /// Replaces the text of the input `selector` finds with `text`, typed as a user would.
+    #[allow(dead_code)] // Not every test binary that shares this harness types into inputs.
+    pub async fn type_into(&self, selector: &str, text: &str) {
+        let input = self
+            .client
+            .find(fantoccini::Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("finding {selector}: {e}"));
+        input
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clearing {selector}: {e}"));
+        input
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
+    }
+
     /// A chat page's messages as `[user, body, own]` (the chat example's page and its React
     /// frontend lay them out alike).
     pub async fn chat_messages(&self) -> Json {
