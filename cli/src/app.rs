@@ -1,8 +1,11 @@
 //! An app folder: its crate, where its data and build output go, and building it.
 
+use ferrovex_runtime::auth::AdminKeyFile;
+use ferrovex_runtime::cluster::Membership;
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::wasm::{build_app, HostConfig, WasmHost};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An app crate on disk, checked to exist.
 pub struct AppDir {
@@ -53,26 +56,58 @@ impl AppDir {
 }
 
 /// The store in `data_dir`, or in the PostgreSQL database at `url` (`--store`).
-pub fn open_store(data_dir: &Path, url: Option<&str>) -> Result<Store, String> {
+/// Opens the store: RocksDB in the data folder, or the PostgreSQL database at `url` as a
+/// node of its deployment (leader or follower; `admin_key` is how a follower reaches the
+/// leader), whose heartbeat starts at once (before a long build), calling `exit` if the node
+/// must stop serving.
+pub fn open_store(
+    data_dir: &Path,
+    url: Option<&str>,
+    admin_key: &AdminKeyFile,
+) -> Result<(Arc<Store>, Option<Arc<Membership>>), String> {
     match url {
         Some(url) => {
             // It still keeps the admin key and the environment variables.
             std::fs::create_dir_all(data_dir)
                 .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
             let shown = ferrovex_runtime::store::postgres::redacted(url);
-            let store = Store::open_postgres(url)
+            let (store, node) = ferrovex_runtime::cluster::open(url, admin_key.clone())
                 .map_err(|e| format!("opening the store in {shown}: {e}"))?;
-            eprintln!("store: PostgreSQL at {shown}");
-            Ok(store)
+            let store = Arc::new(store);
+            let role = if store.is_leader() {
+                "leader: it commits"
+            } else {
+                "follower: it forwards commits to the leader"
+            };
+            eprintln!(
+                "store: PostgreSQL at {shown}, as node {} ({role})",
+                node.membership().id()
+            );
+            let membership = node.membership();
+            node.start(
+                &store,
+                Box::new(|reason| {
+                    eprintln!("error: {reason}");
+                    tracing::error!("{reason}");
+                    std::process::exit(EXIT_NODE_STOPPED);
+                }),
+            );
+            Ok((store, Some(membership)))
         }
-        None => Store::open(data_dir).map_err(|e| {
-            format!(
-                "opening the data folder {}: {e}. Pass another folder with --data",
-                data_dir.display()
-            )
-        }),
+        None => Store::open(data_dir)
+            .map(|store| (Arc::new(store), None))
+            .map_err(|e| {
+                format!(
+                    "opening the data folder {}: {e}. Pass another folder with --data",
+                    data_dir.display()
+                )
+            }),
     }
 }
+
+/// The exit status of a node that stopped because going on would be wrong (it lost the
+/// writer lease, or was away from the database too long): a supervisor restarts it.
+pub const EXIT_NODE_STOPPED: i32 = 75;
 
 pub fn new_host(app: &AppDir) -> Result<WasmHost, String> {
     WasmHost::new(HostConfig {

@@ -10,6 +10,7 @@ mod dev;
 mod env;
 mod logs;
 mod new;
+mod nodes;
 mod remote;
 mod serve;
 mod transfer;
@@ -107,6 +108,12 @@ enum Command {
         after_help = "Examples:\n  runtime dashboard\n  runtime dashboard --open\n  runtime dashboard --url http://127.0.0.1:4000 --data my-app/data"
     )]
     Dashboard(dashboard::DashboardArgs),
+    /// Show the nodes of a deployment (several servers over one PostgreSQL store): each one's
+    /// role, address and lag behind the newest commit; needs the admin key.
+    #[command(
+        after_help = "Examples:\n  runtime nodes --url http://127.0.0.1:3210 --data my-app/data\n  runtime nodes --json"
+    )]
+    Nodes(nodes::NodesArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
         Command::AdminKey(args) => admin::run(args),
         Command::Env(args) => env::run(args),
         Command::Dashboard(args) => dashboard::run(args),
+        Command::Nodes(args) => nodes::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

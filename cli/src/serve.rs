@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// service on this machine or network). Refused by default, against request forgery.
     #[arg(long)]
     pub allow_private_fetch: bool,
+    /// With --store, where the other nodes of the deployment reach this one
+    /// (`http://HOST:PORT`) [default: the address listened on, with this machine's name
+    /// when that is 0.0.0.0 or ::].
+    #[arg(long, env = "FERROVEX_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
@@ -54,10 +59,14 @@ where
 {
     let app = Arc::new(AppDir::open(&args.app_dir)?);
     let data_dir = args.data.clone().unwrap_or_else(|| app.default_data_dir());
-    // Fail on the data folder before a long build.
-    let store = Arc::new(open_store(&data_dir, args.store.as_deref())?);
+    if args.store.is_some() {
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
+    }
     let (admin_key, made) = AdminKeyFile::open_or_create(&data_dir)
         .map_err(|e| format!("making the admin key in {}: {e}", data_dir.display()))?;
+    // Fail on the data folder before a long build.
+    let (store, cluster) = open_store(&data_dir, args.store.as_deref(), &admin_key)?;
     let host = Arc::new(new_host(&app)?);
     let wasm = app.build()?;
     let module = host
@@ -90,6 +99,7 @@ where
                 outbound: OutboundPolicy {
                     allow_private: args.allow_private_fetch,
                 },
+                cluster: cluster.clone(),
             },
         )
         .await
@@ -97,6 +107,9 @@ where
         let shutdown = shutdown_signal();
         let side_task = tokio::spawn(alongside(app.clone(), server.deployer()));
         let bound = server.local_addr();
+        if let Some(cluster) = &cluster {
+            cluster.set_address(advertised(args.advertise.as_deref(), bound));
+        }
         println!("listening on http://{bound}");
         let _ = std::io::stdout().flush();
         let served = server.serve(shutdown).await;
@@ -108,6 +121,20 @@ where
     // it failed, as after a crash.
     runtime.shutdown_timeout(ACTIONS_AT_EXIT);
     served
+}
+
+/// The address other nodes reach this one at.
+fn advertised(given: Option<&str>, bound: SocketAddr) -> String {
+    if let Some(given) = given {
+        return given.trim_end_matches('/').to_owned();
+    }
+    if bound.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        return format!("http://{host}:{}", bound.port());
+    }
+    format!("http://{bound}")
 }
 
 /// How long `serve` waits at exit for actions still running.

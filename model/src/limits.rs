@@ -94,3 +94,8 @@ pub const MAX_MEASURED_FUNCTIONS: usize = 1_024;
 /// Bytes of documents (in the binary form) one page of the dashboard's grid reads: a page of
 /// large documents ends sooner, with a cursor, rather than answer tens of megabytes.
 pub const MAX_DASHBOARD_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of one commit a follower sends the leader (`/api/cluster/commit`): a transaction's
+/// writes, the documents they replace (read first), its read set (at most one point per
+/// document read and one interval per range) and its receipt's outcome, with room for keys.
+pub const MAX_FORWARDED_COMMIT_BYTES: usize =
+    MAX_BYTES_WRITTEN + MAX_BYTES_READ + MAX_ARGS_OR_RESULT_BYTES + 8 * 1024 * 1024;

@@ -160,13 +160,18 @@ pub struct Fetcher {
     policy: OutboundPolicy,
 }
 
+/// Installs the process's TLS crypto provider for the HTTP clients (actions' fetch, issuers'
+/// keys, the link between nodes), unless one is already installed: ring. It has no
+/// post-quantum key exchange (hence the deprecation); the certificate checks it does in full.
+pub(crate) fn install_crypto_provider() {
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let _ = provider.install_default();
+}
+
 impl Fetcher {
     pub fn new(policy: OutboundPolicy) -> Fetcher {
-        // As for issuers' keys (`auth::jwt`): ring, whose missing post-quantum key exchange
-        // is what the deprecation is about.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
-        let _ = provider.install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
             .redirect(redirect_policy(policy))

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod auth;
 pub mod caller;
+pub mod cluster;
 pub mod crons;
 pub mod env_vars;
 pub mod fetch;

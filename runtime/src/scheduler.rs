@@ -50,6 +50,8 @@ const _: () = assert!(
 );
 /// How long a pass waits after a failure that was not the function's.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How often a follower's scheduler looks whether its node leads now.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
 /// The longest sleep between passes when nothing is due (a safety net, not a clock).
 const IDLE_PASS: Duration = Duration::from_secs(60);
 
@@ -146,7 +148,12 @@ impl Scheduler {
         let waker = wake.clone();
         let touched: Arc<parking_lot::Mutex<Vec<DocumentId>>> = Default::default();
         let seen = touched.clone();
+        let leading = store.leadership();
         store.on_commit(Box::new(move |commits| {
+            // A follower's scheduler does not run (its start reads every pending job).
+            if !leading.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             let mut ids = Vec::new();
             for commit in commits {
                 for (_, key) in commit.keys.iter() {
@@ -178,6 +185,16 @@ impl Scheduler {
 
     /// Runs until `stopping` turns true; the job running then finishes first.
     pub async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
+        // Jobs run where commits are made: on a follower, once it leads.
+        while !self.store.is_leader() {
+            tokio::select! {
+                () = tokio::time::sleep(LEADERSHIP_CHECK) => {}
+                _ = stopping.changed() => {}
+            }
+            if *stopping.borrow() {
+                return;
+            }
+        }
         let mut crons = CronTable::default();
         let mut reconciled: Option<String> = None;
         match self.clone().blocking(|s| s.recover()).await {

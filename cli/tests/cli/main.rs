@@ -16,6 +16,7 @@ mod env;
 mod guests;
 mod host_bounds;
 mod logs;
+mod nodes;
 mod own_app;
 #[allow(dead_code)]
 #[path = "../../../runtime/tests/common/pg_cluster.rs"]
@@ -216,6 +217,33 @@ pub fn post(addr: SocketAddr, path: &str, body: &Json) -> (u16, Json) {
     let status: u16 = response[9..12].parse().expect("a status code");
     let (_, body) = response.split_once("\r\n\r\n").expect("headers end");
     (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+/// A POST that may fail: `None` when the node is gone (refused, reset, or closed early).
+pub fn try_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &Json,
+    key: Option<&str>,
+) -> Option<(u16, Json)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(TIMEOUT)).ok()?;
+    let body = body.to_string();
+    let auth = key
+        .map(|k| format!("Authorization: Convex {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status: u16 = response.get(9..12)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, serde_json::from_str(body).ok()?))
 }
 
 /// The bodies `chat:get_messages` returns now.

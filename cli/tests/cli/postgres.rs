@@ -1,10 +1,10 @@
 //! `runtime serve --store postgres://...`: one writer per database, enforced by the database.
-//! A second server pointed at a database another serves waits out the lease, then refuses
-//! to start, saying why; an old writer paused past its lease finds, when it wakes, that its
-//! term has ended, and commits nothing more.
+//! A second server pointed at a database another serves follows it (reads here, commits
+//! through the leader) and leads once the first stops; an old writer paused past its lease
+//! finds, when it wakes, that its term has ended, commits nothing more and stops.
 
 use crate::pg_cluster::Cluster;
-use crate::{message_bodies, post, repo_root, run_to_end, serve_command, Running};
+use crate::{message_bodies, post, repo_root, serve_command, Running};
 use serde_json::json;
 
 fn serve(data: &std::path::Path, url: &str) -> std::process::Command {
@@ -24,76 +24,102 @@ fn send(server: &Running, body: &str) -> serde_json::Value {
 }
 
 #[test]
-fn a_second_server_cannot_write_to_a_database_another_serves() {
+fn a_second_server_joins_as_a_follower_and_leads_once_the_first_stops() {
     let cluster = Cluster::start();
     let url = cluster.database();
-    let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = Running::start_reading_stderr(serve(a_data.path(), &url));
-    first.wait_for_stderr("store: PostgreSQL at");
+    let datas: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = Running::start_reading_stderr(serve(datas[0].path(), &url));
+    first.wait_for_stderr("(leader: it commits)");
     assert_eq!(send(&first, "from the first")["status"], "success");
 
-    // The second waits for the lease, which the first keeps renewing, then gives up.
-    let refused = run_to_end(serve(b_data.path(), &url));
-    assert_eq!(refused.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("holds the writer lease") && said.contains("waiting for it to expire"),
-        "{said}"
+    // With the same admin key, the second follows: it serves reads and forwards its commits.
+    std::fs::copy(
+        datas[0].path().join("admin_key"),
+        datas[1].path().join("admin_key"),
+    )
+    .unwrap();
+    let second = Running::start_reading_stderr(serve(datas[1].path(), &url));
+    second.wait_for_stderr("(follower: it forwards commits to the leader)");
+    assert_eq!(send(&second, "through the second")["status"], "success");
+    assert_eq!(
+        message_bodies(first.addr),
+        ["from the first", "through the second"]
     );
-    assert!(
-        said.contains(
-            "keeps renewing its lease: one database has one writer; stop that server first"
-        ),
-        "{said}"
-    );
-    // The first went on serving all along.
-    assert_eq!(send(&first, "still the first")["status"], "success");
-
-    // Stopped, it gives the lease back: the next server starts at once and has everything.
-    first.stop();
-    let second = Running::start_reading_stderr(serve(b_data.path(), &url));
-    let taken = second.wait_for_stderr("writer lease on");
-    assert!(taken.contains("term 2"), "{taken}");
+    // Read its own write: answered only once it had applied the commit.
     assert_eq!(
         message_bodies(second.addr),
-        ["from the first", "still the first"]
+        ["from the first", "through the second"]
+    );
+
+    // A third with another admin key cannot commit through the leader, and says why.
+    let stranger = Running::start(serve(datas[2].path(), &url));
+    let (status, answer) = post(
+        stranger.addr,
+        "/api/mutation",
+        &json!({"path": "chat:send_message", "args": {"user": "w", "body": "from a stranger"}}),
+    );
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 500, "{answer}");
+    assert!(
+        message.contains("401") && message.contains("same admin key"),
+        "{message}"
+    );
+    stranger.stop();
+
+    // Stopped, the first gives the lease back: the second leads at once and has everything.
+    first.stop();
+    let leads = second.wait_for_stderr("this node leads now");
+    assert!(leads.contains("term 2"), "{leads}");
+    assert_eq!(send(&second, "after the handover")["status"], "success");
+    assert_eq!(
+        message_bodies(second.addr),
+        ["from the first", "through the second", "after the handover"]
     );
     second.stop();
 }
 
 #[test]
-fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing() {
+fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing_and_stops() {
     let cluster = Cluster::start();
     let url = cluster.database();
     let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let old = Running::start(serve(a_data.path(), &url));
+    let mut old = Running::start_reading_stderr(serve(a_data.path(), &url));
     assert_eq!(send(&old, "before the pause")["status"], "success");
+    std::fs::copy(
+        a_data.path().join("admin_key"),
+        b_data.path().join("admin_key"),
+    )
+    .unwrap();
     // SIGSTOP: it cannot renew its lease; the new server takes it once it has expired.
     crate::signal(&old.child, libc::SIGSTOP);
     let new = Running::start_reading_stderr(serve(b_data.path(), &url));
-    let taken = new.wait_for_stderr("writer lease on");
+    let taken = new.wait_for_stderr("this node leads now");
     assert!(taken.contains("term 2"), "{taken}");
     assert_eq!(send(&new, "from the new writer")["status"], "success");
 
-    // The old one wakes: its commits are refused by the term check, not applied, and it
-    // says so (a 500: the store failed, not the function).
+    // The old one wakes: a commit it attempts is refused by the term check, not applied
+    // (a 500 naming the lease), unless it has already stopped; either way it stops, saying
+    // why, with the status a supervisor restarts on.
+    let old_addr = old.addr;
+    let attempt = std::thread::spawn(move || {
+        crate::try_post(
+            old_addr,
+            "/api/mutation",
+            &json!({"path": "chat:send_message", "args": {"user": "w", "body": "from the old writer"}}),
+            None,
+        )
+    });
     crate::signal(&old.child, libc::SIGCONT);
-    let (status, answer) = post(
-        old.addr,
-        "/api/mutation",
-        &json!({"path": "chat:send_message", "args": {"user": "w", "body": "from the old writer"}}),
-    );
-    assert_eq!(status, 500, "{answer}");
-    let message = answer["message"].as_str().unwrap_or_default();
-    assert!(
-        // Refused by the term check in the write, or earlier, once its renewal found the
-        // lease taken: either way, by the lease.
-        message.contains("writer lease") && message.contains("nothing more"),
-        "{message}"
-    );
+    if let Some((status, answer)) = attempt.join().unwrap() {
+        assert_eq!(status, 500, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains("writer lease"), "{message}");
+    }
+    let status = old.child.wait().expect("the old writer stops");
+    assert_eq!(status.code(), Some(75), "{status}");
+    old.wait_for_stderr("another node took the writer lease");
     let bodies = message_bodies(new.addr);
     assert_eq!(bodies, ["before the pause", "from the new writer"]);
-    old.kill();
     new.stop();
 }
 

@@ -609,13 +609,9 @@ fn read_file(path: &Path) -> Result<String, String> {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        // Another part of the process may have installed a provider first; either serves.
-        // ring has no post-quantum key exchange (hence the deprecation): what travels here
-        // is issuers' public keys, whose secrecy does not matter, and their integrity rests
-        // on the certificate check, which ring does in full.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
-        let _ = provider.install_default();
+        // What travels here is issuers' public keys, whose secrecy does not matter; their
+        // integrity rests on the certificate check.
+        crate::fetch::install_crypto_provider();
         reqwest::Client::builder()
             .timeout(JWKS_FETCH_TIMEOUT)
             .build()

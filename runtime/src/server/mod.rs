@@ -45,6 +45,7 @@ mod access;
 mod api;
 mod browser_client;
 mod call_request;
+mod cluster;
 mod dashboard;
 mod env;
 mod http_actions;
@@ -98,6 +99,9 @@ pub struct App {
     pub access: Arc<Access>,
     /// What actions' outbound requests may reach.
     pub outbound: OutboundPolicy,
+    /// This node's place in its deployment, when the store is shared by several nodes
+    /// (`crate::cluster`); `None` for a server on its own.
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
 }
 
 /// What the handlers share. The module in use is the sync engine's
@@ -115,6 +119,7 @@ pub(crate) struct Served {
     pub pinned: api::PinnedSnapshots,
     /// What the dashboard keeps as the server runs (counts, commit rate, the live stream).
     pub dashboard: Arc<dashboard::Dashboard>,
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
 }
 
 /// A bound listener, ready to serve [`App`].
@@ -178,6 +183,7 @@ impl Server {
             web_dir,
             access,
             outbound,
+            cluster,
         } = app;
         let actions = Actions::new(store.clone(), host.clone(), access.clone(), outbound);
         let sync = Arc::new(SyncEngine::new(
@@ -206,6 +212,7 @@ impl Server {
                 stopping,
                 pinned: api::PinnedSnapshots::default(),
                 dashboard,
+                cluster,
             }),
             sync,
             scheduler,

@@ -3,7 +3,9 @@
 use super::access::{caller as caller_of, require_admin};
 use super::api::{self, Endpoint};
 use super::response::{method_not_allowed, request_error, HttpResponse};
-use super::{browser_client, dashboard, env, http_actions, static_files, transfer, Served};
+use super::{
+    browser_client, cluster, dashboard, env, http_actions, static_files, transfer, Served,
+};
 use crate::sync::engine::SyncEngine;
 use hyper::body::Incoming;
 use hyper::header::{
@@ -17,7 +19,7 @@ use std::sync::Arc;
 /// How long a browser may cache a CORS preflight's answer (Convex's figure).
 const CORS_MAX_AGE_SECONDS: &str = "86400";
 
-const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/env, /api/client.js; POST /api/import/tables, /api/import/documents, /api/env; the dashboard's under /api/dashboard/; WebSocket GET /api/sync, /api/{version}/sync, /api/logs; the app's HTTP actions under /http/";
+const ENDPOINTS: &str = "POST /api/query, /api/mutation, /api/action, /api/function, /api/run/{module}/{function}, /api/query_ts, /api/query_at_ts, /api/query_batch; GET /api/query, /api/functions, /api/metrics, /api/export, /api/env, /api/client.js, /api/cluster/nodes; POST /api/import/tables, /api/import/documents, /api/env, /api/cluster/commit; the dashboard's under /api/dashboard/; WebSocket GET /api/sync, /api/{version}/sync, /api/logs; the app's HTTP actions under /http/";
 
 pub async fn handle(
     app: Arc<Served>,
@@ -171,6 +173,17 @@ async fn route(
         (_, p) if p == dashboard::ASSETS_PREFIX || p.starts_with("/_dashboard/") => {
             dashboard::asset(&method, p)
         }
+        // The nodes of a deployment (docs/PROTOCOL.md section 4.6).
+        (&Method::POST, "/api/cluster/commit") => {
+            admin_only!();
+            cluster::commit(app, request).await
+        }
+        (&Method::GET, "/api/cluster/nodes") => {
+            admin_only!();
+            cluster::nodes(&app)
+        }
+        (_, "/api/cluster/commit") => method_not_allowed(&path, &method, "POST"),
+        (_, "/api/cluster/nodes") => method_not_allowed(&path, &method, "GET"),
         (&Method::GET, "/api/env") => {
             admin_only!();
             env::list(&app)

@@ -104,6 +104,7 @@ impl CommitterState {
                 .unwrap_or_else(|| "?".into());
             return Err(StoreError::Conflict { table, attempts: 1 });
         }
+        self.check_tables(request)?;
         let first_newer = self.recent.partition_point(|c| c.ts <= request.begin_ts);
         for commit in self.recent.range(first_newer..) {
             for (space, key) in commit.keys.iter() {
@@ -113,6 +114,40 @@ impl CommitterState {
                         attempts: 1,
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A request's tables must fit the catalog: each written table exists or is created by
+    /// the request, and a created table takes a name, a number and index ids nobody has. A
+    /// local transaction always passes (one node allocates numbers, and a table's creation
+    /// reads its catalog key); a forwarded one was made against another node's catalog, which
+    /// may have lagged this one.
+    fn check_tables(&self, request: &CommitRequest) -> Result<(), StoreError> {
+        for table in &request.new_tables {
+            let taken = self.catalog.table(&table.name).is_some()
+                || self.catalog.table_by_number(table.number).is_some()
+                || table
+                    .indexes
+                    .iter()
+                    .any(|i| self.catalog.table_of_index(i.id).is_some());
+            if taken {
+                // Made against a catalog that lagged: a retry reads the newer one.
+                return Err(StoreError::Conflict {
+                    table: table.name.clone(),
+                    attempts: 1,
+                });
+            }
+        }
+        for write in request.writes.values() {
+            let known = self.catalog.table_by_number(write.table).is_some()
+                || request.new_tables.iter().any(|t| t.number == write.table);
+            if !known {
+                return Err(StoreError::Corrupt(format!(
+                    "a commit writes a document of table number {}, which neither the catalog nor the commit creates",
+                    write.table
+                )));
             }
         }
         Ok(())
@@ -201,9 +236,12 @@ impl CommitterState {
         }
         if let Some(receipt) = request.receipt {
             // Stamped here, where the commit timestamp is known; not a key anyone reads
-            // through an index, so neither conflicts nor subscriptions see it.
+            // through an index, so subscriptions never match it.
             let mut value = receipt.outcome;
             value.extend_from_slice(&ts.to_be_bytes());
+            // A transaction that read this receipt's absence (`Transaction::receipt`, the
+            // same request re-sent elsewhere) conflicts with this commit.
+            keys.push((Space::Receipts, receipt.key.clone()));
             writes.push(Write {
                 space: Space::Receipts,
                 key: receipt.key,
@@ -229,6 +267,15 @@ impl CommitterState {
             ts: self.last_ts,
             catalog: self.catalog.clone(),
             last_creation_time: Arc::new(self.last_creation_time.clone()),
+        }
+    }
+
+    /// A logged insert's creation time (a follower replaying the log): the next insert of
+    /// the table after a promotion must come later.
+    pub fn note_creation_time(&mut self, table: TableNumber, creation_time: f64) {
+        let last = self.last_creation_time.entry(table).or_insert(f64::MIN);
+        if creation_time > *last {
+            *last = creation_time;
         }
     }
 

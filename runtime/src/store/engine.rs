@@ -30,6 +30,28 @@ pub enum Space {
     Receipts,
 }
 
+impl Space {
+    /// The space's byte in stored and sent forms (the commit log, forwarded commits).
+    pub const fn code(self) -> u8 {
+        match self {
+            Space::Documents => 0,
+            Space::Indexes => 1,
+            Space::Catalog => 2,
+            Space::Receipts => 3,
+        }
+    }
+
+    pub const fn from_code(code: u8) -> Option<Space> {
+        match code {
+            0 => Some(Space::Documents),
+            1 => Some(Space::Indexes),
+            2 => Some(Space::Catalog),
+            3 => Some(Space::Receipts),
+            _ => None,
+        }
+    }
+}
+
 pub const ALL_SPACES: [Space; 4] = [
     Space::Documents,
     Space::Indexes,

@@ -57,6 +57,9 @@ pub enum StoreError {
     #[error("write conflict on table {table:?}: another transaction changed what this one read, and it still conflicted after {attempts} attempts")]
     Conflict { table: String, attempts: u32 },
 
+    #[error("this node follows the deployment's leader and cannot {what}: only the node holding the writer lease does (run it there, or wait for this node to lead)")]
+    Follower { what: String },
+
     #[error("index {table}.{index} already exists with different fields")]
     IndexExists { table: String, index: String },
 

@@ -9,11 +9,13 @@
 //! - [`committer`]: validation, group commit, publication.
 
 pub mod catalog;
+mod commit_wire;
 pub mod committer;
 pub mod counts;
 pub mod document;
 pub mod engine;
 pub mod error;
+mod follower;
 pub mod index_range;
 pub mod postgres;
 pub mod read_set;
@@ -29,22 +31,29 @@ pub use index_range::IndexRange;
 pub use transaction::{Page, Patch, Transaction, Usage};
 
 use catalog::{check_name, index_key, Catalog, IndexInfo, TableNumber};
+pub use commit_wire::CommitReply;
 pub use committer::CommittedKeys;
 use committer::{CommitRequest, CommitterState, Reply};
 use document::StoredDocument;
 use engine::{CommitRecord, KeyRange, Space, Write};
 use ferrovex_model::DocumentId;
-use parking_lot::{Mutex, RwLock};
+use follower::Role;
+pub use follower::{LeaderLink, LinkError};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Optimistic attempts before a mutation runs serially against the latest state.
 pub const OPTIMISTIC_ATTEMPTS: u32 = 3;
+/// Attempts of a mutation on a follower, which has no serial lane (the committer it would
+/// hold is the leader's): each retry after a conflict first applies everything the leader had
+/// committed when it refused, so only commits made during one round trip can conflict again.
+pub const FOLLOWER_ATTEMPTS: u32 = 12;
 
 /// What readers may see: the newest durable commit and the catalog as of it.
 pub(crate) struct Published {
@@ -63,6 +72,16 @@ pub(crate) struct Shared {
     /// Begin timestamps of open transactions, with how many began at each.
     active_snapshots: Mutex<BTreeMap<Timestamp, usize>>,
     commit_listeners: RwLock<Vec<CommitListener>>,
+    role: RwLock<Role>,
+    /// Whether `role` is `Leader`, readable without the lock (and shared: `Store::leadership`).
+    leading: Arc<AtomicBool>,
+    /// The published timestamp, for threads waiting until a commit is visible here.
+    visible: Mutex<Timestamp>,
+    visible_changed: Condvar,
+    /// Set to make a follower's tail read the log now rather than after its idle wait.
+    tail_wake: Mutex<bool>,
+    tail_woken: Condvar,
+    closing: AtomicBool,
 }
 
 /// Called on the committer thread, in commit order, right after commits become visible; it
@@ -155,7 +174,51 @@ impl Drop for Snapshot {
 
 impl Shared {
     pub fn publish(&self, published: Published) {
+        let ts = published.ts;
         *self.published.write() = Arc::new(published);
+        *self.visible.lock() = ts;
+        self.visible_changed.notify_all();
+    }
+
+    /// Waits until a commit at `ts` or later is visible here, at most `timeout`; whether it is.
+    pub(crate) fn wait_visible(&self, ts: Timestamp, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut visible = self.visible.lock();
+        while *visible < ts {
+            if !self.is_leader() {
+                self.wake_tail();
+            }
+            if self
+                .visible_changed
+                .wait_until(&mut visible, deadline)
+                .timed_out()
+            {
+                return *visible >= ts;
+            }
+        }
+        true
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leading.load(AtomicOrdering::Acquire)
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(AtomicOrdering::Acquire)
+    }
+
+    pub(crate) fn wake_tail(&self) {
+        *self.tail_wake.lock() = true;
+        self.tail_woken.notify_one();
+    }
+
+    /// The tail's idle wait: returns after `timeout`, or at once when woken.
+    pub(crate) fn wait_for_tail_wake(&self, timeout: std::time::Duration) {
+        let mut woken = self.tail_wake.lock();
+        if !*woken {
+            self.tail_woken.wait_for(&mut woken, timeout);
+        }
+        *woken = false;
     }
 
     pub(crate) fn published(&self) -> Arc<Published> {
@@ -236,6 +299,12 @@ impl Shared {
     pub fn allocate_index_id(&self) -> catalog::IndexId {
         self.next_index_id.fetch_add(1, AtomicOrdering::Relaxed)
     }
+
+    /// Moves index id allocation past `id`, which another node allocated.
+    pub fn claim_index_id(&self, id: catalog::IndexId) {
+        self.next_index_id
+            .fetch_max(id.saturating_add(1), AtomicOrdering::Relaxed);
+    }
 }
 
 /// Counters of how mutations committed, for benchmarks and diagnostics.
@@ -260,6 +329,8 @@ pub struct Store {
     serial: serial::SerialLane,
     requests: Option<mpsc::Sender<(CommitRequest, Reply)>>,
     committer: Option<JoinHandle<()>>,
+    /// A follower's log tail (see `follower`).
+    tail: Option<JoinHandle<()>>,
 }
 
 impl Store {
@@ -274,8 +345,32 @@ impl Store {
         Self::with_engine(Box::new(postgres::PgEngine::open(url)?))
     }
 
-    /// Opens a store over any storage engine.
+    /// Opens a store over any storage engine, as the one that commits.
     pub fn with_engine(engine: Box<dyn StorageEngine>) -> Result<Store, StoreError> {
+        Self::open_as(engine, Role::Leader)
+    }
+
+    /// Opens a store that follows the commits another node makes on the same storage (the
+    /// engine's commit log) and sends its own commits through `leader` (see `follower`),
+    /// until [`Store::promote`].
+    pub fn follower(
+        engine: Box<dyn StorageEngine>,
+        leader: Arc<dyn LeaderLink>,
+    ) -> Result<Store, StoreError> {
+        let mut store = Self::open_as(engine, Role::Follower(leader))?;
+        store.tail = Some(
+            std::thread::Builder::new()
+                .name("log-tail".into())
+                .spawn({
+                    let shared = store.shared.clone();
+                    move || follower::tail(shared)
+                })
+                .expect("spawning the log tail thread"),
+        );
+        Ok(store)
+    }
+
+    fn open_as(engine: Box<dyn StorageEngine>, role: Role) -> Result<Store, StoreError> {
         let ts = engine.latest_ts();
         let mut catalog = Catalog::default();
         let everything = KeyRange {
@@ -314,6 +409,13 @@ impl Store {
             stats: MutationStats::default(),
             active_snapshots: Mutex::new(BTreeMap::new()),
             commit_listeners: RwLock::new(Vec::new()),
+            leading: Arc::new(AtomicBool::new(matches!(role, Role::Leader))),
+            role: RwLock::new(role),
+            visible: Mutex::new(ts),
+            visible_changed: Condvar::new(),
+            tail_wake: Mutex::new(false),
+            tail_woken: Condvar::new(),
+            closing: AtomicBool::new(false),
         });
         let (sender, receiver) = mpsc::channel();
         let committer = std::thread::Builder::new()
@@ -328,7 +430,64 @@ impl Store {
             serial: serial::SerialLane::default(),
             requests: Some(sender),
             committer: Some(committer),
+            tail: None,
         })
+    }
+
+    /// Whether this store commits itself (a single server, or the node holding the writer
+    /// lease) rather than through a leader.
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// A flag that is true while this store commits itself (see [`Store::is_leader`]), for
+    /// listeners that must not hold the store.
+    pub fn leadership(&self) -> Arc<AtomicBool> {
+        self.shared.leading.clone()
+    }
+
+    /// Makes a follower the one that commits, once its node holds the writer lease: applies
+    /// the log to its end (the lease fences the old leader, so nothing more lands before it),
+    /// then takes commits. Transactions that began before keep their snapshot and are
+    /// validated against everything committed since, as always.
+    pub fn promote(&self) -> Result<(), StoreError> {
+        let mut state = self.shared.state.lock();
+        loop {
+            let records = self.shared.engine.log_after(state.last_ts, 1024)?;
+            if records.is_empty() {
+                break;
+            }
+            follower::apply_records(&self.shared, &mut state, records)?;
+        }
+        *self.shared.role.write() = Role::Leader;
+        self.shared.leading.store(true, AtomicOrdering::Release);
+        Ok(())
+    }
+
+    /// The oldest timestamp a reader of this store may still read at: what a node reports so
+    /// that the leader's garbage collection keeps what this node's readers need.
+    pub fn gc_horizon(&self) -> Timestamp {
+        self.shared.gc_horizon()
+    }
+
+    /// Commits a request another node's transaction made (`commit_wire`'s bytes), as one of
+    /// this store's own, and answers with the encoded [`CommitReply`]. Refused unless this
+    /// store is the leader.
+    pub fn commit_forwarded(&self, request: &[u8]) -> Vec<u8> {
+        let reply = if !self.is_leader() {
+            CommitReply::NotLeader(
+                "this node does not hold the writer lease (it follows the leader): send commits to the leader".into(),
+            )
+        } else {
+            match commit_wire::decode_request(request) {
+                Err(e) => CommitReply::Refused(format!("a forwarded commit: {e}")),
+                Ok(request) => {
+                    let result = self.send_to_committer(request);
+                    follower::reply_of(result, self.latest_ts())
+                }
+            }
+        };
+        commit_wire::encode_reply(&reply)
     }
 
     /// The newest durable, visible commit timestamp.
@@ -388,25 +547,6 @@ impl Store {
         }
     }
 
-    /// The receipt a committed transaction recorded under `key` with
-    /// [`Transaction::set_receipt`]: its outcome bytes and commit timestamp. Receipts are
-    /// kept for `RECEIPT_RETENTION_NANOS` behind the newest commit.
-    pub fn receipt(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Timestamp)>, StoreError> {
-        let ts = self.latest_ts();
-        let Some(mut value) = self.shared.engine.get(Space::Receipts, key, ts)? else {
-            return Ok(None);
-        };
-        let Some(split) = value.len().checked_sub(8) else {
-            return Err(StoreError::Corrupt(format!(
-                "a receipt of {} bytes, shorter than its timestamp",
-                value.len()
-            )));
-        };
-        let stamp = value.split_off(split);
-        let committed = Timestamp::from_be_bytes(stamp.try_into().expect("8 bytes"));
-        Ok(Some((value, committed)))
-    }
-
     /// Commits once, without retrying: `Err(Conflict)` if a concurrent commit changed what
     /// `tx` read. Returns the commit timestamp once the commit is durable and visible.
     /// A transaction without writes commits nothing and returns its begin timestamp.
@@ -414,15 +554,14 @@ impl Store {
         if !tx.has_writes() {
             return Ok(tx.begin_ts);
         }
-        let (reply, outcome) = mpsc::sync_channel(1);
-        self.requests
-            .as_ref()
-            .expect("committer runs while the store is open")
-            .send((Self::request(tx), reply))
-            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
-        let result = outcome
-            .recv()
-            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
+        let leader = match &*self.shared.role.read() {
+            Role::Leader => None,
+            Role::Follower(link) => Some(link.clone()),
+        };
+        let result = match leader {
+            None => self.send_to_committer(Self::request(tx)),
+            Some(link) => follower::commit_remote(&self.shared, link.as_ref(), &Self::request(tx)),
+        };
         if result.is_ok() {
             self.shared
                 .stats
@@ -430,6 +569,18 @@ impl Store {
                 .fetch_add(1, AtomicOrdering::Relaxed);
         }
         result
+    }
+
+    fn send_to_committer(&self, request: CommitRequest) -> Result<Timestamp, StoreError> {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.requests
+            .as_ref()
+            .expect("committer runs while the store is open")
+            .send((request, reply))
+            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
+        outcome
+            .recv()
+            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?
     }
 
     /// Runs `body` as a mutation: optimistically up to `OPTIMISTIC_ATTEMPTS` times, retrying
@@ -445,6 +596,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let follower = !self.shared.is_leader();
             let mut tx = self.begin();
             let value = body(&mut tx)?;
             match self.commit(tx) {
@@ -460,6 +612,21 @@ impl Store {
                         .stats
                         .conflict_retries
                         .fetch_add(1, AtomicOrdering::Relaxed);
+                    if follower {
+                        // No serial lane here: the committer is the leader's.
+                        if attempt >= FOLLOWER_ATTEMPTS {
+                            return Err(StoreError::Conflict {
+                                table: match e {
+                                    StoreError::Conflict { table, .. } => table,
+                                    _ => unreachable!("a conflict"),
+                                },
+                                attempts: attempt,
+                            }
+                            .into());
+                        }
+                        backoff(attempt);
+                        continue;
+                    }
                     if attempt >= OPTIMISTIC_ATTEMPTS || self.serial.is_busy() {
                         break;
                     }
@@ -635,6 +802,11 @@ impl Store {
         mut writes: Vec<Write>,
         mut keys: Vec<(Space, Vec<u8>)>,
     ) -> Result<Timestamp, StoreError> {
+        if !self.is_leader() {
+            return Err(StoreError::Follower {
+                what: format!("change table {:?} (its indexes)", info.name),
+            });
+        }
         state.refuse_if_failed(&self.shared)?;
         let ts = state.next_ts();
         let catalog_key = catalog::table_catalog_key(&info.name);
@@ -684,6 +856,11 @@ fn check_index_definition(table: &str, name: &str, fields: &[&str]) -> Result<()
 
 impl Drop for Store {
     fn drop(&mut self) {
+        self.shared.closing.store(true, AtomicOrdering::Release);
+        self.shared.wake_tail();
+        if let Some(tail) = self.tail.take() {
+            let _ = tail.join();
+        }
         // Closing the channel ends the committer once it has answered every request.
         self.requests.take();
         if let Some(handle) = self.committer.take() {

@@ -11,6 +11,10 @@
 //!   its term inside the same PostgreSQL transaction: a second server, or a paused old writer
 //!   that wakes after another took over, cannot write.
 //! - `ferrovex_meta`: the format marker, checked at open.
+//! - `ferrovex_nodes`: the nodes of a deployment (`PgEngine::open_node`): each one's address,
+//!   role, applied commit and read horizon, written by its heartbeat. Garbage collection keeps
+//!   every version a live node may still read; a node away longer than `NODE_EXPIRY` is
+//!   no longer waited for, and must start again.
 //!
 //! A group of commits is one PostgreSQL transaction, committed with `synchronous_commit` on:
 //! durable before `write` returns. The trait is synchronous and called from any thread (the
@@ -22,7 +26,7 @@ use super::rocks::{decode_log_entry, encode_log_entry};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -41,10 +45,18 @@ const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS / 3);
 /// or a point, so a scan starts small, and doubles each round trip up to `SCAN_BATCH_MAX`.
 const SCAN_BATCH_FIRST: i64 = 16;
 const SCAN_BATCH_MAX: i64 = 1024;
-/// Connections to the database: the committer, readers on the blocking pool, the lease.
-/// Each keeps its prepared statements (`prepare_cached`): a query text is parsed once per
-/// connection, and each call after that is one round trip, not two.
+/// Connections for reads (functions and live queries on the blocking pool). Each keeps its
+/// prepared statements (`prepare_cached`): a query text is parsed once per connection, and
+/// each call after that is one round trip, not two.
 const POOL_SIZE: usize = 16;
+/// Connections for the committer's writes and a follower's log tail, apart from the reads:
+/// a burst of reads (a live query re-reading a thousand documents on each of many nodes)
+/// must not hold up commits or the log.
+const WRITE_POOL_SIZE: usize = 2;
+/// Connections for the lease, the heartbeat and garbage collection, apart from everything
+/// else: when reads saturate their pool, a renewal that waited behind them could let the
+/// lease expire under a healthy leader.
+const CONTROL_POOL_SIZE: usize = 2;
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one statement may run (a garbage collection pass included) before the database
@@ -54,6 +66,19 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How often old versions, log entries and receipts are deleted.
 const GC_EVERY: Duration = Duration::from_secs(30);
+/// How often a node writes its row of `ferrovex_nodes` (and a follower looks at the lease).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A node whose heartbeat is older than this is no longer kept by garbage collection: what
+/// it was reading may be deleted, so a node that comes back after longer must start again.
+pub const NODE_EXPIRY: Duration = Duration::from_secs(30);
+/// A follower reads only while its last heartbeat is younger than this (half of
+/// `NODE_EXPIRY`): then garbage collection still keeps what it reads.
+pub const READ_COVER: Duration = Duration::from_secs(15);
+/// Rows of nodes not seen for this long are deleted from `ferrovex_nodes`.
+const NODE_FORGOTTEN: Duration = Duration::from_secs(3600);
+/// The advisory lock a collection holds, and a node takes while it registers: a collection
+/// either sees the new node's horizon or finished before the node read anything.
+const NODES_LOCK: i64 = 0x6665_7272_6f76_6578;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ferrovex_meta (name text PRIMARY KEY, value bytea NOT NULL);
@@ -64,6 +89,10 @@ CREATE TABLE IF NOT EXISTS ferrovex_log (ts bigint PRIMARY KEY, writes bytea NOT
 CREATE TABLE IF NOT EXISTS ferrovex_lease (
     id smallint PRIMARY KEY CHECK (id = 1), holder text NOT NULL, term bigint NOT NULL,
     expires_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS ferrovex_nodes (
+    id text PRIMARY KEY, address text NOT NULL, role text NOT NULL,
+    applied bigint NOT NULL, horizon bigint NOT NULL, behind bigint NOT NULL,
+    started_at timestamptz NOT NULL, seen_at timestamptz NOT NULL);
 ";
 
 fn err(what: &str) -> impl Fn(tokio_postgres::Error) -> EngineError + '_ {
@@ -128,23 +157,202 @@ pub fn redacted(url: &str) -> String {
         .join(" ")
 }
 
-/// Who holds the writer lease, and in which term.
-struct Lease {
-    holder: String,
-    term: i64,
+/// What the engine and its node's handle (`PgNode`) share.
+struct NodeState {
+    /// This process's name in the lease (`holder`) and in `ferrovex_nodes`.
+    id: String,
+    /// The database, as logs may show it.
+    shown: String,
+    /// The term of the writer lease this process holds; 0 while it holds none.
+    term: AtomicI64,
+    /// Set when a renewal found the lease taken by another writer.
+    lost: AtomicBool,
+    stop: tokio::sync::Notify,
+    /// The oldest timestamp this process's readers may read at (`discard_before`).
+    horizon: AtomicU64,
+    /// Whether this process has a row in `ferrovex_nodes` (opened with `open_node`).
+    registered: bool,
+    started: std::time::Instant,
+    /// Until when (milliseconds after `started`) a follower's reads are safe from garbage
+    /// collection: `READ_COVER` after its last heartbeat.
+    covered_until_ms: AtomicU64,
+}
+
+impl NodeState {
+    fn term(&self) -> i64 {
+        self.term.load(AtomicOrdering::Acquire)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
 }
 
 pub struct PgEngine {
     /// Taken out at drop, which may happen on a reactor thread, where a runtime cannot be
     /// dropped in place.
     runtime: Option<tokio::runtime::Runtime>,
+    /// Reads.
     pool: Pool,
+    /// Commits and the log.
+    writes: Pool,
+    /// The lease, the heartbeat, garbage collection.
+    control: Pool,
     latest: AtomicU64,
-    horizon: Arc<AtomicU64>,
-    lease: Lease,
-    /// Set when a renewal found the lease taken by another writer.
-    lost: Arc<AtomicBool>,
-    stop: Arc<tokio::sync::Notify>,
+    node: Arc<NodeState>,
+}
+
+/// A node's view of its deployment, read by its heartbeat.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    /// The writer lease: its holder, term, and seconds until it expires (negative: expired).
+    pub lease: Option<(String, i64, f64)>,
+    pub nodes: Vec<NodeRow>,
+    /// How long this node had not been seen before this heartbeat (seconds), `None` when its
+    /// row was gone: longer than `NODE_EXPIRY` means garbage collection stopped keeping what
+    /// it reads.
+    pub away_seconds: Option<f64>,
+}
+
+/// One row of `ferrovex_nodes`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRow {
+    pub id: String,
+    pub address: String,
+    pub role: String,
+    pub applied: Timestamp,
+    /// How far the log's newest commit was past `applied` at its last heartbeat (commit
+    /// timestamps are nanoseconds: this is the lag in time).
+    pub behind: u64,
+    pub seen_seconds_ago: f64,
+    pub started_seconds_ago: f64,
+}
+
+/// What a node's heartbeat writes about it.
+#[derive(Clone, Debug)]
+pub struct NodeReport {
+    pub address: String,
+    pub role: &'static str,
+    pub applied: Timestamp,
+    pub horizon: Timestamp,
+}
+
+/// The handle of a node opened with [`PgEngine::open_node`]: its heartbeat, and taking the
+/// lease when it is free.
+#[derive(Clone)]
+pub struct PgNode {
+    pool: Pool,
+    handle: tokio::runtime::Handle,
+    node: Arc<NodeState>,
+}
+
+impl PgNode {
+    pub fn id(&self) -> &str {
+        &self.node.id
+    }
+
+    /// The term of the lease this node holds (0: none).
+    pub fn term(&self) -> i64 {
+        self.node.term()
+    }
+
+    /// Whether this node held the lease and another took it.
+    pub fn lost(&self) -> bool {
+        self.node.lost.load(AtomicOrdering::Acquire)
+    }
+
+    /// Writes this node's row and reads the lease and every node's row.
+    pub fn heartbeat(&self, report: &NodeReport) -> EngineResult<ClusterView> {
+        let (pool, node, report) = (self.pool.clone(), self.node.clone(), report.clone());
+        let before_ms = self.node.elapsed_ms();
+        let view = block(&self.handle, async move {
+            let client = pool.get().await.map_err(pool_err("heartbeat"))?;
+            let away = client
+                .query_one(
+                    "WITH prev AS (SELECT seen_at FROM ferrovex_nodes WHERE id = $1)
+                     INSERT INTO ferrovex_nodes (id, address, role, applied, horizon, behind, started_at, seen_at)
+                     VALUES ($1, $2, $3, $4, $5,
+                             (SELECT greatest(0, coalesce(max(ts), 0) - $4) FROM ferrovex_log),
+                             now(), now())
+                     ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address, role = EXCLUDED.role,
+                       applied = EXCLUDED.applied, horizon = EXCLUDED.horizon,
+                       behind = EXCLUDED.behind, seen_at = now()
+                     RETURNING (SELECT extract(epoch FROM now() - seen_at)::float8 FROM prev)",
+                    &[
+                        &node.id,
+                        &report.address,
+                        &report.role,
+                        &ts_sql(report.applied),
+                        &ts_sql(report.horizon),
+                    ],
+                )
+                .await
+                .map_err(err("heartbeat"))?
+                .get::<_, Option<f64>>(0);
+            let lease = client
+                .query_opt(
+                    "SELECT holder, term, extract(epoch FROM expires_at - now())::float8 FROM ferrovex_lease WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(err("reading the lease"))?
+                .map(|row| (row.get(0), row.get(1), row.get(2)));
+            let nodes = client
+                .query(
+                    "SELECT id, address, role, applied, behind, extract(epoch FROM now() - seen_at)::float8,
+                            extract(epoch FROM now() - started_at)::float8
+                     FROM ferrovex_nodes ORDER BY started_at, id",
+                    &[],
+                )
+                .await
+                .map_err(err("reading the nodes"))?
+                .into_iter()
+                .map(|row| NodeRow {
+                    id: row.get(0),
+                    address: row.get(1),
+                    role: row.get(2),
+                    applied: row.get::<_, i64>(3) as u64,
+                    behind: row.get::<_, i64>(4) as u64,
+                    seen_seconds_ago: row.get(5),
+                    started_seconds_ago: row.get(6),
+                })
+                .collect();
+            Ok(ClusterView {
+                lease,
+                nodes,
+                away_seconds: away,
+            })
+        })?;
+        // Covered from when this heartbeat was sent (its `seen_at` is no earlier).
+        self.node.covered_until_ms.store(
+            before_ms + READ_COVER.as_millis() as u64,
+            AtomicOrdering::Release,
+        );
+        Ok(view)
+    }
+
+    /// Takes the writer lease if it is free or expired (one attempt): then this node writes,
+    /// renews the lease and collects garbage. `Ok(None)` while another holds it.
+    pub fn try_take_lease(&self) -> EngineResult<Option<i64>> {
+        if self.term() != 0 {
+            return Ok(Some(self.term()));
+        }
+        let (pool, id) = (self.pool.clone(), self.node.id.clone());
+        let term = block(&self.handle, async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(pool_err("taking the writer lease"))?;
+            try_lease(&client, &id).await
+        })?;
+        if let Some(term) = term {
+            self.node.term.store(term, AtomicOrdering::Release);
+            tracing::info!("writer lease on {} taken, term {term}", self.node.shown);
+            start_renewing(&self.handle, self.pool.clone(), self.node.clone());
+            start_collecting(&self.handle, self.pool.clone(), self.node.clone());
+        }
+        Ok(term)
+    }
 }
 
 impl PgEngine {
@@ -152,6 +360,31 @@ impl PgEngine {
     /// creates the tables if they are absent, checks the format, and takes the writer lease,
     /// waiting up to `LEASE_SECONDS` for one a stopped writer left.
     pub fn open(url: &str) -> EngineResult<PgEngine> {
+        Self::open_with(url, false)
+    }
+
+    /// Opens the database as one node of a deployment: registered in `ferrovex_nodes` before
+    /// it reads anything, and the writer if the lease is free or expired, a follower (no
+    /// lease: reads only, see [`PgEngine::node`]) otherwise.
+    pub fn open_node(url: &str) -> EngineResult<PgEngine> {
+        Self::open_with(url, true)
+    }
+
+    /// The handle of a node opened with [`PgEngine::open_node`].
+    pub fn node(&self) -> PgNode {
+        PgNode {
+            pool: self.control.clone(),
+            handle: self.runtime().handle().clone(),
+            node: self.node.clone(),
+        }
+    }
+
+    /// Whether this engine holds the writer lease.
+    pub fn is_writer(&self) -> bool {
+        self.node.term() != 0
+    }
+
+    fn open_with(url: &str, as_node: bool) -> EngineResult<PgEngine> {
         let shown = redacted(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             EngineError(format!(
@@ -187,27 +420,34 @@ impl PgEngine {
             .enable_all()
             .build()
             .map_err(|e| EngineError(format!("starting the PostgreSQL client: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| EngineError(format!("PostgreSQL pool: {e}")))
+        };
+        let (pool, writes, control) = (
+            pool_of(POOL_SIZE)?,
+            pool_of(WRITE_POOL_SIZE)?,
+            pool_of(CONTROL_POOL_SIZE)?,
         );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| EngineError(format!("PostgreSQL pool: {e}")))?;
         let holder = format!("{}:{}:{:016x}", hostname(), std::process::id(), rand_u64());
-        let (latest, term) = block(&runtime, {
-            let pool = pool.clone();
+        let (latest, term) = block(runtime.handle(), {
+            let pool = control.clone();
             let holder = holder.clone();
             let shown = shown.clone();
             async move {
-                let client = pool.get().await.map_err(|e| {
+                let mut client = pool.get().await.map_err(|e| {
                     EngineError(format!("connecting to PostgreSQL at {shown}: {e}"))
                 })?;
                 client
@@ -215,7 +455,12 @@ impl PgEngine {
                     .await
                     .map_err(err("creating the tables"))?;
                 check_format(&client, &shown).await?;
-                let term = take_lease(&client, &holder, &shown).await?;
+                let term = if as_node {
+                    register(&mut client, &holder).await?;
+                    try_lease(&client, &holder).await?.unwrap_or(0)
+                } else {
+                    take_lease(&client, &holder, &shown).await?
+                };
                 let latest: i64 = client
                     .query_one("SELECT coalesce(max(ts), 0) FROM ferrovex_log", &[])
                     .await
@@ -224,98 +469,128 @@ impl PgEngine {
                 Ok((latest as u64, term))
             }
         })?;
-        let engine = PgEngine {
+        if term != 0 {
+            tracing::info!("writer lease on {shown} taken, term {term}");
+        }
+        let started = std::time::Instant::now();
+        let node = Arc::new(NodeState {
+            id: holder,
+            shown,
+            term: AtomicI64::new(term),
+            lost: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+            horizon: AtomicU64::new(0),
+            registered: as_node,
+            started,
+            covered_until_ms: AtomicU64::new(READ_COVER.as_millis() as u64),
+        });
+        if term != 0 {
+            start_renewing(runtime.handle(), control.clone(), node.clone());
+            start_collecting(runtime.handle(), control.clone(), node.clone());
+        }
+        Ok(PgEngine {
             runtime: Some(runtime),
             pool,
+            writes,
+            control,
             latest: AtomicU64::new(latest),
-            horizon: Arc::new(AtomicU64::new(0)),
-            lease: Lease { holder, term },
-            lost: Arc::new(AtomicBool::new(false)),
-            stop: Arc::new(tokio::sync::Notify::new()),
-        };
-        engine.start_renewing();
-        engine.start_collecting();
-        Ok(engine)
+            node,
+        })
     }
 
     /// Refuses every read and write once another server took the lease: this one's
-    /// snapshots may lose the versions they need to the new writer's garbage collection.
-    fn still_the_writer(&self) -> EngineResult<()> {
-        if self.lost.load(AtomicOrdering::Acquire) {
+    /// snapshots may lose the versions they need to the new writer's garbage collection. A
+    /// follower reads only while its heartbeat keeps garbage collection away (`READ_COVER`).
+    fn may_read(&self) -> EngineResult<()> {
+        if self.node.lost.load(AtomicOrdering::Acquire) {
             return Err(EngineError(
                 "another server took this database's writer lease: this one serves nothing more (restart it to take the lease back once the other stops)".into(),
             ));
         }
+        if self.node.term() == 0
+            && self.node.elapsed_ms() > self.node.covered_until_ms.load(AtomicOrdering::Acquire)
+        {
+            return Err(EngineError(format!(
+                "this node has not written its heartbeat to {} for over {READ_COVER:?}: what it reads may have been collected, so it reads nothing until the database answers again",
+                self.node.shown
+            )));
+        }
         Ok(())
+    }
+
+    /// The term of the writer lease, for a write; refused without one.
+    fn writer_term(&self) -> EngineResult<i64> {
+        self.may_read()?;
+        match self.node.term() {
+            0 => Err(EngineError(
+                "this node holds no writer lease (it follows the leader): it commits nothing itself".into(),
+            )),
+            term => Ok(term),
+        }
     }
 
     fn run<T: Send + 'static>(
         &self,
         task: impl Future<Output = EngineResult<T>> + Send + 'static,
     ) -> EngineResult<T> {
-        block(self.runtime(), task)
+        block(self.runtime().handle(), task)
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("the runtime lives until drop")
     }
+}
 
-    fn start_renewing(&self) {
-        let (pool, holder, term) = (
-            self.pool.clone(),
-            self.lease.holder.clone(),
-            self.lease.term,
-        );
-        let (lost, stop) = (self.lost.clone(), self.stop.clone());
-        self.runtime().spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(RENEW_EVERY) => {}
-                    () = stop.notified() => return,
-                }
-                let Ok(client) = pool.get().await else {
-                    // Unreachable for now: the lease runs out unless a later renewal works.
-                    continue;
-                };
-                match client
-                    .execute(
-                        "UPDATE ferrovex_lease SET expires_at = now() + make_interval(secs => $3)
-                         WHERE id = 1 AND holder = $1 AND term = $2",
-                        &[&holder, &term, &(LEASE_SECONDS as f64)],
-                    )
-                    .await
-                {
-                    Ok(0) => {
-                        tracing::error!(
-                            "another writer took the lease on this database (our term {term} ended): this server commits nothing more"
-                        );
-                        lost.store(true, AtomicOrdering::Release);
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("renewing the writer lease: {e}"),
-                }
+/// Renews the lease every `RENEW_EVERY` until it is lost or the engine closes.
+fn start_renewing(handle: &tokio::runtime::Handle, pool: Pool, node: Arc<NodeState>) {
+    let term = node.term();
+    handle.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(RENEW_EVERY) => {}
+                () = node.stop.notified() => return,
             }
-        });
-    }
+            let Ok(client) = pool.get().await else {
+                // Unreachable for now: the lease runs out unless a later renewal works.
+                continue;
+            };
+            match client
+                .execute(
+                    "UPDATE ferrovex_lease SET expires_at = now() + make_interval(secs => $3)
+                     WHERE id = 1 AND holder = $1 AND term = $2",
+                    &[&node.id, &term, &(LEASE_SECONDS as f64)],
+                )
+                .await
+            {
+                Ok(0) => {
+                    tracing::error!(
+                        "another writer took the lease on this database (our term {term} ended): this server commits nothing more"
+                    );
+                    node.lost.store(true, AtomicOrdering::Release);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("renewing the writer lease: {e}"),
+            }
+        }
+    });
+}
 
-    /// Deletes, every `GC_EVERY`, versions no reader can see (shadowed at or before the
-    /// horizon), log entries past their retention, and old receipts.
-    fn start_collecting(&self) {
-        let (pool, horizon, stop) = (self.pool.clone(), self.horizon.clone(), self.stop.clone());
-        self.runtime().spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(GC_EVERY) => {}
-                    () = stop.notified() => return,
-                }
-                let h = horizon.load(AtomicOrdering::Acquire);
-                if let Err(e) = collect(&pool, h).await {
-                    tracing::warn!("deleting old versions: {e}");
-                }
+/// Deletes, every `GC_EVERY`, versions no reader can see (shadowed at or before the
+/// horizon), log entries past their retention, and old receipts.
+fn start_collecting(handle: &tokio::runtime::Handle, pool: Pool, node: Arc<NodeState>) {
+    handle.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(GC_EVERY) => {}
+                () = node.stop.notified() => return,
             }
-        });
-    }
+            let h = node.horizon.load(AtomicOrdering::Acquire);
+            if let Err(e) = collect(&pool, h).await {
+                tracing::warn!("deleting old versions: {e}");
+            }
+        }
+    });
 }
 
 /// The fence: the lease row, locked for the rest of `tx`, must still name this writer's
@@ -354,7 +629,7 @@ fn check_lease(lease: Option<tokio_postgres::Row>, holder: &str, term: i64) -> E
 /// Runs `task` on `runtime` and waits for it, from any thread: a blocking thread, the
 /// committer, or a reactor thread (where a nested `block_on` would panic).
 fn block<T: Send + 'static>(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Handle,
     task: impl Future<Output = EngineResult<T>> + Send + 'static,
 ) -> EngineResult<T> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
@@ -405,22 +680,7 @@ async fn take_lease(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECONDS + 2);
     let mut told = false;
     loop {
-        let taken = client
-            .query_opt(
-                "INSERT INTO ferrovex_lease (id, holder, term, expires_at)
-                 VALUES (1, $1, 1, now() + make_interval(secs => $2))
-                 ON CONFLICT (id) DO UPDATE
-                   SET holder = EXCLUDED.holder, term = ferrovex_lease.term + 1,
-                       expires_at = EXCLUDED.expires_at
-                   WHERE ferrovex_lease.expires_at < now()
-                 RETURNING term",
-                &[&holder, &(LEASE_SECONDS as f64)],
-            )
-            .await
-            .map_err(err("taking the writer lease"))?;
-        if let Some(row) = taken {
-            let term: i64 = row.get(0);
-            tracing::info!("writer lease on {shown} taken, term {term}");
+        if let Some(term) = try_lease(client, holder).await? {
             return Ok(term);
         }
         let row = client
@@ -446,15 +706,68 @@ async fn take_lease(
     }
 }
 
+/// One attempt at the writer lease: taken if free or expired (the term goes up by one).
+async fn try_lease(client: &deadpool_postgres::Client, holder: &str) -> EngineResult<Option<i64>> {
+    let taken = client
+        .query_opt(
+            "INSERT INTO ferrovex_lease (id, holder, term, expires_at)
+             VALUES (1, $1, 1, now() + make_interval(secs => $2))
+             ON CONFLICT (id) DO UPDATE
+               SET holder = EXCLUDED.holder, term = ferrovex_lease.term + 1,
+                   expires_at = EXCLUDED.expires_at
+               WHERE ferrovex_lease.expires_at < now()
+             RETURNING term",
+            &[&holder, &(LEASE_SECONDS as f64)],
+        )
+        .await
+        .map_err(err("taking the writer lease"))?;
+    Ok(taken.map(|row| row.get(0)))
+}
+
+/// Puts a new node in `ferrovex_nodes` with the newest commit as its horizon, under the lock
+/// a collection holds: no collection that missed the row can run after the node's first read.
+async fn register(client: &mut deadpool_postgres::Client, id: &str) -> EngineResult<()> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(err("registering the node"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NODES_LOCK])
+        .await
+        .map_err(err("registering the node"))?;
+    tx.execute(
+        "INSERT INTO ferrovex_nodes (id, address, role, applied, horizon, behind, started_at, seen_at)
+         SELECT $1, '', 'starting', m, m, 0, now(), now()
+         FROM (SELECT coalesce(max(ts), 0) AS m FROM ferrovex_log) newest",
+        &[&id],
+    )
+    .await
+    .map_err(err("registering the node"))?;
+    tx.commit().await.map_err(err("registering the node"))
+}
+
 async fn collect(pool: &Pool, horizon: Timestamp) -> EngineResult<()> {
     let mut client = pool.get().await.map_err(pool_err("collecting"))?;
     let tx = client.transaction().await.map_err(err("collecting"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NODES_LOCK])
+        .await
+        .map_err(err("collecting"))?;
     let latest: i64 = tx
         .query_one("SELECT coalesce(max(ts), 0) FROM ferrovex_log", &[])
         .await
         .map_err(err("collecting"))?
         .get(0);
-    let h = ts_sql(horizon);
+    // What every live node may still read (a node's horizon is at most what it has applied,
+    // so the log it has yet to apply is kept too).
+    let nodes: i64 = tx
+        .query_one(
+            "SELECT coalesce(min(horizon), $1) FROM ferrovex_nodes
+             WHERE seen_at > now() - make_interval(secs => $2)",
+            &[&i64::MAX, &NODE_EXPIRY.as_secs_f64()],
+        )
+        .await
+        .map_err(err("collecting"))?
+        .get(0);
+    let h = ts_sql(horizon).min(nodes);
     // Versions a newer version at or before the horizon shadows: no reader sees them.
     tx.execute(
         "DELETE FROM ferrovex_versions v WHERE v.ts < $1 AND EXISTS (
@@ -471,7 +784,9 @@ async fn collect(pool: &Pool, horizon: Timestamp) -> EngineResult<()> {
     )
     .await
     .map_err(err("deleting old deletions"))?;
-    let log_floor = latest.saturating_sub(ts_sql(LOG_RETENTION_NANOS));
+    let log_floor = latest
+        .saturating_sub(ts_sql(LOG_RETENTION_NANOS))
+        .min(nodes);
     tx.execute("DELETE FROM ferrovex_log WHERE ts < $1", &[&log_floor])
         .await
         .map_err(err("deleting old log entries"))?;
@@ -482,6 +797,12 @@ async fn collect(pool: &Pool, horizon: Timestamp) -> EngineResult<()> {
     )
     .await
     .map_err(err("deleting old receipts"))?;
+    tx.execute(
+        "DELETE FROM ferrovex_nodes WHERE seen_at < now() - make_interval(secs => $1)",
+        &[&NODE_FORGOTTEN.as_secs_f64()],
+    )
+    .await
+    .map_err(err("forgetting old nodes"))?;
     tx.commit().await.map_err(err("collecting"))
 }
 
@@ -499,22 +820,26 @@ fn rand_u64() -> u64 {
 impl Drop for PgEngine {
     /// Gives the lease back, so the next server need not wait for it to expire.
     fn drop(&mut self) {
-        self.stop.notify_waiters();
-        let (pool, holder, term) = (
-            self.pool.clone(),
-            self.lease.holder.clone(),
-            self.lease.term,
-        );
-        let released = block(self.runtime(), async move {
+        self.node.stop.notify_waiters();
+        let (pool, node) = (self.control.clone(), self.node.clone());
+        let released = block(self.runtime().handle(), async move {
             let release = async {
                 let client = pool.get().await.map_err(pool_err("releasing the lease"))?;
-                client
-                    .execute(
-                        "UPDATE ferrovex_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND term = $2",
-                        &[&holder, &term],
-                    )
-                    .await
-                    .map_err(err("releasing the lease"))?;
+                if node.term() != 0 && !node.lost.load(AtomicOrdering::Acquire) {
+                    client
+                        .execute(
+                            "UPDATE ferrovex_lease SET expires_at = now() WHERE id = 1 AND holder = $1 AND term = $2",
+                            &[&node.id, &node.term()],
+                        )
+                        .await
+                        .map_err(err("releasing the lease"))?;
+                }
+                if node.registered {
+                    client
+                        .execute("DELETE FROM ferrovex_nodes WHERE id = $1", &[&node.id])
+                        .await
+                        .map_err(err("leaving the node list"))?;
+                }
                 Ok(())
             };
             // An unreachable database must not hold up the exit: the lease then runs out.
@@ -641,7 +966,7 @@ impl Iterator for PgScan<'_> {
             if self.done {
                 return None;
             }
-            if let Err(e) = self.engine.still_the_writer() {
+            if let Err(e) = self.engine.may_read() {
                 self.done = true;
                 return Some(Err(e));
             }
@@ -676,7 +1001,7 @@ impl Iterator for PgScan<'_> {
 
 impl StorageEngine for PgEngine {
     fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
-        self.still_the_writer()?;
+        self.may_read()?;
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
             let client = pool.get().await.map_err(pool_err("reading"))?;
@@ -709,7 +1034,7 @@ impl StorageEngine for PgEngine {
     }
 
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.still_the_writer()?;
+        let term = self.writer_term()?;
         let (mut spaces, mut keys, mut stamps, mut values) = (vec![], vec![], vec![], vec![]);
         let (mut log_ts, mut log_entries) = (vec![], vec![]);
         for commit in commits {
@@ -722,11 +1047,7 @@ impl StorageEngine for PgEngine {
             log_ts.push(ts_sql(commit.ts));
             log_entries.push(encode_log_entry(&commit.writes));
         }
-        let (pool, holder, term) = (
-            self.pool.clone(),
-            self.lease.holder.clone(),
-            self.lease.term,
-        );
+        let (pool, holder) = (self.writes.clone(), self.node.id.clone());
         self.run(async move {
             let mut client = pool.get().await.map_err(pool_err("committing"))?;
             let tx = client.transaction().await.map_err(err("committing"))?;
@@ -782,7 +1103,7 @@ impl StorageEngine for PgEngine {
     }
 
     fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
-        let pool = self.pool.clone();
+        let pool = self.writes.clone();
         let rows = self.run(async move {
             let client = pool.get().await.map_err(pool_err("reading the log"))?;
             client
@@ -806,24 +1127,21 @@ impl StorageEngine for PgEngine {
     }
 
     fn discard_before(&self, horizon: Timestamp) {
-        self.horizon.fetch_max(horizon, AtomicOrdering::AcqRel);
+        self.node.horizon.fetch_max(horizon, AtomicOrdering::AcqRel);
     }
 
     fn compact(&self) -> EngineResult<()> {
+        self.writer_term()?;
         let (pool, horizon) = (
-            self.pool.clone(),
-            self.horizon.load(AtomicOrdering::Acquire),
+            self.control.clone(),
+            self.node.horizon.load(AtomicOrdering::Acquire),
         );
         self.run(async move { collect(&pool, horizon).await })
     }
 
     fn durable_ts(&self) -> EngineResult<Timestamp> {
-        self.still_the_writer()?;
-        let (pool, holder, term) = (
-            self.pool.clone(),
-            self.lease.holder.clone(),
-            self.lease.term,
-        );
+        let term = self.writer_term()?;
+        let (pool, holder) = (self.writes.clone(), self.node.id.clone());
         let latest = self.run(async move {
             let mut client = pool
                 .get()

@@ -100,6 +100,29 @@ impl NormalizedReadSet {
         })
     }
 
+    /// The set of `intervals` as [`NormalizedReadSet::intervals`] gave them (a forwarded
+    /// commit's): per space, sorted by start, disjoint and non-empty, or refused.
+    pub fn from_normalized(
+        intervals: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<NormalizedReadSet, String> {
+        let mut by_space: HashMap<Space, Vec<HalfOpen>> = HashMap::new();
+        for (space, start, end) in intervals {
+            let list = by_space.entry(space).or_default();
+            if end.as_ref().is_some_and(|e| *e <= start) {
+                return Err(format!("an empty read interval in {space:?}"));
+            }
+            if let Some(last) = list.last() {
+                if last.end.as_ref().is_none_or(|e| start < *e) {
+                    return Err(format!(
+                        "read intervals in {space:?} out of order or overlapping"
+                    ));
+                }
+            }
+            list.push(HalfOpen { start, end });
+        }
+        Ok(NormalizedReadSet { by_space })
+    }
+
     pub fn contains(&self, space: Space, key: &[u8]) -> bool {
         let Some(intervals) = self.by_space.get(&space) else {
             return false;

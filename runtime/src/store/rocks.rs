@@ -586,21 +586,11 @@ impl Iterator for VersionedScan<'_> {
     }
 }
 
-const SPACE_DOCUMENTS: u8 = 0;
-const SPACE_INDEXES: u8 = 1;
-const SPACE_CATALOG: u8 = 2;
-const SPACE_RECEIPTS: u8 = 3;
-
 pub(super) fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
     let mut out = Vec::new();
     write_varint(&mut out, writes.len() as u64);
     for w in writes {
-        out.push(match w.space {
-            Space::Documents => SPACE_DOCUMENTS,
-            Space::Indexes => SPACE_INDEXES,
-            Space::Catalog => SPACE_CATALOG,
-            Space::Receipts => SPACE_RECEIPTS,
-        });
+        out.push(w.space.code());
         write_varint(&mut out, w.key.len() as u64);
         out.extend_from_slice(&w.key);
         match &w.value {
@@ -633,13 +623,7 @@ pub(super) fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
     let count = varint(&mut pos)?;
     let mut writes = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {
-        let space = match *bytes.get(pos).ok_or_else(bad)? {
-            SPACE_DOCUMENTS => Space::Documents,
-            SPACE_INDEXES => Space::Indexes,
-            SPACE_CATALOG => Space::Catalog,
-            SPACE_RECEIPTS => Space::Receipts,
-            _ => return Err(bad()),
-        };
+        let space = Space::from_code(*bytes.get(pos).ok_or_else(bad)?).ok_or_else(bad)?;
         pos += 1;
         let len = varint(&mut pos)?;
         let key = bytes.get(pos..pos + len).ok_or_else(bad)?.to_vec();

@@ -156,11 +156,35 @@ impl Transaction {
         &self.reads
     }
 
+    /// The receipt a committed transaction recorded under `key` with
+    /// [`Transaction::set_receipt`], as of this transaction's snapshot: its outcome bytes and
+    /// commit timestamp. The read is part of the read set, so a commit of the same key made
+    /// meanwhile (a re-sent mutation on another node) conflicts with this transaction's.
+    /// Receipts are kept for `RECEIPT_RETENTION_NANOS` behind the newest commit.
+    pub fn receipt(&mut self, key: &[u8]) -> Result<Option<(Vec<u8>, Timestamp)>, StoreError> {
+        self.reads
+            .add(Space::Receipts, KeyRange::point(key.to_vec()));
+        let Some(mut value) = self
+            .shared
+            .engine
+            .get(Space::Receipts, key, self.begin_ts)?
+        else {
+            return Ok(None);
+        };
+        let Some(split) = value.len().checked_sub(8) else {
+            return Err(StoreError::Corrupt(format!(
+                "a receipt of {} bytes, shorter than its timestamp",
+                value.len()
+            )));
+        };
+        let stamp = value.split_off(split);
+        let committed = Timestamp::from_be_bytes(stamp.try_into().expect("8 bytes"));
+        Ok(Some((value, committed)))
+    }
+
     /// Records `outcome` under `key` in the receipts space, in this transaction's own commit
-    /// (if it commits writes), stamped with its commit timestamp: see [`Store::receipt`].
-    /// A later call replaces an earlier one.
-    ///
-    /// [`Store::receipt`]: super::Store::receipt
+    /// (if it commits writes), stamped with its commit timestamp: see
+    /// [`Transaction::receipt`]. A later call replaces an earlier one.
     pub fn set_receipt(&mut self, key: Vec<u8>, outcome: Vec<u8>) {
         self.receipt = Some(Receipt { key, outcome });
     }

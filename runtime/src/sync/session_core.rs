@@ -19,7 +19,12 @@
 //! [`SessionCore::token_expired`] returns; at the end call [`SessionCore::release`].
 //!
 //! The async methods only wait for the engine's lock; with no other task holding it they are
-//! ready at the first poll.
+//! ready at the first poll. (A `Connect` whose `maxObservedTimestamp` is past what this node
+//! has published, which only a client coming from another node of the deployment sends, also
+//! waits for the node to apply it.)
+
+/// How long a connection waits for this node to apply what its client observed elsewhere.
+const OBSERVED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 use super::connection::ConnectionState;
 use super::engine::{ConnectionId, SyncEngine};
@@ -279,6 +284,30 @@ impl SessionCore {
         &self.wake
     }
 
+    /// Waits, at most `OBSERVED_WAIT`, until the results this node serves are at or after
+    /// `observed` (a client's `maxObservedTimestamp`); a node that cannot catch up in that
+    /// time serves what it has, and says so in its log.
+    async fn wait_until_applied(&self, observed: u64) {
+        // On one node a client never observes past what the node published; only a client
+        // coming from another node of the deployment can be ahead.
+        if self.engine.store.latest_ts() >= observed {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + OBSERVED_WAIT;
+        while self.engine.state.lock().await.ts < observed {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    observed,
+                    "a client saw commits this node has not applied within {OBSERVED_WAIT:?}: it is served the older state"
+                );
+                return;
+            }
+            // The polling period, not a wait for anything to happen: a reconnect to a node
+            // behind the client is rare, and the log tail closes the gap within milliseconds.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     /// Mutations read and not yet taken by `next_mutation`.
     pub fn queued_mutations(&self) -> usize {
         self.queued.len()
@@ -296,7 +325,17 @@ impl SessionCore {
             ClientMessage::Connect { .. } if self.session_id.is_some() => {
                 return Err("Connect: sent twice on one connection".into());
             }
-            ClientMessage::Connect { session_id, .. } => {
+            ClientMessage::Connect {
+                session_id,
+                max_observed_timestamp,
+                ..
+            } => {
+                if let Some(observed) = max_observed_timestamp {
+                    // A client that saw a newer state elsewhere (another node of the
+                    // deployment, before it reconnected here) never sees an older one: its
+                    // first results wait until this node has applied what it saw.
+                    self.wait_until_applied(observed).await;
+                }
                 let mut state = self.engine.state.lock().await;
                 state
                     .connections

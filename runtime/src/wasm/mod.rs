@@ -499,7 +499,10 @@ impl WasmHost {
             error,
             log_lines: Vec::new(),
         };
-        match store.receipt(receipt_key) {
+        // Most re-sent mutations find their receipt here and run nothing (and are not logged
+        // as executions); one re-sent while its first run is still committing finds it in
+        // its own transaction instead (see `run_mutation_unlogged`).
+        match store.begin_read_only().receipt(receipt_key) {
             Ok(Some((outcome, ts))) => decode_receipt(&outcome, ts)
                 .map_err(|reason| fail(CallError::Store(StoreError::Corrupt(reason)))),
             Ok(None) => self.run_mutation_with(
@@ -551,6 +554,14 @@ impl WasmHost {
         let mut last_logs = Vec::new();
         let committed =
             store.run_mutation(|tx: &mut Transaction| -> Result<Value, MutationAbort> {
+                if let CommitWith::Receipt(key) = with {
+                    // Read in the transaction: a commit of the same receipt made since its
+                    // begin (the same request run on another node) conflicts with this one,
+                    // and the retry finds the receipt.
+                    if let Some((outcome, ts)) = tx.receipt(key)? {
+                        return Err(MutationAbort::Done(outcome, ts));
+                    }
+                }
                 if let CommitWith::Job(id) = with {
                     // Read in the transaction: a cancel (or another run) committed since its
                     // begin conflicts with this commit.
@@ -605,6 +616,8 @@ impl WasmHost {
                 ts: c.ts,
             }),
             Err(MutationAbort::Call(error)) => Err(fail(error, last_logs)),
+            Err(MutationAbort::Done(outcome, ts)) => decode_receipt(&outcome, ts)
+                .map_err(|reason| fail(CallError::Store(StoreError::Corrupt(reason)), vec![])),
             Err(MutationAbort::Store(e)) => Err(fail(CallError::Store(e), last_logs)),
         }
     }
@@ -802,6 +815,8 @@ fn check_result(function: &FunctionInfo, value: Value) -> Result<Value, CallErro
 enum MutationAbort {
     Call(CallError),
     Store(StoreError),
+    /// The receipt's mutation has committed already: its outcome and commit timestamp.
+    Done(Vec<u8>, Timestamp),
 }
 
 impl From<StoreError> for MutationAbort {

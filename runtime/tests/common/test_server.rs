@@ -113,6 +113,7 @@ pub async fn serve_over(
         web_dir,
         access: Arc::new(access),
         outbound,
+        cluster: None,
     };
     let server = Server::bind(addr, app)
         .await
