@@ -52,8 +52,10 @@ use std::thread::JoinHandle;
 pub const OPTIMISTIC_ATTEMPTS: u32 = 3;
 /// Attempts of a mutation on a follower, which has no serial lane (the committer it would
 /// hold is the leader's): each retry after a conflict first applies everything the leader had
-/// committed when it refused, so only commits made during one round trip can conflict again.
-pub const FOLLOWER_ATTEMPTS: u32 = 12;
+/// committed when it refused, so only commits made during one round trip can conflict again,
+/// and waits longer each time (`follower_backoff`: about 2.5 s over all of them), so that it
+/// gives way to a burst on a hot document rather than fail during it.
+pub const FOLLOWER_ATTEMPTS: u32 = 32;
 
 /// What readers may see: the newest durable commit and the catalog as of it.
 pub(crate) struct Published {
@@ -624,7 +626,7 @@ impl Store {
                             }
                             .into());
                         }
-                        backoff(attempt);
+                        follower_backoff(attempt);
                         continue;
                     }
                     if attempt >= OPTIMISTIC_ATTEMPTS || self.serial.is_busy() {
@@ -867,6 +869,18 @@ impl Drop for Store {
             let _ = handle.join();
         }
     }
+}
+
+/// A follower's backoff after a conflict: 1 ms doubling to at most 100 ms, randomized by up
+/// to half either way.
+fn follower_backoff(attempt: u32) {
+    let base = (1u64 << attempt.min(7)).min(100) * 1000;
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let micros = base / 2 + jitter % base;
+    std::thread::sleep(std::time::Duration::from_micros(micros));
 }
 
 /// Randomized backoff: spreads retries of transactions that collided so they do not

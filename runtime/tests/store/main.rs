@@ -34,6 +34,7 @@ macro_rules! engine_test {
 mod bad_input;
 mod basics;
 mod concurrency;
+mod follower;
 mod import;
 mod model_check;
 mod recovery;
