@@ -27,7 +27,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Keep the documents in a PostgreSQL database instead of the data folder:
-    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (one writing server per database).
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Every server on one database is a node
+    /// of one deployment: the first leads, the others follow it (see `runtime nodes`).
     #[arg(
         long,
         env = "FERROVEX_STORE",

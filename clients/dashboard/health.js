@@ -40,6 +40,14 @@ export function mount(root, ctx) {
     body,
   );
   const empty = h("p", { class: "muted", text: "No function has run since the server started.", hidden: true });
+  const nodesBody = h("tbody");
+  const nodesTable = h(
+    "table",
+    { id: "nodes", class: "grid" },
+    h("thead", {}, h("tr", {}, ...["node", "role", "address", "lag", "last seen"].map((label) => h("th", { text: label })))),
+    nodesBody,
+  );
+  const leaderLine = h("p", { id: "nodes-leader", class: "muted" });
 
   root.append(
     h(
@@ -58,6 +66,7 @@ export function mount(root, ctx) {
       ),
       h("section", { class: "panel" }, h("h3", { text: "Commits per second, last 60 seconds" }), chart),
       h("section", { class: "panel" }, h("h3", { text: "Functions" }), h("div", { class: "table-wrap" }, table), empty),
+      h("section", { class: "panel" }, h("h3", { text: "Nodes" }), leaderLine, h("div", { class: "table-wrap" }, nodesTable)),
     ),
   );
 
@@ -131,6 +140,30 @@ export function mount(root, ctx) {
     empty.hidden = ordered.length > 0;
   }
 
+  /** The deployment's nodes: one row each, this node marked, lag behind the newest commit. */
+  function renderNodes(cluster) {
+    const nodes = cluster?.nodes ?? [];
+    nodesBody.replaceChildren(
+      ...nodes.map((node) =>
+        h(
+          "tr",
+          { class: `node role-${node.role}`, dataset: { node: node.id ?? "single" } },
+          h("td", { class: "mono", text: node.id ? `${node.id}${node.self ? " (this node)" : ""}` : "this server" }),
+          h("td", { class: "role", text: node.role }),
+          h("td", { class: "mono", text: node.address ?? "" }),
+          h("td", { class: "lag num", text: formatMs(node.lagMs) }),
+          h("td", { class: "num", text: `${(node.seenSecondsAgo ?? 0).toFixed(1)} s ago` }),
+        ),
+      ),
+    );
+    const leader = cluster?.leader;
+    leaderLine.textContent = leader
+      ? `Leader: ${leader.id} (term ${leader.term}); it commits, the others follow its log.`
+      : cluster?.self
+        ? "No node holds the writer lease right now."
+        : "A single server: it commits and serves everything.";
+  }
+
   async function poll() {
     if (!alive) return;
     try {
@@ -138,6 +171,7 @@ export function mount(root, ctx) {
       if (!alive) return;
       setError(error, "");
       render(health);
+      renderNodes(health.cluster);
     } catch (failure) {
       if (!alive || failure.status === 401) return;
       setError(error, `Reading health failed: ${failure.message}`);

@@ -595,6 +595,16 @@ fn three_nodes_lose_nothing_and_apply_nothing_twice_through_failovers() {
                 && table.contains(" gone ");
             if complete {
                 eprintln!("runtime nodes --url http://{addr}:\n{table}");
+                // The dashboard's Health page shows the same nodes.
+                let health = get(addr, "/api/dashboard/health", &key).expect("health");
+                assert_eq!(health["cluster"]["leader"]["id"], deployment.nodes[leader].as_ref().unwrap().id.as_str());
+                let live = health["cluster"]["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|n| n["role"] == "leader" || n["role"] == "follower")
+                    .count();
+                assert_eq!(live, 3, "{health}");
                 break;
             }
             assert!(

@@ -38,19 +38,21 @@ pub async fn commit(app: Arc<Served>, request: Request<Incoming>) -> HttpRespons
 /// The nodes of the deployment as this node's last heartbeat read them (each one's lag as
 /// its own last heartbeat measured it against the log); a server on RocksDB is one node.
 pub fn nodes(app: &Served) -> HttpResponse {
+    json(StatusCode::OK, &nodes_json(app))
+}
+
+/// The body of `GET /api/cluster/nodes`, which the dashboard's Health page shows too.
+pub fn nodes_json(app: &Served) -> serde_json::Value {
     let latest = app.store.latest_ts();
     let Some(membership) = &app.cluster else {
-        return json(
-            StatusCode::OK,
-            &json!({
+        return json!({
                 "self": null,
                 "leader": null,
                 "nodes": [{
                     "id": null, "address": null, "role": "single", "appliedTs": latest.to_string(),
                     "lagMs": 0.0, "seenSecondsAgo": 0.0, "self": true,
                 }],
-            }),
-        );
+            });
     };
     let view = membership.view();
     let holder = view.lease.as_ref().map(|(holder, _, _)| holder.as_str());
@@ -82,14 +84,11 @@ pub fn nodes(app: &Served) -> HttpResponse {
             })
         })
         .collect();
-    json(
-        StatusCode::OK,
-        &json!({
-            "self": membership.id(),
-            "leader": view.lease.as_ref().map(|(holder, term, expires_in)| json!({
-                "id": holder, "term": term, "leaseSecondsLeft": expires_in,
-            })),
-            "nodes": nodes,
-        }),
-    )
+    json!({
+        "self": membership.id(),
+        "leader": view.lease.as_ref().map(|(holder, term, expires_in)| json!({
+            "id": holder, "term": term, "leaseSecondsLeft": expires_in,
+        })),
+        "nodes": nodes,
+    })
 }

@@ -45,7 +45,7 @@ mod access;
 mod api;
 mod browser_client;
 mod call_request;
-mod cluster;
+pub(crate) mod cluster;
 mod dashboard;
 mod env;
 mod http_actions;

@@ -777,6 +777,11 @@ async fn health_counts_calls_errors_and_commits() {
     );
     assert!(health["dataBytes"].as_u64().unwrap() > 0, "{health}");
     assert_eq!(health["liveQueries"], 0);
+    // A server on RocksDB is a deployment of one node, as /api/cluster/nodes says too.
+    assert_eq!(health["cluster"]["nodes"][0]["role"], "single", "{health}");
+    assert_eq!(health["cluster"]["leader"], serde_json::Value::Null);
+    let nodes = ok(&server, "/api/cluster/nodes").await;
+    assert_eq!(nodes, health["cluster"]);
 
     let deployment = ok(&server, "/api/dashboard/deployment").await;
     assert_eq!(

@@ -1,5 +1,6 @@
 //! `GET /api/dashboard/health`: commits per second, each function's calls, errors and
-//! latency percentiles, connections, live queries and the data's size.
+//! latency percentiles, connections, live queries, the data's size, and the deployment's
+//! nodes (as `GET /api/cluster/nodes` gives them).
 
 use crate::metrics::{now_s, percentile_ms, LATENCY_WINDOW};
 use crate::server::response::{json, HttpResponse};
@@ -55,6 +56,7 @@ pub async fn health(app: &Served, sync: &SyncEngine) -> HttpResponse {
             "dataBytes": app.store.engine().size_bytes(),
             "latencyWindow": LATENCY_WINDOW,
             "functions": functions,
+            "cluster": crate::server::cluster::nodes_json(app),
         }),
     )
 }
