@@ -130,9 +130,7 @@ fn advertised(given: Option<&str>, bound: SocketAddr) -> String {
         return given.trim_end_matches('/').to_owned();
     }
     if bound.ip().is_unspecified() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = ferrovex_runtime::store::postgres::hostname();
         return format!("http://{host}:{}", bound.port());
     }
     format!("http://{bound}")

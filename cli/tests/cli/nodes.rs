@@ -396,6 +396,8 @@ fn three_nodes_lose_nothing_and_apply_nothing_twice_through_failovers() {
         Round::KillFollower,
         Round::KillLeader,
         Round::PauseLeader,
+        Round::KillLeader,
+        Round::PauseLeader,
     ];
     for (r, round) in rounds.into_iter().enumerate() {
         // Let the writers get some commits in on the settled deployment.
@@ -597,7 +599,10 @@ fn three_nodes_lose_nothing_and_apply_nothing_twice_through_failovers() {
                 eprintln!("runtime nodes --url http://{addr}:\n{table}");
                 // The dashboard's Health page shows the same nodes.
                 let health = get(addr, "/api/dashboard/health", &key).expect("health");
-                assert_eq!(health["cluster"]["leader"]["id"], deployment.nodes[leader].as_ref().unwrap().id.as_str());
+                assert_eq!(
+                    health["cluster"]["leader"]["id"],
+                    deployment.nodes[leader].as_ref().unwrap().id.as_str()
+                );
                 let live = health["cluster"]["nodes"]
                     .as_array()
                     .unwrap()

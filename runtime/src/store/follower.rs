@@ -163,9 +163,10 @@ fn replay(
             Space::Indexes => {
                 keys.push((Space::Indexes, write.key.clone()));
                 // A document's by-id entry comes and goes with the document: the count's change.
-                let by_id = catalog::index_id_of_key(&write.key)
+                let index = catalog::index_id_of_key(&write.key);
+                let by_id = index
                     .and_then(|index| state.catalog.table_of_index(index))
-                    .filter(|t| catalog::index_id_of_key(&write.key) == Some(t.by_id().id));
+                    .filter(|table| Some(table.by_id().id) == index);
                 if let Some(table) = by_id {
                     let delta = if write.value.is_some() { 1 } else { -1 };
                     add_delta(&mut tables, table.number, delta);

@@ -806,7 +806,8 @@ async fn collect(pool: &Pool, horizon: Timestamp) -> EngineResult<()> {
     tx.commit().await.map_err(err("collecting"))
 }
 
-fn hostname() -> String {
+/// This machine's name (it names nodes, and the address a node advertises by default).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into())
