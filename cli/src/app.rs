@@ -56,53 +56,58 @@ impl AppDir {
 }
 
 /// The store in `data_dir`, or in the PostgreSQL database at `url` (`--store`).
-/// Opens the store: RocksDB in the data folder, or the PostgreSQL database at `url` as a
-/// node of its deployment (leader or follower; `admin_key` is how a follower reaches the
-/// leader), whose heartbeat starts at once (before a long build), calling `exit` if the node
-/// must stop serving.
+/// The data folder's admin key, and the key itself when it was made just now.
+pub type AdminKey = (AdminKeyFile, Option<String>);
+
+/// Opens the store and the admin key: RocksDB in the data folder (opened first: the key file
+/// then goes into a folder the store has claimed), or the PostgreSQL database at `url` as a
+/// node of its deployment (leader or follower; the admin key, made first, is how a follower
+/// reaches the leader), whose heartbeat starts at once (before a long build), ending the
+/// process if the node must stop serving.
 pub fn open_store(
     data_dir: &Path,
     url: Option<&str>,
-    admin_key: &AdminKeyFile,
-) -> Result<(Arc<Store>, Option<Arc<Membership>>), String> {
-    match url {
-        Some(url) => {
-            // It still keeps the admin key and the environment variables.
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
-            let shown = ferrovex_runtime::store::postgres::redacted(url);
-            let (store, node) = ferrovex_runtime::cluster::open(url, admin_key.clone())
-                .map_err(|e| format!("opening the store in {shown}: {e}"))?;
-            let store = Arc::new(store);
-            let role = if store.is_leader() {
-                "leader: it commits"
-            } else {
-                "follower: it forwards commits to the leader"
-            };
-            eprintln!(
-                "store: PostgreSQL at {shown}, as node {} ({role})",
-                node.membership().id()
-            );
-            let membership = node.membership();
-            node.start(
-                &store,
-                Box::new(|reason| {
-                    eprintln!("error: {reason}");
-                    tracing::error!("{reason}");
-                    std::process::exit(EXIT_NODE_STOPPED);
-                }),
-            );
-            Ok((store, Some(membership)))
-        }
-        None => Store::open(data_dir)
-            .map(|store| (Arc::new(store), None))
-            .map_err(|e| {
-                format!(
-                    "opening the data folder {}: {e}. Pass another folder with --data",
-                    data_dir.display()
-                )
-            }),
-    }
+) -> Result<(Arc<Store>, Option<Arc<Membership>>, AdminKey), String> {
+    let admin_key = || {
+        AdminKeyFile::open_or_create(data_dir)
+            .map_err(|e| format!("making the admin key in {}: {e}", data_dir.display()))
+    };
+    let Some(url) = url else {
+        let store = Store::open(data_dir).map_err(|e| {
+            format!(
+                "opening the data folder {}: {e}. Pass another folder with --data",
+                data_dir.display()
+            )
+        })?;
+        return Ok((Arc::new(store), None, admin_key()?));
+    };
+    // It still keeps the admin key and the environment variables.
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
+    let key = admin_key()?;
+    let shown = ferrovex_runtime::store::postgres::redacted(url);
+    let (store, node) = ferrovex_runtime::cluster::open(url, key.0.clone())
+        .map_err(|e| format!("opening the store in {shown}: {e}"))?;
+    let store = Arc::new(store);
+    let role = if store.is_leader() {
+        "leader: it commits"
+    } else {
+        "follower: it forwards commits to the leader"
+    };
+    eprintln!(
+        "store: PostgreSQL at {shown}, as node {} ({role})",
+        node.membership().id()
+    );
+    let membership = node.membership();
+    node.start(
+        &store,
+        Box::new(|reason| {
+            eprintln!("error: {reason}");
+            tracing::error!("{reason}");
+            std::process::exit(EXIT_NODE_STOPPED);
+        }),
+    );
+    Ok((store, Some(membership), key))
 }
 
 /// The exit status of a node that stopped because going on would be wrong (it lost the

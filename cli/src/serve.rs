@@ -2,7 +2,7 @@
 
 use crate::app::{new_host, open_store, AppDir};
 use clap::Args;
-use ferrovex_runtime::auth::{Access, AdminKeyFile, AuthSettings};
+use ferrovex_runtime::auth::{Access, AuthSettings};
 use ferrovex_runtime::env_vars::EnvVars;
 use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::server::{App, Deployer, Server};
@@ -60,14 +60,8 @@ where
 {
     let app = Arc::new(AppDir::open(&args.app_dir)?);
     let data_dir = args.data.clone().unwrap_or_else(|| app.default_data_dir());
-    if args.store.is_some() {
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("making the data folder {}: {e}", data_dir.display()))?;
-    }
-    let (admin_key, made) = AdminKeyFile::open_or_create(&data_dir)
-        .map_err(|e| format!("making the admin key in {}: {e}", data_dir.display()))?;
     // Fail on the data folder before a long build.
-    let (store, cluster) = open_store(&data_dir, args.store.as_deref(), &admin_key)?;
+    let (store, cluster, (admin_key, made)) = open_store(&data_dir, args.store.as_deref())?;
     let host = Arc::new(new_host(&app)?);
     let wasm = app.build()?;
     let module = host
