@@ -4,8 +4,9 @@
 //!
 //! - [`server`]: the `runtime` binary in a child process, started and stopped as a user would.
 //! - [`ws`], [`http`]: the clients (docs/PROTOCOL.md sections 3 and 4).
-//! - [`scenarios`]: chat-send, bank-transfer, fanout, calls, scale, scheduler, actions, and
-//!   the baselines (RocksDB alone, PostgreSQL).
+//! - [`scenarios`]: chat-send, bank-transfer, fanout, calls, scale, scheduler, actions,
+//!   dashboard, nodes (several servers over one PostgreSQL database), and the baselines
+//!   (RocksDB alone, PostgreSQL).
 //! - [`report`], [`svg`]: the table, the JSON file and the plots.
 
 pub mod http;

@@ -9,8 +9,8 @@ use std::path::Path;
 /// One measured case of a scenario.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
-    /// `chat-send`, `bank-transfer`, `fanout`, `calls`, `scale`, `scheduler`, `actions` or
-    /// `baseline`.
+    /// `chat-send`, `bank-transfer`, `fanout`, `calls`, `scale`, `scheduler`, `actions`,
+    /// `dashboard`, `nodes` or `baseline`.
     pub scenario: String,
     pub case: String,
     /// Operations per second, for throughput cases.

@@ -156,9 +156,26 @@ pub async fn closed_loop_of<F>(
 where
     F: Fn(usize, &mut Rng) -> (&'static str, Json) + Send + Sync + 'static,
 {
+    closed_loop_over(kind, &[addr], clients, duration, call).await
+}
+
+/// [`closed_loop_of`] with the clients spread over several servers (nodes of one
+/// deployment): client `i` connects to `addrs[i % addrs.len()]`.
+pub async fn closed_loop_over<F>(
+    kind: Kind,
+    addrs: &[SocketAddr],
+    clients: usize,
+    duration: Duration,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(usize, &mut Rng) -> (&'static str, Json) + Send + Sync + 'static,
+{
+    assert!(!addrs.is_empty(), "a closed loop needs a server");
     let call = Arc::new(call);
     let mut connected = Vec::new();
-    for _ in 0..clients {
+    for i in 0..clients {
+        let addr = addrs[i % addrs.len()];
         let client = convex::ConvexClient::new(&format!("http://{addr}"))
             .await
             .expect("connecting a Convex client");

@@ -8,7 +8,8 @@
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL
 //! baseline when it is installed), fanout, calls, scale, scheduler (the lag of scheduled
 //! mutations at 1,000 per second), actions (actions that each fetch from loopback), dashboard
-//! (the Data page's requests on a table of 10^6 documents).
+//! (the Data page's requests on a table of 10^6 documents), nodes (fan-out and chat-send on
+//! three nodes over one PostgreSQL database against one server, when PostgreSQL is installed).
 //! `--quick` runs shorter and smaller (about 45 s once built). Results go to `DIR` (default
 //! `target/bench`): `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`,
 //! `fanout.svg`, `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the
@@ -145,6 +146,7 @@ fn main() {
             "scheduler" => scenarios::scheduler::run(&mut ctx),
             "actions" => scenarios::actions::run(&mut ctx),
             "dashboard" => scenarios::dashboard::run(&mut ctx),
+            "nodes" => scenarios::nodes::run(&mut ctx),
             _ => unreachable!(),
         }));
         match outcome {

@@ -7,7 +7,8 @@ use super::{postgres, rocks, Context, BODY_BYTES, CLIENTS};
 use crate::report::Row;
 use crate::server::RuntimeServer;
 use crate::ws::closed_loop;
-use serde_json::json;
+use crate::Rng;
+use serde_json::{json, Value as Json};
 
 pub fn run(ctx: &mut Context) -> Result<(), String> {
     let server = ctx.serve("examples/chat", "chat-send")?;
@@ -46,22 +47,22 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     Ok(())
 }
 
+/// Client `client`'s next call: a chat message of [`BODY_BYTES`] from its own user.
+pub fn message(client: usize, rng: &mut Rng) -> (&'static str, Json) {
+    let body = format!("{:-<BODY_BYTES$}", format!("m{client}-{}", rng.next_u64()));
+    (
+        "chat:send_message",
+        json!({"user": format!("user{client}"), "body": body}),
+    )
+}
+
 /// The closed loop against `server`, then stops it: the row, without baselines.
 fn measure(ctx: &Context, server: RuntimeServer, case: String) -> Result<Row, String> {
     let duration = ctx.duration();
     let cpu_before = server.cpu_seconds();
-    let result = ctx.clients.block_on(closed_loop(
-        server.addr,
-        CLIENTS,
-        duration,
-        |client, rng| {
-            let body = format!("{:-<BODY_BYTES$}", format!("m{client}-{}", rng.next_u64()));
-            (
-                "chat:send_message",
-                json!({"user": format!("user{client}"), "body": body}),
-            )
-        },
-    ));
+    let result = ctx
+        .clients
+        .block_on(closed_loop(server.addr, CLIENTS, duration, message));
     let cpu = server
         .cpu_seconds()
         .zip(cpu_before)

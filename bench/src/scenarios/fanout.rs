@@ -18,7 +18,7 @@
 use super::{Context, BODY_BYTES};
 use crate::report::Row;
 use crate::stats::{ms, percentile, Latency};
-use crate::ws::{connect, mutate, subscribe};
+use crate::ws::{connect, mutate, subscribe, Ws};
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use std::net::SocketAddr;
@@ -56,8 +56,81 @@ pub struct Shared {
     awaited: AtomicU64,
     /// Text frames other than `Ping` that did not carry the awaited write.
     other_frames: AtomicU64,
-    /// (sequence number, arrival) of each frame that carried the awaited write.
-    delivered: mpsc::UnboundedSender<(u64, Instant)>,
+    /// (sequence number, subscriber index, arrival) of each frame that carried the awaited
+    /// write.
+    delivered: mpsc::UnboundedSender<(u64, usize, Instant)>,
+}
+
+/// Where the subscribers' deliveries arrive, for [`write_and_await`].
+pub type Deliveries = mpsc::UnboundedReceiver<(u64, usize, Instant)>;
+
+impl Shared {
+    pub fn new() -> (Arc<Shared>, Deliveries) {
+        let (delivered, deliveries) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            awaited: AtomicU64::new(0),
+            other_frames: AtomicU64::new(0),
+            delivered,
+        });
+        (shared, deliveries)
+    }
+
+    /// Frames so far that were neither the awaited write nor a `Ping`.
+    pub fn other_frames(&self) -> u64 {
+        self.other_frames.load(Ordering::Relaxed)
+    }
+}
+
+/// A write's body: its marker, padded to a chat message's size.
+pub fn tagged_body(seq: u64) -> String {
+    format!("{:-<BODY_BYTES$}", marker(seq))
+}
+
+/// What one write came to: the writer's own round trip (send to `MutationResponse`), and
+/// each delivery's latency from the send, with the subscriber's index.
+pub struct WriteResult {
+    pub written: Duration,
+    pub delivered: Vec<(usize, Duration)>,
+}
+
+impl WriteResult {
+    /// The latest delivery's latency (zero if none came).
+    pub fn last(&self) -> Duration {
+        self.delivered
+            .iter()
+            .map(|(_, latency)| *latency)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// Sends the mutation `path(args)` with sequence number `seq` (its arguments carry
+/// [`tagged_body`]`(seq)`) on `writer`, then waits until `affected` subscribers have shown it
+/// or [`DELIVERY_TIMEOUT`] has passed. `Err` if the mutation failed.
+pub async fn write_and_await(
+    writer: &mut Ws,
+    shared: &Shared,
+    deliveries: &mut Deliveries,
+    seq: u64,
+    (path, args): (&str, Json),
+    affected: usize,
+) -> Result<WriteResult, String> {
+    shared.awaited.store(seq, Ordering::Release);
+    let sent = Instant::now();
+    mutate(writer, seq, path, args).await?;
+    let written = sent.elapsed();
+    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+    let mut delivered = Vec::with_capacity(affected);
+    while delivered.len() < affected {
+        match tokio::time::timeout_at(deadline, deliveries.recv()).await {
+            Ok(Some((s, index, arrived))) if s == seq => delivered.push((index, arrived - sent)),
+            // A late frame for an earlier write.
+            Ok(Some(_)) => {}
+            Ok(None) => unreachable!("the sender lives in `shared`"),
+            Err(_) => break,
+        }
+    }
+    Ok(WriteResult { written, delivered })
 }
 
 /// What the write with sequence number `seq` carries, so a subscriber can find it by a
@@ -89,7 +162,7 @@ pub async fn subscriber(
         let arrived = Instant::now();
         let seq = shared.awaited.load(Ordering::Acquire);
         if text.as_str().contains(&marker(seq)) {
-            let _ = shared.delivered.send((seq, arrived));
+            let _ = shared.delivered.send((seq, index, arrived));
         } else if !text.as_str().contains("\"Ping\"") {
             shared.other_frames.fetch_add(1, Ordering::Relaxed);
         }
@@ -163,12 +236,7 @@ async fn fan_out(
     quick: bool,
     rss: &dyn Fn() -> u64,
 ) -> Vec<Row> {
-    let (delivered, mut deliveries) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        awaited: AtomicU64::new(0),
-        other_frames: AtomicU64::new(0),
-        delivered,
-    });
+    let (shared, mut deliveries) = Shared::new();
     let mut writer = connect(addr, &format!("writer-{}", std::process::id())).await;
     let mut seq = 0u64;
     let mut subscribers: Vec<JoinHandle<()>> = Vec::new();
@@ -211,52 +279,34 @@ async fn fan_out(
         for k in 0..WARMUP_COMMITS + commits {
             if k == WARMUP_COMMITS {
                 measuring = Instant::now();
-                other_before = shared.other_frames.load(Ordering::Relaxed);
+                other_before = shared.other_frames();
             }
             if k > WARMUP_COMMITS && measuring.elapsed() > budget {
                 break;
             }
             seq += 1;
-            shared.awaited.store(seq, Ordering::Release);
-            let tag = format!("{:-<BODY_BYTES$}", marker(seq));
-            let (path, args) = match kind {
+            let tag = tagged_body(seq);
+            let write = match kind {
                 Kind::SameQuery => ("chat:send_message", json!({"user": "writer", "body": tag})),
                 Kind::DistinctQueries => (
                     "channels:send",
                     json!({"channel": format!("c{}", rng.below(tier)), "body": tag}),
                 ),
             };
-            let sent = Instant::now();
-            if mutate(&mut writer, seq, path, args).await.is_err() {
+            let Ok(write) =
+                write_and_await(&mut writer, &shared, &mut deliveries, seq, write, affected).await
+            else {
                 failed += 1;
                 continue;
-            }
-            let written = sent.elapsed();
-            let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
-            let (mut got, mut last) = (0, Duration::ZERO);
-            let mut these = Vec::with_capacity(affected);
-            while got < affected {
-                match tokio::time::timeout_at(deadline, deliveries.recv()).await {
-                    Ok(Some((s, arrived))) if s == seq => {
-                        got += 1;
-                        let latency = arrived - sent;
-                        last = last.max(latency);
-                        these.push(latency);
-                    }
-                    // A late frame for an earlier write.
-                    Ok(Some(_)) => {}
-                    Ok(None) => unreachable!("the sender lives in `shared`"),
-                    Err(_) => break,
-                }
-            }
+            };
             if k >= WARMUP_COMMITS {
-                lost += affected - got;
-                latencies.extend(these);
-                writes.push(written);
-                lasts.push(last);
+                lost += affected - write.delivered.len();
+                lasts.push(write.last());
+                writes.push(write.written);
+                latencies.extend(write.delivered.into_iter().map(|(_, latency)| latency));
             }
         }
-        let other = shared.other_frames.load(Ordering::Relaxed) - other_before;
+        let other = shared.other_frames() - other_before;
         writes.sort_unstable();
         lasts.sort_unstable();
         let write_p50 = ms(percentile(&writes, 0.5));

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod chat;
 pub mod dashboard;
 pub mod fanout;
+pub mod nodes;
 pub mod postgres;
 pub mod rocks;
 pub mod scale;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every scenario, in the order they run.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "baseline",
     "chat-send",
     "bank-transfer",
@@ -28,6 +29,7 @@ pub const ALL: [&str; 9] = [
     "scheduler",
     "actions",
     "dashboard",
+    "nodes",
 ];
 
 /// The app of the `scheduler` and `actions` scenarios (a guest crate of the bench's own).

@@ -221,6 +221,15 @@ impl EngineDatabase {
     pub fn version(&self) -> String {
         format!("PostgreSQL {}", self.pg.version())
     }
+
+    /// Another empty database `name` in the same cluster: its URL.
+    pub fn another(&self, name: &str) -> Result<String, String> {
+        self.pg.psql(&format!("CREATE DATABASE {name}"))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.pg.port
+        ))
+    }
 }
 
 /// Starts a cluster, runs the transfer with each skew for the run's duration, stops it.
