@@ -4,13 +4,14 @@
 //! to readers. Durable before visible: nothing is readable or acknowledged before the sync.
 
 use super::catalog::{
-    index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
+    check_name, index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
 };
 use super::engine::{CommitRecord, EngineError, Space, StorageEngine, Timestamp, Write};
 use super::error::StoreError;
 use super::read_set::NormalizedReadSet;
 use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
+use ferrovex_model::limits::MAX_TABLES;
 use ferrovex_model::DocumentId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -125,6 +126,46 @@ impl CommitterState {
     /// reads its catalog key); a forwarded one was made against another node's catalog, which
     /// may have lagged this one.
     fn check_tables(&self, request: &CommitRequest) -> Result<(), StoreError> {
+        let mut numbers = std::collections::HashSet::new();
+        let mut index_ids = std::collections::HashSet::new();
+        for table in &request.new_tables {
+            // The shape every table has (`TableInfo::new`), and numbers unique within the
+            // request: a forwarded request is checked, not trusted.
+            let malformed = |what: &str| {
+                Err(StoreError::Corrupt(format!(
+                    "a commit creates table {:?} (number {}) {what}",
+                    table.name, table.number
+                )))
+            };
+            if !super::catalog::is_system_table(&table.name) {
+                check_name("table", &table.name)?;
+            }
+            let shaped = table.indexes.len() >= 2
+                && table.by_id().name == super::catalog::BY_ID
+                && table.by_id().fields.is_empty()
+                && table.by_creation_time().name == super::catalog::BY_CREATION_TIME
+                && table.by_creation_time().fields == [super::catalog::CREATION_TIME_FIELD];
+            if !shaped {
+                return malformed("without its by_id and by_creation_time indexes first");
+            }
+            if table.number == 0
+                || table.number == TableNumber::MAX
+                || !numbers.insert(table.number)
+            {
+                return malformed("with a number that is reserved or used twice");
+            }
+            if !table.indexes.iter().all(|i| index_ids.insert(i.id)) {
+                return malformed("with an index id used twice");
+            }
+            if self.catalog.table_count() + request.new_tables.len() > MAX_TABLES {
+                return Err(StoreError::LimitExceeded {
+                    limit: "MAX_TABLES",
+                    what: "tables".into(),
+                    max: MAX_TABLES,
+                    given: self.catalog.table_count() + request.new_tables.len(),
+                });
+            }
+        }
         for table in &request.new_tables {
             let taken = self.catalog.table(&table.name).is_some()
                 || self.catalog.table_by_number(table.number).is_some()
@@ -374,6 +415,14 @@ pub(crate) fn commit_group(
     for request in requests {
         match state.validate(&request) {
             Ok(()) => {
+                // Numbers a forwarded request's tables took are taken here too, so that this
+                // node never allocates them again (a local request's were allocated here).
+                for table in &request.new_tables {
+                    shared.claim_table_number(table.number);
+                    for index in &table.indexes {
+                        shared.claim_index_id(index.id);
+                    }
+                }
                 let ts = state.next_ts();
                 let (record, keys) = state.apply(request, ts);
                 records.push(record);
@@ -423,5 +472,99 @@ pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::catalog::IndexInfo;
+    use crate::store::read_set::ReadSet;
+
+    fn table(number: TableNumber, name: &str, first_index: u32) -> TableInfo {
+        let mut next = first_index;
+        TableInfo::new(number, name, move || {
+            next += 1;
+            next
+        })
+    }
+
+    fn creating(tables: Vec<TableInfo>) -> CommitRequest {
+        CommitRequest {
+            begin_ts: 10,
+            reads: ReadSet::default().normalize(),
+            writes: BTreeMap::new(),
+            new_tables: tables.into_iter().map(Arc::new).collect(),
+            receipt: None,
+        }
+    }
+
+    /// What another node may send: each new table is checked against the table shape, the
+    /// request itself and the catalog before anything is applied.
+    #[test]
+    fn forwarded_tables_are_checked_not_trusted() {
+        let existing = Arc::new(table(3, "messages", 10));
+        let state = CommitterState::new(
+            10,
+            Arc::new(Catalog::default().with(existing)),
+            HashMap::new(),
+        );
+        let mut one_index = table(4, "a", 20);
+        one_index.indexes.truncate(1);
+        let mut user_index_first = table(4, "a", 20);
+        user_index_first.indexes.swap(0, 1);
+        let mut extra = table(4, "a", 20);
+        extra.indexes.push(IndexInfo {
+            id: 21,
+            name: "by_x".into(),
+            fields: vec!["x".into()],
+        });
+        let cases: Vec<(&str, Vec<TableInfo>, &str)> = vec![
+            (
+                "one index",
+                vec![one_index],
+                "without its by_id and by_creation_time",
+            ),
+            (
+                "swapped",
+                vec![user_index_first],
+                "without its by_id and by_creation_time",
+            ),
+            (
+                "number 0",
+                vec![table(0, "a", 20)],
+                "reserved or used twice",
+            ),
+            (
+                "one number twice",
+                vec![table(4, "a", 20), table(4, "b", 30)],
+                "reserved or used twice",
+            ),
+            ("an index id twice", vec![extra], "index id used twice"),
+            (
+                "a bad name",
+                vec![table(4, "no spaces", 20)],
+                "invalid table name",
+            ),
+        ];
+        for (case, tables, expected) in cases {
+            let error = state.validate(&creating(tables)).unwrap_err();
+            assert!(
+                error.to_string().contains(expected),
+                "{case}: {error} lacks {expected:?}"
+            );
+        }
+        // Taken by the catalog: made against a catalog that lagged, so a conflict (retried).
+        for (case, taken) in [
+            ("the name", table(4, "messages", 20)),
+            ("the number", table(3, "a", 20)),
+            ("an index id", table(4, "a", 10)),
+        ] {
+            let error = state.validate(&creating(vec![taken])).unwrap_err();
+            assert!(error.is_conflict(), "{case}: {error}");
+        }
+        state
+            .validate(&creating(vec![table(4, "a", 20), table(5, "b", 30)]))
+            .expect("two well-formed new tables");
     }
 }

@@ -118,16 +118,28 @@ pub(crate) fn apply_records(
     records: Vec<CommitRecord>,
 ) -> Result<usize, StoreError> {
     let mut committed = Vec::with_capacity(records.len());
+    let mut failed = None;
     for record in records {
-        committed.push(replay(shared, state, record)?);
+        match replay(shared, state, record) {
+            Ok(keys) => committed.push(keys),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
     }
+    // What was replayed is in the state: it is published and announced even when a later
+    // record failed, so the state and what readers see never part.
     let applied = committed.len();
     if applied > 0 {
         shared.publish(state.published());
         shared.notify(&committed);
         shared.engine.discard_before(shared.gc_horizon());
     }
-    Ok(applied)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(applied),
+    }
 }
 
 /// One logged commit into the state: its catalog changes, creation times, and keys.

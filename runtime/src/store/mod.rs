@@ -810,6 +810,25 @@ impl Store {
             });
         }
         state.refuse_if_failed(&self.shared)?;
+        // The invariant allocation keeps (commits of other nodes' tables claim their numbers):
+        // a table's number and index ids belong to no other table.
+        let foreign = |table: &TableInfo| table.name != info.name;
+        let taken = state
+            .catalog
+            .table_by_number(info.number)
+            .is_some_and(|t| foreign(t))
+            || info.indexes.iter().any(|i| {
+                state
+                    .catalog
+                    .table_of_index(i.id)
+                    .is_some_and(|t| foreign(t))
+            });
+        if taken {
+            return Err(StoreError::Corrupt(format!(
+                "table {:?} was given a number or an index id another table has; nothing was written",
+                info.name
+            )));
+        }
         let ts = state.next_ts();
         let catalog_key = catalog::table_catalog_key(&info.name);
         keys.push((Space::Catalog, catalog_key.clone()));

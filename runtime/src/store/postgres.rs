@@ -176,6 +176,10 @@ struct NodeState {
     /// Until when (milliseconds after `started`) a follower's reads are safe from garbage
     /// collection: `READ_COVER` after its last heartbeat.
     covered_until_ms: AtomicU64,
+    /// When (milliseconds after `started`) the lease was last taken or renewed: a writer that
+    /// has not renewed it for `LEASE_SECONDS` (paused, cut off) may have lost it to a node
+    /// whose garbage collection does not keep what this one reads, so it reads nothing.
+    renewed_at_ms: AtomicU64,
 }
 
 impl NodeState {
@@ -323,11 +327,18 @@ impl PgNode {
                 away_seconds: away,
             })
         })?;
-        // Covered from when this heartbeat was sent (its `seen_at` is no earlier).
-        self.node.covered_until_ms.store(
-            before_ms + READ_COVER.as_millis() as u64,
-            AtomicOrdering::Release,
-        );
+        // Covered from when this heartbeat was sent (its `seen_at` is no earlier), unless it
+        // was away so long that garbage collection stopped keeping what it reads: then it
+        // stays uncovered (the node stops).
+        let kept = view
+            .away_seconds
+            .is_some_and(|s| s <= NODE_EXPIRY.as_secs_f64());
+        if kept {
+            self.node.covered_until_ms.store(
+                before_ms + READ_COVER.as_millis() as u64,
+                AtomicOrdering::Release,
+            );
+        }
         Ok(view)
     }
 
@@ -346,6 +357,9 @@ impl PgNode {
             try_lease(&client, &id).await
         })?;
         if let Some(term) = term {
+            self.node
+                .renewed_at_ms
+                .store(self.node.elapsed_ms(), AtomicOrdering::Release);
             self.node.term.store(term, AtomicOrdering::Release);
             tracing::info!("writer lease on {} taken, term {term}", self.node.shown);
             start_renewing(&self.handle, self.pool.clone(), self.node.clone());
@@ -483,6 +497,7 @@ impl PgEngine {
             registered: as_node,
             started,
             covered_until_ms: AtomicU64::new(READ_COVER.as_millis() as u64),
+            renewed_at_ms: AtomicU64::new(0),
         });
         if term != 0 {
             start_renewing(runtime.handle(), control.clone(), node.clone());
@@ -506,6 +521,15 @@ impl PgEngine {
             return Err(EngineError(
                 "another server took this database's writer lease: this one serves nothing more (restart it to take the lease back once the other stops)".into(),
             ));
+        }
+        if self.node.term() != 0
+            && self.node.elapsed_ms()
+                > self.node.renewed_at_ms.load(AtomicOrdering::Acquire) + LEASE_SECONDS * 1000
+        {
+            return Err(EngineError(format!(
+                "this server has not renewed its writer lease on {} for over {LEASE_SECONDS} s: another may have taken it, so it reads nothing until a renewal says it still holds it",
+                self.node.shown
+            )));
         }
         if self.node.term() == 0
             && self.node.elapsed_ms() > self.node.covered_until_ms.load(AtomicOrdering::Acquire)
@@ -569,7 +593,9 @@ fn start_renewing(handle: &tokio::runtime::Handle, pool: Pool, node: Arc<NodeSta
                     node.lost.store(true, AtomicOrdering::Release);
                     return;
                 }
-                Ok(_) => {}
+                Ok(_) => node
+                    .renewed_at_ms
+                    .store(node.elapsed_ms(), AtomicOrdering::Release),
                 Err(e) => tracing::warn!("renewing the writer lease: {e}"),
             }
         }
@@ -971,14 +997,18 @@ impl Iterator for PgScan<'_> {
                 self.done = true;
                 return Some(Err(e));
             }
-            let batch = self.engine.run(scan_batch(
-                self.engine.pool.clone(),
-                self.space,
-                self.range.clone(),
-                self.ts,
-                self.order,
-                self.batch,
-            ));
+            let batch = self
+                .engine
+                .run(scan_batch(
+                    self.engine.pool.clone(),
+                    self.space,
+                    self.range.clone(),
+                    self.ts,
+                    self.order,
+                    self.batch,
+                ))
+                // Again after: a pause during the read may have outlasted its cover.
+                .and_then(|batch| self.engine.may_read().map(|()| batch));
             self.batch = (self.batch * 2).min(SCAN_BATCH_MAX);
             match batch {
                 Ok((entries, resume_after)) => {
@@ -1019,6 +1049,8 @@ impl StorageEngine for PgEngine {
                 .map_err(err("reading"))?;
             Ok(row.and_then(|row| row.get::<_, Option<Vec<u8>>>(0)))
         })
+        // Again after: a pause during the read may have outlasted what kept its versions.
+        .and_then(|value| self.may_read().map(|()| value))
     }
 
     fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
@@ -1104,6 +1136,9 @@ impl StorageEngine for PgEngine {
     }
 
     fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
+        // A follower away too long may find the log it missed collected: it applies nothing
+        // until its heartbeat says it was kept (else it stops).
+        self.may_read()?;
         let pool = self.writes.clone();
         let rows = self.run(async move {
             let client = pool.get().await.map_err(pool_err("reading the log"))?;
@@ -1115,6 +1150,7 @@ impl StorageEngine for PgEngine {
                 .await
                 .map_err(err("reading the log"))
         })?;
+        self.may_read()?;
         rows.into_iter()
             .map(|row| {
                 let ts: i64 = row.get(0);

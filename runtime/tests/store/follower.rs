@@ -200,8 +200,35 @@ fn a_follower_reads_its_own_writes_and_hears_every_commit_as_the_leader_announce
     assert_eq!(bodies(&p.follower, "messages"), [Value::from("two, moved")]);
     assert_eq!(bodies(&p.follower, "other"), [Value::from("elsewhere")]);
 
+    // The table the follower made took numbers the leader must not give out again: an index
+    // defined and a table made on the leader afterwards get numbers of their own.
+    p.leader
+        .define_index("messages", "by_user_body", &["user", "body"])
+        .unwrap();
+    let mut tx = p.leader.begin();
+    tx.insert("third", obj! { "body" => "mine" }).unwrap();
+    p.leader.commit(tx).unwrap();
+    let tables = p.leader.tables();
+    let numbers: std::collections::BTreeSet<u32> = tables.iter().map(|t| t.number).collect();
+    let index_ids: Vec<u32> = tables
+        .iter()
+        .flat_map(|t| t.indexes.iter().map(|i| i.id))
+        .collect();
+    let distinct: std::collections::BTreeSet<u32> = index_ids.iter().copied().collect();
+    assert_eq!(
+        numbers.len(),
+        tables.len(),
+        "table numbers repeat: {tables:?}"
+    );
+    assert_eq!(
+        distinct.len(),
+        index_ids.len(),
+        "index ids repeat: {tables:?}"
+    );
+
     // The follower announced each commit with the keys and count changes the leader's
     // committer announced: what its live queries and the dashboard's counts are fed.
+    p.caught_up();
     let leader_heard: Vec<_> = p
         .heard_by_leader
         .lock()
@@ -211,7 +238,7 @@ fn a_follower_reads_its_own_writes_and_hears_every_commit_as_the_leader_announce
         .cloned()
         .collect();
     let follower_heard = p.heard_by_follower.lock().unwrap().clone();
-    assert_eq!(leader_heard.len(), 4);
+    assert_eq!(leader_heard.len(), 6);
     assert_eq!(summary(&follower_heard), summary(&leader_heard));
 
     // The catalog is the leader's to change.
