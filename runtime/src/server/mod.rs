@@ -83,6 +83,11 @@ pub use call_request::MAX_REQUEST_BODY_BYTES;
 /// ends within its own time limit, so this is only a bound on the unexpected).
 const SCHEDULER_STOP: Duration = Duration::from_secs(10);
 
+/// How long graceful shutdown waits for each of: requests in flight, WebSocket sessions, the
+/// live queries' refresh (a request runs within its call's time limit, so this bounds only
+/// the unexpected).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
 /// A client that has not sent its request headers within this time is disconnected, so idle
 /// half-open sockets cannot pile up.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,10 +283,31 @@ impl Server {
         app.actions.stop();
         // Every connection task holds a receiver; send fails only if none is left.
         let _ = stop_sender.send(true);
-        while connections.join_next().await.is_some() {}
+        // Each wait is bounded, and one that runs out says which it was: a shutdown must end
+        // even if a request or a session never finishes.
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_WAIT, drained).await.is_err() {
+            tracing::warn!(
+                "requests still in flight {SHUTDOWN_WAIT:?} after shutdown began; shutting down without them"
+            );
+        }
         // WebSocket sessions are no longer hyper's connections: stop them and wait.
-        sync.shutdown().await;
-        let _ = refresher.await;
+        if tokio::time::timeout(SHUTDOWN_WAIT, sync.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "WebSocket sessions still open {SHUTDOWN_WAIT:?} after shutdown began; shutting down without them"
+            );
+        }
+        if tokio::time::timeout(SHUTDOWN_WAIT, refresher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the live queries' refresh did not stop within {SHUTDOWN_WAIT:?}; shutting down without it"
+            );
+        }
         // The scheduler finishes the job it is running (a mutation ends within its time
         // limit). Actions still running are not waited for: the process that owns the
         // runtime decides how long to give them (`runtime serve`: a few seconds).
