@@ -46,13 +46,13 @@ pub fn nodes_json(app: &Served) -> serde_json::Value {
     let latest = app.store.latest_ts();
     let Some(membership) = &app.cluster else {
         return json!({
-                "self": null,
-                "leader": null,
-                "nodes": [{
-                    "id": null, "address": null, "role": "single", "appliedTs": latest.to_string(),
-                    "lagMs": 0.0, "seenSecondsAgo": 0.0, "self": true,
-                }],
-            });
+            "self": null,
+            "leader": null,
+            "nodes": [{
+                "id": null, "address": null, "role": "single", "appliedTs": latest.to_string(),
+                "lagMs": 0.0, "seenSecondsAgo": 0.0, "self": true,
+            }],
+        });
     };
     let view = membership.view();
     let holder = view.lease.as_ref().map(|(holder, _, _)| holder.as_str());
