@@ -202,40 +202,34 @@ pub fn run_to_end(mut command: Command) -> Output {
 
 /// A blocking HTTP/1.1 POST of a JSON body; the response's status and JSON body.
 pub fn post(addr: SocketAddr, path: &str, body: &Json) -> (u16, Json) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connecting");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let body = body.to_string();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("reading");
-    let status: u16 = response[9..12].parse().expect("a status code");
-    let (_, body) = response.split_once("\r\n\r\n").expect("headers end");
-    (status, serde_json::from_str(body).expect("a JSON body"))
+    request(addr, "POST", path, Some(body), None)
+        .unwrap_or_else(|| panic!("POST {path} to {addr} got no JSON answer"))
 }
 
 /// A POST that may fail: `None` when the node is gone (refused, reset, or closed early).
-pub fn try_post(
+pub fn try_post(addr: SocketAddr, path: &str, body: &Json) -> Option<(u16, Json)> {
+    request(addr, "POST", path, Some(body), None)
+}
+
+/// One blocking HTTP/1.1 request (a JSON body if given, the admin key if given): the
+/// response's status and JSON body, or `None` when the server is gone or answered no JSON.
+pub fn request(
     addr: SocketAddr,
+    method: &str,
     path: &str,
-    body: &Json,
-    key: Option<&str>,
+    body: Option<&Json>,
+    admin_key: Option<&str>,
 ) -> Option<(u16, Json)> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(TIMEOUT)).ok()?;
-    let body = body.to_string();
-    let auth = key
+    let body = body.map(Json::to_string).unwrap_or_default();
+    let auth = admin_key
         .map(|k| format!("Authorization: Convex {k}\r\n"))
         .unwrap_or_default();
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

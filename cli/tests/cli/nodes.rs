@@ -9,7 +9,6 @@ use crate::pg_cluster::Cluster;
 use crate::{repo_root, run_to_end, serve_command, signal, try_post, Running, TIMEOUT};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,18 +27,7 @@ fn serve(data: &std::path::Path, url: &str) -> std::process::Command {
 }
 
 fn get(addr: SocketAddr, path: &str, key: &str) -> Option<Json> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Convex {key}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    crate::request(addr, "GET", path, None, Some(key)).map(|(_, answer)| answer)
 }
 
 /// The deployment as `addr` sees it: (its own id, the leader's id and term).
@@ -307,7 +295,6 @@ fn write(
                 addr,
                 "/api/mutation",
                 &json!({"path": "chat:send_message", "args": {"user": "w", "body": body}}),
-                None,
             );
             if let Some((200, answer)) = sent {
                 if answer["status"] == "success" {
@@ -448,7 +435,6 @@ fn three_nodes_lose_nothing_and_apply_nothing_twice_through_failovers() {
                             victim_addr,
                             "/api/mutation",
                             &json!({"path": "chat:send_message", "args": {"user": "x", "body": stale}}),
-                            None,
                         )
                     })
                 };
@@ -516,12 +502,9 @@ fn three_nodes_lose_nothing_and_apply_nothing_twice_through_failovers() {
     }
     let acknowledged = seen.lock().unwrap().acknowledged.clone();
     let stored: Vec<String> = {
-        let (status, answer) = try_post(
-            deployment.addrs()[0],
+        let (status, answer) = try_post(deployment.addrs()[0],
             "/api/query",
-            &json!({"path": "chat:list_messages", "args": {"paginationOpts": {"numItems": ALL_MESSAGES, "cursor": null}}}),
-            None,
-        )
+            &json!({"path": "chat:list_messages", "args": {"paginationOpts": {"numItems": ALL_MESSAGES, "cursor": null}}}))
         .expect("a node answers");
         assert_eq!(status, 200);
         answer["value"]["page"]

@@ -106,7 +106,6 @@ fn a_paused_writer_that_wakes_after_another_took_over_commits_nothing_and_stops(
             old_addr,
             "/api/mutation",
             &json!({"path": "chat:send_message", "args": {"user": "w", "body": "from the old writer"}}),
-            None,
         )
     });
     crate::signal(&old.child, libc::SIGCONT);

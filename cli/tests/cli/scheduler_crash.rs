@@ -5,7 +5,6 @@
 use crate::{post, repo_root, serve_command, Running};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,21 +16,7 @@ const WRITERS: usize = 2;
 
 /// A POST that gives up quietly when the server is gone (killed mid-request).
 fn try_post(addr: SocketAddr, path: &str, body: &Json) -> Option<Json> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
-    let body = body.to_string();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    crate::try_post(addr, path, body).map(|(_, answer)| answer)
 }
 
 fn query(addr: SocketAddr, path: &str) -> Json {

@@ -76,7 +76,7 @@ pub(crate) fn encode_request(request: &CommitRequest) -> Vec<u8> {
 }
 
 pub(crate) fn decode_request(bytes: &[u8]) -> Result<CommitRequest, String> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     let version = r.byte("the version")?;
     if version != REQUEST_VERSION {
         return Err(format!(
@@ -171,7 +171,7 @@ pub(crate) fn encode_reply(reply: &CommitReply) -> Vec<u8> {
 }
 
 pub(crate) fn decode_reply(bytes: &[u8]) -> Result<CommitReply, String> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     let ts = |r: &mut Reader| -> Result<Timestamp, String> {
         Ok(u64::from_be_bytes(
             r.take(8, "a timestamp")?.try_into().expect("8"),
@@ -199,12 +199,15 @@ pub(crate) fn decode_reply(bytes: &[u8]) -> Result<CommitReply, String> {
     Ok(reply)
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+// The framing both forwarded commits and the commit log's entries (`rocks::encode_log_entry`)
+// use: varint lengths and counts, a presence byte before what may be absent.
+
+pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-fn put_option(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub(super) fn put_option(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         Some(bytes) => {
             out.push(1);
@@ -214,13 +217,17 @@ fn put_option(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+
+    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         let Some(end) = end else {
             return Err(format!(
@@ -234,11 +241,11 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn byte(&mut self, what: &str) -> Result<u8, String> {
+    pub(super) fn byte(&mut self, what: &str) -> Result<u8, String> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn varint(&mut self, what: &str) -> Result<u64, String> {
+    pub(super) fn varint(&mut self, what: &str) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte(what)?;
@@ -252,7 +259,7 @@ impl<'a> Reader<'a> {
 
     /// A count of items, each at least one byte: more than the bytes left is malformed (and
     /// must not size an allocation).
-    fn count(&mut self, what: &str) -> Result<usize, String> {
+    pub(super) fn count(&mut self, what: &str) -> Result<usize, String> {
         let n = self.varint(what)?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n > left {
@@ -261,14 +268,14 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+    pub(super) fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
         let len = self.varint(what)?;
         let len =
             usize::try_from(len).map_err(|_| format!("{what}: a length over the address space"))?;
         self.take(len, what)
     }
 
-    fn option(&mut self, what: &str) -> Result<Option<&'a [u8]>, String> {
+    pub(super) fn option(&mut self, what: &str) -> Result<Option<&'a [u8]>, String> {
         match self.byte(what)? {
             0 => Ok(None),
             1 => self.bytes(what).map(Some),

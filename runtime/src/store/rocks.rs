@@ -6,6 +6,7 @@
 //! commit's writes keyed by timestamp: the ordered commit log. All of a group of commits goes
 //! into one `WriteBatch` written with `sync`, so a group is durable or absent as a whole.
 
+use super::commit_wire::{put_bytes, put_option, Reader};
 use super::engine::*;
 use ferrovex_model::binary::write_varint;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
@@ -591,53 +592,22 @@ pub(super) fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
     write_varint(&mut out, writes.len() as u64);
     for w in writes {
         out.push(w.space.code());
-        write_varint(&mut out, w.key.len() as u64);
-        out.extend_from_slice(&w.key);
-        match &w.value {
-            Some(v) => {
-                out.push(1);
-                write_varint(&mut out, v.len() as u64);
-                out.extend_from_slice(v);
-            }
-            None => out.push(0),
-        }
+        put_bytes(&mut out, &w.key);
+        put_option(&mut out, w.value.as_deref());
     }
     out
 }
 
 pub(super) fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
-    let bad = || EngineError("malformed commit log entry".into());
-    let mut pos = 0;
-    let varint = |pos: &mut usize| -> EngineResult<usize> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *bytes.get(*pos).ok_or_else(bad)?;
-            *pos += 1;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v as usize);
-            }
-        }
-        Err(bad())
-    };
-    let count = varint(&mut pos)?;
-    let mut writes = Vec::with_capacity(count.min(bytes.len()));
+    let bad = |e: String| EngineError(format!("malformed commit log entry: {e}"));
+    let mut r = Reader::new(bytes);
+    let count = r.count("writes").map_err(bad)?;
+    let mut writes = Vec::with_capacity(count);
     for _ in 0..count {
-        let space = Space::from_code(*bytes.get(pos).ok_or_else(bad)?).ok_or_else(bad)?;
-        pos += 1;
-        let len = varint(&mut pos)?;
-        let key = bytes.get(pos..pos + len).ok_or_else(bad)?.to_vec();
-        pos += len;
-        let present = *bytes.get(pos).ok_or_else(bad)?;
-        pos += 1;
-        let value = if present == 1 {
-            let len = varint(&mut pos)?;
-            let v = bytes.get(pos..pos + len).ok_or_else(bad)?.to_vec();
-            pos += len;
-            Some(v)
-        } else {
-            None
-        };
+        let space = Space::from_code(r.byte("a space").map_err(bad)?)
+            .ok_or_else(|| bad("an unknown key space".into()))?;
+        let key = r.bytes("a key").map_err(bad)?.to_vec();
+        let value = r.option("a value").map_err(bad)?.map(<[u8]>::to_vec);
         writes.push(Write { space, key, value });
     }
     Ok(writes)

@@ -128,6 +128,12 @@ impl Pair {
             .expect("a heartbeat");
     }
 
+    /// What the leader announced after `ts`.
+    fn leader_heard_after(&self, ts: Timestamp) -> Vec<CommittedKeys> {
+        let heard = self.heard_by_leader.lock().unwrap();
+        heard.iter().filter(|c| c.ts > ts).cloned().collect()
+    }
+
     fn caught_up(&self) {
         let target = self.leader.latest_ts();
         let start = Instant::now();
@@ -229,14 +235,7 @@ fn a_follower_reads_its_own_writes_and_hears_every_commit_as_the_leader_announce
     // The follower announced each commit with the keys and count changes the leader's
     // committer announced: what its live queries and the dashboard's counts are fed.
     p.caught_up();
-    let leader_heard: Vec<_> = p
-        .heard_by_leader
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.ts > opened_at)
-        .cloned()
-        .collect();
+    let leader_heard = p.leader_heard_after(opened_at);
     let follower_heard = p.heard_by_follower.lock().unwrap().clone();
     assert_eq!(leader_heard.len(), 6);
     assert_eq!(summary(&follower_heard), summary(&leader_heard));
@@ -277,14 +276,7 @@ fn a_follower_whose_tail_was_paused_catches_up_without_a_missed_or_repeated_comm
     let expected: Vec<Value> = (0..40).map(|n| Value::from(n as i64)).collect();
     assert_eq!(bodies(&p.follower, "messages"), expected);
     let heard = p.heard_by_follower.lock().unwrap().clone();
-    let leader_heard: Vec<_> = p
-        .heard_by_leader
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.ts > opened_at)
-        .cloned()
-        .collect();
+    let leader_heard = p.leader_heard_after(opened_at);
     assert_eq!(heard.len(), 40, "each commit heard once");
     assert!(
         heard.windows(2).all(|w| w[0].ts < w[1].ts),
