@@ -138,19 +138,9 @@ impl RuntimeServer {
         self.child.id()
     }
 
-    /// The CPU time the server has used so far, user and system, all threads (from
-    /// /proc/PID/stat, in clock ticks).
+    /// The CPU time the server has used so far, user and system, all threads.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces: utime
-        // and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
-        let after = &stat[stat.rfind(')')? + 2..];
-        let mut fields = after.split_whitespace().skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        // SAFETY: sysconf only reads a configuration value.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+        cpu_seconds_of(self.pid())
     }
 
     /// The server's resident memory, from /proc.
@@ -243,6 +233,62 @@ fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The CPU time process `pid` has used so far, user and system, all threads (from
+/// /proc/PID/stat, in clock ticks).
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: utime
+    // and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
+/// The fan-out scenario's raw-broadcast baseline (`src/bin/broadcast.rs`, built beside this
+/// binary) in a child process, killed when dropped.
+pub struct BroadcastServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl BroadcastServer {
+    pub fn start() -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let binary = exe.with_file_name("broadcast");
+        let mut child = Command::new(&binary)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|addr| addr.parse().ok())
+            .ok_or_else(|| format!("{} said {line:?}", binary.display()))?;
+        Ok(BroadcastServer { child, addr })
+    }
+
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds_of(self.child.id())
+    }
+}
+
+impl Drop for BroadcastServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Raises the soft descriptor limit as far as allowed (children inherit it); returns the

@@ -63,15 +63,25 @@ pub async fn next_json(ws: &mut Ws) -> Json {
 
 /// Subscribes to one query (query id 1) and waits for its first result.
 pub async fn subscribe(ws: &mut Ws, path: &str, args: Json) {
+    subscribe_all(ws, &[(path, args)]).await
+}
+
+/// Subscribes to `queries` (query ids 1, 2, ...) in one `ModifyQuerySet` and waits for the
+/// transition that brings their first results.
+pub async fn subscribe_all(ws: &mut Ws, queries: &[(&str, Json)]) {
     let add = ClientMessage::ModifyQuerySet {
         base_version: 0,
         new_version: 1,
-        modifications: vec![QuerySetModification::Add {
-            query_id: 1,
-            udf_path: path.to_owned(),
-            args: Args(Json::Array(vec![args])),
-            journal: None,
-        }],
+        modifications: queries
+            .iter()
+            .zip(1..)
+            .map(|((path, args), query_id)| QuerySetModification::Add {
+                query_id,
+                udf_path: (*path).to_owned(),
+                args: Args(Json::Array(vec![args.clone()])),
+                journal: None,
+            })
+            .collect(),
     };
     send(ws, add.to_json()).await;
     loop {

@@ -275,7 +275,7 @@ fn fan_out(ctx: &Context, servers: &[RuntimeServer], count: usize) -> FanOut {
                 server.addr,
                 &mut subscriptions,
                 count * (n + 1) / servers.len(),
-                |_| ("chat:get_messages", json!({})),
+                |_| vec![("chat:get_messages", json!({}))],
                 Some(shared.clone()),
             )
             .await;

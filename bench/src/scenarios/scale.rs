@@ -117,7 +117,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         addr,
         &mut subscribers,
         connections,
-        |i| ("bank:balance", json!({"id": sample[i % sample_len]})),
+        |i| vec![("bank:balance", json!({"id": sample[i % sample_len]}))],
         None,
     ));
     let setup_took = setup.elapsed();

@@ -10,7 +10,7 @@ use ferrovex_runtime::fetch::OutboundPolicy;
 use ferrovex_runtime::store::Store;
 use ferrovex_runtime::sync::engine::{ConnectionId, SyncEngine};
 use ferrovex_runtime::sync::mutation_log::Outcome;
-use ferrovex_runtime::sync::protocol::ServerMessage;
+use ferrovex_runtime::sync::protocol::{Outgoing, ServerMessage};
 use ferrovex_runtime::sync::session_core::{Reply, SessionCore};
 use ferrovex_runtime::wasm::{HostConfig, WasmHost};
 use std::collections::{BTreeMap, VecDeque};
@@ -278,13 +278,23 @@ impl Session {
     /// Sends a transition if the engine woke this connection and there is one to send.
     /// Returns whether it was woken.
     pub fn send_transition(&mut self) -> bool {
-        if self.is_over() || !take_permit(self.core.wake()) {
+        let Some(transition) = self.next_transition() else {
             return false;
-        }
-        if let Some(transition) = now(self.core.take_transition()) {
-            self.outbox.push_back(transition.to_frame());
+        };
+        if let Some(transition) = transition {
+            self.outbox.push_back(transition.message.to_frame());
         }
         true
+    }
+
+    /// If the engine woke this connection: the transition it has to send now, if any (as
+    /// the socket task takes it, the same `Outgoing` the refresh left for every connection
+    /// sent the same message). `None` when it was not woken.
+    pub fn next_transition(&mut self) -> Option<Option<Arc<Outgoing>>> {
+        if self.is_over() || !take_permit(self.core.wake()) {
+            return None;
+        }
+        Some(now(self.core.take_transition()))
     }
 
     fn release(&mut self) {

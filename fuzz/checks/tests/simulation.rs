@@ -3,6 +3,7 @@
 //! `cargo run --release -p ferrovex-fuzz-checks --example simulate -- FIRST_SEED COUNT`.
 
 use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};
+use std::sync::Arc;
 
 #[test]
 fn simulation_seeds_keep_every_guarantee() {
@@ -35,4 +36,72 @@ fn a_seed_replays_exactly() {
         first.digest, other.digest,
         "the digest does not tell seeds apart"
     );
+}
+
+/// After a commit, the refresh leaves every subscriber of the result it changed one shared
+/// transition (the same message, serialized once), in each connection's outbox; connections
+/// whose results did not change are not woken.
+#[test]
+fn subscribers_of_a_changed_result_share_one_prepared_transition() {
+    use ferrovex_fuzz_checks::server::{channels_wasm, Server};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &channels_wasm());
+    let watch = |channel: &str| {
+        json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
+            {"type": "Add", "queryId": 7, "udfPath": "channels:list", "args": [{"channel": channel}]}
+        ]})
+        .to_string()
+    };
+    let ids: Vec<_> = (0..4).map(|_| server.accept()).collect();
+    for (n, (id, channel)) in ids.iter().zip(["x", "x", "x", "y"]).enumerate() {
+        let session = server.sessions.get_mut(id).unwrap();
+        let connect =
+            json!({"type": "Connect", "sessionId": format!("s{n}"), "connectionCount": 0});
+        session.inbox.extend([connect.to_string(), watch(channel)]);
+        while session.read_one() {}
+    }
+    server.refresh();
+    for id in &ids {
+        let first = server.sessions.get_mut(id).unwrap().next_transition();
+        assert!(
+            matches!(first, Some(Some(_))),
+            "connection {id}: its first results"
+        );
+    }
+    // A commit to channel x, from outside every connection.
+    let store = server.store.clone();
+    let module = server.engine.module();
+    let args = ferrovex_model::json::from_json(&json!({"channel": "x", "body": "hi"})).unwrap();
+    server
+        .engine
+        .host
+        .run_mutation(&store, &module, "channels:send", &args, Default::default())
+        .expect("channels:send commits");
+    drop(store);
+    server.refresh();
+    let mut sent = Vec::new();
+    for id in &ids[..3] {
+        let session = server.sessions.get_mut(id).unwrap();
+        let transition = session
+            .next_transition()
+            .expect("woken")
+            .expect("a transition");
+        sent.push(transition);
+    }
+    assert!(
+        sent.iter().all(|t| Arc::ptr_eq(t, &sent[0])),
+        "three connections sent the same transition, each with its own copy"
+    );
+    let frame = sent[0].frames(false)[0].as_str().to_owned();
+    assert!(
+        frame.contains(r#""type":"Transition""#) && frame.contains("hi"),
+        "{frame}"
+    );
+    let untouched = server.sessions.get_mut(&ids[3]).unwrap();
+    assert!(
+        untouched.next_transition().is_none(),
+        "a connection whose result did not change was woken"
+    );
+    server.stop();
 }

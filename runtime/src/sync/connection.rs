@@ -6,14 +6,40 @@
 //! all belong to one snapshot.
 
 use super::invalidation::SubscriptionId;
-use super::protocol::{FunctionError, QueryModification, QuerySetModification, StateVersion};
-use super::subscriptions::{QueryKey, QueryResult, Subscriptions};
+use super::protocol::{
+    FunctionError, Outgoing, QueryModification, QuerySetModification, ServerMessage, StateVersion,
+};
+use super::subscriptions::{ConnectionId, QueryKey, QueryResult, Subscriptions};
 use crate::caller::Caller;
 use crate::store::Timestamp;
 use crate::wasm::DeployedModule;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// Where the refresh leaves a connection's next transition. The refresh computes it while it
+/// holds the engine's lock anyway, so the connection's task writes it without taking the
+/// lock: with 1,000 subscribers of one query, 1,000 tasks each waiting their turn for the
+/// lock after every commit was the serial part of a delivery. Holds one transition at most:
+/// a connection whose task has not written the last one yet gets its next one computed by
+/// the task itself, folding every commit since (the engine queues nothing per commit).
+#[derive(Default)]
+pub struct Outbox {
+    ready: parking_lot::Mutex<Option<Arc<Outgoing>>>,
+    /// Notified (at most one permit) when the connection may have a transition to send.
+    pub wake: Notify,
+}
+
+impl Outbox {
+    /// The transition the refresh left, if any.
+    pub fn take(&self) -> Option<Arc<Outgoing>> {
+        self.ready.lock().take()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.lock().is_none()
+    }
+}
 
 /// A query of the client's set (by the client's `queryId`).
 struct ClientQuery {
@@ -23,6 +49,7 @@ struct ClientQuery {
 }
 
 pub struct ConnectionState {
+    id: ConnectionId,
     /// The query-set version the client asked for last (guarantee 3 acknowledges it).
     query_set_version: u64,
     /// How many `Authenticate` messages were accepted: the identity version the next
@@ -37,20 +64,21 @@ pub struct ConnectionState {
     /// A successful mutation's commit timestamp, answered but not yet followed by a
     /// transition at or after it (guarantee 5).
     awaiting_ts: Option<Timestamp>,
-    /// Wakes the session's task when there is something to send.
-    pub wake: Arc<Notify>,
+    /// The session's task's outbox and wake-up.
+    pub outbox: Arc<Outbox>,
 }
 
 impl ConnectionState {
-    pub fn new(wake: Arc<Notify>) -> Self {
+    pub fn new(id: ConnectionId, outbox: Arc<Outbox>) -> Self {
         ConnectionState {
+            id,
             query_set_version: 0,
             identity_version: 0,
             queries: BTreeMap::new(),
             removed: Vec::new(),
             sent_version: StateVersion::INITIAL,
             awaiting_ts: None,
-            wake,
+            outbox,
         }
     }
 
@@ -89,7 +117,7 @@ impl ConnectionState {
                 } => {
                     let key =
                         QueryKey::from_wire(module, &udf_path, &args, journal.as_deref(), caller);
-                    let subscription = subscriptions.subscribe(key);
+                    let subscription = subscriptions.subscribe_for(key, self.id);
                     self.queries.insert(
                         query_id,
                         ClientQuery {
@@ -100,7 +128,7 @@ impl ConnectionState {
                 }
                 QuerySetModification::Remove { query_id } => {
                     let query = self.queries.remove(&query_id).expect("checked above");
-                    subscriptions.unsubscribe(query.subscription);
+                    subscriptions.unsubscribe_for(query.subscription, self.id);
                     self.removed.push(query_id);
                 }
             }
@@ -145,8 +173,8 @@ impl ConnectionState {
                 caller: caller.clone(),
                 ..old.clone()
             };
-            let rekeyed = subscriptions.subscribe(key);
-            subscriptions.unsubscribe(query.subscription);
+            let rekeyed = subscriptions.subscribe_for(key, self.id);
+            subscriptions.unsubscribe_for(query.subscription, self.id);
             query.subscription = rekeyed;
         }
         Ok(())
@@ -171,22 +199,49 @@ impl ConnectionState {
                 module: module.hash.clone(),
                 ..old.clone()
             };
-            let rebound = subscriptions.subscribe(key);
-            subscriptions.unsubscribe(query.subscription);
+            let rebound = subscriptions.subscribe_for(key, self.id);
+            subscriptions.unsubscribe_for(query.subscription, self.id);
             query.subscription = rebound;
         }
     }
 
-    /// Whether a refresh at `ts` that changed `changed` gives this connection a transition to
-    /// send.
-    pub fn has_news(&self, changed: &HashSet<SubscriptionId>, ts: Timestamp) -> bool {
+    /// Whether this connection is owed a transition for something other than a changed
+    /// result: a query set or an identity not yet acknowledged, or a commit it was answered
+    /// and has not been shown. The engine keeps such connections in its `waiting` set and
+    /// looks at them after every refresh; the others only when a result they hold changes.
+    pub fn is_waiting(&self) -> bool {
         self.query_set_version != self.sent_version.query_set
             || self.identity_version != self.sent_version.identity
-            || self.awaiting_ts.is_some_and(|awaited| awaited <= ts)
-            || self
-                .queries
-                .values()
-                .any(|q| changed.contains(&q.subscription))
+            || self.awaiting_ts.is_some()
+    }
+
+    /// Computes the transition to results valid at `ts` for the task to write, unless it has
+    /// not written the last one yet. Returns whether the task should be woken.
+    pub fn prepare(
+        &mut self,
+        subscriptions: &Subscriptions,
+        ts: Timestamp,
+        shared: &mut HashMap<Vec<u64>, Arc<Outgoing>>,
+    ) -> bool {
+        if !self.outbox.is_empty() {
+            // Its task comes back for the rest once it has written that one.
+            return true;
+        }
+        let Some((start, end, modifications)) = self.take_transition(subscriptions, ts) else {
+            return false;
+        };
+        let outgoing = shared
+            .entry(transition_key(&start, &end, &modifications))
+            .or_insert_with(|| {
+                Arc::new(Outgoing::new(ServerMessage::Transition {
+                    start,
+                    end,
+                    modifications,
+                }))
+            })
+            .clone();
+        *self.outbox.ready.lock() = Some(outgoing);
+        true
     }
 
     /// Records that a mutation committed at `ts` was answered: a transition at or after it
@@ -251,9 +306,35 @@ impl ConnectionState {
     /// Unsubscribes every query of the set (the connection is closing).
     pub fn release(self, subscriptions: &mut Subscriptions) {
         for query in self.queries.into_values() {
-            subscriptions.unsubscribe(query.subscription);
+            subscriptions.unsubscribe_for(query.subscription, self.id);
         }
     }
+}
+
+/// What makes two connections' transitions the same message: their versions and, for each
+/// modification, the query id and the prepared result it carries (by address: one result
+/// is prepared once).
+fn transition_key(
+    start: &StateVersion,
+    end: &StateVersion,
+    modifications: &[QueryModification],
+) -> Vec<u64> {
+    let mut key = Vec::with_capacity(6 + 2 * modifications.len());
+    for version in [start, end] {
+        key.extend([version.query_set, version.identity, version.ts]);
+    }
+    for modification in modifications {
+        let (query_id, body) = match modification {
+            QueryModification::Prepared { query_id, body } => {
+                (*query_id, Arc::as_ptr(body) as *const u8 as u64)
+            }
+            QueryModification::Removed { query_id } => (*query_id, 0),
+            // take_transition sends results prepared, and removals.
+            other => unreachable!("an unprepared modification in a transition: {other:?}"),
+        };
+        key.extend([query_id, body]);
+    }
+    key
 }
 
 /// Within one `ModifyQuerySet`, applied in order: an added id must not be in the set, a

@@ -16,7 +16,7 @@ use ferrovex_model::Value;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The longest `sessionId` accepted: it keys every stored mutation receipt of the session.
 pub const MAX_SESSION_ID_BYTES: usize = 128;
@@ -886,6 +886,48 @@ impl ServerMessage {
                 .to_string()
             })
             .collect()
+    }
+}
+
+/// A text frame as the socket writes it: reference counted, so one transition's bytes are
+/// shared by every connection it goes to.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A message with its frames, serialized at most once per form (whole, or in parts for a
+/// client that takes chunks) however many connections are sent it: the refresh gives every
+/// connection with the same transition (same versions, same results) one `Outgoing`.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub message: ServerMessage,
+    whole: OnceLock<Vec<Frame>>,
+    chunked: OnceLock<Vec<Frame>>,
+}
+
+impl Outgoing {
+    pub fn new(message: ServerMessage) -> Outgoing {
+        Outgoing {
+            message,
+            whole: OnceLock::new(),
+            chunked: OnceLock::new(),
+        }
+    }
+
+    /// The frames that carry the message (see [`ServerMessage::to_frames`]).
+    pub fn frames(&self, takes_chunks: bool) -> &[Frame] {
+        let whole = self.whole.get_or_init(|| {
+            let frames = self.message.to_frames(false);
+            frames.into_iter().map(Frame::from).collect()
+        });
+        let short = whole
+            .iter()
+            .all(|frame| frame.len() <= MAX_TRANSITION_CHUNK_BYTES);
+        if !takes_chunks || short {
+            return whole;
+        }
+        self.chunked.get_or_init(|| {
+            let frames = self.message.to_frames(true);
+            frames.into_iter().map(Frame::from).collect()
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::engine::SyncEngine;
 use super::mutation_log::Outcome;
-use super::protocol::{FunctionError, ServerMessage};
+use super::protocol::{Frame, FunctionError, ServerMessage};
 pub use super::session_core::MAX_CLIENT_FRAME_BYTES;
 use super::session_core::{Reply, SessionCore};
 use futures_util::{SinkExt, StreamExt};
@@ -116,7 +116,7 @@ impl Session {
     async fn serve(&mut self, engine: &Arc<SyncEngine>, socket: &mut Socket) -> End {
         let mut stopping = engine.stopping();
         let mut shutting_down = false;
-        let wake = self.core.wake().clone();
+        let outbox = self.core.outbox().clone();
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
@@ -156,11 +156,12 @@ impl Session {
                         None => return End::Abandoned,
                     }
                 }
-                () = wake.notified() => {
+                () = outbox.wake.notified() => {
                     let Some(transition) = self.core.take_transition().await else {
                         continue;
                     };
-                    match unless_stopping(&mut stopping, self.send(socket, &transition)).await {
+                    let frames = transition.frames(self.takes_chunks);
+                    match unless_stopping(&mut stopping, write(socket, frames.iter().cloned())).await {
                         Some(Ok(())) => {}
                         Some(Err(end)) => return end,
                         None => return End::Abandoned,
@@ -224,13 +225,8 @@ impl Session {
 
     /// Writes a message: one frame, or a long transition's parts when the client takes them.
     async fn send(&self, socket: &mut Socket, message: &ServerMessage) -> Result<(), End> {
-        for frame in message.to_frames(self.takes_chunks) {
-            socket
-                .feed(Message::text(frame))
-                .await
-                .map_err(|_| End::ClientGone)?;
-        }
-        socket.flush().await.map_err(|_| End::ClientGone)
+        let frames = message.to_frames(self.takes_chunks);
+        write(socket, frames.into_iter().map(Frame::from)).await
     }
 
     /// Starts the next mutation the core hands out (none while one runs). A mutation blocks
@@ -244,6 +240,17 @@ impl Session {
             task: tokio::task::spawn_blocking(move || mutation.run()),
         });
     }
+}
+
+/// Writes `frames` and flushes them.
+async fn write(socket: &mut Socket, frames: impl IntoIterator<Item = Frame>) -> Result<(), End> {
+    for frame in frames {
+        socket
+            .feed(Message::Text(frame))
+            .await
+            .map_err(|_| End::ClientGone)?;
+    }
+    socket.flush().await.map_err(|_| End::ClientGone)
 }
 
 /// Runs `work` (a send that waits while the client does not read) unless shutdown begins

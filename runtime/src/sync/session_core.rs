@@ -26,12 +26,12 @@
 /// How long a connection waits for this node to apply what its client observed elsewhere.
 const OBSERVED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-use super::connection::ConnectionState;
+use super::connection::{ConnectionState, Outbox};
 use super::engine::{ConnectionId, SyncEngine};
 use super::mutation_log::Outcome;
 use super::protocol::{
     canonical_udf_path, parse_client_message, Args, AuthToken, ClientMessage, FunctionError,
-    ServerMessage,
+    Outgoing, ServerMessage,
 };
 use super::subscriptions::invalid_arguments;
 use crate::auth::{Access, Caller, Identity};
@@ -241,8 +241,8 @@ impl MutationRun {
 pub struct SessionCore {
     engine: Arc<SyncEngine>,
     id: ConnectionId,
-    /// Set by the engine when this connection has a transition to send.
-    wake: Arc<Notify>,
+    /// Where the engine leaves this connection's next transition, and its wake-up.
+    outbox: Arc<Outbox>,
     /// The client's `sessionId`, once it has sent `Connect`.
     session_id: Option<String>,
     queued: VecDeque<PendingMutation>,
@@ -260,7 +260,7 @@ impl SessionCore {
         SessionCore {
             id: engine.new_connection_id(),
             engine,
-            wake: Arc::new(Notify::new()),
+            outbox: Arc::new(Outbox::default()),
             session_id: None,
             queued: VecDeque::new(),
             running: false,
@@ -280,8 +280,13 @@ impl SessionCore {
     }
 
     /// Notified (at most one permit) when this connection may have a transition to send.
-    pub fn wake(&self) -> &Arc<Notify> {
-        &self.wake
+    pub fn wake(&self) -> &Notify {
+        &self.outbox.wake
+    }
+
+    /// The outbox [`SessionCore::take_transition`] reads first, with the wake-up.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// Waits, at most `OBSERVED_WAIT`, until the results this node serves are at or after
@@ -341,7 +346,7 @@ impl SessionCore {
                 let mut state = self.engine.state.lock().await;
                 state
                     .connections
-                    .insert(self.id, ConnectionState::new(self.wake.clone()));
+                    .insert(self.id, ConnectionState::new(self.id, self.outbox.clone()));
                 self.session_id = Some(session_id);
             }
             _ if self.session_id.is_none() => {
@@ -370,12 +375,13 @@ impl SessionCore {
                         new_version,
                         modifications,
                     )?;
+                    state.waiting.insert(self.id);
                 }
                 // New queries get their first result in the next refresh; a set whose
                 // queries all have results already (removals, queries other clients share)
                 // is acknowledged right away.
                 self.engine.request_refresh();
-                self.wake.notify_one();
+                self.outbox.wake.notify_one();
             }
             ClientMessage::Mutation {
                 request_id,
@@ -442,11 +448,12 @@ impl SessionCore {
         match verdict.outcome {
             Ok((caller, expires_at)) => {
                 connection.authenticate(&mut state.subscriptions, verdict.base_version, &caller)?;
+                state.waiting.insert(self.id);
                 self.caller = caller;
                 self.expires_at = expires_at;
                 // Re-keyed queries get their results in the next refresh.
                 self.engine.request_refresh();
-                self.wake.notify_one();
+                self.outbox.wake.notify_one();
                 Ok(Reply::None)
             }
             Err(error) => Ok(Reply::SendAndClose(ServerMessage::AuthError {
@@ -510,11 +517,12 @@ impl SessionCore {
             let mut state = self.engine.state.lock().await;
             if let Some(connection) = state.connections.get_mut(&self.id) {
                 connection.await_ts(ts);
+                state.waiting.insert(self.id);
             }
             drop(state);
             // The next refresh reads at or after `ts`; if one already has, send now.
             self.engine.request_refresh();
-            self.wake.notify_one();
+            self.outbox.wake.notify_one();
         }
         ServerMessage::MutationResponse {
             request_id,
@@ -523,19 +531,27 @@ impl SessionCore {
         }
     }
 
-    /// The transition to send now, if the client is behind the engine's results.
-    pub async fn take_transition(&mut self) -> Option<ServerMessage> {
-        let (start, end, modifications) = {
-            let mut state = self.engine.state.lock().await;
-            let state = &mut *state;
-            let connection = state.connections.get_mut(&self.id)?;
-            connection.take_transition(&state.subscriptions, state.ts)?
-        };
-        Some(ServerMessage::Transition {
+    /// The transition to send now, if the client is behind the engine's results: the one
+    /// the last refresh left in the outbox, else one computed now under the engine's lock.
+    pub async fn take_transition(&mut self) -> Option<Arc<Outgoing>> {
+        if let Some(ready) = self.outbox.take() {
+            return Some(ready);
+        }
+        let mut state = self.engine.state.lock().await;
+        // A refresh may have filled the outbox while this task waited for the lock (it fills
+        // it only under the lock): that transition comes first.
+        if let Some(ready) = self.outbox.take() {
+            return Some(ready);
+        }
+        let state = &mut *state;
+        let connection = state.connections.get_mut(&self.id)?;
+        let (start, end, modifications) =
+            connection.take_transition(&state.subscriptions, state.ts)?;
+        Some(Arc::new(Outgoing::new(ServerMessage::Transition {
             start,
             end,
             modifications,
-        })
+        })))
     }
 
     /// Drops the mutations not yet taken: the client re-sends them after reconnecting.
@@ -552,6 +568,7 @@ impl SessionCore {
         if let Some(connection) = state.connections.remove(&self.id) {
             connection.release(&mut state.subscriptions);
         }
+        state.waiting.remove(&self.id);
     }
 }
 

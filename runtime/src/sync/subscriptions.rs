@@ -13,6 +13,9 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
+/// Identifies one WebSocket connection inside the engine.
+pub type ConnectionId = u64;
+
 /// What identifies a result: the module version, the function, its arguments (in their
 /// binary encoding, which is canonical), and the caller (identity and admin or not), which is
 /// an input of the call like its arguments: two users never share a result, and callers with
@@ -103,6 +106,9 @@ pub struct QueryResult {
 struct Entry {
     key: QueryKey,
     subscribers: usize,
+    /// The connections subscribed (with how many of their queries), so that a refresh wakes
+    /// only the connections of the results that changed, not every connection.
+    watchers: HashMap<ConnectionId, u32>,
     result: Option<Arc<QueryResult>>,
     /// Where the query's pages end: the client's journal at first, then what each run
     /// returned, so every re-run keeps the same page ends (pages grow and shrink in place
@@ -132,6 +138,40 @@ impl Subscriptions {
             self.entries.get_mut(id).expect("indexed").subscribers += 1;
             return *id;
         }
+        self.add(key)
+    }
+
+    /// [`Subscriptions::subscribe`] for connection `watcher`, which [`Subscriptions::watchers`]
+    /// then lists.
+    pub fn subscribe_for(&mut self, key: QueryKey, watcher: ConnectionId) -> SubscriptionId {
+        let id = self.subscribe(key);
+        let entry = self.entries.get_mut(&id).expect("subscribed");
+        *entry.watchers.entry(watcher).or_default() += 1;
+        id
+    }
+
+    /// Ends one subscription of connection `watcher` to `id`.
+    pub fn unsubscribe_for(&mut self, id: SubscriptionId, watcher: ConnectionId) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            if let Some(count) = entry.watchers.get_mut(&watcher) {
+                *count -= 1;
+                if *count == 0 {
+                    entry.watchers.remove(&watcher);
+                }
+            }
+        }
+        self.unsubscribe(id);
+    }
+
+    /// The connections subscribed to `id`.
+    pub fn watchers(&self, id: SubscriptionId) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.entries
+            .get(&id)
+            .into_iter()
+            .flat_map(|entry| entry.watchers.keys().copied())
+    }
+
+    fn add(&mut self, key: QueryKey) -> SubscriptionId {
         self.next_id += 1;
         let id = self.next_id;
         self.by_key.insert(key.clone(), id);
@@ -141,6 +181,7 @@ impl Subscriptions {
             Entry {
                 key,
                 subscribers: 1,
+                watchers: HashMap::new(),
                 result: None,
                 page_ends,
             },
