@@ -156,6 +156,13 @@ impl RuntimeServer {
         Some(kib * 1024)
     }
 
+    /// SIGKILL: a crash, nothing flushed or closed.
+    pub fn kill(mut self) {
+        self.stop_profile();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM (a graceful shutdown), then SIGKILL if it has not exited within 60 s.
     pub fn stop(mut self) -> Result<(), String> {
         self.stop_profile();

@@ -4,19 +4,34 @@
 //!
 //! - *point read*: `bank:balance` of a random account, over HTTP, one call after another.
 //! - *newest 50*: `bank:recent`, the 50 newest accounts through the creation-time index.
-//! - *restart to ready*: SIGTERM, then `runtime serve` again on the same data, until the
-//!   first query is answered (includes cargo's check that the app is built, and deploying
-//!   from the compiled-module cache).
+//! - *restart to ready after kill -9*: SIGKILL right after the reads, then `runtime serve`
+//!   again on the same data, until the first query is answered: RocksDB replays what its
+//!   write-ahead log holds beyond the last flush (includes cargo's check that the app is
+//!   built, and deploying from the compiled-module cache).
+//! - *restart to ready*: then SIGTERM (a clean close flushes), and the same.
 
 use super::bank::{seed, SEED_BATCH};
 use super::fanout::{add_subscribers, close_all};
 use super::Context;
 use crate::http::Http;
 use crate::report::Row;
+use crate::server::RuntimeServer;
 use crate::stats::{ms, Latency};
 use crate::Rng;
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// Starts `runtime serve` on the scenario's data: the server, the time until it listened,
+/// and the time until its first query was answered.
+fn restart(ctx: &Context, name: &str) -> Result<(RuntimeServer, Duration, Duration), String> {
+    let started = Instant::now();
+    let server = ctx.serve("examples/bank", name)?;
+    let listening = started.elapsed();
+    Http::connect(server.addr)
+        .map_err(|e| e.to_string())?
+        .call("query", "bank:ping", json!({}))?;
+    Ok((server, listening, started.elapsed()))
+}
 
 pub fn run(ctx: &mut Context) -> Result<(), String> {
     let sizes: &[usize] = if ctx.quick {
@@ -66,14 +81,12 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
             return Err(e);
         }
 
-        server.stop()?;
-        let restart = Instant::now();
-        server = ctx.serve("examples/bank", name)?;
-        let listening = restart.elapsed();
-        Http::connect(server.addr)
-            .map_err(|e| e.to_string())?
-            .call("query", "bank:ping", json!({}))?;
-        let ready = restart.elapsed();
+        // A crash first, while the log still holds the seeding, then a clean close.
+        server.kill();
+        let (crashed, crash_listening, crash_ready) = restart(ctx, name)?;
+        crashed.stop()?;
+        let (restarted, listening, ready) = restart(ctx, name)?;
+        server = restarted;
 
         let (p0, r0, s0) = *first.get_or_insert((point.p50_ms, recent.p50_ms, ms(ready)));
         let base = format!("scale {} docs", sizes[0]);
@@ -92,6 +105,16 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
                 .latency(recent)
                 .latency_ratio(base.clone(), r0)
                 .at_load("newest 50", size as f64),
+        );
+        ctx.push(
+            Row::new("scale", format!("{size} docs, restart to ready after kill -9"))
+                .value(ms(crash_ready), "ms")
+                .at_load("restart after kill -9", size as f64)
+                .note(format!(
+                    "SIGKILL after the reads, runtime serve on the same data: listening after {:.0} ms, first query answered after {:.0} ms",
+                    ms(crash_listening),
+                    ms(crash_ready)
+                )),
         );
         ctx.push(
             Row::new("scale", format!("{size} docs, restart to ready"))

@@ -37,6 +37,9 @@ const ALL_FAMILIES: [&str; 6] = [
     CF_RECEIPTS,
 ];
 const FORMAT_KEY: &[u8] = b"format";
+/// The write-ahead log RocksDB keeps before it flushes the families holding its oldest part:
+/// what a restart after a crash may have to replay.
+const MAX_WAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Written on creation and checked on every open, so a folder of something else is refused.
 pub const FORMAT: &[u8] = b"runtime-store/1";
 
@@ -122,6 +125,12 @@ impl RocksEngine {
         options.create_missing_column_families(true);
         options.increase_parallelism(2);
         options.set_max_background_jobs(2);
+        // A crash is followed by replaying the write-ahead log beyond the last flush. By
+        // default the log may grow to four times the memtables of every family (hundreds of
+        // MiB) before RocksDB flushes to trim it: restart after kill -9 took 1.4 s at 10^6
+        // documents. Past this size the families holding the oldest log are flushed, which
+        // bounds the replay: 0.28 s after kill -9 at 10^6 documents (`bench --only scale`).
+        options.set_max_total_wal_size(MAX_WAL_BYTES);
         let latest = Arc::new(AtomicU64::new(0));
         let horizon = Arc::new(AtomicU64::new(0));
         let families = ALL_FAMILIES.into_iter().map(|name| {
