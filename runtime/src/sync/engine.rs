@@ -14,9 +14,9 @@
 //! every connection. For each of those it computes the next transition while it holds the
 //! lock anyway, and leaves it in the connection's outbox; connections sent the same message
 //! share one `Outgoing`, serialized once. The session's task then only writes it. Measured
-//! with `bench --quick --only fanout` (1,000 subscribers of one query, two shared cores):
-//! 20 µs of server CPU per delivery before, when each of 1,000 tasks took the lock in turn
-//! to diff and serialize its own copy, and 13 µs after, against 11 µs for the raw broadcast
+//! with `bench --only fanout` (1,000 subscribers of one query, two shared cores): 21 µs of
+//! server CPU per delivery before, when each of 1,000 tasks took the lock in turn to diff
+//! and serialize its own copy, and 13 µs after, against 10.3 µs for the raw-broadcast
 //! baseline (the same frame written to the same sockets by a minimal tokio server).
 //!
 //! Back-pressure: the engine never queues transitions. An outbox holds one at most; a
