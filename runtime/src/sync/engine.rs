@@ -38,6 +38,11 @@ use tokio::sync::{watch, Mutex, Notify};
 
 pub use super::subscriptions::ConnectionId;
 
+/// Connections a refresh prepares transitions for while it holds the engine's lock, before
+/// it lets others take it. Holding it for all 10,000 subscribers of one query kept the
+/// writer's own `MutationResponse` waiting 99 ms at p50 (`bench --only fanout`).
+const PREPARE_CHUNK: usize = 64;
+
 /// What the engine guards with its one lock.
 pub struct EngineState {
     pub subscriptions: Subscriptions,
@@ -147,8 +152,8 @@ impl SyncEngine {
     /// deterministic simulation can run rounds itself, in an order it chooses, instead of the
     /// task of [`SyncEngine::run`].
     pub fn refresh(&self) {
-        let mut state = self.state.blocking_lock();
-        let state = &mut *state;
+        let mut guard = self.state.blocking_lock();
+        let state = &mut *guard;
         let (ts, changed) = advance(
             &mut state.subscriptions,
             &self.feed,
@@ -164,16 +169,26 @@ impl SyncEngine {
         candidates.sort_unstable();
         candidates.dedup();
         let mut shared = HashMap::new();
-        for id in candidates {
-            let Some(connection) = state.connections.get_mut(&id) else {
-                state.waiting.remove(&id);
-                continue;
-            };
-            if connection.prepare(&state.subscriptions, ts, &mut shared) {
-                connection.outbox.wake.notify_one();
+        for (n, chunk) in candidates.chunks(PREPARE_CHUNK).enumerate() {
+            if n > 0 {
+                // Let a mutation's answer or a query-set change in between: every result
+                // held is still valid at `ts` (only a refresh changes results), and each
+                // connection is prepared from the state it has when its turn comes.
+                drop(guard);
+                guard = self.state.blocking_lock();
             }
-            if !connection.is_waiting() {
-                state.waiting.remove(&id);
+            let state = &mut *guard;
+            for &id in chunk {
+                let Some(connection) = state.connections.get_mut(&id) else {
+                    state.waiting.remove(&id);
+                    continue;
+                };
+                if connection.prepare(&state.subscriptions, ts, &mut shared) {
+                    connection.outbox.wake.notify_one();
+                }
+                if !connection.is_waiting() {
+                    state.waiting.remove(&id);
+                }
             }
         }
     }
