@@ -270,7 +270,10 @@ impl Session {
         let Some((request_id, outcome)) = self.ran.take() else {
             return false;
         };
-        let response = now(self.core.answer_mutation(request_id, outcome));
+        let (first, response) = now(self.core.answer_mutation(request_id, outcome));
+        if let Some(transition) = first {
+            self.outbox.push_back(transition.message.to_frame());
+        }
         self.outbox.push_back(response.to_frame());
         true
     }

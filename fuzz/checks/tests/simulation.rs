@@ -2,7 +2,10 @@
 //! guarantee of docs/PROTOCOL.md section 3 over the whole history of each seed. The long run is
 //! `cargo run --release -p ferrovex-fuzz-checks --example simulate -- FIRST_SEED COUNT`.
 
+use ferrovex_fuzz_checks::server::{channels_wasm, Server};
 use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};
+use ferrovex_runtime::sync::engine::ConnectionId;
+use serde_json::json;
 use std::sync::Arc;
 
 #[test]
@@ -38,13 +41,105 @@ fn a_seed_replays_exactly() {
     );
 }
 
+/// A server with the channels guest and `count` connections, each connected and watching
+/// channel `x` (query id 7), their first transitions taken.
+fn watching_x(dir: &std::path::Path, count: usize) -> (Server, Vec<ConnectionId>) {
+    let mut server = Server::start(dir, &channels_wasm());
+    let ids: Vec<_> = (0..count).map(|_| server.accept()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let session = server.sessions.get_mut(id).unwrap();
+        let connect =
+            json!({"type": "Connect", "sessionId": format!("s{n}"), "connectionCount": 0});
+        let watch = json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
+            {"type": "Add", "queryId": 7, "udfPath": "channels:list", "args": [{"channel": "x"}]}
+        ]});
+        session
+            .inbox
+            .extend([connect.to_string(), watch.to_string()]);
+        while session.read_one() {}
+    }
+    server.refresh();
+    for id in &ids {
+        let session = server.sessions.get_mut(id).unwrap();
+        assert!(
+            matches!(session.next_transition(), Some(Some(_))),
+            "first results"
+        );
+    }
+    (server, ids)
+}
+
+/// Commits a message with `body` to channel `x` from outside every connection.
+fn send_to_x(server: &Server, body: &str) {
+    let module = server.engine.module();
+    let args = ferrovex_model::json::from_json(&json!({"channel": "x", "body": body})).unwrap();
+    server
+        .engine
+        .host
+        .run_mutation(
+            &server.store,
+            &module,
+            "channels:send",
+            &args,
+            Default::default(),
+        )
+        .expect("channels:send commits");
+}
+
+/// Two commits refreshed while the connection's task has not yet taken the first one's
+/// transition: its one wake-up permit covers the first; taking it wakes the task again, and
+/// the second commit reaches the client.
+#[test]
+fn a_commit_refreshed_while_the_outbox_is_full_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, ids) = watching_x(dir.path(), 1);
+    send_to_x(&server, "first");
+    server.refresh();
+    send_to_x(&server, "second");
+    server.refresh();
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    let one = session
+        .next_transition()
+        .expect("woken")
+        .expect("a transition");
+    assert!(one.message.to_frame().contains("first"));
+    let two = session
+        .next_transition()
+        .expect("woken again after taking a transition a later refresh found waiting")
+        .expect("a transition");
+    let frame = two.message.to_frame();
+    assert!(frame.contains("second"), "{frame}");
+    server.stop();
+}
+
+/// A transition the refresh prepared before the connection's own commit was answered goes
+/// out before the `MutationResponse`, never after it (guarantee 5: nothing older than the
+/// commit follows its response).
+#[test]
+fn a_transition_older_than_a_commit_is_sent_before_its_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, ids) = watching_x(dir.path(), 1);
+    send_to_x(&server, "from-elsewhere");
+    server.refresh();
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    session.outbox.clear();
+    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
+        "args": [{"channel": "x", "body": "mine"}]});
+    session.inbox.push_back(mutation.to_string());
+    assert!(session.read_one() && session.run_one() && session.answer());
+    let frames: Vec<String> = session.outbox.drain(..).collect();
+    let position = |needle: &str| frames.iter().position(|f| f.contains(needle));
+    let older = position("from-elsewhere").expect("the prepared transition was sent");
+    let response = position("MutationResponse").expect("the response was sent");
+    assert!(older < response, "{frames:?}");
+    server.stop();
+}
+
 /// After a commit, the refresh leaves every subscriber of the result it changed one shared
 /// transition (the same message, serialized once), in each connection's outbox; connections
 /// whose results did not change are not woken.
 #[test]
 fn subscribers_of_a_changed_result_share_one_prepared_transition() {
-    use ferrovex_fuzz_checks::server::{channels_wasm, Server};
-    use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &channels_wasm());
     let watch = |channel: &str| {

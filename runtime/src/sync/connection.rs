@@ -25,19 +25,42 @@ use tokio::sync::Notify;
 /// the task itself, folding every commit since (the engine queues nothing per commit).
 #[derive(Default)]
 pub struct Outbox {
-    ready: parking_lot::Mutex<Option<Arc<Outgoing>>>,
+    slot: parking_lot::Mutex<Slot>,
     /// Notified (at most one permit) when the connection may have a transition to send.
     pub wake: Notify,
 }
 
+#[derive(Default)]
+struct Slot {
+    ready: Option<Arc<Outgoing>>,
+    /// A refresh found the slot full and had news for the connection: once the task takes
+    /// what is in the slot it must come back for the rest (its one wake-up permit may
+    /// already be spent on the transition in the slot).
+    behind: bool,
+}
+
 impl Outbox {
-    /// The transition the refresh left, if any.
+    /// The transition the refresh left, if any. If a later refresh found it still here, the
+    /// task is woken again to compute what came since.
     pub fn take(&self) -> Option<Arc<Outgoing>> {
-        self.ready.lock().take()
+        let mut slot = self.slot.lock();
+        let ready = slot.ready.take();
+        if std::mem::take(&mut slot.behind) {
+            self.wake.notify_one();
+        }
+        ready
     }
 
-    fn is_empty(&self) -> bool {
-        self.ready.lock().is_none()
+    /// Leaves `outgoing` for the task unless the slot is full; `false` (and the task told to
+    /// come back after the one it has) if it is.
+    fn offer(&self, outgoing: impl FnOnce() -> Option<Arc<Outgoing>>) -> bool {
+        let mut slot = self.slot.lock();
+        if slot.ready.is_some() {
+            slot.behind = true;
+            return false;
+        }
+        slot.ready = outgoing();
+        true
     }
 }
 
@@ -216,32 +239,31 @@ impl ConnectionState {
     }
 
     /// Computes the transition to results valid at `ts` for the task to write, unless it has
-    /// not written the last one yet. Returns whether the task should be woken.
+    /// not written the last one yet (then it is told to come back for the rest once it has).
+    /// Returns whether the task should be woken.
     pub fn prepare(
         &mut self,
         subscriptions: &Subscriptions,
         ts: Timestamp,
         shared: &mut HashMap<Vec<u64>, Arc<Outgoing>>,
     ) -> bool {
-        if !self.outbox.is_empty() {
-            // Its task comes back for the rest once it has written that one.
-            return true;
-        }
-        let Some((start, end, modifications)) = self.take_transition(subscriptions, ts) else {
-            return false;
-        };
-        let outgoing = shared
-            .entry(transition_key(&start, &end, &modifications))
-            .or_insert_with(|| {
+        let outbox = self.outbox.clone();
+        let mut prepared = false;
+        let offered = outbox.offer(|| {
+            let (start, end, modifications) = self.take_transition(subscriptions, ts)?;
+            prepared = true;
+            let key = transition_key(&start, &end, &modifications);
+            let outgoing = shared.entry(key).or_insert_with(|| {
                 Arc::new(Outgoing::new(ServerMessage::Transition {
                     start,
                     end,
                     modifications,
                 }))
-            })
-            .clone();
-        *self.outbox.ready.lock() = Some(outgoing);
-        true
+            });
+            Some(outgoing.clone())
+        });
+        // A full slot: its task is woken (or still busy) and comes back for the rest.
+        !offered || prepared
     }
 
     /// Records that a mutation committed at `ts` was answered: a transition at or after it
@@ -261,6 +283,11 @@ impl ConnectionState {
         subscriptions: &Subscriptions,
         ts: Timestamp,
     ) -> Option<(StateVersion, StateVersion, Vec<QueryModification>)> {
+        // After a `MutationResponse` at `awaited`, nothing older is sent (guarantee 5): the
+        // refresh that reaches it comes, and folds in what changed before.
+        if self.awaiting_ts.is_some_and(|awaited| awaited > ts) {
+            return None;
+        }
         let mut current = Vec::with_capacity(self.queries.len());
         for (query_id, query) in &self.queries {
             current.push((*query_id, subscriptions.result(query.subscription)?));

@@ -138,7 +138,15 @@ impl Session {
                     let (request_id, outcome) = finished;
                     // Committed or not, the outcome is recorded: a client that misses this
                     // answer gets it again when it re-sends.
-                    let response = self.core.answer_mutation(request_id, outcome).await;
+                    let (first, response) = self.core.answer_mutation(request_id, outcome).await;
+                    if let Some(transition) = first {
+                        let frames = transition.frames(self.takes_chunks);
+                        match unless_stopping(&mut stopping, write(socket, frames.iter().cloned())).await {
+                            Some(Ok(())) => {}
+                            Some(Err(end)) => return end,
+                            None => return End::Abandoned,
+                        }
+                    }
                     match unless_stopping(&mut stopping, self.send(socket, &response)).await {
                         Some(Ok(())) => {}
                         Some(Err(end)) => return end,

@@ -11,7 +11,8 @@
 //! Driving it: hand each text frame to [`SessionCore::handle_frame`] (an `Err` is the reason
 //! for a `FatalError`, after which the connection ends); take mutations with
 //! [`SessionCore::next_mutation`] and run them (blocking: off the reactor); give each outcome
-//! to [`SessionCore::answer_mutation`] and send the response it returns; when
+//! to [`SessionCore::answer_mutation`] and send what it returns (a transition first, when
+//! there is one, then the response); when
 //! [`SessionCore::wake`] is notified, send what [`SessionCore::take_transition`] returns; when
 //! a frame's reply is [`Reply::Verify`], verify its token ([`PendingAuth::verify`], which may
 //! fetch an issuer's keys) before reading the next frame, and hand the verdict to
@@ -500,10 +501,16 @@ impl SessionCore {
         })
     }
 
-    /// The `MutationResponse` for the running mutation's outcome. After a commit, the
-    /// connection awaits a transition at or after its timestamp (guarantee 5), which the
-    /// caller sends after this response when woken.
-    pub async fn answer_mutation(&mut self, request_id: u64, outcome: Outcome) -> ServerMessage {
+    /// The `MutationResponse` for the running mutation's outcome, and the transition to send
+    /// before it, if the refresh left one in the outbox before the commit was answered: it
+    /// may be older than the commit, and nothing older may follow the response (guarantee
+    /// 5). After a commit, the connection awaits a transition at or after its timestamp,
+    /// which the caller sends after the response when woken.
+    pub async fn answer_mutation(
+        &mut self,
+        request_id: u64,
+        outcome: Outcome,
+    ) -> (Option<Arc<Outgoing>>, ServerMessage) {
         self.running = false;
         let (outcome, log_lines, committed_ts) = match outcome {
             Ok(success) => (
@@ -513,22 +520,27 @@ impl SessionCore {
             ),
             Err((error, log_lines)) => (Err(error), log_lines, None),
         };
+        let mut first = None;
         if let Some(ts) = committed_ts {
             let mut state = self.engine.state.lock().await;
             if let Some(connection) = state.connections.get_mut(&self.id) {
                 connection.await_ts(ts);
                 state.waiting.insert(self.id);
             }
+            // The outbox is filled under this lock: what is in it now was prepared before
+            // the await was recorded, anything later is at or after `ts`.
+            first = self.outbox.take();
             drop(state);
             // The next refresh reads at or after `ts`; if one already has, send now.
             self.engine.request_refresh();
             self.outbox.wake.notify_one();
         }
-        ServerMessage::MutationResponse {
+        let response = ServerMessage::MutationResponse {
             request_id,
             outcome,
             log_lines,
-        }
+        };
+        (first, response)
     }
 
     /// The transition to send now, if the client is behind the engine's results: the one
