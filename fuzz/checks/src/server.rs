@@ -130,6 +130,12 @@ impl Server {
         self.engine.refresh();
     }
 
+    /// A refresh round if one was asked for since the last, as the server's refresh task
+    /// runs them; whether it ran.
+    pub fn refresh_if_requested(&self) -> bool {
+        self.engine.refresh_if_requested()
+    }
+
     /// The connection is gone: its query set leaves the shared subscriptions; a mutation it
     /// already ran stays recorded in the mutation log, queued ones are dropped.
     pub fn close(&mut self, id: ConnectionId) {

@@ -291,8 +291,11 @@ impl World {
                 Ok(())
             }
             55..=64 => {
-                self.note("refresh".into());
-                self.server().refresh();
+                // Only when one was asked for, as the server's refresh task: a transition
+                // that needs a round nobody requested must show up as a missed one.
+                if self.server().refresh_if_requested() {
+                    self.note("refresh".into());
+                }
                 Ok(())
             }
             65..=74 => {
@@ -770,7 +773,7 @@ impl World {
                     busy = true;
                 }
             }
-            self.server().refresh();
+            busy |= self.server().refresh_if_requested();
             for c in 0..self.clients.len() {
                 busy |= self.server_send(c);
                 while let Some(id) = self.session_of(c) {

@@ -32,6 +32,7 @@ use crate::store::{Store, Timestamp};
 use crate::wasm::{DeployedModule, WasmHost};
 use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{watch, Mutex, Notify};
@@ -191,6 +192,19 @@ impl SyncEngine {
                 }
             }
         }
+    }
+
+    /// Runs a round if one was asked for since the last (a commit, a query-set change, an
+    /// answered mutation), as [`SyncEngine::run`] would; returns whether it ran. For a
+    /// deterministic driver: the simulation refreshes only when the server would.
+    pub fn refresh_if_requested(&self) -> bool {
+        let mut requested = std::pin::pin!(self.refresh_wanted.notified());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let ran = requested.as_mut().poll(&mut context).is_ready();
+        if ran {
+            self.refresh();
+        }
+        ran
     }
 
     /// The module calls run now: the latest deployed.
