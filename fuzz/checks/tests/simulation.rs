@@ -200,3 +200,28 @@ fn subscribers_of_a_changed_result_share_one_prepared_transition() {
     );
     server.stop();
 }
+
+/// More subscribers than one round prepares before letting the engine's lock go
+/// (`PREPARE_CHUNK`, 64): every one of them gets the commit, in the one shared transition.
+#[test]
+fn a_round_reaches_subscribers_past_the_first_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, ids) = watching_x(dir.path(), 150);
+    send_to_x(&server, "to-all");
+    assert!(
+        server.refresh_if_requested(),
+        "the commit asked for a round"
+    );
+    let mut sent = Vec::new();
+    for id in &ids {
+        let session = server.sessions.get_mut(id).unwrap();
+        let transition = session
+            .next_transition()
+            .expect("woken")
+            .expect("a transition");
+        assert!(transition.message.to_frame().contains("to-all"));
+        sent.push(transition);
+    }
+    assert!(sent.iter().all(|t| Arc::ptr_eq(t, &sent[0])));
+    server.stop();
+}
