@@ -257,17 +257,18 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
-/// The fan-out scenario's raw-broadcast baseline (`src/bin/broadcast.rs`, built beside this
-/// binary) in a child process, killed when dropped.
-pub struct BroadcastServer {
+/// A baseline server built beside this binary (`src/bin/broadcast.rs` for the fan-out
+/// scenario, `src/bin/http_floor.rs` for the calls) in a child process, killed when dropped.
+pub struct BaselineServer {
     child: Child,
     pub addr: SocketAddr,
 }
 
-impl BroadcastServer {
-    pub fn start() -> Result<Self, String> {
+impl BaselineServer {
+    /// Starts the binary `name` and waits for its `listening on` line.
+    pub fn start(name: &str) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let binary = exe.with_file_name("broadcast");
+        let binary = exe.with_file_name(name);
         let mut child = Command::new(&binary)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -283,7 +284,7 @@ impl BroadcastServer {
             .strip_prefix("listening on http://")
             .and_then(|addr| addr.parse().ok())
             .ok_or_else(|| format!("{} said {line:?}", binary.display()))?;
-        Ok(BroadcastServer { child, addr })
+        Ok(BaselineServer { child, addr })
     }
 
     pub fn cpu_seconds(&self) -> Option<f64> {
@@ -291,7 +292,7 @@ impl BroadcastServer {
     }
 }
 
-impl Drop for BroadcastServer {
+impl Drop for BaselineServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -13,6 +13,7 @@ use super::Context;
 use crate::http::Http;
 use crate::report::Row;
 use crate::server::build_app;
+use crate::server::BaselineServer;
 use crate::stats::Latency;
 use ferrovex_model::{obj, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Store, BY_CREATION_TIME};
@@ -192,6 +193,13 @@ fn over_http(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(), 
     let ping = time(queries, &mut || {
         check(bank_http.call("query", "bank:ping", json!({})))
     });
+    // The floor: the same request and answer bytes through a minimal hyper server.
+    let floor_server = BaselineServer::start("http_floor")?;
+    let mut floor_http = connect(floor_server.addr)?;
+    let floor = time(queries, &mut || {
+        check(floor_http.call("query", "bank:ping", json!({})))
+    });
+    drop((floor_http, floor_server));
     let get = time(queries, &mut || {
         check(chat_http.call("query", "chat:get_messages", json!({})))
     });
@@ -204,6 +212,13 @@ fn over_http(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(), 
     if let Some(e) = failure {
         return Err(e);
     }
+    let floor_p50 = floor.p50_ms;
+    ctx.push(
+        Row::new("baseline", "HTTP floor, a minimal hyper server")
+            .value(floor.mean_ms * 1e3, "us mean")
+            .latency(floor)
+            .note("bank:ping's request and answer bytes, nothing run (src/bin/http_floor.rs); one connection, one call after another"),
+    );
     for (name, latency) in [
         ("empty query bank:ping", ping),
         ("chat:get_messages (50 docs)", get),
@@ -214,6 +229,9 @@ fn over_http(ctx: &mut Context, queries: usize, mutations: usize) -> Result<(), 
             .latency(latency);
         if let Some(native) = ctx.find("baseline", &native_case(name)) {
             row = row.latency_ratio(native.label(), native.latency.unwrap().p50_ms);
+        }
+        if name.starts_with("empty query") {
+            row = row.latency_ratio("baseline HTTP floor, a minimal hyper server", floor_p50);
         }
         ctx.push(row.note("one connection, one call after another"));
     }

@@ -30,7 +30,7 @@
 
 use super::{Context, BODY_BYTES};
 use crate::report::Row;
-use crate::server::BroadcastServer;
+use crate::server::BaselineServer;
 use crate::stats::{ms, percentile, Latency};
 use crate::ws::{connect, mutate, subscribe_all, Ws};
 use futures_util::StreamExt;
@@ -523,7 +523,7 @@ fn raw_broadcast(ctx: &Context, tiers: &[usize], sample: &str) -> Result<Vec<Row
     let Some(at) = at else {
         return Err("the same-query case delivered no frame to copy".into());
     };
-    let server = BroadcastServer::start()?;
+    let server = BaselineServer::start("broadcast")?;
     let quick = ctx.quick;
     let rows = ctx.clients.block_on(async {
         let (shared, mut deliveries) = Shared::new();
