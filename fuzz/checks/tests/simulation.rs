@@ -225,3 +225,49 @@ fn a_round_reaches_subscribers_past_the_first_chunk() {
     assert!(sent.iter().all(|t| Arc::ptr_eq(t, &sent[0])));
     server.stop();
 }
+
+/// Once a connection's commit is answered, no transition older than it is built for it, even
+/// when the last refresh is behind that commit: the connection waits for the round that
+/// reaches it, which folds in everything before (guarantee 5).
+#[test]
+fn nothing_older_than_an_answered_commit_follows_its_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, ids) = watching_x(dir.path(), 1);
+    // Two outside commits refreshed before the task takes anything: the first's transition
+    // waits in the outbox, the second is owed.
+    send_to_x(&server, "outside-1");
+    assert!(server.refresh_if_requested());
+    send_to_x(&server, "outside-2");
+    assert!(server.refresh_if_requested());
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    session.outbox.clear();
+    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
+        "args": [{"channel": "x", "body": "mine"}]});
+    session.inbox.push_back(mutation.to_string());
+    assert!(session.read_one() && session.run_one() && session.answer());
+    let answered: Vec<String> = session.outbox.drain(..).collect();
+    assert!(
+        answered.last().unwrap().contains("MutationResponse"),
+        "{answered:?}"
+    );
+    // The engine's results are still those of the round before the commit: nothing to send.
+    assert!(session.send_transition(), "woken");
+    assert!(
+        session.outbox.is_empty(),
+        "a transition older than the answered commit: {:?}",
+        session.outbox
+    );
+    // The round the commit asked for brings both the owed commit and the client's own.
+    assert!(server.refresh_if_requested());
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    let transition = session
+        .next_transition()
+        .expect("woken")
+        .expect("a transition");
+    let frame = transition.message.to_frame();
+    assert!(
+        frame.contains("outside-2") && frame.contains("mine"),
+        "{frame}"
+    );
+    server.stop();
+}
