@@ -129,6 +129,14 @@ impl LoadResult {
     pub fn per_second(&self) -> f64 {
         self.answered as f64 / self.took.as_secs_f64()
     }
+
+    /// "N failed", and the first failure's message after a colon when there was one.
+    pub fn failed(&self) -> String {
+        match &self.first_failure {
+            Some(e) => format!("{} failed: {e}", self.failures),
+            None => format!("{} failed", self.failures),
+        }
+    }
 }
 
 /// What the calls of a closed loop are.

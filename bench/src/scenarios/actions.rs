@@ -53,13 +53,9 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     .throughput(result.per_second())
     .latency(result.latency.clone())
     .note(format!(
-        "{} actions, {served} requests served on loopback, {} failed{}",
+        "{} actions, {served} requests served on loopback, {}",
         result.answered,
-        result.failures,
-        result
-            .first_failure
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
+        result.failed()
     ));
     if let Some(cpu) = cpu {
         row = row.cpu_per_call(cpu, result.answered);

@@ -136,11 +136,10 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         .throughput(result.per_second())
         .latency(result.latency.clone())
         .note(format!(
-            "{} transfers, {retries} conflict retries ({:.3}/transfer), {serial} serial-lane runs, {} failed{}",
+            "{} transfers, {retries} conflict retries ({:.3}/transfer), {serial} serial-lane runs, {}",
             result.answered,
             retries as f64 / result.answered.max(1) as f64,
-            result.failures,
-            result.first_failure.map(|e| format!(": {e}")).unwrap_or_default()
+            result.failed()
         ));
         if let Some(cpu) = cpu {
             row = row.cpu_per_call(cpu, result.answered);

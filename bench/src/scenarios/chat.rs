@@ -72,13 +72,9 @@ fn measure(ctx: &Context, server: RuntimeServer, case: String) -> Result<Row, St
         .throughput(result.per_second())
         .latency(result.latency.clone())
         .note(format!(
-            "{} durable commits, {} failed{}",
+            "{} durable commits, {}",
             result.answered,
-            result.failures,
-            result
-                .first_failure
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            result.failed()
         ));
     if let Some(cpu) = cpu {
         row = row.cpu_per_call(cpu, result.answered);

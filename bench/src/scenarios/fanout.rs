@@ -278,16 +278,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     let tiers = tiers(ctx.quick);
     // One shared query. Its rows are compared with the raw broadcast's, which sends the frame
     // they captured, so they are pushed after it.
-    let server = ctx.serve("examples/chat", "fanout-same")?;
-    let (same, sample) = ctx.clients.block_on(fan_out(
-        server.addr,
-        Kind::SameQuery,
-        tiers,
-        ctx.quick,
-        &|| server.rss_bytes().unwrap_or(0),
-        &|| server.cpu_seconds(),
-    ));
-    server.stop()?;
+    let (same, sample) = serve_and_fan_out(ctx, "examples/chat", "fanout-same", Kind::SameQuery)?;
     let raw = raw_broadcast(ctx, tiers, &sample)?;
     for row in &raw {
         ctx.push(row.clone());
@@ -299,21 +290,32 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
             None => row,
         });
     }
+    let channels = "runtime/tests/guests/channels";
+    let (distinct, _) = serve_and_fan_out(ctx, channels, "fanout-distinct", Kind::DistinctQueries)?;
+    for row in distinct {
+        ctx.push(row);
+    }
+    one_of_many(ctx)
+}
 
-    let server = ctx.serve("runtime/tests/guests/channels", "fanout-distinct")?;
-    let (distinct, _) = ctx.clients.block_on(fan_out(
+/// [`fan_out`] of `kind` over every tier against a server of its own (`app`, data `name`).
+fn serve_and_fan_out(
+    ctx: &Context,
+    app: &str,
+    name: &str,
+    kind: Kind,
+) -> Result<(Vec<Row>, String), String> {
+    let server = ctx.serve(app, name)?;
+    let out = ctx.clients.block_on(fan_out(
         server.addr,
-        Kind::DistinctQueries,
-        tiers,
+        kind,
+        tiers(ctx.quick),
         ctx.quick,
         &|| server.rss_bytes().unwrap_or(0),
         &|| server.cpu_seconds(),
     ));
     server.stop()?;
-    for row in distinct {
-        ctx.push(row);
-    }
-    one_of_many(ctx)
+    Ok(out)
 }
 
 /// What the writes of one case came to.
@@ -337,13 +339,16 @@ impl Measured {
         self.latencies.len()
     }
 
+    /// The writes' own round trip at p50, in milliseconds.
+    fn write_p50(&self) -> f64 {
+        ms(percentile(&self.writes, 0.5))
+    }
+
     /// The row of `case`: latency, delivery rate, CPU per delivery, and a note.
-    fn row(mut self, scenario: &str, case: String, extra: &str) -> Row {
-        self.writes.sort_unstable();
-        self.lasts.sort_unstable();
+    fn row(self, scenario: &str, case: String, extra: &str) -> Row {
         let delivered = self.delivered();
         let busy: Duration = self.lasts.iter().sum();
-        let write_p50 = ms(percentile(&self.writes, 0.5));
+        let write_p50 = self.write_p50();
         let commits = self.writes.len();
         let mut row = Row::new(scenario, case);
         if !busy.is_zero() {
@@ -376,7 +381,7 @@ impl Measured {
 
 /// Makes up to `commits` writes (after [`WARMUP_COMMITS`] unmeasured ones), one at a time,
 /// for at most `budget`; `write(seq)` makes write `seq` and waits for its `affected`
-/// deliveries.
+/// deliveries. The writes' and last deliveries' times come sorted.
 async fn measure(
     commits: usize,
     budget: Duration,
@@ -413,6 +418,8 @@ async fn measure(
     }
     out.other_frames = shared.other_frames() - other_before;
     out.cpu = cpu_before.zip(cpu()).map(|(before, after)| after - before);
+    out.writes.sort_unstable();
+    out.lasts.sort_unstable();
     out
 }
 
@@ -490,9 +497,7 @@ async fn fan_out(
                 format!("{tier} subscribers, distinct queries"),
             ),
         };
-        let mut writes = measured.writes.clone();
-        writes.sort_unstable();
-        let write_p50 = ms(percentile(&writes, 0.5));
+        let write_p50 = measured.write_p50();
         let per_connection = rss_now.saturating_sub(rss_before) as f64 / tier as f64;
         let extra = format!(
             "; setup {:.1} s, server RSS {:.0} MiB (+{:.1} KiB/connection)",
@@ -613,7 +618,7 @@ fn one_of_many(ctx: &mut Context) -> Result<(), String> {
                 .map(|c| ("channels:list", json!({"channel": format!("c{c}")})))
                 .collect()
         };
-        let mut base: Option<Measured> = None;
+        let mut base: Option<(Option<f64>, f64)> = None;
         for (count, subscriptions) in [
             (few, few),
             (few + connections, few + connections * per_connection),
@@ -645,28 +650,16 @@ fn one_of_many(ctx: &mut Context) -> Result<(), String> {
             .await;
             let case = format!("a commit touching 1 of {subscriptions} subscriptions");
             let extra = format!("; {count} connections");
-            let row = match &base {
-                None => {
-                    let (cpu, latencies) = (measured.cpu, measured.latencies.clone());
-                    base = Some(Measured {
-                        cpu,
-                        latencies,
-                        writes: measured.writes.clone(),
-                        ..Measured::default()
-                    });
-                    measured.row("fanout", case, &extra)
-                }
-                Some(base) => {
-                    let cpu_ratio = measured
-                        .cpu_per_commit()
-                        .zip(base.cpu_per_commit())
+            let cpu_per_commit = measured.cpu_per_commit();
+            let row = match base {
+                None => measured.row("fanout", case, &extra),
+                Some((base_cpu, base_p50)) => {
+                    let cpu_ratio = cpu_per_commit
+                        .zip(base_cpu)
                         .map(|(now, then)| {
                             format!("; {:.2}x the server CPU per commit with {few}", now / then)
                         })
                         .unwrap_or_default();
-                    let mut latencies = base.latencies.clone();
-                    latencies.sort_unstable();
-                    let base_p50 = ms(percentile(&latencies, 0.5));
                     measured
                         .row("fanout", case, &format!("{extra}{cpu_ratio}"))
                         .latency_ratio(
@@ -675,6 +668,13 @@ fn one_of_many(ctx: &mut Context) -> Result<(), String> {
                         )
                 }
             };
+            // The first case is the one the second is compared with.
+            if base.is_none() {
+                base = Some((
+                    cpu_per_commit,
+                    row.latency.as_ref().map_or(0.0, |l| l.p50_ms),
+                ));
+            }
             rows.push(row);
         }
         close_all(subscribers).await;

@@ -366,12 +366,8 @@ fn closed(
         }
     }
     Ok(row.note(format!(
-        "{} durable commits{cpu_note}, {} failed{}",
+        "{} durable commits{cpu_note}, {}",
         result.answered,
-        result.failures,
-        result
-            .first_failure
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default()
+        result.failed()
     )))
 }

@@ -44,14 +44,19 @@ fn a_seed_replays_exactly() {
 /// A server with the channels guest and `count` connections, each connected and watching
 /// channel `x` (query id 7), their first transitions taken.
 fn watching_x(dir: &std::path::Path, count: usize) -> (Server, Vec<ConnectionId>) {
+    watching(dir, &vec!["x"; count])
+}
+
+/// [`watching_x`] with connection `i` watching `channels[i]`.
+fn watching(dir: &std::path::Path, channels: &[&str]) -> (Server, Vec<ConnectionId>) {
     let mut server = Server::start(dir, &channels_wasm());
-    let ids: Vec<_> = (0..count).map(|_| server.accept()).collect();
-    for (n, id) in ids.iter().enumerate() {
+    let ids: Vec<_> = channels.iter().map(|_| server.accept()).collect();
+    for (n, (id, channel)) in ids.iter().zip(channels).enumerate() {
         let session = server.sessions.get_mut(id).unwrap();
         let connect =
             json!({"type": "Connect", "sessionId": format!("s{n}"), "connectionCount": 0});
         let watch = json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-            {"type": "Add", "queryId": 7, "udfPath": "channels:list", "args": [{"channel": "x"}]}
+            {"type": "Add", "queryId": 7, "udfPath": "channels:list", "args": [{"channel": channel}]}
         ]});
         session
             .inbox
@@ -71,8 +76,13 @@ fn watching_x(dir: &std::path::Path, count: usize) -> (Server, Vec<ConnectionId>
 
 /// Commits a message with `body` to channel `x` from outside every connection.
 fn send_to_x(server: &Server, body: &str) {
+    send_to(server, "x", body)
+}
+
+/// Commits a message with `body` to `channel` from outside every connection.
+fn send_to(server: &Server, channel: &str, body: &str) {
     let module = server.engine.module();
-    let args = ferrovex_model::json::from_json(&json!({"channel": "x", "body": body})).unwrap();
+    let args = ferrovex_model::json::from_json(&json!({"channel": channel, "body": body})).unwrap();
     server
         .engine
         .host
@@ -141,39 +151,8 @@ fn a_transition_older_than_a_commit_is_sent_before_its_response() {
 #[test]
 fn subscribers_of_a_changed_result_share_one_prepared_transition() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &channels_wasm());
-    let watch = |channel: &str| {
-        json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": [
-            {"type": "Add", "queryId": 7, "udfPath": "channels:list", "args": [{"channel": channel}]}
-        ]})
-        .to_string()
-    };
-    let ids: Vec<_> = (0..4).map(|_| server.accept()).collect();
-    for (n, (id, channel)) in ids.iter().zip(["x", "x", "x", "y"]).enumerate() {
-        let session = server.sessions.get_mut(id).unwrap();
-        let connect =
-            json!({"type": "Connect", "sessionId": format!("s{n}"), "connectionCount": 0});
-        session.inbox.extend([connect.to_string(), watch(channel)]);
-        while session.read_one() {}
-    }
-    server.refresh();
-    for id in &ids {
-        let first = server.sessions.get_mut(id).unwrap().next_transition();
-        assert!(
-            matches!(first, Some(Some(_))),
-            "connection {id}: its first results"
-        );
-    }
-    // A commit to channel x, from outside every connection.
-    let store = server.store.clone();
-    let module = server.engine.module();
-    let args = ferrovex_model::json::from_json(&json!({"channel": "x", "body": "hi"})).unwrap();
-    server
-        .engine
-        .host
-        .run_mutation(&store, &module, "channels:send", &args, Default::default())
-        .expect("channels:send commits");
-    drop(store);
+    let (mut server, ids) = watching(dir.path(), &["x", "x", "x", "y"]);
+    send_to(&server, "x", "hi");
     server.refresh();
     let mut sent = Vec::new();
     for id in &ids[..3] {

@@ -282,7 +282,7 @@ pub async fn query_batch(
             }
         }
     }
-    let outcome = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         // One snapshot for the whole batch.
         let snapshot = app.store.snapshot();
         // Each answer goes straight into the one body, which may not pass
@@ -313,8 +313,7 @@ pub async fn query_batch(
         body.extend_from_slice(b"]}");
         with_body(StatusCode::OK, "application/json", body)
     })
-    .await;
-    outcome.unwrap_or_else(|join_error| host_failed(&join_error))
+    .await
 }
 
 /// Runs `work`, which blocks its thread for up to the call time limit: on this thread, after
@@ -336,11 +335,8 @@ async fn blocking(work: impl FnOnce() -> HttpResponse + Send + 'static) -> HttpR
     })
 }
 
-/// The host turns guest panics into errors; a join error is a bug in the host itself.
-fn host_failed(join_error: &tokio::task::JoinError) -> HttpResponse {
-    host_error(join_error.to_string())
-}
-
+/// The host turns guest panics into errors; a panic that reaches here is a bug in the host
+/// itself.
 fn host_error(reason: String) -> HttpResponse {
     request_error(
         StatusCode::INTERNAL_SERVER_ERROR,

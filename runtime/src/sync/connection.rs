@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 
 /// Where the refresh leaves a connection's next transition. The refresh computes it while it
 /// holds the engine's lock anyway, so the connection's task writes it without taking the
-/// lock: with 1,000 subscribers of one query, 1,000 tasks each waiting their turn for the
-/// lock after every commit was the serial part of a delivery. Holds one transition at most:
+/// lock: with 1,000 subscribers of one query, each of 1,000 tasks took the lock in turn
+/// after every commit to build its own. Holds one transition at most:
 /// a connection whose task has not written the last one yet gets its next one computed by
 /// the task itself, folding every commit since (the engine queues nothing per commit).
 #[derive(Default)]
@@ -51,16 +51,17 @@ impl Outbox {
         ready
     }
 
-    /// Leaves `outgoing` for the task unless the slot is full; `false` (and the task told to
-    /// come back after the one it has) if it is.
-    fn offer(&self, outgoing: impl FnOnce() -> Option<Arc<Outgoing>>) -> bool {
+    /// Whether the slot is full; if it is, the task is told to come back after the one it
+    /// has. Only the refresh fills the slot, under the engine's lock, so an empty slot stays
+    /// empty until that refresh [`Outbox::put`]s.
+    fn full_so_behind(&self) -> bool {
         let mut slot = self.slot.lock();
-        if slot.ready.is_some() {
-            slot.behind = true;
-            return false;
-        }
-        slot.ready = outgoing();
-        true
+        slot.behind |= slot.ready.is_some();
+        slot.ready.is_some()
+    }
+
+    fn put(&self, outgoing: Arc<Outgoing>) {
+        self.slot.lock().ready = Some(outgoing);
     }
 }
 
@@ -247,23 +248,23 @@ impl ConnectionState {
         ts: Timestamp,
         shared: &mut HashMap<Vec<u64>, Arc<Outgoing>>,
     ) -> bool {
-        let outbox = self.outbox.clone();
-        let mut prepared = false;
-        let offered = outbox.offer(|| {
-            let (start, end, modifications) = self.take_transition(subscriptions, ts)?;
-            prepared = true;
-            let key = transition_key(&start, &end, &modifications);
-            let outgoing = shared.entry(key).or_insert_with(|| {
-                Arc::new(Outgoing::new(ServerMessage::Transition {
-                    start,
-                    end,
-                    modifications,
-                }))
-            });
-            Some(outgoing.clone())
+        if self.outbox.full_so_behind() {
+            // Its task is woken (or still busy) and comes back for the rest.
+            return true;
+        }
+        let Some((start, end, modifications)) = self.take_transition(subscriptions, ts) else {
+            return false;
+        };
+        let key = transition_key(&start, &end, &modifications);
+        let outgoing = shared.entry(key).or_insert_with(|| {
+            Arc::new(Outgoing::new(ServerMessage::Transition {
+                start,
+                end,
+                modifications,
+            }))
         });
-        // A full slot: its task is woken (or still busy) and comes back for the rest.
-        !offered || prepared
+        self.outbox.put(outgoing.clone());
+        true
     }
 
     /// Records that a mutation committed at `ts` was answered: a transition at or after it
