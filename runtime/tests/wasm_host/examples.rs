@@ -3,7 +3,7 @@
 
 use crate::{args, App};
 use ferrovex_model::Value;
-use ferrovex_runtime::wasm::CallError;
+use ferrovex_runtime::wasm::{CallError, CallOptions};
 
 fn bodies(value: &Value) -> Vec<String> {
     let Value::Array(docs) = value else {
@@ -291,4 +291,50 @@ fn modules_built_with_the_sdk_declare_its_abi_and_version() {
             .unwrap_or_else(|e| panic!("{guest}: {e}"));
         assert_eq!(declared, [this.clone()], "{guest}");
     }
+}
+
+/// A mutation keyed by a receipt (a client's `(sessionId, requestId)`) runs once: the same key
+/// again is answered from the receipt its commit wrote, runs nothing, writes nothing and is
+/// not recorded as a second execution, even under a path the module no longer has (a client
+/// re-sending after a deploy). A new key runs.
+#[test]
+fn a_receipt_answers_a_repeated_mutation_without_running_it() {
+    let app = App::new("examples/chat");
+    let once = |path: &str, key: &[u8]| {
+        app.host.run_mutation_once(
+            &app.store,
+            &app.module,
+            path,
+            &args(r#"{"user": "ada", "body": "once"}"#),
+            CallOptions::default(),
+            key,
+        )
+    };
+    let executions = || {
+        let (recent, _) = app.host.executions.follow();
+        recent.iter().filter(|r| r.kind == "mutation").count()
+    };
+    let first = once("chat:send_message", b"session-1/7").unwrap();
+    assert_eq!(executions(), 1);
+    let commits = app.store.latest_ts();
+
+    let again = once("chat:send_message", b"session-1/7").unwrap();
+    assert_eq!(
+        (again.ts, &again.value, &again.log_lines),
+        (first.ts, &first.value, &first.log_lines),
+        "the first outcome, commit timestamp and log lines included"
+    );
+    let renamed = once("chat:no_longer_here", b"session-1/7").unwrap();
+    assert_eq!(renamed.ts, first.ts);
+    assert_eq!(app.store.latest_ts(), commits, "nothing committed again");
+    assert_eq!(executions(), 1, "answered from the receipt, not run");
+
+    let unknown = once("chat:no_longer_here", b"session-1/8").unwrap_err();
+    assert!(
+        unknown.to_string().contains("chat:no_longer_here"),
+        "{unknown}"
+    );
+    let next = once("chat:send_message", b"session-1/9").unwrap();
+    assert!(next.ts > first.ts);
+    assert_eq!(executions(), 3);
 }
