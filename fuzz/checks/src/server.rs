@@ -276,11 +276,14 @@ impl Session {
         let Some((request_id, outcome)) = self.ran.take() else {
             return false;
         };
-        let (first, response) = now(self.core.answer_mutation(request_id, outcome));
-        if let Some(transition) = first {
+        let answer = now(self.core.answer_mutation(request_id, outcome));
+        if let Some(transition) = answer.before {
             self.outbox.push_back(transition.message.to_frame());
         }
-        self.outbox.push_back(response.to_frame());
+        self.outbox.push_back(answer.response.to_frame());
+        if let Some(transition) = answer.after {
+            self.outbox.push_back(transition.message.to_frame());
+        }
         true
     }
 

@@ -250,3 +250,56 @@ fn nothing_older_than_an_answered_commit_follows_its_response() {
     );
     server.stop();
 }
+
+/// A commit that changes no result anyone holds is shown to its writer in the same write as
+/// its `MutationResponse`: the results move to the commit without a query run and without
+/// waiting for a round (`SyncEngine::advance_in_place`); the round that follows has nothing
+/// more for the writer. A commit that changes a held result still waits for the round.
+#[test]
+fn a_commit_no_result_reads_is_shown_with_its_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, ids) = watching(dir.path(), &["y", "x"]);
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
+        "args": [{"channel": "x2", "body": "elsewhere"}]});
+    session.inbox.push_back(mutation.to_string());
+    assert!(session.read_one() && session.run_one() && session.answer());
+    let answered: Vec<String> = session.outbox.drain(..).collect();
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    let response: serde_json::Value = serde_json::from_str(&answered[0]).unwrap();
+    let transition: serde_json::Value = serde_json::from_str(&answered[1]).unwrap();
+    assert_eq!(response["type"], "MutationResponse", "{response}");
+    assert_eq!(transition["type"], "Transition", "{transition}");
+    let committed = ferrovex_model::json::decode_u64(response["ts"].as_str().unwrap()).unwrap();
+    let shown =
+        ferrovex_model::json::decode_u64(transition["endVersion"]["ts"].as_str().unwrap()).unwrap();
+    assert!(shown >= committed, "{answered:?}");
+    assert_eq!(transition["modifications"], json!([]), "{transition}");
+    assert!(
+        server.refresh_if_requested(),
+        "the commit asked for a round"
+    );
+    let session = server.sessions.get_mut(&ids[0]).unwrap();
+    assert!(
+        !matches!(session.next_transition(), Some(Some(_))),
+        "the round sent the writer its commit again"
+    );
+
+    // Channel x is watched (by the second connection): its commit waits for the round.
+    let mutation = json!({"type": "Mutation", "requestId": 2, "udfPath": "channels:send",
+        "args": [{"channel": "x", "body": "watched"}]});
+    session.inbox.push_back(mutation.to_string());
+    assert!(session.read_one() && session.run_one() && session.answer());
+    let answered: Vec<String> = session.outbox.drain(..).collect();
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert!(answered[0].contains("MutationResponse"), "{answered:?}");
+    assert!(server.refresh_if_requested());
+    for id in &ids {
+        let session = server.sessions.get_mut(id).unwrap();
+        assert!(
+            matches!(session.next_transition(), Some(Some(_))),
+            "connection {id} has the round's transition"
+        );
+    }
+    server.stop();
+}

@@ -27,7 +27,7 @@
 
 use super::connection::ConnectionState;
 use super::mutation_log::MutationLog;
-use super::subscriptions::{advance, CommitFeed, Subscriptions};
+use super::subscriptions::{advance, advance_without_queries, CommitFeed, Subscriptions};
 use crate::auth::Access;
 use crate::store::{Store, Timestamp};
 use crate::wasm::{DeployedModule, WasmHost};
@@ -163,7 +163,7 @@ impl SyncEngine {
             &self.store,
             &state.modules,
         );
-        state.ts = ts;
+        state.ts = state.ts.max(ts);
         let mut candidates: Vec<ConnectionId> = state.waiting.iter().copied().collect();
         for &id in &changed {
             candidates.extend(state.subscriptions.watchers(id));
@@ -180,6 +180,9 @@ impl SyncEngine {
                 guard = self.state.blocking_lock();
             }
             let state = &mut *guard;
+            // A session may have moved the results on while the lock was free (see
+            // `SessionCore::answer_mutation`): never prepare a transition older than that.
+            let ts = state.ts.max(ts);
             for &id in chunk {
                 let Some(connection) = state.connections.get_mut(&id) else {
                     state.waiting.remove(&id);
@@ -193,6 +196,20 @@ impl SyncEngine {
                 }
             }
         }
+    }
+
+    /// Moves the results held to the latest commit if no query has to run for it (see
+    /// [`advance_without_queries`]); returns whether they are now at or after `ts`. Called
+    /// with the engine's lock held, by a session that must not wait for a round.
+    pub fn advance_in_place(&self, state: &mut EngineState, ts: Timestamp) -> bool {
+        if state.ts < ts {
+            if let Some(now) =
+                advance_without_queries(&mut state.subscriptions, &self.feed, &self.store, state.ts)
+            {
+                state.ts = now;
+            }
+        }
+        state.ts >= ts
     }
 
     /// Runs a round if one was asked for since the last (a commit, a query-set change, an

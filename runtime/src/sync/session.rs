@@ -138,16 +138,19 @@ impl Session {
                     let (request_id, outcome) = finished;
                     // Committed or not, the outcome is recorded: a client that misses this
                     // answer gets it again when it re-sends.
-                    let (first, response) = self.core.answer_mutation(request_id, outcome).await;
-                    if let Some(transition) = first {
-                        let frames = transition.frames(self.takes_chunks);
-                        match unless_stopping(&mut stopping, write(socket, frames.iter().cloned())).await {
-                            Some(Ok(())) => {}
-                            Some(Err(end)) => return end,
-                            None => return End::Abandoned,
-                        }
+                    let answer = self.core.answer_mutation(request_id, outcome).await;
+                    // One write (one system call, usually) for the three parts: two cost
+                    // 10% of the server's CPU in `bench --only chat-send`.
+                    let chunks = self.takes_chunks;
+                    let mut frames: Vec<Frame> = Vec::new();
+                    if let Some(transition) = &answer.before {
+                        frames.extend_from_slice(transition.frames(chunks));
                     }
-                    match unless_stopping(&mut stopping, self.send(socket, &response)).await {
+                    frames.extend(answer.response.to_frames(chunks).into_iter().map(Frame::from));
+                    if let Some(transition) = &answer.after {
+                        frames.extend_from_slice(transition.frames(chunks));
+                    }
+                    match unless_stopping(&mut stopping, write(socket, frames)).await {
                         Some(Ok(())) => {}
                         Some(Err(end)) => return end,
                         None => return End::Abandoned,

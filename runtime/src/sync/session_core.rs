@@ -11,8 +11,9 @@
 //! Driving it: hand each text frame to [`SessionCore::handle_frame`] (an `Err` is the reason
 //! for a `FatalError`, after which the connection ends); take mutations with
 //! [`SessionCore::next_mutation`] and run them (blocking: off the reactor); give each outcome
-//! to [`SessionCore::answer_mutation`] and send what it returns (a transition first, when
-//! there is one, then the response); when
+//! to [`SessionCore::answer_mutation`] and send what it returns in its order (a transition,
+//! when there is one, the response, and the transition that shows its commit, when there is
+//! one already), in one write; when
 //! [`SessionCore::wake`] is notified, send what [`SessionCore::take_transition`] returns; when
 //! a frame's reply is [`Reply::Verify`], verify its token ([`PendingAuth::verify`], which may
 //! fetch an issuer's keys) before reading the next frame, and hand the verdict to
@@ -180,6 +181,14 @@ impl PendingAuth {
             outcome,
         }
     }
+}
+
+/// What answers a mutation, in the order it is written: a transition prepared before the
+/// commit was answered, the `MutationResponse`, and a transition at or after the commit.
+pub struct Answer {
+    pub before: Option<Arc<Outgoing>>,
+    pub response: ServerMessage,
+    pub after: Option<Arc<Outgoing>>,
 }
 
 /// A mutation taken from the queue, to be run once; its outcome goes back to
@@ -501,16 +510,16 @@ impl SessionCore {
         })
     }
 
-    /// The `MutationResponse` for the running mutation's outcome, and the transition to send
-    /// before it, if the refresh left one in the outbox before the commit was answered: it
-    /// may be older than the commit, and nothing older may follow the response (guarantee
-    /// 5). After a commit, the connection awaits a transition at or after its timestamp,
-    /// which the caller sends after the response when woken.
-    pub async fn answer_mutation(
-        &mut self,
-        request_id: u64,
-        outcome: Outcome,
-    ) -> (Option<Arc<Outgoing>>, ServerMessage) {
+    /// The `MutationResponse` for the running mutation's outcome, with what to send around
+    /// it, all in one write.
+    ///
+    /// Before it, the transition the refresh left in the outbox before the commit was
+    /// answered, if any: it may be older than the commit, and nothing older may follow the
+    /// response (guarantee 5). After it, the transition at or after the commit when it can be
+    /// had now: the results are there already, or can be moved there without running a query
+    /// (`SyncEngine::advance_in_place`). Otherwise the connection awaits a transition at or
+    /// after its timestamp, which the caller sends when woken after the next refresh.
+    pub async fn answer_mutation(&mut self, request_id: u64, outcome: Outcome) -> Answer {
         self.running = false;
         let (outcome, log_lines, committed_ts) = match outcome {
             Ok(success) => (
@@ -520,27 +529,50 @@ impl SessionCore {
             ),
             Err((error, log_lines)) => (Err(error), log_lines, None),
         };
-        let mut first = None;
+        let mut before = None;
+        let mut after = None;
         if let Some(ts) = committed_ts {
-            let mut state = self.engine.state.lock().await;
-            if let Some(connection) = state.connections.get_mut(&self.id) {
-                connection.await_ts(ts);
-                state.waiting.insert(self.id);
-            }
+            let mut guard = self.engine.state.lock().await;
+            let state = &mut *guard;
             // The outbox is filled under this lock: what is in it now was prepared before
-            // the await was recorded, anything later is at or after `ts`.
-            first = self.outbox.take();
-            drop(state);
-            // The next refresh reads at or after `ts`; if one already has, send now.
-            self.engine.request_refresh();
-            self.outbox.wake.notify_one();
+            // the await is recorded, anything later is at or after `ts`.
+            before = self.outbox.take();
+            let known = state.connections.get_mut(&self.id).map(|c| c.await_ts(ts));
+            let current = known.is_some() && self.engine.advance_in_place(state, ts);
+            if let Some(connection) = state.connections.get_mut(&self.id) {
+                if current {
+                    // A round is on its way for the commit (every commit asks for one) and
+                    // serves the other connections; this one needs nothing more from it.
+                    after = connection
+                        .take_transition(&state.subscriptions, state.ts)
+                        .map(|(start, end, modifications)| {
+                            Arc::new(Outgoing::new(ServerMessage::Transition {
+                                start,
+                                end,
+                                modifications,
+                            }))
+                        });
+                }
+                if connection.is_waiting() {
+                    state.waiting.insert(self.id);
+                }
+            }
+            drop(guard);
+            if after.is_none() {
+                // The next refresh reads at or after `ts`; if one already has, send now.
+                self.engine.request_refresh();
+                self.outbox.wake.notify_one();
+            }
         }
-        let response = ServerMessage::MutationResponse {
-            request_id,
-            outcome,
-            log_lines,
-        };
-        (first, response)
+        Answer {
+            before,
+            response: ServerMessage::MutationResponse {
+                request_id,
+                outcome,
+                log_lines,
+            },
+            after,
+        }
     }
 
     /// The transition to send now, if the client is behind the engine's results: the one

@@ -359,10 +359,46 @@ impl CommitFeed {
         while pending.0 < ts {
             self.arrived.wait(&mut pending);
         }
-        let later = pending.1.partition_point(|c| c.ts <= ts);
-        let rest = pending.1.split_off(later);
-        std::mem::replace(&mut pending.1, rest)
+        Self::split_through(&mut pending.1, ts)
     }
+
+    /// [`CommitFeed::take_through`] without waiting: `None` if the announcements have not
+    /// reached `ts` yet. For a caller on the reactor, which must not block.
+    pub fn try_take_through(&self, ts: Timestamp) -> Option<Vec<CommittedKeys>> {
+        let mut pending = self.pending.lock();
+        (pending.0 >= ts).then(|| Self::split_through(&mut pending.1, ts))
+    }
+
+    fn split_through(pending: &mut Vec<CommittedKeys>, ts: Timestamp) -> Vec<CommittedKeys> {
+        let later = pending.partition_point(|c| c.ts <= ts);
+        let rest = pending.split_off(later);
+        std::mem::replace(pending, rest)
+    }
+}
+
+/// Moves every subscription to the latest snapshot if that needs no query to run: the
+/// commits since the last round touched nothing any result read, and no query waits for a
+/// run. Returns the new timestamp, or `None` (nothing taken from the feed) when a round of
+/// [`advance`] is needed. Cheap and non-blocking, so a session can call it on the reactor:
+/// a writer then gets its transition with its `MutationResponse` instead of after the next
+/// refresh round.
+pub fn advance_without_queries(
+    subscriptions: &mut Subscriptions,
+    feed: &CommitFeed,
+    store: &Store,
+    held: Timestamp,
+) -> Option<Timestamp> {
+    if !subscriptions.stale.is_empty() {
+        return None;
+    }
+    let ts = store.latest_ts();
+    if ts <= held {
+        return Some(held);
+    }
+    let commits = feed.try_take_through(ts)?;
+    // Stale marks made here stay for the next round, which re-runs them at a snapshot at or
+    // after `ts` (it takes the later commits itself).
+    (subscriptions.invalidate(&commits) == 0).then_some(ts)
 }
 
 /// Brings every subscription up to date at one new snapshot: takes the commits announced up
