@@ -329,6 +329,7 @@ pub struct Committed<T> {
 pub struct Store {
     shared: Arc<Shared>,
     serial: serial::SerialLane,
+    contention: serial::Contention,
     requests: Option<mpsc::Sender<(CommitRequest, Reply)>>,
     committer: Option<JoinHandle<()>>,
     /// A follower's log tail (see `follower`).
@@ -430,6 +431,7 @@ impl Store {
         Ok(Store {
             shared,
             serial: serial::SerialLane::default(),
+            contention: serial::Contention::default(),
             requests: Some(sender),
             committer: Some(committer),
             tail: None,
@@ -590,18 +592,27 @@ impl Store {
     /// what conflicts then is hot), then once more in the serial lane, against
     /// the latest state with the committer held, where it cannot conflict (see `serial`). So a
     /// mutation on a hot document always makes progress instead of failing after retries.
+    /// While most recent attempts conflict, a mutation starts in the serial lane directly
+    /// (`serial::Contention`).
     /// `body` may run more than once and must have no effects outside the transaction.
     pub fn run_mutation<T, E: From<StoreError>>(
         &self,
         mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
     ) -> Result<Committed<T>, E> {
         let mut attempt = 0;
-        loop {
+        let serially_first = self.shared.is_leader() && self.contention.start_serially();
+        while !serially_first {
             attempt += 1;
             let follower = !self.shared.is_leader();
             let mut tx = self.begin();
             let value = body(&mut tx)?;
-            match self.commit(tx) {
+            let writes = tx.has_writes();
+            let committed = self.commit(tx);
+            if writes && !follower {
+                self.contention
+                    .record(committed.as_ref().is_err_and(StoreError::is_conflict));
+            }
+            match committed {
                 Ok(ts) => {
                     return Ok(Committed {
                         value,
