@@ -31,7 +31,27 @@ pub(crate) struct CommitRequest {
     pub receipt: Option<Receipt>,
 }
 
-pub(crate) type Reply = SyncSender<Result<Timestamp, StoreError>>;
+/// Where a commit's outcome goes: a thread blocked on it, or a task awaiting it (which
+/// leaves its thread free while the group is written: see `Store::commit_async`).
+pub(crate) enum Reply {
+    Blocking(SyncSender<Result<Timestamp, StoreError>>),
+    Async(tokio::sync::oneshot::Sender<Result<Timestamp, StoreError>>),
+}
+
+impl Reply {
+    /// Hands the outcome over; a waiter that has gone (a cancelled task) loses nothing: the
+    /// commit stands either way.
+    fn send(self, outcome: Result<Timestamp, StoreError>) {
+        match self {
+            Reply::Blocking(sender) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::Async(sender) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
+}
 
 /// What a commit wrote, as index and catalog keys: what conflicts and subscriptions match.
 #[derive(Clone, Debug)]
@@ -470,7 +490,7 @@ pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)
             commit_group(&shared, &mut state, requests_only)
         };
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome);
+            reply.send(outcome);
         }
     }
 }

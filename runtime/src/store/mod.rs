@@ -326,6 +326,16 @@ pub struct Committed<T> {
     pub attempts: u32,
 }
 
+impl<T> Committed<T> {
+    fn new(value: T, ts: Timestamp, attempts: u32) -> Self {
+        Committed {
+            value,
+            ts,
+            attempts,
+        }
+    }
+}
+
 pub struct Store {
     shared: Arc<Shared>,
     serial: serial::SerialLane,
@@ -577,14 +587,45 @@ impl Store {
 
     fn send_to_committer(&self, request: CommitRequest) -> Result<Timestamp, StoreError> {
         let (reply, outcome) = mpsc::sync_channel(1);
+        self.enqueue(request, Reply::Blocking(reply))?;
+        outcome.recv().map_err(|_| committer_stopped())?
+    }
+
+    fn enqueue(&self, request: CommitRequest, reply: Reply) -> Result<(), StoreError> {
         self.requests
             .as_ref()
             .expect("committer runs while the store is open")
             .send((request, reply))
-            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?;
-        outcome
-            .recv()
-            .map_err(|_| StoreError::Corrupt("the committer has stopped".into()))?
+            .map_err(|_| committer_stopped())
+    }
+
+    /// [`Store::commit`] on the leader, awaited instead of blocking: the caller's thread is
+    /// free while the committer writes the group. A follower's commit goes to the leader
+    /// over the network, blocking: there, use `commit`.
+    pub fn commit_async(
+        &self,
+        tx: Transaction,
+    ) -> impl std::future::Future<Output = Result<Timestamp, StoreError>> + Send + 'static {
+        let sent = if !tx.has_writes() {
+            Err(Ok(tx.begin_ts))
+        } else {
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            match self.enqueue(Self::request(tx), Reply::Async(reply)) {
+                Ok(()) => Ok(outcome),
+                Err(e) => Err(Err(e)),
+            }
+        };
+        let stats = self.shared.clone();
+        async move {
+            let outcome = match sent {
+                Ok(outcome) => outcome.await.map_err(|_| committer_stopped())?,
+                Err(settled) => return settled,
+            };
+            if outcome.is_ok() {
+                stats.stats.committed.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+            outcome
+        }
     }
 
     /// Runs `body` as a mutation: optimistically up to `OPTIMISTIC_ATTEMPTS` times, retrying
@@ -601,58 +642,135 @@ impl Store {
     ) -> Result<Committed<T>, E> {
         let mut attempt = 0;
         let serially_first = self.shared.is_leader() && self.contention.start_serially();
-        while !serially_first {
-            attempt += 1;
-            let follower = !self.shared.is_leader();
-            let mut tx = self.begin();
-            let value = body(&mut tx)?;
-            let writes = tx.has_writes();
-            let committed = self.commit(tx);
-            if writes && !follower {
-                self.contention
-                    .record(committed.as_ref().is_err_and(StoreError::is_conflict));
-            }
-            match committed {
-                Ok(ts) => {
-                    return Ok(Committed {
-                        value,
-                        ts,
-                        attempts: attempt,
-                    })
-                }
-                Err(e) if e.is_conflict() => {
-                    self.shared
-                        .stats
-                        .conflict_retries
-                        .fetch_add(1, AtomicOrdering::Relaxed);
-                    if follower {
-                        // No serial lane here: the committer is the leader's.
-                        if attempt >= FOLLOWER_ATTEMPTS {
-                            return Err(StoreError::Conflict {
-                                table: match e {
-                                    StoreError::Conflict { table, .. } => table,
-                                    _ => unreachable!("a conflict"),
-                                },
-                                attempts: attempt,
+        if !serially_first {
+            loop {
+                attempt += 1;
+                let follower = !self.shared.is_leader();
+                let mut tx = self.begin();
+                let value = body(&mut tx)?;
+                let writes = tx.has_writes();
+                let committed = self.commit(tx);
+                if follower {
+                    match committed {
+                        Ok(ts) => return Ok(Committed::new(value, ts, attempt)),
+                        Err(StoreError::Conflict { table, .. }) => {
+                            self.shared
+                                .stats
+                                .conflict_retries
+                                .fetch_add(1, AtomicOrdering::Relaxed);
+                            // No serial lane here: the committer is the leader's.
+                            if attempt >= FOLLOWER_ATTEMPTS {
+                                return Err(StoreError::Conflict {
+                                    table,
+                                    attempts: attempt,
+                                }
+                                .into());
                             }
-                            .into());
+                            follower_backoff(attempt);
+                            continue;
                         }
-                        follower_backoff(attempt);
-                        continue;
+                        Err(e) => return Err(e.into()),
                     }
-                    if attempt >= OPTIMISTIC_ATTEMPTS || self.serial.is_busy() {
-                        break;
-                    }
-                    backoff(attempt);
                 }
-                Err(e) => return Err(e.into()),
+                match self.after_attempt(committed, writes, attempt) {
+                    Attempted::Committed(ts) => return Ok(Committed::new(value, ts, attempt)),
+                    Attempted::Failed(e) => return Err(e.into()),
+                    Attempted::RetryAfter(pause) => std::thread::sleep(pause),
+                    Attempted::Serially => break,
+                }
             }
         }
+        self.run_serially(&mut body, attempt + 1)
+    }
+
+    /// [`Store::run_mutation`] for a caller on an async runtime (the WebSocket sessions):
+    /// each attempt's `body` runs on the blocking pool, and its commit is awaited there, not
+    /// blocked on, so the thread that ran it goes on to other work while the group is
+    /// written. A mutation used to hold a blocking thread through its commit, which cost two
+    /// more thread switches per mutation (`bench --only chat-send`). On a follower (whose
+    /// commits go to the leader over the network) and in the serial lane, the attempt runs
+    /// blocking, as in `run_mutation`.
+    pub async fn run_mutation_async<T, E, B>(
+        self: &Arc<Self>,
+        mut body: B,
+    ) -> Result<Committed<T>, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
+    {
+        let mut attempt = 0;
+        if !self.shared.is_leader() || !self.contention.start_serially() {
+            loop {
+                let store = self.clone();
+                if !self.shared.is_leader() {
+                    // A follower from the start, or since the last attempt.
+                    return on_blocking_pool(move || store.run_mutation(body)).await;
+                }
+                attempt += 1;
+                let (returned, tx, value) = on_blocking_pool(move || {
+                    let mut tx = store.begin();
+                    let value = body(&mut tx);
+                    (body, tx, value)
+                })
+                .await;
+                body = returned;
+                let value = value?;
+                let writes = tx.has_writes();
+                let committed = self.commit_async(tx).await;
+                match self.after_attempt(committed, writes, attempt) {
+                    Attempted::Committed(ts) => return Ok(Committed::new(value, ts, attempt)),
+                    Attempted::Failed(e) => return Err(e.into()),
+                    Attempted::RetryAfter(pause) => tokio::time::sleep(pause).await,
+                    Attempted::Serially => break,
+                }
+            }
+        }
+        let store = self.clone();
+        on_blocking_pool(move || store.run_serially(&mut body, attempt + 1)).await
+    }
+
+    /// What follows a leader's optimistic attempt whose commit ended in `committed`: the
+    /// retry rules shared by both drivers of a mutation, with no waiting of their own.
+    fn after_attempt(
+        &self,
+        committed: Result<Timestamp, StoreError>,
+        writes: bool,
+        attempt: u32,
+    ) -> Attempted {
+        if writes {
+            self.contention
+                .record(committed.as_ref().is_err_and(StoreError::is_conflict));
+        }
+        match committed {
+            Ok(ts) => Attempted::Committed(ts),
+            Err(e) if e.is_conflict() => {
+                self.shared
+                    .stats
+                    .conflict_retries
+                    .fetch_add(1, AtomicOrdering::Relaxed);
+                // When the lane is busy, what conflicts now is hot: join it at once.
+                if attempt >= OPTIMISTIC_ATTEMPTS || self.serial.is_busy() {
+                    Attempted::Serially
+                } else {
+                    Attempted::RetryAfter(backoff(attempt))
+                }
+            }
+            Err(e) => Attempted::Failed(e),
+        }
+    }
+
+    /// The last attempt: in the serial lane, where it cannot conflict. Blocks.
+    fn run_serially<T, E: From<StoreError>>(
+        &self,
+        body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
+        attempts: u32,
+    ) -> Result<Committed<T>, E> {
         self.shared
             .stats
             .serial_runs
             .fetch_add(1, AtomicOrdering::Relaxed);
-        let committed = self.serial.run(&self.shared, &mut body, attempt + 1)?;
+        let committed = self.serial.run(&self.shared, body, attempts)?;
         self.shared
             .stats
             .committed
@@ -903,6 +1021,10 @@ impl Drop for Store {
 
 /// A follower's backoff after a conflict: 1 ms doubling to at most 100 ms, randomized by up
 /// to half either way.
+fn committer_stopped() -> StoreError {
+    StoreError::Corrupt("the committer has stopped".into())
+}
+
 fn follower_backoff(attempt: u32) {
     let base = (1u64 << attempt.min(7)).min(100) * 1000;
     let jitter = std::time::SystemTime::now()
@@ -915,11 +1037,32 @@ fn follower_backoff(attempt: u32) {
 
 /// Randomized backoff: spreads retries of transactions that collided so they do not
 /// collide again in lockstep.
-fn backoff(attempt: u32) {
+fn backoff(attempt: u32) -> std::time::Duration {
     let jitter = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or(0);
     let micros = (50u64 << attempt.min(6)) + jitter % 200;
-    std::thread::sleep(std::time::Duration::from_micros(micros));
+    std::time::Duration::from_micros(micros)
+}
+
+/// What follows a leader's optimistic attempt (see `Store::after_attempt`).
+enum Attempted {
+    Committed(Timestamp),
+    Failed(StoreError),
+    RetryAfter(std::time::Duration),
+    Serially,
+}
+
+/// Runs `work` on the blocking pool and awaits it; a panic in it continues in the caller, as
+/// if it had run there.
+async fn on_blocking_pool<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled only when the runtime shuts down, which drops this task too.
+            Err(e) => panic!("a mutation's blocking work did not finish: {e}"),
+        },
+    }
 }

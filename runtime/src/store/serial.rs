@@ -57,7 +57,10 @@ impl Contention {
     /// Whether the next mutation starts in the serial lane.
     pub fn start_serially(&self) -> bool {
         let hot = self.recent.load(Ordering::Acquire).count_ones() >= HOT_CONFLICTS;
-        hot && self.started.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY != 0
+        hot && !self
+            .started
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PROBE_EVERY)
     }
 }
 

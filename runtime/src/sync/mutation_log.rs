@@ -39,6 +39,18 @@ struct LogState {
 pub struct MutationLog {
     state: Mutex<LogState>,
     settled: Condvar,
+    /// The same news as `settled`, for waiters on an async runtime.
+    settled_async: tokio::sync::Notify,
+}
+
+/// What `MutationLog::begin` found for a request.
+enum Begin<'a> {
+    /// It ran: its outcome.
+    Done(Outcome),
+    /// It is running elsewhere: wait until it settles, then look again.
+    Running,
+    /// Nobody ran it: it is marked running, and this caller runs it.
+    Run(Attempt<'a>),
 }
 
 impl MutationLog {
@@ -50,38 +62,68 @@ impl MutationLog {
         request_id: u64,
         mutation: impl FnOnce() -> Outcome,
     ) -> Outcome {
-        {
+        let attempt = {
             let mut state = self.state.lock();
             loop {
-                match state
-                    .sessions
-                    .get(session)
-                    .and_then(|slots| slots.get(&request_id))
-                {
-                    Some(Slot::Done(outcome)) => return outcome.clone(),
-                    Some(Slot::Running) => self.settled.wait(&mut state),
-                    None => break,
+                match self.begin(&mut state, session, request_id) {
+                    Begin::Done(outcome) => return outcome,
+                    Begin::Running => self.settled.wait(&mut state),
+                    Begin::Run(attempt) => break attempt,
                 }
             }
-            state.slots(session).insert(request_id, Slot::Running);
-        }
-        // If the mutation unwinds, forget the attempt so a re-send can run it.
-        let mut attempt = Attempt {
-            log: self,
-            session,
-            request_id,
-            done: false,
         };
-        let outcome = mutation();
-        attempt.done = true;
-        let mut state = self.state.lock();
-        let slots = state.slots(session);
-        slots.insert(request_id, Slot::Done(outcome.clone()));
-        while slots.len() > MAX_REMEMBERED_PER_SESSION {
-            slots.pop_first();
+        attempt.finish(mutation())
+    }
+
+    /// [`MutationLog::run_once`] on an async runtime: waiting for a run elsewhere and
+    /// running `mutation` are awaited, not blocked on.
+    pub async fn run_once_async(
+        &self,
+        session: &str,
+        request_id: u64,
+        mutation: impl std::future::Future<Output = Outcome>,
+    ) -> Outcome {
+        let attempt = loop {
+            let settled = self.settled_async.notified();
+            tokio::pin!(settled);
+            // Registered before looking, so a settlement after the look is not missed.
+            settled.as_mut().enable();
+            // The lock is let go before any await.
+            let found = self.begin(&mut self.state.lock(), session, request_id);
+            match found {
+                Begin::Done(outcome) => return outcome,
+                Begin::Running => settled.await,
+                Begin::Run(attempt) => break attempt,
+            }
+        };
+        attempt.finish(mutation.await)
+    }
+
+    fn begin<'a>(&'a self, state: &mut LogState, session: &'a str, request_id: u64) -> Begin<'a> {
+        match state
+            .sessions
+            .get(session)
+            .and_then(|slots| slots.get(&request_id))
+        {
+            Some(Slot::Done(outcome)) => Begin::Done(outcome.clone()),
+            Some(Slot::Running) => Begin::Running,
+            None => {
+                state.slots(session).insert(request_id, Slot::Running);
+                // If the run unwinds or is dropped, the attempt is forgotten so a re-send can
+                // run it.
+                Begin::Run(Attempt {
+                    log: self,
+                    session,
+                    request_id,
+                    done: false,
+                })
+            }
         }
+    }
+
+    fn notify_settled(&self) {
         self.settled.notify_all();
-        outcome
+        self.settled_async.notify_waiters();
     }
 }
 
@@ -107,6 +149,22 @@ struct Attempt<'a> {
     done: bool,
 }
 
+impl Attempt<'_> {
+    /// Records the run's outcome for re-sends, and returns it.
+    fn finish(mut self, outcome: Outcome) -> Outcome {
+        self.done = true;
+        let mut state = self.log.state.lock();
+        let slots = state.slots(self.session);
+        slots.insert(self.request_id, Slot::Done(outcome.clone()));
+        while slots.len() > MAX_REMEMBERED_PER_SESSION {
+            slots.pop_first();
+        }
+        drop(state);
+        self.log.notify_settled();
+        outcome
+    }
+}
+
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.done {
@@ -114,7 +172,82 @@ impl Drop for Attempt<'_> {
             if let Some(slots) = state.sessions.get_mut(self.session) {
                 slots.remove(&self.request_id);
             }
-            self.log.settled.notify_all();
+            drop(state);
+            self.log.notify_settled();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+
+    fn committed_at(ts: u64) -> Outcome {
+        Ok(MutationOutcome {
+            value: ferrovex_model::Value::Null,
+            log_lines: vec![],
+            ts,
+        })
+    }
+
+    /// A re-send that arrives while the first run is still going waits for it, on the
+    /// async path too, and gets its outcome: the mutation runs once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resend_during_the_run_waits_for_its_outcome() {
+        let log = Arc::new(MutationLog::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = {
+            let (log, runs) = (log.clone(), runs.clone());
+            tokio::spawn(async move {
+                log.run_once_async("s", 1, async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    started_tx.send(()).unwrap();
+                    released.await.unwrap();
+                    committed_at(7)
+                })
+                .await
+            })
+        };
+        started.await.unwrap();
+        let resent = log.run_once_async("s", 1, async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            committed_at(8)
+        });
+        let mut resent = std::pin::pin!(resent);
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(
+            resent.as_mut().poll(&mut context).is_pending(),
+            "the re-send waits while the first run goes on"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().ts, 7);
+        assert_eq!(resent.await.unwrap().ts, 7, "the first run's outcome");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "ran once");
+        // The blocking path finds it too.
+        let again = log.run_once("s", 1, || committed_at(9));
+        assert_eq!(again.unwrap().ts, 7);
+    }
+
+    /// A run that is dropped before it ends (its task cancelled) is forgotten, so that the
+    /// request can run when re-sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_run_is_forgotten() {
+        let log = MutationLog::default();
+        {
+            let never = log.run_once_async("s", 2, std::future::pending());
+            let mut never = std::pin::pin!(never);
+            // Polled once: the slot is taken, then the run is dropped.
+            let mut context = Context::from_waker(Waker::noop());
+            assert!(never.as_mut().poll(&mut context).is_pending());
+        }
+        let outcome = log.run_once_async("s", 2, async { committed_at(3) }).await;
+        assert_eq!(outcome.unwrap().ts, 3);
     }
 }

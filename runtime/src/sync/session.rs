@@ -139,8 +139,8 @@ impl Session {
                     // Committed or not, the outcome is recorded: a client that misses this
                     // answer gets it again when it re-sends.
                     let answer = self.core.answer_mutation(request_id, outcome).await;
-                    // One write (one system call, usually) for the three parts: two cost
-                    // 10% of the server's CPU in `bench --only chat-send`.
+                    // One write (one system call, usually) for the three parts, not two:
+                    // socket writes were 10% of the server's CPU in `bench --only chat-send`.
                     let chunks = self.takes_chunks;
                     let mut frames: Vec<Frame> = Vec::new();
                     if let Some(transition) = &answer.before {
@@ -240,15 +240,16 @@ impl Session {
         write(socket, frames.into_iter().map(Frame::from)).await
     }
 
-    /// Starts the next mutation the core hands out (none while one runs). A mutation blocks
-    /// its thread for up to the call time limit, so it runs on the blocking pool.
+    /// Starts the next mutation the core hands out (none while one runs), as a task of its
+    /// own: it goes on if this session stops polling it (a slow client), and its attempts
+    /// run on the blocking pool (a call may take up to the call time limit).
     fn start_next_mutation(&mut self) {
         let Some(mutation) = self.core.next_mutation() else {
             return;
         };
         self.running = Some(RunningMutation {
             request_id: mutation.request_id(),
-            task: tokio::task::spawn_blocking(move || mutation.run()),
+            task: tokio::spawn(mutation.run_async()),
         });
     }
 }

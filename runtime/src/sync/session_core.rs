@@ -206,45 +206,81 @@ impl MutationRun {
 
     /// Runs the mutation unless this `(sessionId, requestId)` already ran, and records its
     /// outcome, so it counts even if the connection drops before the answer. Blocks for up
-    /// to the call time limit.
+    /// to the call time limit: the deterministic simulation's driver.
     pub fn run(self) -> Outcome {
-        let MutationRun {
-            engine,
-            session_id,
-            mutation,
-        } = self;
-        // An outcome is found again only by the caller it ran for: the same session id and
-        // request id from someone else (another user, or no one) is another mutation.
-        let session_id = match mutation.caller.record_key() {
-            key if key.is_empty() => session_id,
-            key => format!("{session_id}\u{0}{key}"),
-        };
-        engine
+        let key = self.log_key();
+        self.engine
             .mutations
-            .run_once(&session_id, mutation.request_id, || {
-                let (path, args) =
-                    call_target(&mutation.udf_path, &mutation.args).map_err(|message| {
-                        let error = FunctionError {
-                            message,
-                            data: None,
-                        };
-                        (error, Vec::new())
-                    })?;
-                engine
+            .run_once(&key, self.mutation.request_id, || {
+                let (path, args) = self.target()?;
+                self.engine
                     .host
                     .run_mutation_once(
-                        &engine.store,
-                        &engine.module(),
+                        &self.engine.store,
+                        &self.engine.module(),
                         &path,
                         &args,
-                        CallOptions {
-                            caller: mutation.caller,
-                            ..CallOptions::default()
-                        },
-                        &receipt_key(&session_id, mutation.request_id),
+                        self.options(),
+                        &receipt_key(&key, self.mutation.request_id),
                     )
                     .map_err(|failure| (function_error(&failure), failure.log_lines))
             })
+    }
+
+    /// [`MutationRun::run`] for the socket task: the same rules and outcome, with the
+    /// mutation's attempts on the blocking pool and its commit awaited rather than blocked
+    /// on (`Store::run_mutation_async`).
+    pub async fn run_async(self) -> Outcome {
+        let key = self.log_key();
+        let engine = &self.engine;
+        let run = async {
+            let (path, args) = self.target()?;
+            let receipt = receipt_key(&key, self.mutation.request_id);
+            engine
+                .host
+                .run_mutation_once_async(
+                    &engine.store,
+                    engine.module(),
+                    path,
+                    args,
+                    self.options(),
+                    receipt,
+                )
+                .await
+                .map_err(|failure| (function_error(&failure), failure.log_lines))
+        };
+        engine
+            .mutations
+            .run_once_async(&key, self.mutation.request_id, run)
+            .await
+    }
+
+    /// Whom the outcome is remembered for: an outcome is found again only by the caller it
+    /// ran for; the same session id and request id from someone else (another user, or no
+    /// one) is another mutation.
+    fn log_key(&self) -> String {
+        match self.mutation.caller.record_key() {
+            key if key.is_empty() => self.session_id.clone(),
+            key => format!("{}\u{0}{key}", self.session_id),
+        }
+    }
+
+    /// The function and arguments, or the failure that answers a request naming them badly.
+    fn target(&self) -> Result<(String, ferrovex_model::Value), (FunctionError, Vec<String>)> {
+        call_target(&self.mutation.udf_path, &self.mutation.args).map_err(|message| {
+            let error = FunctionError {
+                message,
+                data: None,
+            };
+            (error, Vec::new())
+        })
+    }
+
+    fn options(&self) -> CallOptions {
+        CallOptions {
+            caller: self.mutation.caller.clone(),
+            ..CallOptions::default()
+        }
     }
 }
 

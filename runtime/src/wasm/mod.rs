@@ -519,8 +519,87 @@ impl WasmHost {
         with: CommitWith,
     ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
-        let (result, ran) = self.run_mutation_unlogged(store, module, path, args, options, with);
-        // An outcome read from a receipt ran earlier, and was recorded then.
+        let answer = match self.prepare_mutation(store, module, path, args, &options, &with) {
+            Err(answer) => answer,
+            Ok((function, args_bytes)) => {
+                let mut logs = Vec::new();
+                let committed = store.run_mutation(|tx| {
+                    self.attempt_mutation(
+                        store,
+                        module,
+                        function,
+                        path,
+                        &args_bytes,
+                        &options,
+                        &with,
+                        tx,
+                        &mut logs,
+                    )
+                });
+                settle_mutation(path, committed, logs)
+            }
+        };
+        self.record_mutation(started, path, answer)
+    }
+
+    /// [`WasmHost::run_mutation_once`] for a caller on an async runtime (a WebSocket
+    /// session): the same rules and outcome, with each attempt run on the blocking pool and
+    /// its commit awaited rather than blocked on (see `Store::run_mutation_async`).
+    pub async fn run_mutation_once_async(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        module: Arc<DeployedModule>,
+        path: String,
+        args: Value,
+        options: CallOptions,
+        receipt_key: Vec<u8>,
+    ) -> Result<MutationOutcome, CallFailure> {
+        let started = ExecutionClock::start();
+        let with = CommitWith::Receipt(&receipt_key);
+        let args_bytes = match self.prepare_mutation(store, &module, &path, &args, &options, &with)
+        {
+            Err(answer) => return self.record_mutation(started, &path, answer),
+            Ok((_, args_bytes)) => args_bytes,
+        };
+        // What the attempts log, kept by whichever thread runs the last one.
+        let logs = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let attempt = {
+            let (host, store, module, path, logs) = (
+                self.clone(),
+                store.clone(),
+                module.clone(),
+                path.clone(),
+                logs.clone(),
+            );
+            move |tx: &mut Transaction| {
+                let function = module.function(&path).expect("found by prepare_mutation");
+                host.attempt_mutation(
+                    &store,
+                    &module,
+                    function,
+                    &path,
+                    &args_bytes,
+                    &options,
+                    &CommitWith::Receipt(&receipt_key),
+                    tx,
+                    &mut logs.lock(),
+                )
+            }
+        };
+        let committed = store.run_mutation_async(attempt).await;
+        let logs = std::mem::take(&mut *logs.lock());
+        let answer = settle_mutation(&path, committed, logs);
+        self.record_mutation(started, &path, answer)
+    }
+
+    /// Records a mutation's execution for `runtime logs`, unless its outcome was read from
+    /// a receipt (it ran earlier, and was recorded then).
+    fn record_mutation(
+        &self,
+        started: ExecutionClock,
+        path: &str,
+        (result, ran): (Result<MutationOutcome, CallFailure>, Ran),
+    ) -> Result<MutationOutcome, CallFailure> {
         if ran == Ran::Executed {
             let lines = result.as_ref().map(|o| o.log_lines.as_slice());
             self.record_execution(started, path, "mutation", lines);
@@ -528,112 +607,106 @@ impl WasmHost {
         result
     }
 
-    fn run_mutation_unlogged(
+    /// Finds a mutation and checks its arguments; on failure, the answer. A request re-sent
+    /// after a deploy that changed or removed its function still gets the outcome it
+    /// committed with, from its receipt.
+    #[allow(clippy::type_complexity)]
+    fn prepare_mutation<'m>(
+        &self,
+        store: &Arc<Store>,
+        module: &'m DeployedModule,
+        path: &str,
+        args: &Value,
+        options: &CallOptions,
+        with: &CommitWith,
+    ) -> Result<(&'m FunctionInfo, Vec<u8>), (Result<MutationOutcome, CallFailure>, Ran)> {
+        let fail = |error: CallError| CallFailure {
+            path: path.to_owned(),
+            error,
+            log_lines: Vec::new(),
+        };
+        let error = match self.prepare(module, path, FunctionKind::Mutation, args, &options.caller)
+        {
+            Ok(prepared) => return Ok(prepared),
+            Err(error) => error,
+        };
+        if let CommitWith::Receipt(key) = with {
+            match store.begin_read_only().receipt(key) {
+                Ok(Some((outcome, ts))) => return Err(from_receipt(path, &outcome, ts)),
+                Ok(None) => {}
+                Err(e) => return Err((Err(fail(CallError::Store(e))), Ran::Executed)),
+            }
+        }
+        Err((Err(fail(error)), Ran::Executed))
+    }
+
+    /// One attempt of a mutation in `tx`: what both drivers run, on whichever thread. The
+    /// lines the call logged are left in `logs`, for the outcome of the attempt that counts.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_mutation(
         &self,
         store: &Arc<Store>,
         module: &DeployedModule,
+        function: &FunctionInfo,
         path: &str,
-        args: &Value,
-        options: CallOptions,
-        with: CommitWith,
-    ) -> (Result<MutationOutcome, CallFailure>, Ran) {
-        let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
-            path: path.to_owned(),
-            error,
+        args_bytes: &[u8],
+        options: &CallOptions,
+        with: &CommitWith,
+        tx: &mut Transaction,
+        logs: &mut Vec<String>,
+    ) -> Result<Value, MutationAbort> {
+        if let CommitWith::Receipt(key) = with {
+            // Read in the transaction: a commit of the same receipt made since its begin
+            // (the same request run on another node) conflicts with this one, and the retry
+            // finds the receipt.
+            if let Some((outcome, ts)) = tx.receipt(key)? {
+                return Err(MutationAbort::Done(outcome, ts));
+            }
+        }
+        if let CommitWith::Job(id) = with {
+            // Read in the transaction: a cancel (or another run) committed since its begin
+            // conflicts with this commit.
+            match jobs::get(tx, *id)? {
+                Some(job) if job.state == jobs::JobState::Pending => {}
+                _ => return Err(MutationAbort::Call(CallError::JobNotPending)),
+            }
+        }
+        // The wasmtime store must own what it holds, so the transaction moves in for the
+        // call and back out for the commit; a read-only placeholder fills the gap.
+        let owned = std::mem::replace(tx, store.begin_read_only());
+        let state = self.call_state(
+            store,
+            module,
+            Entry::Mutation,
+            owned,
+            path,
+            args_bytes,
+            options.clone(),
+        );
+        let Execution {
+            tx: back,
+            outcome,
             log_lines,
-        };
-        let from_receipt = |outcome: &[u8], ts| {
-            let answer = decode_receipt(outcome, ts)
-                .map_err(|reason| fail(CallError::Store(StoreError::Corrupt(reason)), vec![]));
-            (answer, Ran::FromReceipt)
-        };
-        let (function, args_bytes) =
-            match self.prepare(module, path, FunctionKind::Mutation, args, &options.caller) {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    // A request re-sent after a deploy that changed or removed its function
-                    // still gets the outcome it committed with.
-                    if let CommitWith::Receipt(key) = with {
-                        match store.begin_read_only().receipt(key) {
-                            Ok(Some((outcome, ts))) => return from_receipt(&outcome, ts),
-                            Ok(None) => {}
-                            Err(e) => {
-                                return (Err(fail(CallError::Store(e), vec![])), Ran::Executed)
-                            }
-                        }
-                    }
-                    return (Err(fail(e, vec![])), Ran::Executed);
-                }
-            };
-        let mut last_logs = Vec::new();
-        let committed =
-            store.run_mutation(|tx: &mut Transaction| -> Result<Value, MutationAbort> {
-                if let CommitWith::Receipt(key) = with {
-                    // Read in the transaction: a commit of the same receipt made since its
-                    // begin (the same request run on another node) conflicts with this one,
-                    // and the retry finds the receipt.
-                    if let Some((outcome, ts)) = tx.receipt(key)? {
-                        return Err(MutationAbort::Done(outcome, ts));
-                    }
-                }
-                if let CommitWith::Job(id) = with {
-                    // Read in the transaction: a cancel (or another run) committed since its
-                    // begin conflicts with this commit.
-                    match jobs::get(tx, id)? {
-                        Some(job) if job.state == jobs::JobState::Pending => {}
-                        _ => return Err(MutationAbort::Call(CallError::JobNotPending)),
-                    }
-                }
-                // The wasmtime store must own what it holds, so the transaction moves in for the
-                // call and back out for the commit; a read-only placeholder fills the gap.
-                let owned = std::mem::replace(tx, store.begin_read_only());
-                let state = self.call_state(
-                    store,
-                    module,
-                    Entry::Mutation,
-                    owned,
-                    path,
-                    &args_bytes,
-                    options.clone(),
-                );
-                let Execution {
-                    tx: back,
-                    outcome,
-                    log_lines,
-                    ..
-                } = self.execute(
-                    module,
-                    state,
-                    Invocation::Call(&function.call_export, args_bytes.clone()),
-                );
-                *tx = back.expect("a call gives its transaction back");
-                last_logs = log_lines;
-                let value = outcome
-                    .and_then(|v| check_result(function, v))
-                    .map_err(MutationAbort::Call)?;
-                match with {
-                    CommitWith::Nothing => {}
-                    CommitWith::Receipt(key) => {
-                        tx.set_receipt(key.to_vec(), encode_receipt(&value, &last_logs))
-                    }
-                    CommitWith::Job(id) => {
-                        let now = tx.now_ms();
-                        jobs::set_state(tx, id, &jobs::JobState::Success, Some(now))?;
-                    }
-                }
-                Ok(value)
-            });
-        let answer = match committed {
-            Ok(c) => Ok(MutationOutcome {
-                value: c.value,
-                log_lines: last_logs,
-                ts: c.ts,
-            }),
-            Err(MutationAbort::Call(error)) => Err(fail(error, last_logs)),
-            Err(MutationAbort::Done(outcome, ts)) => return from_receipt(&outcome, ts),
-            Err(MutationAbort::Store(e)) => Err(fail(CallError::Store(e), last_logs)),
-        };
-        (answer, Ran::Executed)
+            ..
+        } = self.execute(
+            module,
+            state,
+            Invocation::Call(&function.call_export, args_bytes.to_vec()),
+        );
+        *tx = back.expect("a call gives its transaction back");
+        *logs = log_lines;
+        let value = outcome
+            .and_then(|v| check_result(function, v))
+            .map_err(MutationAbort::Call)?;
+        match with {
+            CommitWith::Nothing => {}
+            CommitWith::Receipt(key) => tx.set_receipt(key.to_vec(), encode_receipt(&value, logs)),
+            CommitWith::Job(id) => {
+                let now = tx.now_ms();
+                jobs::set_state(tx, *id, &jobs::JobState::Success, Some(now))?;
+            }
+        }
+        Ok(value)
     }
 
     /// Runs an action (or, with `kind` [`FunctionKind::HttpAction`], an HTTP action whose
@@ -824,6 +897,44 @@ fn check_result(function: &FunctionInfo, value: Value) -> Result<Value, CallErro
         .check(&value)
         .map_err(|e| CallError::InvalidResult(e.to_string()))?;
     Ok(value)
+}
+
+/// A mutation's answer from how its attempts ended, with the lines the last one logged.
+fn settle_mutation(
+    path: &str,
+    committed: Result<crate::store::Committed<Value>, MutationAbort>,
+    logs: Vec<String>,
+) -> (Result<MutationOutcome, CallFailure>, Ran) {
+    let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
+        path: path.to_owned(),
+        error,
+        log_lines,
+    };
+    let answer = match committed {
+        Ok(c) => Ok(MutationOutcome {
+            value: c.value,
+            log_lines: logs,
+            ts: c.ts,
+        }),
+        Err(MutationAbort::Call(error)) => Err(fail(error, logs)),
+        Err(MutationAbort::Done(outcome, ts)) => return from_receipt(path, &outcome, ts),
+        Err(MutationAbort::Store(e)) => Err(fail(CallError::Store(e), logs)),
+    };
+    (answer, Ran::Executed)
+}
+
+/// The answer recorded in a receipt: the outcome of an earlier run.
+fn from_receipt(
+    path: &str,
+    outcome: &[u8],
+    ts: Timestamp,
+) -> (Result<MutationOutcome, CallFailure>, Ran) {
+    let answer = decode_receipt(outcome, ts).map_err(|reason| CallFailure {
+        path: path.to_owned(),
+        error: CallError::Store(StoreError::Corrupt(reason)),
+        log_lines: Vec::new(),
+    });
+    (answer, Ran::FromReceipt)
 }
 
 /// Whether a mutation's answer comes from running it or from the receipt of an earlier run.

@@ -1,13 +1,16 @@
-//! Many threads run conflicting transfers between a few accounts. The total is conserved,
+//! Many threads run conflicting transfers between a few accounts, half of them through the
+//! blocking driver (`Store::run_mutation`) and half through the async one
+//! (`Store::run_mutation_async`, as WebSocket sessions do). The total is conserved,
 //! every committed transfer is reflected, no transfer fails on conflict, and a checker over
 //! the recorded history finds no serializability violation: replaying the committed
 //! transfers in commit-timestamp order, each one read exactly the versions that were current
 //! just before it.
 
 use ferrovex_model::{obj, DocumentId, Value};
-use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, BY_ID};
+use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, Transaction, BY_ID};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const ACCOUNTS: usize = 6;
 const THREADS: usize = 8;
@@ -36,22 +39,38 @@ fn read_account(
     ))
 }
 
-fn transfer(store: &Store, from: DocumentId, to: DocumentId, amount: i64) -> Transfer {
-    let committed = store
-        .run_mutation(|tx| -> Result<_, StoreError> {
-            let read_from = read_account(tx, from)?;
-            let read_to = read_account(tx, to)?;
-            tx.replace(
-                from,
-                obj! { "balance" => read_from.0 - amount, "version" => read_from.1 + 1 },
-            )?;
-            tx.replace(
-                to,
-                obj! { "balance" => read_to.0 + amount, "version" => read_to.1 + 1 },
-            )?;
-            Ok((read_from, read_to))
-        })
-        .expect("a transfer never fails: conflicts end in a serial run, not an error");
+/// How a worker runs its transfers: blocking, or awaited on `runtime`.
+#[derive(Clone, Copy)]
+enum Driver<'r> {
+    Blocking,
+    Async(&'r tokio::runtime::Runtime),
+}
+
+fn transfer(
+    store: &Arc<Store>,
+    driver: Driver,
+    from: DocumentId,
+    to: DocumentId,
+    amount: i64,
+) -> Transfer {
+    let body = move |tx: &mut Transaction| -> Result<_, StoreError> {
+        let read_from = read_account(tx, from)?;
+        let read_to = read_account(tx, to)?;
+        tx.replace(
+            from,
+            obj! { "balance" => read_from.0 - amount, "version" => read_from.1 + 1 },
+        )?;
+        tx.replace(
+            to,
+            obj! { "balance" => read_to.0 + amount, "version" => read_to.1 + 1 },
+        )?;
+        Ok((read_from, read_to))
+    };
+    let committed = match driver {
+        Driver::Blocking => store.run_mutation(body),
+        Driver::Async(runtime) => runtime.block_on(store.run_mutation_async(body)),
+    }
+    .expect("a transfer never fails: conflicts end in a serial run, not an error");
     Transfer {
         ts: committed.ts,
         from,
@@ -65,6 +84,12 @@ fn transfer(store: &Store, from: DocumentId, to: DocumentId, amount: i64) -> Tra
 engine_test! {
 fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine) {
     let (store, _dir) = engine.temp_store();
+    let store = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let accounts: Vec<DocumentId> = store
         .run_mutation(|tx| -> Result<_, StoreError> {
             (0..ACCOUNTS)
@@ -101,6 +126,11 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine)
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (store, accounts) = (&store, &accounts);
+                let driver = if t % 2 == 0 {
+                    Driver::Blocking
+                } else {
+                    Driver::Async(&runtime)
+                };
                 scope.spawn(move || {
                     let mut rng = 0x9E37_79B9u64 * (t as u64 + 1);
                     let mut next = move || {
@@ -118,7 +148,7 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine)
                                     + 1)
                                     % ACCOUNTS];
                             }
-                            transfer(store, from, to, (next() % 50) as i64 + 1)
+                            transfer(store, driver, from, to, (next() % 50) as i64 + 1)
                         })
                         .collect::<Vec<_>>()
                 })
