@@ -633,15 +633,26 @@ impl Store {
     /// what conflicts then is hot), then once more in the serial lane, against
     /// the latest state with the committer held, where it cannot conflict (see `serial`). So a
     /// mutation on a hot document always makes progress instead of failing after retries.
-    /// While most recent attempts conflict, a mutation starts in the serial lane directly
-    /// (`serial::Contention`).
     /// `body` may run more than once and must have no effects outside the transaction.
     pub fn run_mutation<T, E: From<StoreError>>(
         &self,
+        body: impl FnMut(&mut Transaction) -> Result<T, E>,
+    ) -> Result<Committed<T>, E> {
+        self.run_mutation_of(None, body)
+    }
+
+    /// [`Store::run_mutation`] for a mutation of `function` (its path): its optimistic
+    /// commits are recorded under it, and while most recent ones conflicted it starts in the
+    /// serial lane directly (`serial::Contention`). Without a function, nothing is recorded
+    /// and the mutation always starts optimistically.
+    pub fn run_mutation_of<T, E: From<StoreError>>(
+        &self,
+        function: Option<&str>,
         mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
     ) -> Result<Committed<T>, E> {
+        let record = function.map(serial::Contention::record_of);
         let mut attempt = 0;
-        let serially_first = self.shared.is_leader() && self.contention.start_serially();
+        let serially_first = self.shared.is_leader() && self.starts_serially(record);
         if !serially_first {
             loop {
                 attempt += 1;
@@ -672,7 +683,7 @@ impl Store {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                match self.after_attempt(committed, writes, attempt) {
+                match self.after_attempt(committed, writes, attempt, record) {
                     Attempted::Committed(ts) => return Ok(Committed::new(value, ts, attempt)),
                     Attempted::Failed(e) => return Err(e.into()),
                     Attempted::RetryAfter(pause) => std::thread::sleep(pause),
@@ -692,6 +703,7 @@ impl Store {
     /// blocking, as in `run_mutation`.
     pub async fn run_mutation_async<T, E, B>(
         self: &Arc<Self>,
+        function: &str,
         mut body: B,
     ) -> Result<Committed<T>, E>
     where
@@ -699,13 +711,16 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
     {
+        let record = Some(serial::Contention::record_of(function));
         let mut attempt = 0;
-        if !self.shared.is_leader() || !self.contention.start_serially() {
+        if !self.shared.is_leader() || !self.starts_serially(record) {
             loop {
                 let store = self.clone();
                 if !self.shared.is_leader() {
                     // A follower from the start, or since the last attempt.
-                    return on_blocking_pool(move || store.run_mutation(body)).await;
+                    let function = function.to_owned();
+                    return on_blocking_pool(move || store.run_mutation_of(Some(&function), body))
+                        .await;
                 }
                 attempt += 1;
                 let (returned, tx, value) = on_blocking_pool(move || {
@@ -718,7 +733,7 @@ impl Store {
                 let value = value?;
                 let writes = tx.has_writes();
                 let committed = self.commit_async(tx).await;
-                match self.after_attempt(committed, writes, attempt) {
+                match self.after_attempt(committed, writes, attempt, record) {
                     Attempted::Committed(ts) => return Ok(Committed::new(value, ts, attempt)),
                     Attempted::Failed(e) => return Err(e.into()),
                     Attempted::RetryAfter(pause) => tokio::time::sleep(pause).await,
@@ -737,10 +752,13 @@ impl Store {
         committed: Result<Timestamp, StoreError>,
         writes: bool,
         attempt: u32,
+        record: Option<usize>,
     ) -> Attempted {
-        if writes {
-            self.contention
-                .record(committed.as_ref().is_err_and(StoreError::is_conflict));
+        if let Some(record) = record.filter(|_| writes) {
+            self.contention.record(
+                record,
+                committed.as_ref().is_err_and(StoreError::is_conflict),
+            );
         }
         match committed {
             Ok(ts) => Attempted::Committed(ts),
@@ -760,6 +778,11 @@ impl Store {
         }
     }
 
+    /// Whether a mutation recorded under `record` starts in the serial lane.
+    fn starts_serially(&self, record: Option<usize>) -> bool {
+        record.is_some_and(|record| self.contention.start_serially(record))
+    }
+
     /// The last attempt: in the serial lane, where it cannot conflict. Blocks.
     fn run_serially<T, E: From<StoreError>>(
         &self,
@@ -770,12 +793,8 @@ impl Store {
             .stats
             .serial_runs
             .fetch_add(1, AtomicOrdering::Relaxed);
-        let committed = self.serial.run(&self.shared, body, attempts)?;
-        self.shared
-            .stats
-            .committed
-            .fetch_add(1, AtomicOrdering::Relaxed);
-        Ok(committed)
+        // The lane counts what it commits (a mutation that wrote nothing commits nothing).
+        self.serial.run(&self.shared, body, attempts)
     }
 
     /// Declares an index over `fields` (dot-separated paths) of `table`, creating the table if

@@ -21,42 +21,63 @@ use std::sync::Arc;
 /// Most mutations in one group, so a steady stream of arrivals cannot postpone its commit.
 const MAX_GROUP_MEMBERS: usize = 256;
 
-/// Of the last 64 optimistic commits, how many conflicted for mutations to start in the
-/// serial lane instead of trying optimistically first (see [`Contention`]).
+/// Of the last 64 optimistic commits of a function, how many conflicted for its mutations to
+/// start in the serial lane instead of trying optimistically first (see [`Contention`]).
 pub const HOT_CONFLICTS: u32 = 16;
 /// When mutations start in the serial lane, one in this many still tries optimistically
 /// first, so that the record of recent attempts notices when the contention is over.
 pub const PROBE_EVERY: u64 = 8;
+/// Records kept: functions are hashed onto this many, so memory stays fixed however many a
+/// module has (two functions sharing one record share their contention).
+pub const CONTENTION_RECORDS: usize = 256;
 
-/// How contended recent optimistic attempts were, and so where the next mutation starts.
+/// How contended the recent optimistic attempts of each function were, and so where its
+/// next mutation starts.
 ///
 /// Under contention a mutation's optimistic attempt mostly ends in a conflict, then runs
 /// again in the lane: its guest code runs twice, and it waits for a synced write it had no
 /// part in. `bench --only bank-transfer` (Zipf 1.5 over the accounts) measured 1.5 conflicts
 /// per transfer, 83% of transfers ending in the lane. Starting there directly when most
-/// recent attempts conflicted skips the attempt that would fail. Uncontended workloads never
-/// reach the threshold and start optimistically as before.
-#[derive(Default)]
+/// recent attempts of the same function conflicted skips the attempt that would fail.
+/// Per function, because the lane runs its members' guest code with the committer held: one
+/// hot function must not send every other mutation of the node there. Uncontended functions
+/// never reach the threshold and start optimistically as before.
 pub(crate) struct Contention {
-    /// The outcomes of the last 64 optimistic commits, newest in bit 0: 1 for a conflict.
-    recent: AtomicU64,
+    /// Per record, the outcomes of its last 64 optimistic commits, newest in bit 0: 1 for a
+    /// conflict.
+    recent: [AtomicU64; CONTENTION_RECORDS],
     /// Mutations started, for choosing the probes.
     started: AtomicU64,
 }
 
+impl Default for Contention {
+    fn default() -> Self {
+        Contention {
+            recent: std::array::from_fn(|_| AtomicU64::new(0)),
+            started: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Contention {
-    /// Records how an optimistic attempt's commit ended.
-    pub fn record(&self, conflicted: bool) {
-        let _ = self
-            .recent
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |outcomes| {
-                Some(outcomes << 1 | u64::from(conflicted))
-            });
+    /// The record of `function` (a function's path).
+    pub fn record_of(function: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        function.hash(&mut hasher);
+        (hasher.finish() % CONTENTION_RECORDS as u64) as usize
     }
 
-    /// Whether the next mutation starts in the serial lane.
-    pub fn start_serially(&self) -> bool {
-        let hot = self.recent.load(Ordering::Acquire).count_ones() >= HOT_CONFLICTS;
+    /// Records how an optimistic attempt's commit ended.
+    pub fn record(&self, record: usize, conflicted: bool) {
+        let _ = self.recent[record].fetch_update(Ordering::AcqRel, Ordering::Acquire, |outcomes| {
+            Some(outcomes << 1 | u64::from(conflicted))
+        });
+    }
+
+    /// Whether the next mutation of `record` starts in the serial lane.
+    pub fn start_serially(&self, record: usize) -> bool {
+        let hot = self.recent[record].load(Ordering::Acquire).count_ones() >= HOT_CONFLICTS;
         hot && !self
             .started
             .fetch_add(1, Ordering::Relaxed)
@@ -189,11 +210,14 @@ impl SerialLane {
             }
         };
         match ts {
-            Ok(ts) => Ok(Committed {
-                value,
-                ts,
-                attempts,
-            }),
+            Ok(ts) => {
+                shared.stats.committed.fetch_add(1, Ordering::Relaxed);
+                Ok(Committed {
+                    value,
+                    ts,
+                    attempts,
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -281,11 +305,12 @@ mod tests {
     /// out of the next `PROBE_EVERY` mutations: how many start in the serial lane.
     fn serial_starts(outcomes: &[bool]) -> u64 {
         let contention = Contention::default();
+        let record = Contention::record_of("bank:transfer");
         for &conflicted in outcomes {
-            contention.record(conflicted);
+            contention.record(record, conflicted);
         }
         (0..PROBE_EVERY)
-            .filter(|_| contention.start_serially())
+            .filter(|_| contention.start_serially(record))
             .count() as u64
     }
 
@@ -314,23 +339,44 @@ mod tests {
         }
     }
 
+    /// One hot function sends only its own mutations to the lane.
+    #[test]
+    fn contention_is_recorded_per_function() {
+        let contention = Contention::default();
+        let hot = Contention::record_of("bank:transfer");
+        let cold = (0..)
+            .map(|i| format!("chat:send_{i}"))
+            .map(|f| Contention::record_of(&f))
+            .find(|&r| r != hot)
+            .unwrap();
+        for _ in 0..64 {
+            contention.record(hot, true);
+        }
+        assert!((0..PROBE_EVERY).any(|_| contention.start_serially(hot)));
+        assert!(!(0..PROBE_EVERY).any(|_| contention.start_serially(cold)));
+    }
+
     /// The probes keep the record current: once they commit without conflicts, mutations
     /// start optimistically again.
     #[test]
     fn probes_end_the_serial_start_once_contention_is_over() {
         let contention = Contention::default();
+        let record = Contention::record_of("bank:transfer");
         for _ in 0..64 {
-            contention.record(true);
+            contention.record(record, true);
         }
         let mut started_optimistically = 0;
         for _ in 0..(64 * PROBE_EVERY) {
-            if !contention.start_serially() {
+            if !contention.start_serially(record) {
                 started_optimistically += 1;
                 // A probe (or, once the record has cooled, any mutation) commits cleanly.
-                contention.record(false);
+                contention.record(record, false);
             }
         }
-        assert!(!contention.start_serially(), "still starting serially");
+        assert!(
+            !contention.start_serially(record),
+            "still starting serially"
+        );
         assert!(started_optimistically >= 64 - u64::from(HOT_CONFLICTS));
     }
 }

@@ -523,7 +523,7 @@ impl WasmHost {
             Err(answer) => answer,
             Ok((function, args_bytes)) => {
                 let mut logs = Vec::new();
-                let committed = store.run_mutation(|tx| {
+                let committed = store.run_mutation_of(Some(path), |tx| {
                     self.attempt_mutation(
                         store,
                         module,
@@ -544,7 +544,10 @@ impl WasmHost {
 
     /// [`WasmHost::run_mutation_once`] for a caller on an async runtime (a WebSocket
     /// session): the same rules and outcome, with each attempt run on the blocking pool and
-    /// its commit awaited rather than blocked on (see `Store::run_mutation_async`).
+    /// its commit awaited rather than blocked on (see `Store::run_mutation_async`). The
+    /// arguments are checked and encoded in the first attempt, on the blocking pool too, so
+    /// the reactor does none of it (nor the receipt lookup that answers a request whose
+    /// function is gone).
     pub async fn run_mutation_once_async(
         self: &Arc<Self>,
         store: &Arc<Store>,
@@ -555,38 +558,37 @@ impl WasmHost {
         receipt_key: Vec<u8>,
     ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
-        let with = CommitWith::Receipt(&receipt_key);
-        let args_bytes = match self.prepare_mutation(store, &module, &path, &args, &options, &with)
-        {
-            Err(answer) => return self.record_mutation(started, &path, answer),
-            Ok((_, args_bytes)) => args_bytes,
-        };
         // What the attempts log, kept by whichever thread runs the last one.
         let logs = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let attempt = {
-            let (host, store, module, path, logs) = (
-                self.clone(),
-                store.clone(),
-                module.clone(),
-                path.clone(),
-                logs.clone(),
-            );
+            let (host, store, path, logs) =
+                (self.clone(), store.clone(), path.clone(), logs.clone());
+            let mut args_bytes = None;
             move |tx: &mut Transaction| {
-                let function = module.function(&path).expect("found by prepare_mutation");
+                let with = CommitWith::Receipt(&receipt_key);
+                let (function, args_bytes) = match &args_bytes {
+                    Some(bytes) => (module.function(&path).expect("prepared before"), bytes),
+                    None => {
+                        let (function, bytes) = host
+                            .prepare_mutation(&store, &module, &path, &args, &options, &with)
+                            .map_err(|answer| MutationAbort::Answered(Box::new(answer)))?;
+                        (function, &*args_bytes.insert(bytes))
+                    }
+                };
                 host.attempt_mutation(
                     &store,
                     &module,
                     function,
                     &path,
-                    &args_bytes,
+                    args_bytes,
                     &options,
-                    &CommitWith::Receipt(&receipt_key),
+                    &with,
                     tx,
                     &mut logs.lock(),
                 )
             }
         };
-        let committed = store.run_mutation_async(attempt).await;
+        let committed = store.run_mutation_async(&path, attempt).await;
         let logs = std::mem::take(&mut *logs.lock());
         let answer = settle_mutation(&path, committed, logs);
         self.record_mutation(started, &path, answer)
@@ -919,6 +921,7 @@ fn settle_mutation(
         Err(MutationAbort::Call(error)) => Err(fail(error, logs)),
         Err(MutationAbort::Done(outcome, ts)) => return from_receipt(path, &outcome, ts),
         Err(MutationAbort::Store(e)) => Err(fail(CallError::Store(e), logs)),
+        Err(MutationAbort::Answered(answer)) => return *answer,
     };
     (answer, Ran::Executed)
 }
@@ -949,6 +952,8 @@ enum MutationAbort {
     Store(StoreError),
     /// The receipt's mutation has committed already: its outcome and commit timestamp.
     Done(Vec<u8>, Timestamp),
+    /// Answered before any attempt ran: the function could not be prepared.
+    Answered(Box<(Result<MutationOutcome, CallFailure>, Ran)>),
 }
 
 impl From<StoreError> for MutationAbort {

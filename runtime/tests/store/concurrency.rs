@@ -67,8 +67,8 @@ fn transfer(
         Ok((read_from, read_to))
     };
     let committed = match driver {
-        Driver::Blocking => store.run_mutation(body),
-        Driver::Async(runtime) => runtime.block_on(store.run_mutation_async(body)),
+        Driver::Blocking => store.run_mutation_of(Some("transfer"), body),
+        Driver::Async(runtime) => runtime.block_on(store.run_mutation_async("transfer", body)),
     }
     .expect("a transfer never fails: conflicts end in a serial run, not an error");
     Transfer {
