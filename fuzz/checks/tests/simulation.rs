@@ -2,9 +2,10 @@
 //! guarantee of docs/PROTOCOL.md section 3 over the whole history of each seed. The long run is
 //! `cargo run --release -p ferrovex-fuzz-checks --example simulate -- FIRST_SEED COUNT`.
 
-use ferrovex_fuzz_checks::server::{channels_wasm, Server};
+use ferrovex_fuzz_checks::server::{channels_wasm, Server, Session};
 use ferrovex_fuzz_checks::sim::{run_seed, SimConfig};
 use ferrovex_runtime::sync::engine::ConnectionId;
+use ferrovex_runtime::sync::protocol::Outgoing;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -96,6 +97,24 @@ fn send_to(server: &Server, channel: &str, body: &str) {
         .expect("channels:send commits");
 }
 
+/// The connection's task sends `channels:send` of `body` to `channel` as request
+/// `request_id`, which runs and is answered; the frames the answer wrote.
+fn mutate(session: &mut Session, request_id: u64, channel: &str, body: &str) -> Vec<String> {
+    let mutation = json!({"type": "Mutation", "requestId": request_id, "udfPath": "channels:send",
+        "args": [{"channel": channel, "body": body}]});
+    session.inbox.push_back(mutation.to_string());
+    assert!(session.read_one() && session.run_one() && session.answer());
+    session.outbox.drain(..).collect()
+}
+
+/// The transition the connection's task takes once woken.
+fn woken_with_transition(session: &mut Session) -> Arc<Outgoing> {
+    session
+        .next_transition()
+        .expect("woken")
+        .expect("a transition")
+}
+
 /// Two commits refreshed while the connection's task has not yet taken the first one's
 /// transition: its one wake-up permit covers the first; taking it wakes the task again, and
 /// the second commit reaches the client.
@@ -108,10 +127,7 @@ fn a_commit_refreshed_while_the_outbox_is_full_is_not_lost() {
     send_to_x(&server, "second");
     server.refresh();
     let session = server.sessions.get_mut(&ids[0]).unwrap();
-    let one = session
-        .next_transition()
-        .expect("woken")
-        .expect("a transition");
+    let one = woken_with_transition(session);
     assert!(one.message.to_frame().contains("first"));
     let two = session
         .next_transition()
@@ -133,11 +149,7 @@ fn a_transition_older_than_a_commit_is_sent_before_its_response() {
     server.refresh();
     let session = server.sessions.get_mut(&ids[0]).unwrap();
     session.outbox.clear();
-    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
-        "args": [{"channel": "x", "body": "mine"}]});
-    session.inbox.push_back(mutation.to_string());
-    assert!(session.read_one() && session.run_one() && session.answer());
-    let frames: Vec<String> = session.outbox.drain(..).collect();
+    let frames = mutate(session, 1, "x", "mine");
     let position = |needle: &str| frames.iter().position(|f| f.contains(needle));
     let older = position("from-elsewhere").expect("the prepared transition was sent");
     let response = position("MutationResponse").expect("the response was sent");
@@ -157,10 +169,7 @@ fn subscribers_of_a_changed_result_share_one_prepared_transition() {
     let mut sent = Vec::new();
     for id in &ids[..3] {
         let session = server.sessions.get_mut(id).unwrap();
-        let transition = session
-            .next_transition()
-            .expect("woken")
-            .expect("a transition");
+        let transition = woken_with_transition(session);
         sent.push(transition);
     }
     assert!(
@@ -194,10 +203,7 @@ fn a_round_reaches_subscribers_past_the_first_chunk() {
     let mut sent = Vec::new();
     for id in &ids {
         let session = server.sessions.get_mut(id).unwrap();
-        let transition = session
-            .next_transition()
-            .expect("woken")
-            .expect("a transition");
+        let transition = woken_with_transition(session);
         assert!(transition.message.to_frame().contains("to-all"));
         sent.push(transition);
     }
@@ -220,11 +226,7 @@ fn nothing_older_than_an_answered_commit_follows_its_response() {
     assert!(server.refresh_if_requested());
     let session = server.sessions.get_mut(&ids[0]).unwrap();
     session.outbox.clear();
-    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
-        "args": [{"channel": "x", "body": "mine"}]});
-    session.inbox.push_back(mutation.to_string());
-    assert!(session.read_one() && session.run_one() && session.answer());
-    let answered: Vec<String> = session.outbox.drain(..).collect();
+    let answered = mutate(session, 1, "x", "mine");
     assert!(
         answered.last().unwrap().contains("MutationResponse"),
         "{answered:?}"
@@ -239,10 +241,7 @@ fn nothing_older_than_an_answered_commit_follows_its_response() {
     // The round the commit asked for brings both the owed commit and the client's own.
     assert!(server.refresh_if_requested());
     let session = server.sessions.get_mut(&ids[0]).unwrap();
-    let transition = session
-        .next_transition()
-        .expect("woken")
-        .expect("a transition");
+    let transition = woken_with_transition(session);
     let frame = transition.message.to_frame();
     assert!(
         frame.contains("outside-2") && frame.contains("mine"),
@@ -260,11 +259,7 @@ fn a_commit_no_result_reads_is_shown_with_its_response() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, ids) = watching(dir.path(), &["y", "x"]);
     let session = server.sessions.get_mut(&ids[0]).unwrap();
-    let mutation = json!({"type": "Mutation", "requestId": 1, "udfPath": "channels:send",
-        "args": [{"channel": "x2", "body": "elsewhere"}]});
-    session.inbox.push_back(mutation.to_string());
-    assert!(session.read_one() && session.run_one() && session.answer());
-    let answered: Vec<String> = session.outbox.drain(..).collect();
+    let answered = mutate(session, 1, "x2", "elsewhere");
     assert_eq!(answered.len(), 2, "{answered:?}");
     let response: serde_json::Value = serde_json::from_str(&answered[0]).unwrap();
     let transition: serde_json::Value = serde_json::from_str(&answered[1]).unwrap();
@@ -286,11 +281,7 @@ fn a_commit_no_result_reads_is_shown_with_its_response() {
     );
 
     // Channel x is watched (by the second connection): its commit waits for the round.
-    let mutation = json!({"type": "Mutation", "requestId": 2, "udfPath": "channels:send",
-        "args": [{"channel": "x", "body": "watched"}]});
-    session.inbox.push_back(mutation.to_string());
-    assert!(session.read_one() && session.run_one() && session.answer());
-    let answered: Vec<String> = session.outbox.drain(..).collect();
+    let answered = mutate(session, 2, "x", "watched");
     assert_eq!(answered.len(), 1, "{answered:?}");
     assert!(answered[0].contains("MutationResponse"), "{answered:?}");
     assert!(server.refresh_if_requested());

@@ -267,6 +267,21 @@ impl ConnectionState {
         true
     }
 
+    /// [`ConnectionState::take_transition`] as a message of this connection's own (the
+    /// session's task computing it, not a refresh sharing it among connections).
+    pub fn take_outgoing(
+        &mut self,
+        subscriptions: &Subscriptions,
+        ts: Timestamp,
+    ) -> Option<Arc<Outgoing>> {
+        let (start, end, modifications) = self.take_transition(subscriptions, ts)?;
+        Some(Arc::new(Outgoing::new(ServerMessage::Transition {
+            start,
+            end,
+            modifications,
+        })))
+    }
+
     /// Records that a mutation committed at `ts` was answered: a transition at or after it
     /// must follow, even one with no modifications.
     pub fn await_ts(&mut self, ts: Timestamp) {

@@ -579,15 +579,7 @@ impl SessionCore {
                 if current {
                     // A round is on its way for the commit (every commit asks for one) and
                     // serves the other connections; this one needs nothing more from it.
-                    after = connection
-                        .take_transition(&state.subscriptions, state.ts)
-                        .map(|(start, end, modifications)| {
-                            Arc::new(Outgoing::new(ServerMessage::Transition {
-                                start,
-                                end,
-                                modifications,
-                            }))
-                        });
+                    after = connection.take_outgoing(&state.subscriptions, state.ts);
                 }
                 if connection.is_waiting() {
                     state.waiting.insert(self.id);
@@ -625,13 +617,7 @@ impl SessionCore {
         }
         let state = &mut *state;
         let connection = state.connections.get_mut(&self.id)?;
-        let (start, end, modifications) =
-            connection.take_transition(&state.subscriptions, state.ts)?;
-        Some(Arc::new(Outgoing::new(ServerMessage::Transition {
-            start,
-            end,
-            modifications,
-        })))
+        connection.take_outgoing(&state.subscriptions, state.ts)
     }
 
     /// Drops the mutations not yet taken: the client re-sends them after reconnecting.
