@@ -214,6 +214,7 @@ async fn route(
                     "committed": count(&stats.committed),
                     "conflictRetries": count(&stats.conflict_retries),
                     "serialRuns": count(&stats.serial_runs),
+                    "inlineOverruns": count(&stats.inline_overruns),
                 }),
             )
         }

@@ -19,6 +19,7 @@ mod follower;
 pub mod index_range;
 pub mod postgres;
 pub mod read_set;
+mod recent;
 pub mod rocks;
 mod serial;
 pub mod transaction;
@@ -40,6 +41,7 @@ use ferrovex_model::DocumentId;
 use follower::Role;
 pub use follower::{LeaderLink, LinkError};
 use parking_lot::{Condvar, Mutex, RwLock};
+use recent::RecentOutcomes;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
@@ -56,6 +58,15 @@ pub const OPTIMISTIC_ATTEMPTS: u32 = 3;
 /// and waits longer each time (`follower_backoff`: about 2.5 s over all of them), so that it
 /// gives way to a burst on a hot document rather than fail during it.
 pub const FOLLOWER_ATTEMPTS: u32 = 32;
+/// Of the last 64 attempts of a function run inline (`Store::run_mutation_async`), how many
+/// ran long for its mutations to start on the blocking pool instead. A short mutation runs
+/// long inline only when a tick of the host's clock falls within it (a 100 µs call under a
+/// 10 ms tick: 1 in 100), far below this; a function that mostly takes a good part of a tick
+/// or more reaches it.
+pub const LONG_OVERRUNS: u32 = 8;
+/// While a function's mutations start on the blocking pool, one in this many still runs
+/// inline first, so that the record notices when its calls are short again.
+pub const LONG_PROBE_EVERY: u64 = 16;
 
 /// What readers may see: the newest durable commit and the catalog as of it.
 pub(crate) struct Published {
@@ -315,6 +326,9 @@ pub struct MutationStats {
     pub committed: AtomicU64,
     pub conflict_retries: AtomicU64,
     pub serial_runs: AtomicU64,
+    /// Attempts run inline that ran long and were made again on the blocking pool
+    /// (`Store::run_mutation_async`).
+    pub inline_overruns: AtomicU64,
 }
 
 /// The result of a committed mutation.
@@ -339,7 +353,10 @@ impl<T> Committed<T> {
 pub struct Store {
     shared: Arc<Shared>,
     serial: serial::SerialLane,
-    contention: serial::Contention,
+    /// Per function, whether its recent optimistic commits conflicted (`serial::HOT_CONFLICTS`).
+    contention: RecentOutcomes,
+    /// Per function, whether its recent attempts run inline ran long (`LONG_OVERRUNS`).
+    overruns: RecentOutcomes,
     requests: Option<mpsc::Sender<(CommitRequest, Reply)>>,
     committer: Option<JoinHandle<()>>,
     /// A follower's log tail (see `follower`).
@@ -441,7 +458,8 @@ impl Store {
         Ok(Store {
             shared,
             serial: serial::SerialLane::default(),
-            contention: serial::Contention::default(),
+            contention: RecentOutcomes::new(serial::HOT_CONFLICTS, serial::PROBE_EVERY),
+            overruns: RecentOutcomes::new(LONG_OVERRUNS, LONG_PROBE_EVERY),
             requests: Some(sender),
             committer: Some(committer),
             tail: None,
@@ -643,14 +661,14 @@ impl Store {
 
     /// [`Store::run_mutation`] for a mutation of `function` (its path): its optimistic
     /// commits are recorded under it, and while most recent ones conflicted it starts in the
-    /// serial lane directly (`serial::Contention`). Without a function, nothing is recorded
+    /// serial lane directly (`serial::HOT_CONFLICTS`). Without a function, nothing is recorded
     /// and the mutation always starts optimistically.
     pub fn run_mutation_of<T, E: From<StoreError>>(
         &self,
         function: Option<&str>,
         mut body: impl FnMut(&mut Transaction) -> Result<T, E>,
     ) -> Result<Committed<T>, E> {
-        let record = function.map(serial::Contention::record_of);
+        let record = function.map(RecentOutcomes::record_of);
         let mut attempt = 0;
         let serially_first = self.shared.is_leader() && self.starts_serially(record);
         if !serially_first {
@@ -695,16 +713,26 @@ impl Store {
     }
 
     /// [`Store::run_mutation`] for a caller on an async runtime (the WebSocket sessions):
-    /// each attempt's `body` runs on the blocking pool, and its commit is awaited there, not
-    /// blocked on, so the thread that ran it goes on to other work while the group is
-    /// written. A mutation used to hold a blocking thread through its commit: 3.7 context
-    /// switches per call before, 2.9 after (`perf stat --per-thread` during `bench --only
-    /// chat-send`). On a follower (whose
-    /// commits go to the leader over the network) and in the serial lane, the attempt runs
-    /// blocking, as in `run_mutation`.
+    /// each commit is awaited, not blocked on, so the thread that ran the attempt goes on to
+    /// other work while the group is written. A mutation used to hold a blocking thread
+    /// through its commit: 3.7 context switches per call before, 2.9 after (`perf stat
+    /// --per-thread` during `bench --only chat-send`).
+    ///
+    /// With `inline`, the first optimistic attempt runs on the caller's own thread, an async
+    /// worker, rather than on the blocking pool: the hand-off to a pool thread and back was
+    /// about a third of the server's CPU time per chat message (123 and 117 µs per call with
+    /// it, 84 and 74 µs without, alternating runs of `bench --only chat-send`). A worker must
+    /// not be held long, so `body` is told (`Transaction::runs_inline`) and must stop early
+    /// and say so (`Transaction::mark_overran`) when the attempt runs long; the attempt is
+    /// then thrown away and made again on the blocking pool, which is safe because nothing of
+    /// it was committed and a mutation has no other effects. A function whose recent inline
+    /// attempts ran long starts on the pool (`LONG_OVERRUNS`). On a follower (whose commits
+    /// go to the leader over the network) and in the serial lane, the attempt runs blocking
+    /// on the pool, as in `run_mutation`.
     pub async fn run_mutation_async<T, E, B>(
         self: &Arc<Self>,
         function: &str,
+        inline: bool,
         mut body: B,
     ) -> Result<Committed<T>, E>
     where
@@ -712,9 +740,10 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
     {
-        let record = Some(serial::Contention::record_of(function));
+        let record = RecentOutcomes::record_of(function);
+        let mut inline = inline && !self.overruns.skip(record);
         let mut attempt = 0;
-        if !self.shared.is_leader() || !self.starts_serially(record) {
+        if !self.shared.is_leader() || !self.starts_serially(Some(record)) {
             loop {
                 let store = self.clone();
                 if !self.shared.is_leader() {
@@ -723,18 +752,35 @@ impl Store {
                     return on_blocking_pool(move || store.run_mutation_of(Some(&function), body))
                         .await;
                 }
-                attempt += 1;
-                let (returned, tx, value) = on_blocking_pool(move || {
-                    let mut tx = store.begin();
+                let (tx, value) = if inline {
+                    inline = false;
+                    let mut tx = self.begin();
+                    tx.inline = true;
                     let value = body(&mut tx);
-                    (body, tx, value)
-                })
-                .await;
-                body = returned;
+                    self.overruns.record(record, tx.overran);
+                    if tx.overran {
+                        self.shared
+                            .stats
+                            .inline_overruns
+                            .fetch_add(1, AtomicOrdering::Relaxed);
+                        continue;
+                    }
+                    (tx, value)
+                } else {
+                    let (returned, tx, value) = on_blocking_pool(move || {
+                        let mut tx = store.begin();
+                        let value = body(&mut tx);
+                        (body, tx, value)
+                    })
+                    .await;
+                    body = returned;
+                    (tx, value)
+                };
+                attempt += 1;
                 let value = value?;
                 let writes = tx.has_writes();
                 let committed = self.commit_async(tx).await;
-                match self.after_attempt(committed, writes, attempt, record) {
+                match self.after_attempt(committed, writes, attempt, Some(record)) {
                     Attempted::Committed(ts) => return Ok(Committed::new(value, ts, attempt)),
                     Attempted::Failed(e) => return Err(e.into()),
                     Attempted::RetryAfter(pause) => tokio::time::sleep(pause).await,
@@ -781,7 +827,7 @@ impl Store {
 
     /// Whether a mutation recorded under `record` starts in the serial lane.
     fn starts_serially(&self, record: Option<usize>) -> bool {
-        record.is_some_and(|record| self.contention.start_serially(record))
+        record.is_some_and(|record| self.contention.skip(record))
     }
 
     /// The last attempt: in the serial lane, where it cannot conflict. Blocks.

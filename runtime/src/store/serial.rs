@@ -14,7 +14,7 @@ use super::{Committed, Shared, Timestamp};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 
@@ -22,17 +22,7 @@ use std::sync::Arc;
 const MAX_GROUP_MEMBERS: usize = 256;
 
 /// Of the last 64 optimistic commits of a function, how many conflicted for its mutations to
-/// start in the serial lane instead of trying optimistically first (see [`Contention`]).
-pub const HOT_CONFLICTS: u32 = 16;
-/// When mutations start in the serial lane, one in this many still tries optimistically
-/// first, so that the record of recent attempts notices when the contention is over.
-pub const PROBE_EVERY: u64 = 8;
-/// Records kept: functions are hashed onto this many, so memory stays fixed however many a
-/// module has (two functions sharing one record share their contention).
-pub const CONTENTION_RECORDS: usize = 256;
-
-/// How contended the recent optimistic attempts of each function were, and so where its
-/// next mutation starts.
+/// start in the serial lane instead of trying optimistically first (`Store::contention`).
 ///
 /// Under contention a mutation's optimistic attempt mostly ends in a conflict, then runs
 /// again in the lane: its guest code runs twice, and it waits for a synced write it had no
@@ -42,48 +32,10 @@ pub const CONTENTION_RECORDS: usize = 256;
 /// Per function, because the lane runs its members' guest code with the committer held: one
 /// hot function must not send every other mutation of the node there. Uncontended functions
 /// never reach the threshold and start optimistically as before.
-pub(crate) struct Contention {
-    /// Per record, the outcomes of its last 64 optimistic commits, newest in bit 0: 1 for a
-    /// conflict.
-    recent: [AtomicU64; CONTENTION_RECORDS],
-    /// Mutations started, for choosing the probes.
-    started: AtomicU64,
-}
-
-impl Default for Contention {
-    fn default() -> Self {
-        Contention {
-            recent: std::array::from_fn(|_| AtomicU64::new(0)),
-            started: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Contention {
-    /// The record of `function` (a function's path).
-    pub fn record_of(function: &str) -> usize {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        function.hash(&mut hasher);
-        (hasher.finish() % CONTENTION_RECORDS as u64) as usize
-    }
-
-    /// Records how an optimistic attempt's commit ended.
-    pub fn record(&self, record: usize, conflicted: bool) {
-        let _ = self.recent[record].fetch_update(Ordering::AcqRel, Ordering::Acquire, |outcomes| {
-            Some(outcomes << 1 | u64::from(conflicted))
-        });
-    }
-
-    /// Whether the next mutation of `record` starts in the serial lane.
-    pub fn start_serially(&self, record: usize) -> bool {
-        let hot = self.recent[record].load(Ordering::Acquire).count_ones() >= HOT_CONFLICTS;
-        hot && !self
-            .started
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(PROBE_EVERY)
-    }
-}
+pub const HOT_CONFLICTS: u32 = 16;
+/// When mutations start in the serial lane, one in this many still tries optimistically
+/// first, so that the record of recent attempts notices when the contention is over.
+pub const PROBE_EVERY: u64 = 8;
 
 #[derive(Default)]
 pub(crate) struct SerialLane {
@@ -295,88 +247,4 @@ fn member_request(
         new_tables,
         receipt,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Where mutations start after a run of attempts ending as given (true: a conflict),
-    /// out of the next `PROBE_EVERY` mutations: how many start in the serial lane.
-    fn serial_starts(outcomes: &[bool]) -> u64 {
-        let contention = Contention::default();
-        let record = Contention::record_of("bank:transfer");
-        for &conflicted in outcomes {
-            contention.record(record, conflicted);
-        }
-        (0..PROBE_EVERY)
-            .filter(|_| contention.start_serially(record))
-            .count() as u64
-    }
-
-    #[test]
-    fn mutations_start_in_the_lane_only_while_recent_attempts_conflict() {
-        let hot = HOT_CONFLICTS as usize;
-        let cases: Vec<(&str, Vec<bool>, u64)> = vec![
-            ("nothing yet", vec![], 0),
-            ("no conflicts", vec![false; 200], 0),
-            ("one short of the threshold", vec![true; hot - 1], 0),
-            ("at the threshold", vec![true; hot], PROBE_EVERY - 1),
-            ("all conflicts", vec![true; 64], PROBE_EVERY - 1),
-            (
-                "conflicts older than the last 64 attempts",
-                [vec![true; 64], vec![false; 64]].concat(),
-                0,
-            ),
-            (
-                "conflicts spread among successes",
-                (0..64).map(|i| i % 4 == 0).collect(),
-                PROBE_EVERY - 1,
-            ),
-        ];
-        for (case, outcomes, expected) in cases {
-            assert_eq!(serial_starts(&outcomes), expected, "{case}");
-        }
-    }
-
-    /// One hot function sends only its own mutations to the lane.
-    #[test]
-    fn contention_is_recorded_per_function() {
-        let contention = Contention::default();
-        let hot = Contention::record_of("bank:transfer");
-        let cold = (0..)
-            .map(|i| format!("chat:send_{i}"))
-            .map(|f| Contention::record_of(&f))
-            .find(|&r| r != hot)
-            .unwrap();
-        for _ in 0..64 {
-            contention.record(hot, true);
-        }
-        assert!((0..PROBE_EVERY).any(|_| contention.start_serially(hot)));
-        assert!(!(0..PROBE_EVERY).any(|_| contention.start_serially(cold)));
-    }
-
-    /// The probes keep the record current: once they commit without conflicts, mutations
-    /// start optimistically again.
-    #[test]
-    fn probes_end_the_serial_start_once_contention_is_over() {
-        let contention = Contention::default();
-        let record = Contention::record_of("bank:transfer");
-        for _ in 0..64 {
-            contention.record(record, true);
-        }
-        let mut started_optimistically = 0;
-        for _ in 0..(64 * PROBE_EVERY) {
-            if !contention.start_serially(record) {
-                started_optimistically += 1;
-                // A probe (or, once the record has cooled, any mutation) commits cleanly.
-                contention.record(record, false);
-            }
-        }
-        assert!(
-            !contention.start_serially(record),
-            "still starting serially"
-        );
-        assert!(started_optimistically >= 64 - u64::from(HOT_CONFLICTS));
-    }
 }

@@ -89,6 +89,11 @@ pub struct Transaction {
     /// The newest creation time per table as of the begin timestamp, so this transaction's
     /// inserts sort after every committed one in its own reads too.
     committed_creation_time: Arc<HashMap<TableNumber, f64>>,
+    /// Whether this attempt runs inline on an async worker, which it must not hold long (set
+    /// by `Store::run_mutation_async`).
+    pub(crate) inline: bool,
+    /// Set by what ran an inline attempt when it stopped it for running long.
+    pub(crate) overran: bool,
 }
 
 impl Transaction {
@@ -119,6 +124,8 @@ impl Transaction {
             now_ms,
             last_creation_time: HashMap::new(),
             committed_creation_time: published.last_creation_time.clone(),
+            inline: false,
+            overran: false,
         }
     }
 
@@ -187,6 +194,19 @@ impl Transaction {
     /// [`Transaction::receipt`]. A later call replaces an earlier one.
     pub fn set_receipt(&mut self, key: Vec<u8>, outcome: Vec<u8>) {
         self.receipt = Some(Receipt { key, outcome });
+    }
+
+    /// Whether this attempt runs inline on an async worker: then whoever runs code in it
+    /// must stop early when that code runs long, and say so with [`Transaction::mark_overran`].
+    pub fn runs_inline(&self) -> bool {
+        self.inline
+    }
+
+    /// Says that this inline attempt was stopped for running long: the store throws it away
+    /// and makes it again on the blocking pool, with no time bound but the call's own.
+    pub fn mark_overran(&mut self) {
+        debug_assert!(self.inline, "only an inline attempt can overrun");
+        self.overran = true;
     }
 
     pub fn has_writes(&self) -> bool {

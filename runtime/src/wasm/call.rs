@@ -44,15 +44,27 @@ impl WasmHost {
         // A fresh store and instance per call: nothing survives from one call to the next.
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(
+        // An attempt run inline on an async worker gets a tick or so, not the call's limit:
+        // if it runs longer it is stopped here and made again on the blocking pool.
+        let inline_ticks = match &store.data().tx {
+            Some(tx) if tx.runs_inline() => self.config.inline_ticks,
+            _ => None,
+        };
+        store.set_epoch_deadline(inline_ticks.unwrap_or_else(|| {
             self.config
-                .deadline_ticks(self.time_limit(store.data().entry)),
-        );
+                .deadline_ticks(self.time_limit(store.data().entry))
+        }));
         let result = self.run_instance(&mut store, module, export, args);
         let mut state = store.into_data();
         let outcome = match result {
             Ok(()) => outcome_of(&mut state),
-            Err(error) => Err(self.classify(error, &state)),
+            Err(error) => {
+                let interrupted = matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt));
+                if let (Some(_), true, Some(tx)) = (inline_ticks, interrupted, state.tx.as_mut()) {
+                    tx.mark_overran();
+                }
+                Err(self.classify(error, &state))
+            }
         };
         Execution {
             tx: state.tx,

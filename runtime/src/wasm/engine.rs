@@ -26,6 +26,11 @@ pub struct HostConfig {
     pub max_instances: u32,
     /// How often the epoch advances; the time limit is enforced to within one tick.
     pub epoch_tick: Duration,
+    /// Epoch ticks a mutation's attempt run inline on an async worker may reach before it is
+    /// stopped and made again on the blocking pool (`Store::run_mutation_async`); `None` runs
+    /// every attempt on the pool. With 1, an inline attempt holds a worker at most one tick,
+    /// and a short one is stopped only when a tick falls within it.
+    pub inline_ticks: Option<u64>,
     /// Where compiled modules are cached; `None` compiles on every deploy.
     pub cache_dir: Option<PathBuf>,
 }
@@ -39,6 +44,7 @@ impl Default for HostConfig {
             max_wasm_stack: 512 * 1024,
             max_instances: 128,
             epoch_tick: Duration::from_millis(10),
+            inline_ticks: Some(1),
             cache_dir: None,
         }
     }

@@ -588,7 +588,8 @@ impl WasmHost {
                 )
             }
         };
-        let committed = store.run_mutation_async(&path, attempt).await;
+        let inline = self.config.inline_ticks.is_some();
+        let committed = store.run_mutation_async(&path, inline, attempt).await;
         let logs = std::mem::take(&mut *logs.lock());
         let answer = settle_mutation(&path, committed, logs);
         self.record_mutation(started, &path, answer)

@@ -297,6 +297,84 @@ fn modules_built_with_the_sdk_declare_its_abi_and_version() {
 /// again is answered from the receipt its commit wrote, runs nothing, writes nothing and is
 /// not recorded as a second execution, even under a path the module no longer has (a client
 /// re-sending after a deploy). A new key runs.
+/// A mutation's first attempt runs inline on an async worker; one that runs long there is
+/// stopped, thrown away and made again on the blocking pool, and a function whose inline
+/// attempts keep running long starts on the pool. With `inline_ticks` 0 every inline attempt
+/// is stopped at its first check, so which attempts ran where does not depend on timing.
+#[test]
+fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
+    use ferrovex_runtime::store::{LONG_OVERRUNS, LONG_PROBE_EVERY};
+    use std::sync::atomic::Ordering;
+    let host = ferrovex_runtime::wasm::WasmHost::new(ferrovex_runtime::wasm::HostConfig {
+        inline_ticks: Some(0),
+        ..crate::test_config()
+    })
+    .unwrap();
+    let app = App::with_host("examples/chat", host);
+    let host = std::sync::Arc::new(app.host);
+    let module = std::sync::Arc::new(app.module.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let overruns = || app.store.stats().inline_overruns.load(Ordering::Relaxed);
+    let calls = 40u64;
+    for i in 0..calls {
+        let sent = runtime
+            .block_on(host.run_mutation_once_async(
+                &app.store,
+                module.clone(),
+                "chat:send_message".to_owned(),
+                args(&format!(r#"{{"user": "ada", "body": "message {i}"}}"#)),
+                CallOptions::default(),
+                format!("session-1/{i}").into_bytes(),
+            ))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(
+            sent.log_lines,
+            ["This Rust function is running on the server."],
+            "the lines of the attempt that counted, once"
+        );
+        if i == 0 {
+            assert_eq!(
+                overruns(),
+                1,
+                "the first attempt ran inline and was stopped"
+            );
+        }
+    }
+    // The first LONG_OVERRUNS calls each had an inline attempt stopped; after that the
+    // function starts on the pool, but for one probe in LONG_PROBE_EVERY.
+    let later = calls - u64::from(LONG_OVERRUNS);
+    assert_eq!(
+        overruns(),
+        u64::from(LONG_OVERRUNS) + later.div_ceil(LONG_PROBE_EVERY)
+    );
+    let listed = host
+        .run_query(
+            &app.store,
+            &app.module,
+            "chat:get_messages",
+            &args("{}"),
+            CallOptions::default(),
+        )
+        .unwrap();
+    let mut expected: Vec<String> = (0..calls).map(|i| format!("message {i}")).collect();
+    expected.drain(..expected.len() - 50.min(expected.len()));
+    assert_eq!(
+        bodies(&listed.value),
+        expected,
+        "each message committed once"
+    );
+    let (recent, _) = host.executions.follow();
+    assert_eq!(
+        recent.iter().filter(|r| r.kind == "mutation").count(),
+        calls as usize,
+        "one execution recorded per call"
+    );
+}
+
 #[test]
 fn a_receipt_answers_a_repeated_mutation_without_running_it() {
     let app = App::new("examples/chat");

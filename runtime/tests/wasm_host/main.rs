@@ -26,12 +26,20 @@ pub use guests::{guest_target_dir, guest_wasm, repo_root};
 /// would soon make instantiation fail.
 pub fn test_host(max_instances: u32) -> WasmHost {
     WasmHost::new(HostConfig {
-        timeout: Duration::from_millis(300),
         max_instances,
-        cache_dir: Some(guest_target_dir().join("compiled")),
-        ..HostConfig::default()
+        ..test_config()
     })
     .expect("creating the wasm host")
+}
+
+/// The configuration of `test_host`, for tests that change more of it.
+pub fn test_config() -> HostConfig {
+    HostConfig {
+        timeout: Duration::from_millis(300),
+        max_instances: 8,
+        cache_dir: Some(guest_target_dir().join("compiled")),
+        ..HostConfig::default()
+    }
 }
 
 pub struct App {
