@@ -110,7 +110,7 @@ impl Http {
     }
 
     /// The server's mutation counters (`GET /api/metrics`, an admin endpoint): committed,
-    /// conflict retries and serial-lane runs since it started.
+    /// conflict retries, serial-lane runs and inline attempts that ran long since it started.
     pub fn metrics(&mut self, admin_key: &str) -> Result<Metrics, String> {
         let (status, text) = self
             .request_with(
@@ -134,6 +134,7 @@ impl Http {
             committed: count("committed")?,
             conflict_retries: count("conflictRetries")?,
             serial_runs: count("serialRuns")?,
+            inline_overruns: count("inlineOverruns")?,
         })
     }
 }
@@ -143,6 +144,8 @@ pub struct Metrics {
     pub committed: u64,
     pub conflict_retries: u64,
     pub serial_runs: u64,
+    /// Attempts run inline that ran long and were made again on the blocking pool.
+    pub inline_overruns: u64,
 }
 
 /// An int64 argument in the wire form (docs/PROTOCOL.md section 1).

@@ -720,8 +720,8 @@ impl Store {
     ///
     /// With `inline`, the first optimistic attempt runs on the caller's own thread, an async
     /// worker, rather than on the blocking pool: the hand-off to a pool thread and back was
-    /// about a third of the server's CPU time per chat message (123 and 117 µs per call with
-    /// it, 84 and 74 µs without, alternating runs of `bench --only chat-send`). A worker must
+    /// about a third of the server's CPU time per chat message (173 and 145 µs per call with
+    /// it, 95 and 93 µs without, alternating runs of `bench --only chat-send`). A worker must
     /// not be held long, so `body` is told (`Transaction::runs_inline`) and must stop early
     /// and say so (`Transaction::mark_overran`) when the attempt runs long; the attempt is
     /// then thrown away and made again on the blocking pool, which is safe because nothing of
