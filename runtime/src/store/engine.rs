@@ -162,6 +162,13 @@ pub trait StorageEngine: Send + Sync + 'static {
         ))
     }
 
+    /// Whether `get` and `scan` read from this machine (its memory and disk) rather than
+    /// waiting on the network: only then may a mutation's attempt run inline on an async
+    /// worker (`Store::run_mutation_async`), which must not wait on a round trip.
+    fn reads_locally(&self) -> bool {
+        true
+    }
+
     /// About how many bytes the data takes where it is stored, if the engine can tell
     /// cheaply (the dashboard shows it); `None` otherwise.
     fn size_bytes(&self) -> Option<u64> {

@@ -726,9 +726,10 @@ impl Store {
     /// and say so (`Transaction::mark_overran`) when the attempt runs long; the attempt is
     /// then thrown away and made again on the blocking pool, which is safe because nothing of
     /// it was committed and a mutation has no other effects. A function whose recent inline
-    /// attempts ran long starts on the pool (`LONG_OVERRUNS`). On a follower (whose commits
-    /// go to the leader over the network) and in the serial lane, the attempt runs blocking
-    /// on the pool, as in `run_mutation`.
+    /// attempts ran long starts on the pool (`LONG_OVERRUNS`). Nothing runs inline over an
+    /// engine whose reads wait on the network (`StorageEngine::reads_locally`). On a follower
+    /// (whose commits go to the leader over the network) and in the serial lane, the attempt
+    /// runs blocking on the pool, as in `run_mutation`.
     pub async fn run_mutation_async<T, E, B>(
         self: &Arc<Self>,
         function: &str,
@@ -741,6 +742,9 @@ impl Store {
         B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
     {
         let record = RecentOutcomes::record_of(function);
+        // An attempt waiting on the network (a PostgreSQL engine's reads) must not hold a
+        // worker, however short its guest code.
+        let inline = inline && self.shared.engine.reads_locally();
         let mut inline = inline && !self.overruns.skip(record);
         let mut attempt = 0;
         if !self.shared.is_leader() || !self.starts_serially(Some(record)) {

@@ -1205,6 +1205,11 @@ impl StorageEngine for PgEngine {
         Ok(latest)
     }
 
+    /// Every read is a round trip to the database server.
+    fn reads_locally(&self) -> bool {
+        false
+    }
+
     fn size_bytes(&self) -> Option<u64> {
         let pool = self.pool.clone();
         self.run(async move {

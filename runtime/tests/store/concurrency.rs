@@ -1,8 +1,9 @@
 //! Many threads run conflicting transfers between a few accounts, half of them through the
 //! blocking driver (`Store::run_mutation`) and half through the async one
-//! (`Store::run_mutation_async`, as WebSocket sessions do, its first attempt inline; one
-//! transfer in five says its inline attempt ran long after writing, which must be thrown
-//! away and made again on the blocking pool). The total is conserved,
+//! (`Store::run_mutation_async`, as WebSocket sessions do, its first attempt inline over
+//! RocksDB, never over PostgreSQL; one transfer in five says its inline attempt ran long
+//! after writing, which must be thrown away and made again on the blocking pool). The total
+//! is conserved,
 //! every committed transfer is reflected, no transfer fails on conflict, and a checker over
 //! the recorded history finds no serializability violation: replaying the committed
 //! transfers in commit-timestamp order, each one read exactly the versions that were current
@@ -184,10 +185,12 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine)
         stats.conflict_retries.load(Ordering::Relaxed),
         stats.serial_runs.load(Ordering::Relaxed)
     );
-    assert!(
-        stats.inline_overruns.load(Ordering::Relaxed) > 0,
-        "no inline attempt was thrown away"
-    );
+    let overruns = stats.inline_overruns.load(Ordering::Relaxed);
+    match engine {
+        crate::Engine::Rocks => assert!(overruns > 0, "no inline attempt was thrown away"),
+        // Its reads are round trips to the database server: nothing may wait on one inline.
+        crate::Engine::Postgres => assert_eq!(overruns, 0, "an attempt ran inline over PostgreSQL"),
+    }
 
     // Replay in commit order: each transfer must have read the then-current state.
     let mut sorted = history.clone();

@@ -46,6 +46,10 @@ impl StorageEngine for Pausable {
     fn compact(&self) -> EngineResult<()> {
         self.inner.compact()
     }
+    fn reads_locally(&self) -> bool {
+        self.inner.reads_locally()
+    }
+
     fn durable_ts(&self) -> EngineResult<Timestamp> {
         self.inner.durable_ts()
     }

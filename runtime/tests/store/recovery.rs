@@ -57,6 +57,10 @@ impl StorageEngine for Flaky {
         self.inner.compact()
     }
     /// The newest commit on disk, which this engine knows.
+    fn reads_locally(&self) -> bool {
+        self.inner.reads_locally()
+    }
+
     fn durable_ts(&self) -> EngineResult<Timestamp> {
         Ok(self.inner.latest_ts())
     }
