@@ -105,7 +105,7 @@ impl SerialLane {
         let (value, request) = match outcome {
             Ok(Ok(value)) => {
                 let receipt = group.tx.receipt.take();
-                let request = member_request(&group.tx, &savepoint, begin_ts, receipt);
+                let request = member_request(&mut group.tx, &savepoint, begin_ts, receipt);
                 (Some(Ok(value)), request)
             }
             Ok(Err(e)) => {
@@ -210,26 +210,25 @@ impl SerialLane {
 /// The writes one member made on the shared transaction, as its own commit request. Reads
 /// are left empty: a member runs with the committer held, so there is nothing to validate.
 fn member_request(
-    tx: &Transaction,
+    tx: &mut Transaction,
     before: &Savepoint,
     begin_ts: Timestamp,
     receipt: Option<Receipt>,
 ) -> Option<CommitRequest> {
     let mut writes = BTreeMap::new();
-    for (id, write) in &tx.writes {
-        let previous = before.writes.get(id);
-        if previous == Some(write) {
+    for (id, previous, write) in tx.take_changes() {
+        if previous.as_ref() == Some(write) {
             continue;
         }
         let mut mine = write.clone();
         if let Some(previous) = previous {
             // What this member changed is relative to what the members before it left.
-            mine.old = previous.new.clone();
+            mine.old = previous.new;
         }
         if mine.old.is_none() && mine.new.is_none() {
             continue;
         }
-        writes.insert(*id, mine);
+        writes.insert(id, mine);
     }
     let new_tables: Vec<_> = tx
         .new_tables
@@ -247,4 +246,78 @@ fn member_request(
         new_tables,
         receipt,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use ferrovex_model::{obj, DocumentId, Value};
+
+    fn n(tx: &mut Transaction, id: DocumentId) -> Option<i64> {
+        let doc = tx.get(id).unwrap()?;
+        doc.fields["n"].as_i64()
+    }
+
+    fn changed(request: &CommitRequest) -> Vec<(DocumentId, Option<i64>, Option<i64>)> {
+        let n_of = |doc: &Option<crate::store::document::StoredDocument>| {
+            doc.as_ref().and_then(|d| d.fields["n"].as_i64())
+        };
+        request
+            .writes
+            .iter()
+            .map(|(id, w)| (*id, n_of(&w.old), n_of(&w.new)))
+            .collect()
+    }
+
+    /// Members share one transaction: each commits what it changed relative to the members
+    /// before it (a rewrite to the same document is no change), and a member that fails
+    /// leaves the shared transaction as it found it.
+    #[test]
+    fn members_commit_their_own_changes_and_a_failed_one_leaves_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tx = store.begin();
+        let begin_ts = tx.begin_ts;
+
+        let first = tx.savepoint();
+        let a = tx.insert("t", obj! { "n" => 1i64 }).unwrap();
+        let b = tx.insert("t", obj! { "n" => 1i64 }).unwrap();
+        let request = member_request(&mut tx, &first, begin_ts, None).unwrap();
+        let mut expected = vec![(a, None, Some(1)), (b, None, Some(1))];
+        expected.sort();
+        assert_eq!(changed(&request), expected);
+        assert_eq!(request.new_tables.len(), 1, "the first member made the table");
+
+        let second = tx.savepoint();
+        tx.patch(a, [("n".to_owned(), Some(Value::from(2i64)))].into())
+            .unwrap();
+        tx.patch(a, [("n".to_owned(), Some(Value::from(3i64)))].into())
+            .unwrap();
+        tx.replace(b, obj! { "n" => 1i64 }).unwrap();
+        let c = tx.insert("t", obj! { "n" => 7i64 }).unwrap();
+        let request = member_request(&mut tx, &second, begin_ts, None).unwrap();
+        let mut expected = vec![(a, Some(1), Some(3)), (c, None, Some(7))];
+        expected.sort();
+        assert_eq!(changed(&request), expected, "b was written back unchanged");
+        assert!(request.new_tables.is_empty());
+
+        let third = tx.savepoint();
+        tx.patch(a, [("n".to_owned(), Some(Value::from(4i64)))].into())
+            .unwrap();
+        tx.delete(c).unwrap();
+        let d = tx.insert("t", obj! { "n" => 9i64 }).unwrap();
+        tx.restore(third);
+        assert_eq!(
+            [n(&mut tx, a), n(&mut tx, b), n(&mut tx, c), n(&mut tx, d)],
+            [Some(3), Some(1), Some(7), None],
+            "the failed member's writes are gone, the others' stay"
+        );
+
+        let fourth = tx.savepoint();
+        assert!(
+            member_request(&mut tx, &fourth, begin_ts, None).is_none(),
+            "a member that wrote nothing commits nothing"
+        );
+    }
 }
