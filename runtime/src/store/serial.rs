@@ -287,7 +287,11 @@ mod tests {
         let mut expected = vec![(a, None, Some(1)), (b, None, Some(1))];
         expected.sort();
         assert_eq!(changed(&request), expected);
-        assert_eq!(request.new_tables.len(), 1, "the first member made the table");
+        assert_eq!(
+            request.new_tables.len(),
+            1,
+            "the first member made the table"
+        );
 
         let second = tx.savepoint();
         tx.patch(a, [("n".to_owned(), Some(Value::from(2i64)))].into())

@@ -543,11 +543,12 @@ impl WasmHost {
     }
 
     /// [`WasmHost::run_mutation_once`] for a caller on an async runtime (a WebSocket
-    /// session): the same rules and outcome, with each attempt run on the blocking pool and
-    /// its commit awaited rather than blocked on (see `Store::run_mutation_async`). The
-    /// arguments are checked and encoded in the first attempt, on the blocking pool too, so
-    /// the reactor does none of it (nor the receipt lookup that answers a request whose
-    /// function is gone).
+    /// session): the same rules and outcome, with the first attempt run inline on the caller's
+    /// worker (stopped after `HostConfig::inline_ticks` and made again on the blocking pool if
+    /// it runs long), the others on the pool, and every commit awaited rather than blocked on
+    /// (see `Store::run_mutation_async`). The arguments are checked and encoded in the first
+    /// attempt, not before it, so a function whose attempts start on the pool has none of it
+    /// done on the worker.
     pub async fn run_mutation_once_async(
         self: &Arc<Self>,
         store: &Arc<Store>,
@@ -658,6 +659,9 @@ impl WasmHost {
         tx: &mut Transaction,
         logs: &mut Vec<String>,
     ) -> Result<Value, MutationAbort> {
+        // What an earlier attempt logged is not this one's, even if this one fails before
+        // its call (an attempt thrown away, or one that conflicted).
+        logs.clear();
         if let CommitWith::Receipt(key) = with {
             // Read in the transaction: a commit of the same receipt made since its begin
             // (the same request run on another node) conflicts with this one, and the retry

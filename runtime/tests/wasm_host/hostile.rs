@@ -265,3 +265,61 @@ fn declared_schemas_are_enforced_on_every_write() {
     app.mutation("hostile:add", args(r#"{"body": "anything"}"#))
         .unwrap();
 }
+
+/// A mutation that never returns, run as WebSocket sessions run mutations (its first attempt
+/// inline on the worker): the inline attempt is stopped at the first epoch tick and made again
+/// on the blocking pool, which stops it at the call's own limit and reports that limit; its
+/// write is gone. With an inline bound no shorter than that limit, there is no bound: the
+/// one attempt times out for real, and nothing is run twice. Ticks, not time, decide each
+/// stop, so the outcome does not depend on timing.
+#[test]
+fn a_mutation_that_never_returns_inline_times_out_at_the_call_limit() {
+    use std::sync::atomic::Ordering;
+    for (inline_ticks, overruns) in [(Some(1), 1), (Some(1_000), 0), (None, 0)] {
+        let host = ferrovex_runtime::wasm::WasmHost::new(ferrovex_runtime::wasm::HostConfig {
+            inline_ticks,
+            ..crate::test_config()
+        })
+        .unwrap();
+        let app = App::with_host("runtime/tests/guests/hostile", host);
+        let host = std::sync::Arc::new(app.host);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ts_before = app.store.latest_ts();
+        let failure = runtime
+            .block_on(host.run_mutation_once_async(
+                &app.store,
+                std::sync::Arc::new(app.module.clone()),
+                "hostile:spin_after_write".to_owned(),
+                args("{}"),
+                ferrovex_runtime::wasm::CallOptions::default(),
+                b"session-1/1".to_vec(),
+            ))
+            .expect_err("it never returns");
+        let case = format!("inline_ticks {inline_ticks:?}");
+        assert!(
+            matches!(failure.error, CallError::Timeout { .. }),
+            "{case}: {:?}",
+            failure.error
+        );
+        assert!(
+            failure
+                .to_string()
+                .contains("execution time limit of 300 ms"),
+            "{case}: {failure}"
+        );
+        assert_eq!(
+            app.store.latest_ts(),
+            ts_before,
+            "{case}: the write survived"
+        );
+        assert_eq!(
+            app.store.stats().inline_overruns.load(Ordering::Relaxed),
+            overruns,
+            "{case}: inline attempts thrown away"
+        );
+    }
+}

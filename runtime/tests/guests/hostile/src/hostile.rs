@@ -41,6 +41,16 @@ fn spin(_ctx: &QueryCtx) -> Result<()> {
     }
 }
 
+/// Writes, then never returns: the write must not survive the time limit.
+#[mutation]
+fn spin_after_write(ctx: &mut MutationCtx) -> Result<()> {
+    ctx.db.insert("notes", doc! { "body": "doomed" })?;
+    let mut i = 0u64;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
 #[query]
 fn memory_bomb(_ctx: &QueryCtx) -> Result<usize> {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
