@@ -744,8 +744,8 @@ impl Store {
         let record = RecentOutcomes::record_of(function);
         // An attempt waiting on the network (a PostgreSQL engine's reads) must not hold a
         // worker, however short its guest code.
-        let inline = inline && self.shared.engine.reads_locally();
-        let mut inline = inline && !self.overruns.skip(record);
+        let mut inline =
+            inline && self.shared.engine.reads_locally() && !self.overruns.skip(record);
         let mut attempt = 0;
         if !self.shared.is_leader() || !self.starts_serially(Some(record)) {
             loop {

@@ -45,16 +45,15 @@ impl WasmHost {
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // An attempt run inline on an async worker gets a tick or so, not the call's limit:
-        // if it runs longer it is stopped here and made again on the blocking pool. An inline
-        // bound no shorter than the limit is no bound: the attempt then times out for real.
-        let full = self
-            .config
-            .deadline_ticks(self.time_limit(store.data().entry));
+        // if it runs longer it is stopped here and made again on the blocking pool.
         let inline_ticks = match &store.data().tx {
-            Some(tx) if tx.runs_inline() => self.config.inline_ticks.filter(|t| *t < full),
+            Some(tx) if tx.runs_inline() => self.config.inline_deadline_ticks(),
             _ => None,
         };
-        store.set_epoch_deadline(inline_ticks.unwrap_or(full));
+        store.set_epoch_deadline(inline_ticks.unwrap_or_else(|| {
+            self.config
+                .deadline_ticks(self.time_limit(store.data().entry))
+        }));
         let result = self.run_instance(&mut store, module, export, args);
         let mut state = store.into_data();
         let outcome = match result {

@@ -27,8 +27,8 @@ pub struct HostConfig {
     /// How often the epoch advances; the time limit is enforced to within one tick.
     pub epoch_tick: Duration,
     /// Epoch ticks a mutation's attempt run inline on an async worker may reach before it is
-    /// stopped and made again on the blocking pool (`Store::run_mutation_async`); `None` runs
-    /// every attempt on the pool. With 1, an inline attempt's guest code holds a worker at
+    /// stopped and made again on the blocking pool (`Store::run_mutation_async`); `None`, or a
+    /// bound no shorter than `timeout`, runs every attempt on the pool. With 1, an inline attempt's guest code holds a worker at
     /// most one tick, and a short one is stopped only when a tick falls within it. Only wasm
     /// code checks the epoch: a host call in progress (a large scan) finishes first.
     pub inline_ticks: Option<u64>,
@@ -58,6 +58,14 @@ impl HostConfig {
             .as_nanos()
             .div_ceil(self.epoch_tick.as_nanos().max(1));
         (ticks as u64).max(1)
+    }
+
+    /// Epoch ticks a mutation's attempt run inline may reach (`inline_ticks`), or `None`
+    /// when no attempt runs inline: also when that bound is no shorter than the mutation's
+    /// own limit, which would then hold the worker for all of it.
+    pub(crate) fn inline_deadline_ticks(&self) -> Option<u64> {
+        let full = self.deadline_ticks(self.timeout);
+        self.inline_ticks.filter(|ticks| *ticks < full)
     }
 }
 

@@ -589,7 +589,7 @@ impl WasmHost {
                 )
             }
         };
-        let inline = self.config.inline_ticks.is_some();
+        let inline = self.config.inline_deadline_ticks().is_some();
         let committed = store.run_mutation_async(&path, inline, attempt).await;
         let logs = std::mem::take(&mut *logs.lock());
         let answer = settle_mutation(&path, committed, logs);
