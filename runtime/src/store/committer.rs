@@ -1,14 +1,7 @@
 //! The single committer: validates each transaction's read set against the writes committed
 //! since it began (optimistic concurrency, serializable), assigns commit timestamps, writes a
-//! whole group of commits as one write, and only once it is synced publishes the new
-//! timestamp to readers. Durable before visible: nothing is readable or acknowledged before
-//! the sync.
-//!
-//! Two threads share the work (`run`): the committer orders and writes each group without
-//! waiting for the disk (`order_group`), and the syncer makes what was written durable, one
-//! sync for every group written since its last, then publishes and answers
-//! (`make_visible`). So the next group is validated, applied and written while the last one
-//! reaches the disk, instead of after it.
+//! whole group of commits with one synced write, and only then publishes the new timestamp
+//! to readers. Durable before visible: nothing is readable or acknowledged before the sync.
 
 use super::catalog::{
     check_name, index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
@@ -359,22 +352,15 @@ impl CommitterState {
         self.failed = Some(error.0.clone());
     }
 
-    /// Writes `records`, durably or (`StorageEngine::write_unsynced`) to be synced later. On
-    /// failure the outcome is unknown (the write may be on disk all the same) and this state
-    /// runs ahead of the disk, so every later commit is refused until
-    /// [`CommitterState::recover`] learns from the engine which it is.
-    pub fn write(
+    /// Writes `records` durably. On failure the outcome is unknown (the write may be on disk
+    /// all the same) and this state runs ahead of the disk, so every later commit is refused
+    /// until [`CommitterState::recover`] learns from the engine which it is.
+    pub fn write_durably(
         &mut self,
         engine: &dyn StorageEngine,
         records: &[CommitRecord],
-        durably: bool,
     ) -> Result<(), EngineError> {
-        let written = if durably {
-            engine.write(records)
-        } else {
-            engine.write_unsynced(records)
-        };
-        written.inspect_err(|e| {
+        engine.write(records).inspect_err(|e| {
             tracing::error!(error = %e, "durable write failed; commits are refused until the store says what it holds");
             self.fail(e);
         })
@@ -387,15 +373,9 @@ impl CommitterState {
     /// changes while the engine cannot tell (unreachable, fenced, or an engine that cannot
     /// know without a restart).
     pub fn recover(&mut self, shared: &Shared) -> Result<(), String> {
-        if self.failed.is_none() {
-            self.failed = shared.sync_failure();
-        }
         let Some(reason) = self.failed.clone() else {
             return Ok(());
         };
-        // Groups written before the failure are settled by the syncer first (published, or
-        // failed after a failed sync): what is published below must not move back.
-        shared.wait_synced();
         let durable = shared
             .engine
             .durable_ts()
@@ -428,7 +408,6 @@ impl CommitterState {
             "the store is reachable again and holds every commit it acknowledged: commits resume"
         );
         self.failed = None;
-        shared.clear_sync_failure();
         Ok(())
     }
 
@@ -438,43 +417,17 @@ impl CommitterState {
     }
 }
 
-/// A group the committer has written but that may not be durable yet: what readers see and
-/// listeners hear once it is.
-pub(crate) struct Written {
-    published: Published,
-    committed: Vec<CommittedKeys>,
-}
-
-/// Commits a group of requests with one durable write and publishes the result. The caller
-/// holds the state through `Shared::lock_state`, so no group written before is still on its
-/// way to the disk.
+/// Commits a group of requests with one durable write and publishes the result.
 pub(crate) fn commit_group(
     shared: &Shared,
     state: &mut CommitterState,
     requests: Vec<CommitRequest>,
 ) -> Vec<Result<Timestamp, StoreError>> {
-    let (outcomes, written) = order_group(shared, state, requests);
-    match written.map(|written| make_visible(shared, vec![written])) {
-        Some(Err(e)) => settle(outcomes, &Err(e)),
-        _ => outcomes,
-    }
-}
-
-/// Validates `requests` in order against the state, applies the ones that pass and writes
-/// them as one group without waiting for the disk (`StorageEngine::write_unsynced`). Their
-/// outcomes (commit timestamps, or conflicts) stand once `make_visible` has synced the
-/// group; `None` when nothing was written.
-pub(crate) fn order_group(
-    shared: &Shared,
-    state: &mut CommitterState,
-    requests: Vec<CommitRequest>,
-) -> (Vec<Result<Timestamp, StoreError>>, Option<Written>) {
     if let Err(reason) = state.recover(shared) {
-        let refused = requests
+        return requests
             .iter()
             .map(|_| Err(failed_error(&reason)))
             .collect();
-        return (refused, None);
     }
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut records = Vec::new();
@@ -500,61 +453,18 @@ pub(crate) fn order_group(
         }
     }
     if records.is_empty() {
-        return (outcomes, None);
+        return outcomes;
     }
-    if let Err(e) = state.write(shared.engine.as_ref(), &records, false) {
-        return (settle(outcomes, &Err(e)), None);
-    }
-    let published = state.published();
-    (
-        outcomes,
-        Some(Written {
-            published,
-            committed,
-        }),
-    )
-}
-
-/// Makes `groups` (written in this order, after every group already visible) durable with
-/// one sync, then publishes the last and tells the listeners what each wrote. After a failed
-/// sync nothing written since is published: each later group fails too, until the
-/// committer's state has settled what the store holds (`CommitterState::recover`).
-pub(crate) fn make_visible(shared: &Shared, groups: Vec<Written>) -> Result<(), EngineError> {
-    if let Some(reason) = shared.sync_failure() {
-        return Err(EngineError(reason));
-    }
-    if let Err(e) = shared.engine.sync() {
-        tracing::error!(error = %e, "syncing written commits failed; commits are refused until the store says what it holds");
-        shared.fail_sync(&e);
-        return Err(e);
-    }
-    let mut committed = Vec::new();
-    let mut published = None;
-    for group in groups {
-        committed.extend(group.committed);
-        published = Some(group.published);
-    }
-    if let Some(published) = published {
-        shared.publish(published);
-        shared.notify(&committed);
-        shared.engine.discard_before(shared.gc_horizon());
-    }
-    Ok(())
-}
-
-/// A group's outcomes after its write or sync ended in `synced`: a failure makes every
-/// commit of it fail (its outcome unknown), conflicts stay conflicts.
-fn settle(
-    outcomes: Vec<Result<Timestamp, StoreError>>,
-    synced: &Result<(), EngineError>,
-) -> Vec<Result<Timestamp, StoreError>> {
-    match synced {
-        Ok(()) => outcomes,
-        Err(e) => outcomes
+    if let Err(e) = state.write_durably(shared.engine.as_ref(), &records) {
+        return outcomes
             .into_iter()
             .map(|o| o.and_then(|_| Err(failed_error(&e.0))))
-            .collect(),
+            .collect();
     }
+    shared.publish(state.published());
+    shared.notify(&committed);
+    shared.engine.discard_before(shared.gc_horizon());
+    outcomes
 }
 
 fn failed_error(reason: &str) -> StoreError {
@@ -563,26 +473,9 @@ fn failed_error(reason: &str) -> StoreError {
     )))
 }
 
-/// A group on its way from the committer to the syncer: what it wrote (if anything), and
-/// each request's reply with its outcome so far.
-struct Ordered {
-    written: Option<Written>,
-    replies: Vec<(Reply, Result<Timestamp, StoreError>)>,
-}
-
-/// The committer thread: takes whatever requests are waiting, up to `MAX_GROUP`, orders and
-/// writes them as one group, and hands the group to the syncer thread, which it starts and
-/// stops. Requests that arrive meanwhile form the next group, written while the syncer syncs
-/// the last one.
+/// The committer thread: takes whatever requests are waiting, up to `MAX_GROUP`, and commits
+/// them as one group. Requests that arrive during a sync form the next group.
 pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)>) {
-    let (to_syncer, ordered) = std::sync::mpsc::channel::<Ordered>();
-    let syncer = std::thread::Builder::new()
-        .name("syncer".into())
-        .spawn({
-            let shared = shared.clone();
-            move || sync_groups(&shared, ordered)
-        })
-        .expect("spawning the syncer thread");
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -592,55 +485,11 @@ pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)
             }
         }
         let (requests_only, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let (outcomes, written) = {
+        let outcomes = {
             let mut state = shared.state.lock();
-            let (outcomes, written) = order_group(&shared, &mut state, requests_only);
-            if written.is_some() {
-                // Counted while the state is held: `Shared::lock_state` waits for it.
-                shared.begin_sync();
-            }
-            (outcomes, written)
+            commit_group(&shared, &mut state, requests_only)
         };
-        let ordered = Ordered {
-            written,
-            replies: replies.into_iter().zip(outcomes).collect(),
-        };
-        if to_syncer.send(ordered).is_err() {
-            break;
-        }
-    }
-    drop(to_syncer);
-    let _ = syncer.join();
-}
-
-/// The syncer thread: takes every group the committer has written, makes them durable with
-/// one sync (`make_visible`), then answers each request, in the order they were written.
-/// Groups without writes (every request conflicted or was refused) are answered in turn,
-/// after the groups before them are visible, so a retry reads what it conflicted with.
-fn sync_groups(shared: &Shared, ordered: Receiver<Ordered>) {
-    while let Ok(first) = ordered.recv() {
-        let mut batch = vec![first];
-        while let Ok(next) = ordered.try_recv() {
-            batch.push(next);
-        }
-        let mut groups = Vec::new();
-        let mut answers = Vec::new();
-        for Ordered { written, replies } in batch {
-            groups.extend(written);
-            answers.extend(replies);
-        }
-        let count = groups.len();
-        let synced = if groups.is_empty() {
-            Ok(())
-        } else {
-            make_visible(shared, groups)
-        };
-        shared.end_sync(count);
-        for (reply, outcome) in answers {
-            let outcome = match (&synced, outcome) {
-                (Err(e), Ok(_)) => Err(failed_error(&e.0)),
-                (_, outcome) => outcome,
-            };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             reply.send(outcome);
         }
     }

@@ -137,22 +137,6 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// Timestamps in the group are strictly increasing and above every earlier commit.
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()>;
 
-    /// [`StorageEngine::write`] without waiting for the disk: the group is durable, with
-    /// every group written before it, once a later [`StorageEngine::sync`] returns. Until
-    /// then nobody reads it (readers read at the published timestamp, and a version newer
-    /// than a reader's timestamp is skipped), and a crash may keep or lose it, but never a
-    /// group without those written before it. What lets the committer order the next group
-    /// while this one reaches the disk. The default writes durably at once, for an engine
-    /// that cannot split the two; its `sync` then has nothing to do.
-    fn write_unsynced(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.write(commits)
-    }
-
-    /// Makes every group written so far durable (see `write_unsynced`).
-    fn sync(&self) -> EngineResult<()> {
-        Ok(())
-    }
-
     /// The newest durable commit timestamp (0 for an empty store).
     fn latest_ts(&self) -> Timestamp;
 

@@ -97,12 +97,12 @@ pub(crate) fn tail(shared: Arc<Shared>) {
 
 /// Applies one batch of the log after what this node has applied; returns how many commits.
 pub(crate) fn catch_up_once(shared: &Shared) -> Result<usize, StoreError> {
-    let after = shared.lock_state().last_ts;
+    let after = shared.state.lock().last_ts;
     let records = shared.engine.log_after(after, TAIL_BATCH)?;
     if records.is_empty() {
         return Ok(0);
     }
-    let mut state = shared.lock_state();
+    let mut state = shared.state.lock();
     // Promotion may have applied some of these meanwhile.
     let records: Vec<CommitRecord> = records
         .into_iter()

@@ -36,7 +36,7 @@ pub use commit_wire::CommitReply;
 pub use committer::CommittedKeys;
 use committer::{CommitRequest, CommitterState, Reply};
 use document::StoredDocument;
-use engine::{CommitRecord, EngineError, KeyRange, Space, Write};
+use engine::{CommitRecord, KeyRange, Space, Write};
 use ferrovex_model::DocumentId;
 use follower::Role;
 pub use follower::{LeaderLink, LinkError};
@@ -78,16 +78,7 @@ pub(crate) struct Published {
 pub(crate) struct Shared {
     pub engine: Box<dyn StorageEngine>,
     published: RwLock<Arc<Published>>,
-    /// The committer's state. Held by the committer thread while it orders a group; anyone
-    /// else takes it through `lock_state`.
     pub state: Mutex<CommitterState>,
-    /// Groups the committer has written that the syncer has not yet made durable and
-    /// visible (or failed): `committer::run`.
-    unsynced: Mutex<usize>,
-    synced: Condvar,
-    /// Why a sync of written groups failed, until the committer's state has settled what the
-    /// store holds (`CommitterState::recover`).
-    sync_failure: Mutex<Option<String>>,
     next_table_number: AtomicU32,
     next_index_id: AtomicU32,
     pub stats: MutationStats,
@@ -241,53 +232,6 @@ impl Shared {
             self.tail_woken.wait_for(&mut woken, timeout);
         }
         *woken = false;
-    }
-
-    /// The committer's state once every group written before is durable and visible (or
-    /// failed), so that what is published is what the state holds: for everyone who commits
-    /// or reads the latest state outside the committer's own loop (the serial lane begins
-    /// its group at the published timestamp and is not validated).
-    pub(crate) fn lock_state(&self) -> parking_lot::MutexGuard<'_, CommitterState> {
-        let state = self.state.lock();
-        self.wait_synced();
-        state
-    }
-
-    /// Waits until no written group is on its way to the disk. The syncer never takes the
-    /// state, so a holder of it may wait here.
-    pub(crate) fn wait_synced(&self) {
-        let mut unsynced = self.unsynced.lock();
-        while *unsynced > 0 {
-            self.synced.wait(&mut unsynced);
-        }
-    }
-
-    /// A group written, for the syncer to make durable.
-    pub(crate) fn begin_sync(&self) {
-        *self.unsynced.lock() += 1;
-    }
-
-    /// `count` groups made durable and visible, or failed.
-    pub(crate) fn end_sync(&self, count: usize) {
-        let mut unsynced = self.unsynced.lock();
-        *unsynced -= count;
-        if *unsynced == 0 {
-            self.synced.notify_all();
-        }
-    }
-
-    pub(crate) fn sync_failure(&self) -> Option<String> {
-        self.sync_failure.lock().clone()
-    }
-
-    pub(crate) fn fail_sync(&self, error: &EngineError) {
-        self.sync_failure
-            .lock()
-            .get_or_insert_with(|| error.0.clone());
-    }
-
-    pub(crate) fn clear_sync_failure(&self) {
-        *self.sync_failure.lock() = None;
     }
 
     pub(crate) fn published(&self) -> Arc<Published> {
@@ -491,9 +435,6 @@ impl Store {
                 last_creation_time: Arc::new(last_creation_time.clone()),
             })),
             state: Mutex::new(CommitterState::new(ts, catalog, last_creation_time)),
-            unsynced: Mutex::new(0),
-            synced: Condvar::new(),
-            sync_failure: Mutex::new(None),
             engine,
             stats: MutationStats::default(),
             active_snapshots: Mutex::new(BTreeMap::new()),
@@ -542,7 +483,7 @@ impl Store {
     /// then takes commits. Transactions that began before keep their snapshot and are
     /// validated against everything committed since, as always.
     pub fn promote(&self) -> Result<(), StoreError> {
-        let mut state = self.shared.lock_state();
+        let mut state = self.shared.state.lock();
         loop {
             let records = self.shared.engine.log_after(state.last_ts, 1024)?;
             if records.is_empty() {
@@ -918,7 +859,7 @@ impl Store {
     ) -> Result<Timestamp, StoreError> {
         check_name("table", table)?;
         check_index_definition(table, name, fields)?;
-        let mut state = self.shared.lock_state();
+        let mut state = self.shared.state.lock();
         // A write in doubt is settled before the catalog is read.
         state.refuse_if_failed(&self.shared)?;
         let existing = state.catalog.table(table).cloned();
@@ -1000,7 +941,7 @@ impl Store {
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             check_index_definition(table, name, &fields)?;
         }
-        let mut state = self.shared.lock_state();
+        let mut state = self.shared.state.lock();
         // A write in doubt is settled before the catalog is read.
         state.refuse_if_failed(&self.shared)?;
         let mut info = match state.catalog.table(table) {
@@ -1108,11 +1049,7 @@ impl Store {
             tables: Arc::default(),
         };
         state.remember(committed.clone());
-        state.write(
-            self.shared.engine.as_ref(),
-            &[CommitRecord { ts, writes }],
-            true,
-        )?;
+        state.write_durably(self.shared.engine.as_ref(), &[CommitRecord { ts, writes }])?;
         self.shared.publish(state.published());
         self.shared.notify(&[committed]);
         self.shared.engine.discard_before(self.shared.gc_horizon());

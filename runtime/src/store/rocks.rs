@@ -4,9 +4,7 @@
 //! timestamp (8 bytes, big-endian), so the versions of one key sit together, newest first.
 //! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `log` column family holds every
 //! commit's writes keyed by timestamp: the ordered commit log. All of a group of commits goes
-//! into one `WriteBatch`, so a group is durable or absent as a whole: written with `sync`, or
-//! (`write_unsynced`) without, and made durable by a later `sync`, which syncs the write-ahead
-//! log up to every write before it (RocksDB's `FlushWAL(true)`, allowed beside writes).
+//! into one `WriteBatch` written with `sync`, so a group is durable or absent as a whole.
 
 use super::commit_wire::{put_bytes, put_option, Reader};
 use super::engine::*;
@@ -14,8 +12,8 @@ use ferrovex_model::binary::write_varint;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRawIterator, Options, ReadOptions,
-    WriteBatch, WriteOptions, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
 };
 use std::ffi::CStr;
 use std::ops::Bound;
@@ -47,10 +45,7 @@ pub const FORMAT: &[u8] = b"runtime-store/1";
 
 pub struct RocksEngine {
     db: DB,
-    /// The newest durable commit.
     latest: Arc<AtomicU64>,
-    /// The newest commit written, durable or not (`write_unsynced`).
-    written: AtomicU64,
     /// Versions shadowed at or before this timestamp are dropped by compaction.
     horizon: Arc<AtomicU64>,
     path: PathBuf,
@@ -140,12 +135,6 @@ impl RocksEngine {
         let horizon = Arc::new(AtomicU64::new(0));
         let families = ALL_FAMILIES.into_iter().map(|name| {
             let mut family = Options::default();
-            // Files written by flushes and by compactions above the last level are not
-            // compressed: they are rewritten soon, and LZ4 in the flush of every memtable
-            // was 3.3% of the server's samples in `bench --only chat-send`. The last level,
-            // where the data stays, is.
-            family.set_compression_type(DBCompressionType::None);
-            family.set_bottommost_compression_type(DBCompressionType::Lz4);
             match name {
                 CF_LOG => family.set_compaction_filter_factory(LogRetention {
                     latest: latest.clone(),
@@ -204,7 +193,6 @@ impl RocksEngine {
         latest.store(last_commit, AtomicOrdering::Release);
         Ok(RocksEngine {
             db,
-            written: AtomicU64::new(last_commit),
             latest,
             horizon,
             path: path.to_owned(),
@@ -220,39 +208,6 @@ impl RocksEngine {
     /// replays the write-ahead log. For crash tests.
     pub fn close_without_flush(mut self) {
         self.flush_at_close = false;
-    }
-
-    /// A group of commits as one `WriteBatch`: their versions and their commit log entries,
-    /// written atomically, synced or not.
-    fn write_batch(&self, commits: &[CommitRecord], sync: bool) -> EngineResult<()> {
-        let mut batch = WriteBatch::default();
-        let log = self.db.cf_handle(CF_LOG).expect("log family");
-        let mut stored = Vec::new();
-        for commit in commits {
-            for write in &commit.writes {
-                stored.clear();
-                match &write.value {
-                    Some(v) => {
-                        stored.push(1);
-                        stored.extend_from_slice(v);
-                    }
-                    None => stored.push(0),
-                }
-                batch.put_cf(
-                    self.cf(write.space),
-                    versioned(&write.key, commit.ts),
-                    &stored,
-                );
-            }
-            batch.put_cf(
-                log,
-                commit.ts.to_be_bytes(),
-                encode_log_entry(&commit.writes),
-            );
-        }
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db.write_opt(batch, &options).map_err(err)
     }
 
     fn cf(&self, space: Space) -> &ColumnFamily {
@@ -307,29 +262,37 @@ impl StorageEngine for RocksEngine {
     }
 
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.write_batch(commits, true)?;
+        let mut batch = WriteBatch::default();
+        let log = self.db.cf_handle(CF_LOG).expect("log family");
+        let mut stored = Vec::new();
+        for commit in commits {
+            for write in &commit.writes {
+                stored.clear();
+                match &write.value {
+                    Some(v) => {
+                        stored.push(1);
+                        stored.extend_from_slice(v);
+                    }
+                    None => stored.push(0),
+                }
+                batch.put_cf(
+                    self.cf(write.space),
+                    versioned(&write.key, commit.ts),
+                    &stored,
+                );
+            }
+            batch.put_cf(
+                log,
+                commit.ts.to_be_bytes(),
+                encode_log_entry(&commit.writes),
+            );
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync).map_err(err)?;
         if let Some(last) = commits.last() {
-            self.written.store(last.ts, AtomicOrdering::Release);
             self.latest.store(last.ts, AtomicOrdering::Release);
         }
-        Ok(())
-    }
-
-    fn write_unsynced(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.write_batch(commits, false)?;
-        if let Some(last) = commits.last() {
-            self.written.store(last.ts, AtomicOrdering::Release);
-        }
-        Ok(())
-    }
-
-    fn sync(&self) -> EngineResult<()> {
-        // Read before the sync: a group written meanwhile may not be covered by it.
-        let written = self.written.load(AtomicOrdering::Acquire);
-        // Syncs the log files up to what every write before it appended (each write hands
-        // its part to the file before it returns). RocksDB allows it beside running writes.
-        self.db.flush_wal(true).map_err(err)?;
-        self.latest.fetch_max(written, AtomicOrdering::AcqRel);
         Ok(())
     }
 

@@ -87,7 +87,7 @@ impl SerialLane {
         if open.is_none() {
             // Lead a new group: hold the committer so the group's reads stay current. A
             // write in doubt is settled first: the group reads the state that results.
-            let mut state = shared.lock_state();
+            let mut state = shared.state.lock();
             if let Err(e) = state.refuse_if_failed(shared) {
                 return Err(e.into());
             }

@@ -13,43 +13,14 @@ use ferrovex_runtime::store::{Order, Store, StoreError, Timestamp};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What the next write or sync does.
+/// What the next write does.
 const NORMAL: u8 = 0;
 const FAIL_BEFORE: u8 = 1;
 const FAIL_AFTER: u8 = 2;
-/// The next sync reaches the disk, then fails.
-const FAIL_SYNC: u8 = 3;
 
 struct Flaky {
     inner: RocksEngine,
     next: Arc<AtomicU8>,
-    /// Whether `durable_ts` answers (as the PostgreSQL engine's does) or cannot tell (as
-    /// RocksDB's cannot).
-    can_tell: bool,
-}
-
-impl Flaky {
-    /// A write, made as the committer makes it (`durably` false: synced later), or failing
-    /// as `next` says: before it reaches the store, or after it is there to stay.
-    fn write_as_told(&self, commits: &[CommitRecord], durably: bool) -> EngineResult<()> {
-        match self.next.load(Ordering::SeqCst) {
-            FAIL_BEFORE => {
-                self.next.store(NORMAL, Ordering::SeqCst);
-                Err(EngineError(
-                    "the connection dropped before the write".into(),
-                ))
-            }
-            FAIL_AFTER => {
-                self.next.store(NORMAL, Ordering::SeqCst);
-                self.inner.write(commits)?;
-                Err(EngineError(
-                    "the connection dropped before the answer".into(),
-                ))
-            }
-            _ if durably => self.inner.write(commits),
-            _ => self.inner.write_unsynced(commits),
-        }
-    }
 }
 
 impl StorageEngine for Flaky {
@@ -60,21 +31,18 @@ impl StorageEngine for Flaky {
         self.inner.scan(space, range, ts, order)
     }
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.write_as_told(commits, true)
-    }
-    fn write_unsynced(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.write_as_told(commits, false)
-    }
-    fn sync(&self) -> EngineResult<()> {
-        self.inner.sync()?;
-        if self
-            .next
-            .compare_exchange(FAIL_SYNC, NORMAL, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return Err(EngineError("the disk failed while syncing".into()));
+        match self.next.swap(NORMAL, Ordering::SeqCst) {
+            FAIL_BEFORE => Err(EngineError(
+                "the connection dropped before the write".into(),
+            )),
+            FAIL_AFTER => {
+                self.inner.write(commits)?;
+                Err(EngineError(
+                    "the connection dropped before the answer".into(),
+                ))
+            }
+            _ => self.inner.write(commits),
         }
-        Ok(())
     }
     fn latest_ts(&self) -> Timestamp {
         self.inner.latest_ts()
@@ -94,25 +62,16 @@ impl StorageEngine for Flaky {
     }
 
     fn durable_ts(&self) -> EngineResult<Timestamp> {
-        if self.can_tell {
-            Ok(self.inner.latest_ts())
-        } else {
-            Err(EngineError("this engine cannot tell".into()))
-        }
+        Ok(self.inner.latest_ts())
     }
 }
 
 fn flaky_store() -> (Store, Arc<AtomicU8>, tempfile::TempDir) {
-    flaky_store_that(true)
-}
-
-fn flaky_store_that(can_tell: bool) -> (Store, Arc<AtomicU8>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let next = Arc::new(AtomicU8::new(NORMAL));
     let engine = Flaky {
         inner: RocksEngine::open(&dir.path().join("data")).unwrap(),
         next: next.clone(),
-        can_tell,
     };
     (Store::with_engine(Box::new(engine)).unwrap(), next, dir)
 }
@@ -205,50 +164,4 @@ fn an_index_defined_after_a_failed_write_sees_the_settled_state() {
         .query("t", "by_n", &Default::default(), Order::Asc, 10)
         .unwrap();
     assert_eq!(found.len(), 2);
-}
-
-/// The committer writes a group without waiting for the disk and the syncer syncs it: a
-/// sync that fails fails the commits it was to make durable, publishes nothing, and the
-/// next commit settles what the store holds (here: it landed) before it goes on.
-#[test]
-fn a_failed_sync_fails_its_commits_and_the_next_commit_settles_it() {
-    let (store, next, _dir) = flaky_store();
-    insert(&store, 1).unwrap();
-    let announced = Arc::new(Mutex::new(Vec::new()));
-    let seen = announced.clone();
-    store.on_commit(Box::new(move |commits| {
-        seen.lock().unwrap().extend(commits.iter().map(|c| c.ts))
-    }));
-    let before = store.latest_ts();
-    next.store(FAIL_SYNC, Ordering::SeqCst);
-    let failed = insert(&store, 2).unwrap_err();
-    assert!(
-        failed.to_string().contains("the disk failed while syncing"),
-        "{failed}"
-    );
-    assert_eq!(store.latest_ts(), before, "nothing unsynced is published");
-    assert_eq!(numbers(&store), [1]);
-    assert!(announced.lock().unwrap().is_empty());
-    insert(&store, 3).unwrap();
-    assert_eq!(numbers(&store), [1, 2, 3]);
-    assert_eq!(announced.lock().unwrap().len(), 2);
-}
-
-/// On an engine that cannot say what a failed sync left (RocksDB), every later commit is
-/// refused with an error that says why and what to do, while reads go on.
-#[test]
-fn after_a_failed_sync_an_engine_that_cannot_tell_refuses_commits() {
-    let (store, next, _dir) = flaky_store_that(false);
-    insert(&store, 1).unwrap();
-    next.store(FAIL_SYNC, Ordering::SeqCst);
-    insert(&store, 2).unwrap_err();
-    for n in 3..5 {
-        let refused = insert(&store, n).unwrap_err().to_string();
-        assert!(
-            refused.contains("the disk failed while syncing")
-                && refused.contains("restart the server"),
-            "{refused}"
-        );
-    }
-    assert_eq!(numbers(&store), [1]);
 }
