@@ -10,7 +10,7 @@
 use super::catalog::{TableInfo, TableNumber};
 use super::committer::CommitRequest;
 use super::document::StoredDocument;
-use super::engine::{Space, Timestamp};
+use super::engine::{EngineError, EngineResult, Space, Timestamp, Write};
 use super::read_set::NormalizedReadSet;
 use super::transaction::{DocumentWrite, Receipt};
 use ferrovex_model::binary::write_varint;
@@ -199,7 +199,35 @@ pub(crate) fn decode_reply(bytes: &[u8]) -> Result<CommitReply, String> {
     Ok(reply)
 }
 
-// The framing both forwarded commits and the commit log's entries (`rocks::encode_log_entry`)
+/// A commit log entry: the writes of one commit (the PostgreSQL engine's log).
+pub(super) fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_varint(&mut out, writes.len() as u64);
+    for w in writes {
+        out.push(w.space.code());
+        put_bytes(&mut out, &w.key);
+        put_option(&mut out, w.value.as_deref());
+    }
+    out
+}
+
+/// An entry [`encode_log_entry`] made.
+pub(super) fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
+    let bad = |e: String| EngineError(format!("malformed commit log entry: {e}"));
+    let mut r = Reader::new(bytes);
+    let count = r.count("writes").map_err(bad)?;
+    let mut writes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let space = Space::from_code(r.byte("a space").map_err(bad)?)
+            .ok_or_else(|| bad("an unknown key space".into()))?;
+        let key = r.bytes("a key").map_err(bad)?.to_vec();
+        let value = r.option("a value").map_err(bad)?.map(<[u8]>::to_vec);
+        writes.push(Write { space, key, value });
+    }
+    Ok(writes)
+}
+
+// The framing both forwarded commits and the commit log's entries (`encode_log_entry`)
 // use: varint lengths and counts, a presence byte before what may be absent.
 
 pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

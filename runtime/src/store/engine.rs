@@ -141,8 +141,9 @@ pub trait StorageEngine: Send + Sync + 'static {
     fn latest_ts(&self) -> Timestamp;
 
     /// Committed records with `ts > after`, oldest first, at most `limit` of them: the ordered
-    /// commit log another process can tail. The log keeps at least `LOG_RETENTION_NANOS` of
-    /// commits behind the newest one.
+    /// commit log another process can tail (a follower node). The log keeps at least
+    /// `LOG_RETENTION_NANOS` of commits behind the newest one. An engine no other process can
+    /// open keeps no log and refuses (RocksDB: one process holds its folder).
     fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>>;
 
     /// No reader will ask for a timestamp below `horizon` again: a version at or before it

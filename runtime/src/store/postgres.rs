@@ -21,8 +21,8 @@
 //! reactor's included), so the engine runs its client on a runtime of its own and each call
 //! waits for its task there.
 
+use super::commit_wire::{decode_log_entry, encode_log_entry};
 use super::engine::*;
-use super::rocks::{decode_log_entry, encode_log_entry};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::ops::Bound;

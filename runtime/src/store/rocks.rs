@@ -2,13 +2,13 @@
 //!
 //! Each stored key is the logical key followed by the bitwise complement of its commit
 //! timestamp (8 bytes, big-endian), so the versions of one key sit together, newest first.
-//! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `log` column family holds every
-//! commit's writes keyed by timestamp: the ordered commit log. All of a group of commits goes
-//! into one `WriteBatch` written with `sync`, so a group is durable or absent as a whole.
+//! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `meta` family holds the format
+//! marker and the newest commit's timestamp, written with every group; no commit log is kept
+//! (the `log` family only holds what data folders of earlier versions wrote there, until its
+//! compaction filter drops it). All of a group of commits goes into one `WriteBatch` written
+//! with `sync`, so a group is durable or absent as a whole.
 
-use super::commit_wire::{put_bytes, put_option, Reader};
 use super::engine::*;
-use ferrovex_model::binary::write_varint;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
@@ -37,6 +37,8 @@ const ALL_FAMILIES: [&str; 6] = [
     CF_RECEIPTS,
 ];
 const FORMAT_KEY: &[u8] = b"format";
+/// The newest commit's timestamp, written with every group of commits (in `CF_META`).
+const LATEST_KEY: &[u8] = b"latest";
 /// The write-ahead log RocksDB keeps before it flushes the families holding its oldest part:
 /// what a restart after a crash may have to replay.
 const MAX_WAL_BYTES: u64 = 64 * 1024 * 1024;
@@ -178,17 +180,15 @@ impl RocksEngine {
             }
         }
 
-        let last_commit = {
-            let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
-            iter.seek_to_last();
-            iter.status().map_err(err)?;
-            match iter.key() {
-                Some(k) => u64::from_be_bytes(
-                    k.try_into()
-                        .map_err(|_| EngineError("bad commit log key".into()))?,
-                ),
-                None => 0,
-            }
+        let last_commit = match db.get_cf(meta, LATEST_KEY).map_err(err)? {
+            Some(stored) => u64::from_be_bytes(stored.as_slice().try_into().map_err(|_| {
+                EngineError(format!(
+                    "the newest commit's timestamp in {} is {} bytes long, not 8",
+                    path.display(),
+                    stored.len()
+                ))
+            })?),
+            None => last_logged_commit(&db)?,
         };
         latest.store(last_commit, AtomicOrdering::Release);
         Ok(RocksEngine {
@@ -199,7 +199,27 @@ impl RocksEngine {
             flush_at_close: true,
         })
     }
+}
 
+/// The newest commit in the commit log a data folder of an earlier version kept: its
+/// newest commit's timestamp, before `LATEST_KEY` held it.
+fn last_logged_commit(db: &DB) -> EngineResult<Timestamp> {
+    let last = {
+        let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
+        iter.seek_to_last();
+        iter.status().map_err(err)?;
+        match iter.key() {
+            Some(k) => u64::from_be_bytes(
+                k.try_into()
+                    .map_err(|_| EngineError("bad commit log key".into()))?,
+            ),
+            None => 0,
+        }
+    };
+    Ok(last)
+}
+
+impl RocksEngine {
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -263,7 +283,7 @@ impl StorageEngine for RocksEngine {
 
     fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
         let mut batch = WriteBatch::default();
-        let log = self.db.cf_handle(CF_LOG).expect("log family");
+        let meta = self.db.cf_handle(CF_META).expect("meta family");
         let mut stored = Vec::new();
         for commit in commits {
             for write in &commit.writes {
@@ -281,11 +301,9 @@ impl StorageEngine for RocksEngine {
                     &stored,
                 );
             }
-            batch.put_cf(
-                log,
-                commit.ts.to_be_bytes(),
-                encode_log_entry(&commit.writes),
-            );
+        }
+        if let Some(last) = commits.last() {
+            batch.put_cf(meta, LATEST_KEY, last.ts.to_be_bytes());
         }
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
@@ -300,28 +318,14 @@ impl StorageEngine for RocksEngine {
         self.latest.load(AtomicOrdering::Acquire)
     }
 
-    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
-        let mut iter = self
-            .db
-            .raw_iterator_cf(self.db.cf_handle(CF_LOG).expect("log family"));
-        iter.seek((after.saturating_add(1)).to_be_bytes());
-        let mut out = Vec::new();
-        while out.len() < limit && iter.valid() {
-            let (key, value) = (iter.key().expect("valid"), iter.value().expect("valid"));
-            let ts = u64::from_be_bytes(
-                key.try_into()
-                    .map_err(|_| EngineError("bad commit log key".into()))?,
-            );
-            if ts > after {
-                out.push(CommitRecord {
-                    ts,
-                    writes: decode_log_entry(value)?,
-                });
-            }
-            iter.next();
-        }
-        iter.status().map_err(err)?;
-        Ok(out)
+    /// One process holds a RocksDB folder, so nobody can tail its log: none is kept. It was
+    /// once written with every commit, a copy of all it wrote: 11% of the server's CPU per
+    /// chat message (`bench --only chat-send`, BENCHMARKS.md).
+    fn log_after(&self, _after: Timestamp, _limit: usize) -> EngineResult<Vec<CommitRecord>> {
+        Err(EngineError(format!(
+            "the RocksDB engine in {} keeps no commit log to follow (one process holds its folder); nodes that follow a leader share a PostgreSQL database (`runtime serve --store postgres://...`)",
+            self.path.display()
+        )))
     }
 
     fn discard_before(&self, horizon: Timestamp) {
@@ -596,32 +600,6 @@ impl Iterator for VersionedScan<'_> {
     }
 }
 
-pub(super) fn encode_log_entry(writes: &[Write]) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_varint(&mut out, writes.len() as u64);
-    for w in writes {
-        out.push(w.space.code());
-        put_bytes(&mut out, &w.key);
-        put_option(&mut out, w.value.as_deref());
-    }
-    out
-}
-
-pub(super) fn decode_log_entry(bytes: &[u8]) -> EngineResult<Vec<Write>> {
-    let bad = |e: String| EngineError(format!("malformed commit log entry: {e}"));
-    let mut r = Reader::new(bytes);
-    let count = r.count("writes").map_err(bad)?;
-    let mut writes = Vec::with_capacity(count);
-    for _ in 0..count {
-        let space = Space::from_code(r.byte("a space").map_err(bad)?)
-            .ok_or_else(|| bad("an unknown key space".into()))?;
-        let key = r.bytes("a key").map_err(bad)?.to_vec();
-        let value = r.option("a value").map_err(bad)?.map(<[u8]>::to_vec);
-        writes.push(Write { space, key, value });
-    }
-    Ok(writes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,5 +659,55 @@ mod tests {
         assert_eq!(stored_versions(&engine, b"hot"), vec![100]);
         assert_eq!(stored_versions(&engine, b"gone"), vec![102]);
         assert_eq!(engine.get(Space::Documents, b"gone", 200).unwrap(), None);
+    }
+
+    /// The newest commit's timestamp outlives a restart, and the log is no longer written:
+    /// the commits are in the data, not a second time beside it.
+    #[test]
+    fn a_reopened_store_knows_its_newest_commit_without_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let engine = RocksEngine::open(&path).unwrap();
+        assert_eq!(engine.latest_ts(), 0);
+        put(&engine, 7, b"a", Some(b"1"));
+        put(&engine, 9, b"a", Some(b"2"));
+        let log = engine.db.cf_handle(CF_LOG).unwrap();
+        assert!(engine
+            .db
+            .iterator_cf(log, rocksdb::IteratorMode::Start)
+            .next()
+            .is_none());
+        let refused = engine.log_after(0, 10).unwrap_err().to_string();
+        assert!(refused.contains("keeps no commit log"), "{refused}");
+        // What a crash leaves: the write-ahead log, replayed at the next open.
+        engine.close_without_flush();
+        let engine = RocksEngine::open(&path).unwrap();
+        assert_eq!(engine.latest_ts(), 9);
+        assert_eq!(
+            engine.get(Space::Documents, b"a", 9).unwrap(),
+            Some(b"2".to_vec())
+        );
+    }
+
+    /// A data folder of an earlier version kept the newest commit only as the last key of
+    /// its commit log: it opens at that commit.
+    #[test]
+    fn an_earlier_folder_opens_at_its_newest_logged_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let engine = RocksEngine::open(&path).unwrap();
+            let (meta, log) = (
+                engine.db.cf_handle(CF_META).unwrap(),
+                engine.db.cf_handle(CF_LOG).unwrap(),
+            );
+            let mut batch = WriteBatch::default();
+            for ts in [3u64, 5] {
+                batch.put_cf(log, ts.to_be_bytes(), b"");
+            }
+            batch.delete_cf(meta, LATEST_KEY);
+            engine.db.write(batch).unwrap();
+        }
+        assert_eq!(RocksEngine::open(&path).unwrap().latest_ts(), 5);
     }
 }
