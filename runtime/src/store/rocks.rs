@@ -4,8 +4,8 @@
 //! timestamp (8 bytes, big-endian), so the versions of one key sit together, newest first.
 //! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `meta` family holds the format
 //! marker and the newest commit's timestamp, written with every group; no commit log is kept
-//! (the `log` family only holds what data folders of earlier versions wrote there, until its
-//! compaction filter drops it). All of a group of commits goes into one `WriteBatch` written
+//! (the `log` family only holds what data folders of earlier versions wrote there; nothing
+//! new reaches it, so only a full compaction, `compact`, lets its filter drop that). All of a group of commits goes into one `WriteBatch` written
 //! with `sync`, so a group is durable or absent as a whole.
 
 use super::engine::*;
@@ -204,19 +204,16 @@ impl RocksEngine {
 /// The newest commit in the commit log a data folder of an earlier version kept: its
 /// newest commit's timestamp, before `LATEST_KEY` held it.
 fn last_logged_commit(db: &DB) -> EngineResult<Timestamp> {
-    let last = {
-        let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
-        iter.seek_to_last();
-        iter.status().map_err(err)?;
-        match iter.key() {
-            Some(k) => u64::from_be_bytes(
-                k.try_into()
-                    .map_err(|_| EngineError("bad commit log key".into()))?,
-            ),
-            None => 0,
-        }
-    };
-    Ok(last)
+    let mut iter = db.raw_iterator_cf(db.cf_handle(CF_LOG).expect("log family"));
+    iter.seek_to_last();
+    iter.status().map_err(err)?;
+    match iter.key() {
+        Some(k) => Ok(u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| EngineError("bad commit log key".into()))?,
+        )),
+        None => Ok(0),
+    }
 }
 
 impl RocksEngine {
