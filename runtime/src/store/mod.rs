@@ -759,10 +759,10 @@ impl Store {
                 let (tx, value) = if inline {
                     inline = false;
                     let mut tx = self.begin();
-                    tx.inline = true;
+                    tx.set_inline();
                     let value = body(&mut tx);
-                    self.overruns.record(record, tx.overran);
-                    if tx.overran {
+                    self.overruns.record(record, tx.overran());
+                    if tx.overran() {
                         self.shared
                             .stats
                             .inline_overruns

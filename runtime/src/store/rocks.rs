@@ -5,8 +5,9 @@
 //! A value is `[1] ++ bytes`, or `[0]` for a deletion. The `meta` family holds the format
 //! marker and the newest commit's timestamp, written with every group; no commit log is kept
 //! (the `log` family only holds what data folders of earlier versions wrote there; nothing
-//! new reaches it, so only a full compaction, `compact`, lets its filter drop that). All of a group of commits goes into one `WriteBatch` written
-//! with `sync`, so a group is durable or absent as a whole.
+//! new reaches it, so only a full compaction, `compact`, lets its filter drop that). All of a
+//! group of commits goes into one `WriteBatch` written with `sync`, so a group is durable or
+//! absent as a whole.
 
 use super::engine::*;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
@@ -316,8 +317,8 @@ impl StorageEngine for RocksEngine {
     }
 
     /// One process holds a RocksDB folder, so nobody can tail its log: none is kept. It was
-    /// once written with every commit, a copy of all it wrote: 11% of the server's CPU per
-    /// chat message (`bench --only chat-send`, BENCHMARKS.md).
+    /// once written with every commit, a copy of all it wrote: 39% of the bytes a chat
+    /// message put on disk (`bench --only chat-send`, BENCHMARKS.md).
     fn log_after(&self, _after: Timestamp, _limit: usize) -> EngineResult<Vec<CommitRecord>> {
         Err(EngineError(format!(
             "the RocksDB engine in {} keeps no commit log to follow (one process holds its folder); nodes that follow a leader share a PostgreSQL database (`runtime serve --store postgres://...`)",

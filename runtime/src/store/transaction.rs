@@ -93,9 +93,9 @@ pub struct Transaction {
     committed_creation_time: Arc<HashMap<TableNumber, f64>>,
     /// Whether this attempt runs inline on an async worker, which it must not hold long (set
     /// by `Store::run_mutation_async`).
-    pub(crate) inline: bool,
+    inline: bool,
     /// Set by what ran an inline attempt when it stopped it for running long.
-    pub(crate) overran: bool,
+    overran: bool,
     /// From the last savepoint on: each document written since, with what the overlay held
     /// for it before (`None`: nothing). `None` when there is no savepoint.
     undo: Option<BTreeMap<DocumentId, Option<DocumentWrite>>>,
@@ -206,6 +206,16 @@ impl Transaction {
     /// must stop early when that code runs long, and say so with [`Transaction::mark_overran`].
     pub fn runs_inline(&self) -> bool {
         self.inline
+    }
+
+    /// Makes this the inline attempt `runs_inline` tells of (`Store::run_mutation_async`).
+    pub(crate) fn set_inline(&mut self) {
+        self.inline = true;
+    }
+
+    /// Whether this inline attempt was stopped for running long (`mark_overran`).
+    pub(crate) fn overran(&self) -> bool {
+        self.overran
     }
 
     /// Says that this inline attempt was stopped for running long: the store throws it away

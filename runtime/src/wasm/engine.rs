@@ -28,9 +28,10 @@ pub struct HostConfig {
     pub epoch_tick: Duration,
     /// Epoch ticks a mutation's attempt run inline on an async worker may reach before it is
     /// stopped and made again on the blocking pool (`Store::run_mutation_async`); `None`, or a
-    /// bound no shorter than `timeout`, runs every attempt on the pool. With 1, an inline attempt's guest code holds a worker at
-    /// most one tick, and a short one is stopped only when a tick falls within it. Only wasm
-    /// code checks the epoch: a host call in progress (a large scan) finishes first.
+    /// bound no shorter than `timeout`, runs every attempt on the pool. With 1, an inline
+    /// attempt's guest code holds a worker at most one tick, and a short one is stopped only
+    /// when a tick falls within it. Only wasm code checks the epoch: a host call in progress
+    /// (a large scan) finishes first.
     pub inline_ticks: Option<u64>,
     /// Where compiled modules are cached; `None` compiles on every deploy.
     pub cache_dir: Option<PathBuf>,

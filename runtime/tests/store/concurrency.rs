@@ -3,11 +3,10 @@
 //! (`Store::run_mutation_async`, as WebSocket sessions do, its first attempt inline over
 //! RocksDB, never over PostgreSQL; one transfer in five says its inline attempt ran long
 //! after writing, which must be thrown away and made again on the blocking pool). The total
-//! is conserved,
-//! every committed transfer is reflected, no transfer fails on conflict, and a checker over
-//! the recorded history finds no serializability violation: replaying the committed
-//! transfers in commit-timestamp order, each one read exactly the versions that were current
-//! just before it.
+//! is conserved, every committed transfer is reflected, no transfer fails on conflict, and a
+//! checker over the recorded history finds no serializability violation: replaying the
+//! committed transfers in commit-timestamp order, each one read exactly the versions that
+//! were current just before it.
 
 use ferrovex_model::{obj, DocumentId, Value};
 use ferrovex_runtime::store::{IndexRange, Order, Store, StoreError, Transaction, BY_ID};

@@ -56,11 +56,10 @@ impl StorageEngine for Flaky {
     fn compact(&self) -> EngineResult<()> {
         self.inner.compact()
     }
-    /// The newest commit on disk, which this engine knows.
     fn reads_locally(&self) -> bool {
         self.inner.reads_locally()
     }
-
+    /// The newest commit on disk, which this engine knows.
     fn durable_ts(&self) -> EngineResult<Timestamp> {
         Ok(self.inner.latest_ts())
     }

@@ -271,8 +271,8 @@ fn declared_schemas_are_enforced_on_every_write() {
 /// on the blocking pool, which stops it at the call's own limit and reports that limit; its
 /// write is gone. With an inline bound no shorter than that limit, nothing runs inline (it
 /// would hold the worker for the whole limit): the one attempt times out on the pool, and
-/// nothing is run twice. Ticks, not time, decide each
-/// stop, so the outcome does not depend on timing.
+/// nothing is run twice. Ticks, not time, decide each stop, so the outcome does not depend
+/// on timing.
 #[test]
 fn a_mutation_that_never_returns_inline_times_out_at_the_call_limit() {
     use std::sync::atomic::Ordering;
