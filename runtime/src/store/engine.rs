@@ -26,7 +26,9 @@ pub enum Space {
     Catalog,
     /// Receipts of mutations run for a client's (session, request id): the outcome, written in
     /// the mutation's own commit, so a re-sent mutation is answered, not run again, even after
-    /// a restart. Kept `RECEIPT_RETENTION_NANOS` behind the newest commit.
+    /// a restart. Kept `RECEIPT_RETENTION_NANOS` behind the newest commit. Each key is
+    /// written once (its commit conflicts with any transaction that read its absence), so an
+    /// engine may keep it unversioned, stamped with its commit (RocksDB does).
     Receipts,
 }
 

@@ -8,13 +8,19 @@
 //! new reaches it, so only a full compaction, `compact`, lets its filter drop that). All of a
 //! group of commits goes into one `WriteBatch` written with `sync`, so a group is durable or
 //! absent as a whole.
+//!
+//! Receipts are the exception to versioning: each is written once (the commit that writes one
+//! conflicts with any transaction that read its absence), so their family keeps one entry per
+//! key, valued `commit timestamp (8 bytes, big-endian) ++ [1] ++ bytes`, and a read is a point
+//! lookup a Bloom filter usually answers, not an iterator: the versioned lookup every mutation
+//! made was 6% of a chat message's server CPU (BENCHMARKS.md).
 
 use super::engine::*;
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::ffi::CStr;
 use std::ops::Bound;
@@ -27,7 +33,10 @@ const CF_INDEXES: &str = "indexes";
 const CF_CATALOG: &str = "catalog";
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
-const CF_RECEIPTS: &str = "receipts";
+const CF_RECEIPTS: &str = "receipts_by_key";
+/// Where data folders of earlier versions kept receipts, versioned like data: moved into
+/// `CF_RECEIPTS` and dropped at open.
+const CF_VERSIONED_RECEIPTS: &str = "receipts";
 /// Every column family, in the order they are opened.
 const ALL_FAMILIES: [&str; 6] = [
     CF_DOCUMENTS,
@@ -142,9 +151,19 @@ impl RocksEngine {
                 CF_LOG => family.set_compaction_filter_factory(LogRetention {
                     latest: latest.clone(),
                 }),
-                CF_RECEIPTS => family.set_compaction_filter_factory(ReceiptRetention {
-                    latest: latest.clone(),
-                }),
+                CF_RECEIPTS => {
+                    family.set_compaction_filter_factory(ReceiptRetention {
+                        latest: latest.clone(),
+                    });
+                    // Almost every lookup is of a receipt that does not exist (a mutation
+                    // sent for the first time): filters in the tables and the memtable
+                    // answer most of them without a search.
+                    let mut tables = BlockBasedOptions::default();
+                    tables.set_bloom_filter(10.0, false);
+                    family.set_block_based_table_factory(&tables);
+                    family.set_memtable_prefix_bloom_ratio(0.05);
+                    family.set_memtable_whole_key_filtering(true);
+                }
                 CF_META => {}
                 _ => family.set_compaction_filter_factory(VersionRetention {
                     horizon: horizon.clone(),
@@ -152,7 +171,24 @@ impl RocksEngine {
             }
             ColumnFamilyDescriptor::new(name, family)
         });
-        let db = DB::open_cf_descriptors(&options, path, families).map_err(err)?;
+        let families: Vec<_> = families.collect();
+        let earlier_receipts = existed_nonempty
+            && DB::list_cf(&options, path)
+                .map_err(err)?
+                .iter()
+                .any(|name| name == CF_VERSIONED_RECEIPTS);
+        let db = if earlier_receipts {
+            let mut all = families;
+            all.push(ColumnFamilyDescriptor::new(
+                CF_VERSIONED_RECEIPTS,
+                Options::default(),
+            ));
+            let mut db = DB::open_cf_descriptors(&options, path, all).map_err(err)?;
+            move_versioned_receipts(&mut db)?;
+            db
+        } else {
+            DB::open_cf_descriptors(&options, path, families).map_err(err)?
+        };
         fsync_dir(path)?;
 
         let meta = db.cf_handle(CF_META).expect("meta family");
@@ -202,6 +238,51 @@ impl RocksEngine {
     }
 }
 
+/// Moves the versioned receipts of a data folder of an earlier version into `CF_RECEIPTS` (the
+/// newest version of each key, which is its only one) and drops their family, durably.
+fn move_versioned_receipts(db: &mut DB) -> EngineResult<()> {
+    {
+        let from = db.cf_handle(CF_VERSIONED_RECEIPTS).expect("opened");
+        let to = db.cf_handle(CF_RECEIPTS).expect("opened");
+        let mut batch = WriteBatch::default();
+        let mut last: Vec<u8> = Vec::new();
+        for entry in db.iterator_cf(from, IteratorMode::Start) {
+            let (stored, value) = entry.map_err(err)?;
+            let (key, ts) = split(&stored)?;
+            // Versions of a key come newest first.
+            if !last.is_empty() && key == last.as_slice() {
+                continue;
+            }
+            last.clear();
+            last.extend_from_slice(key);
+            batch.put_cf(to, key, receipt_value(ts, &value));
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync).map_err(err)?;
+    }
+    db.drop_cf(CF_VERSIONED_RECEIPTS).map_err(err)
+}
+
+/// A receipt as `CF_RECEIPTS` stores it: its commit timestamp, then the tagged value.
+fn receipt_value(ts: Timestamp, tagged: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + tagged.len());
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(tagged);
+    out
+}
+
+/// A stored receipt's commit timestamp and tagged value.
+fn split_receipt(stored: &[u8]) -> EngineResult<(Timestamp, &[u8])> {
+    match stored.split_first_chunk::<8>() {
+        Some((ts, tagged)) => Ok((u64::from_be_bytes(*ts), tagged)),
+        None => Err(EngineError(format!(
+            "a stored receipt of {} bytes, shorter than its timestamp",
+            stored.len()
+        ))),
+    }
+}
+
 /// The newest commit in the commit log a data folder of an earlier version kept: its
 /// newest commit's timestamp, before `LATEST_KEY` held it.
 fn last_logged_commit(db: &DB) -> EngineResult<Timestamp> {
@@ -228,6 +309,45 @@ impl RocksEngine {
         self.flush_at_close = false;
     }
 
+    /// `scan` of the receipts, stored one entry per key (see the module's doc).
+    fn scan_receipts(&self, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
+        let mode = match (order, &range.start, &range.end) {
+            (Order::Asc, Bound::Included(s) | Bound::Excluded(s), _) => {
+                IteratorMode::From(s, rocksdb::Direction::Forward)
+            }
+            (Order::Desc, _, Bound::Included(e) | Bound::Excluded(e)) => {
+                IteratorMode::From(e, rocksdb::Direction::Reverse)
+            }
+            (Order::Asc, Bound::Unbounded, _) => IteratorMode::Start,
+            (Order::Desc, _, Bound::Unbounded) => IteratorMode::End,
+        };
+        let range = range.clone();
+        let entries = self.db.iterator_cf(self.cf(Space::Receipts), mode);
+        Box::new(
+            entries
+                .skip_while({
+                    let range = range.clone();
+                    move |entry| entry.as_ref().is_ok_and(|(key, _)| !range.contains(key))
+                })
+                .take_while(move |entry| {
+                    entry.as_ref().map_or(true, |(key, _)| range.contains(key))
+                })
+                .filter_map(move |entry| {
+                    let (key, stored) = match entry {
+                        Ok(entry) => entry,
+                        Err(e) => return Some(Err(err(e))),
+                    };
+                    match split_receipt(&stored) {
+                        Ok((written, tagged)) if written <= ts => unwrap_value(tagged)
+                            .transpose()
+                            .map(|value| value.map(|value| (key.into_vec(), value))),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    }
+                }),
+        )
+    }
+
     fn cf(&self, space: Space) -> &ColumnFamily {
         let name = match space {
             Space::Documents => CF_DOCUMENTS,
@@ -243,6 +363,16 @@ impl RocksEngine {
 
 impl StorageEngine for RocksEngine {
     fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+        if space == Space::Receipts {
+            let Some(stored) = self.db.get_pinned_cf(self.cf(space), key).map_err(err)? else {
+                return Ok(None);
+            };
+            // Written once: a receipt committed after `ts` had no earlier version.
+            return match split_receipt(&stored)? {
+                (written, tagged) if written <= ts => unwrap_value(tagged),
+                _ => Ok(None),
+            };
+        }
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(versioned(key, 0));
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(space), options);
@@ -255,6 +385,9 @@ impl StorageEngine for RocksEngine {
     }
 
     fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
+        if space == Space::Receipts {
+            return self.scan_receipts(range, ts, order);
+        }
         let mut options = ReadOptions::default();
         match &range.start {
             Bound::Included(s) | Bound::Excluded(s) => options.set_iterate_lower_bound(s.clone()),
@@ -293,11 +426,16 @@ impl StorageEngine for RocksEngine {
                     }
                     None => stored.push(0),
                 }
-                batch.put_cf(
-                    self.cf(write.space),
-                    versioned(&write.key, commit.ts),
-                    &stored,
-                );
+                if write.space == Space::Receipts {
+                    let cf = self.cf(write.space);
+                    batch.put_cf(cf, &write.key, receipt_value(commit.ts, &stored));
+                } else {
+                    batch.put_cf(
+                        self.cf(write.space),
+                        versioned(&write.key, commit.ts),
+                        &stored,
+                    );
+                }
             }
         }
         if let Some(last) = commits.last() {
@@ -470,9 +608,9 @@ impl CompactionFilterFactory for ReceiptRetention {
 }
 
 impl CompactionFilter for ReceiptFilter {
-    fn filter(&mut self, _level: u32, stored: &[u8], _value: &[u8]) -> Decision {
-        match split(stored) {
-            Ok((_, ts)) if ts < self.keep_from => Decision::Remove,
+    fn filter(&mut self, _level: u32, _key: &[u8], stored: &[u8]) -> Decision {
+        match split_receipt(stored) {
+            Ok((ts, _)) if ts < self.keep_from => Decision::Remove,
             _ => Decision::Keep,
         }
     }
@@ -707,5 +845,121 @@ mod tests {
             engine.db.write(batch).unwrap();
         }
         assert_eq!(RocksEngine::open(&path).unwrap().latest_ts(), 5);
+    }
+
+    fn put_receipt(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: &[u8]) {
+        engine
+            .write(&[CommitRecord {
+                ts,
+                writes: vec![Write {
+                    space: Space::Receipts,
+                    key: key.to_vec(),
+                    value: Some(value.to_vec()),
+                }],
+            }])
+            .unwrap();
+    }
+
+    fn receipts_scanned(engine: &RocksEngine, ts: Timestamp) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let all = KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        };
+        engine
+            .scan(Space::Receipts, &all, ts, Order::Asc)
+            .collect::<EngineResult<_>>()
+            .unwrap()
+    }
+
+    /// A receipt is one entry under its own key, read with a point lookup as of a snapshot:
+    /// absent before its commit, present from it on, also after a crash.
+    #[test]
+    fn a_receipt_is_one_entry_read_as_of_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let engine = RocksEngine::open(&path).unwrap();
+        put_receipt(&engine, 5, b"r1", b"outcome");
+        put(&engine, 6, b"doc", Some(b"x"));
+        assert_eq!(engine.get(Space::Receipts, b"r1", 4).unwrap(), None);
+        for ts in [5, 6] {
+            assert_eq!(
+                engine.get(Space::Receipts, b"r1", ts).unwrap(),
+                Some(b"outcome".to_vec())
+            );
+        }
+        assert_eq!(engine.get(Space::Receipts, b"r2", 6).unwrap(), None);
+        let stored: Vec<_> = engine
+            .db
+            .iterator_cf(engine.cf(Space::Receipts), IteratorMode::Start)
+            .map(|entry| entry.unwrap().0.into_vec())
+            .collect();
+        assert_eq!(stored, vec![b"r1".to_vec()]);
+        assert_eq!(receipts_scanned(&engine, 4), vec![]);
+        assert_eq!(
+            receipts_scanned(&engine, 6),
+            vec![(b"r1".to_vec(), b"outcome".to_vec())]
+        );
+        engine.close_without_flush();
+        let engine = RocksEngine::open(&path).unwrap();
+        assert_eq!(
+            engine.get(Space::Receipts, b"r1", 6).unwrap(),
+            Some(b"outcome".to_vec())
+        );
+    }
+
+    /// Compaction drops the receipts committed more than `RECEIPT_RETENTION_NANOS` before
+    /// the newest commit, and only those.
+    #[test]
+    fn compaction_drops_receipts_past_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(&dir.path().join("db")).unwrap();
+        put_receipt(&engine, 1, b"old", b"a");
+        put_receipt(&engine, 20, b"kept", b"b");
+        let newest = RECEIPT_RETENTION_NANOS + 10;
+        put(&engine, newest, b"doc", Some(b"x"));
+        engine.compact().unwrap();
+        assert_eq!(engine.get(Space::Receipts, b"old", newest).unwrap(), None);
+        assert_eq!(
+            engine.get(Space::Receipts, b"kept", newest).unwrap(),
+            Some(b"b".to_vec())
+        );
+    }
+
+    /// A data folder of an earlier version kept receipts versioned, in another family: they
+    /// are moved at open (the newest version of each) and that family is dropped.
+    #[test]
+    fn an_earlier_folders_versioned_receipts_are_moved_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(RocksEngine::open(&path).unwrap());
+        {
+            let options = Options::default();
+            let names = DB::list_cf(&options, &path).unwrap();
+            let mut db = DB::open_cf(&options, &path, &names).unwrap();
+            db.create_cf(CF_VERSIONED_RECEIPTS, &options).unwrap();
+            let earlier = db.cf_handle(CF_VERSIONED_RECEIPTS).unwrap();
+            let mut batch = WriteBatch::default();
+            batch.put_cf(earlier, versioned(b"r1", 3), b"\x01first");
+            batch.put_cf(earlier, versioned(b"r1", 7), b"\x01second");
+            batch.put_cf(earlier, versioned(b"r2", 4), b"\x01other");
+            db.write(batch).unwrap();
+        }
+        let engine = RocksEngine::open(&path).unwrap();
+        assert_eq!(engine.get(Space::Receipts, b"r1", 2).unwrap(), None);
+        assert_eq!(
+            engine.get(Space::Receipts, b"r1", 9).unwrap(),
+            Some(b"second".to_vec())
+        );
+        assert_eq!(
+            engine.get(Space::Receipts, b"r2", 9).unwrap(),
+            Some(b"other".to_vec())
+        );
+        drop(engine);
+        let names = DB::list_cf(&Options::default(), &path).unwrap();
+        assert!(
+            !names.iter().any(|name| name == CF_VERSIONED_RECEIPTS),
+            "{names:?}"
+        );
+        assert!(RocksEngine::open(&path).is_ok());
     }
 }
