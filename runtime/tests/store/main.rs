@@ -37,6 +37,7 @@ mod concurrency;
 mod follower;
 mod import;
 mod model_check;
+mod point_reads;
 mod recovery;
 
 /// A storage engine the store tests run against.

@@ -1,0 +1,128 @@
+//! Reads by id within one transaction: the committed version of a document is fetched from
+//! the engine once however often the transaction reads it (a `get` then a `patch`, the usual
+//! read-modify-write), and every read is still charged against the transaction's limits.
+
+use ferrovex_model::limits::{MAX_BYTES_READ, MAX_DOCUMENT_BYTES};
+use ferrovex_model::{obj, Value};
+use ferrovex_runtime::store::engine::{
+    CommitRecord, EngineResult, KeyRange, Scan, Space, StorageEngine,
+};
+use ferrovex_runtime::store::rocks::RocksEngine;
+use ferrovex_runtime::store::{Order, Patch, Store, StoreError, Timestamp};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The RocksDB engine, counting the documents asked for by id.
+struct Counting {
+    inner: RocksEngine,
+    document_gets: Arc<AtomicUsize>,
+}
+
+impl StorageEngine for Counting {
+    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+        if space == Space::Documents {
+            self.document_gets.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get(space, key, ts)
+    }
+    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
+        self.inner.scan(space, range, ts, order)
+    }
+    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
+        self.inner.write(commits)
+    }
+    fn latest_ts(&self) -> Timestamp {
+        self.inner.latest_ts()
+    }
+    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
+        self.inner.log_after(after, limit)
+    }
+    fn discard_before(&self, horizon: Timestamp) {
+        self.inner.discard_before(horizon)
+    }
+    fn compact(&self) -> EngineResult<()> {
+        self.inner.compact()
+    }
+}
+
+fn counting_store() -> (Store, Arc<AtomicUsize>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let document_gets = Arc::new(AtomicUsize::new(0));
+    let engine = Counting {
+        inner: RocksEngine::open(&dir.path().join("data")).unwrap(),
+        document_gets: document_gets.clone(),
+    };
+    (
+        Store::with_engine(Box::new(engine)).unwrap(),
+        document_gets,
+        dir,
+    )
+}
+
+#[test]
+fn a_read_modify_write_fetches_the_document_once() {
+    let (store, document_gets, _dir) = counting_store();
+    let mut tx = store.begin();
+    let id = tx.insert("accounts", obj! { "balance" => 10i64 }).unwrap();
+    let other = tx.insert("accounts", obj! { "balance" => 5i64 }).unwrap();
+    store.commit(tx).unwrap();
+
+    let before = document_gets.load(Ordering::SeqCst);
+    let mut tx = store.begin();
+    let balance = tx.get(id).unwrap().unwrap().fields["balance"].clone();
+    assert_eq!(balance, Value::from(10i64));
+    let mut patch = Patch::new();
+    patch.insert("balance".into(), Some(Value::from(9i64)));
+    tx.patch(id, patch).unwrap();
+    // The transaction's own write, then the committed version again: neither asks.
+    assert_eq!(
+        tx.get(id).unwrap().unwrap().fields["balance"],
+        Value::from(9i64)
+    );
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 1);
+    // Another document is its own fetch; its second read is not.
+    for _ in 0..3 {
+        assert_eq!(
+            tx.get(other).unwrap().unwrap().fields["balance"],
+            Value::from(5i64)
+        );
+    }
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 2);
+    store.commit(tx).unwrap();
+
+    // A new transaction reads the new commit, not what the last one fetched.
+    let mut tx = store.begin();
+    assert_eq!(
+        tx.get(id).unwrap().unwrap().fields["balance"],
+        Value::from(9i64)
+    );
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 3);
+}
+
+/// Re-reads that the engine is not asked for still count as reads: reading one large
+/// document over and over reaches `MAX_BYTES_READ` as before.
+#[test]
+fn rereading_a_document_is_still_charged_against_the_read_limit() {
+    let (store, document_gets, _dir) = counting_store();
+    let mut tx = store.begin();
+    let body = "x".repeat(MAX_DOCUMENT_BYTES - 1024);
+    let id = tx
+        .insert("pages", obj! { "body" => body.as_str() })
+        .unwrap();
+    store.commit(tx).unwrap();
+
+    let before = document_gets.load(Ordering::SeqCst);
+    let mut tx = store.begin();
+    let fits = MAX_BYTES_READ / (MAX_DOCUMENT_BYTES - 1024);
+    for _ in 0..fits {
+        tx.get(id).unwrap();
+    }
+    match tx.get(id).unwrap_err() {
+        StoreError::LimitExceeded { limit, given, .. } => {
+            assert_eq!(limit, "MAX_BYTES_READ");
+            assert!(given > MAX_BYTES_READ, "{given}");
+        }
+        other => panic!("expected the read limit, got {other}"),
+    }
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 1);
+}
