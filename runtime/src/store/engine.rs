@@ -61,6 +61,16 @@ pub const ALL_SPACES: [Space; 4] = [
     Space::Receipts,
 ];
 
+// Each space sits at the index of its code: read sets keep their intervals in an array
+// indexed by it (`read_set::NormalizedReadSet`).
+const _: () = {
+    let mut i = 0;
+    while i < ALL_SPACES.len() {
+        assert!(ALL_SPACES[i].code() as usize == i);
+        i += 1;
+    }
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
     Asc,
