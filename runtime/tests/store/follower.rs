@@ -2,56 +2,36 @@
 //! both in this process: the follower's commits reach the leader through a link that calls
 //! `Store::commit_forwarded`, as the HTTP link does between processes.
 
+use crate::intercept::{Intercept, Intercepted};
 use crate::pg_cluster::Cluster;
 use ferrovex_model::{obj, Value};
-use ferrovex_runtime::store::engine::{CommitRecord, EngineResult, KeyRange, Scan, Space};
+use ferrovex_runtime::store::engine::{CommitRecord, EngineResult, Space};
 use ferrovex_runtime::store::postgres::{NodeReport, PgEngine, PgNode};
 use ferrovex_runtime::store::{
-    CommittedKeys, LeaderLink, LinkError, Order, Patch, StorageEngine, Store, StoreError, Timestamp,
+    CommittedKeys, LeaderLink, LinkError, Patch, StorageEngine, Store, StoreError, Timestamp,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The follower's engine, with its log tail paused while `paused` is set (the log reads as
-/// if nothing new had been committed). A read holds the flag's lock, so setting it waits
-/// for a read in flight.
+/// The follower's engine's log tail, paused while `paused` is set (the log reads as if
+/// nothing new had been committed). A read holds the flag's lock, so setting it waits for a
+/// read in flight.
 struct Pausable {
-    inner: PgEngine,
     paused: Arc<Mutex<bool>>,
 }
 
-impl StorageEngine for Pausable {
-    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
-        self.inner.get(space, key, ts)
-    }
-    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
-        self.inner.scan(space, range, ts, order)
-    }
-    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.inner.write(commits)
-    }
-    fn latest_ts(&self) -> Timestamp {
-        self.inner.latest_ts()
-    }
-    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
+impl Intercept for Pausable {
+    fn log_after(
+        &self,
+        inner: &dyn StorageEngine,
+        after: Timestamp,
+        limit: usize,
+    ) -> EngineResult<Vec<CommitRecord>> {
         let paused = self.paused.lock().unwrap();
         if *paused {
             return Ok(Vec::new());
         }
-        self.inner.log_after(after, limit)
-    }
-    fn discard_before(&self, horizon: Timestamp) {
-        self.inner.discard_before(horizon)
-    }
-    fn compact(&self) -> EngineResult<()> {
-        self.inner.compact()
-    }
-    fn reads_locally(&self) -> bool {
-        self.inner.reads_locally()
-    }
-
-    fn durable_ts(&self) -> EngineResult<Timestamp> {
-        self.inner.durable_ts()
+        inner.log_after(after, limit)
     }
 }
 
@@ -99,9 +79,11 @@ fn pair() -> Pair {
     let node = engine.node();
     let paused = Arc::new(Mutex::new(false));
     let follower = Store::follower(
-        Box::new(Pausable {
+        Box::new(Intercepted {
             inner: engine,
-            paused: paused.clone(),
+            intercept: Pausable {
+                paused: paused.clone(),
+            },
         }),
         Arc::new(Local(Arc::downgrade(&leader))),
     )

@@ -36,6 +36,7 @@ mod basics;
 mod concurrency;
 mod follower;
 mod import;
+mod intercept;
 mod model_check;
 mod point_reads;
 mod recovery;

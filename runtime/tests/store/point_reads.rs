@@ -2,55 +2,39 @@
 //! the engine once however often the transaction reads it (a `get` then a `patch`, the usual
 //! read-modify-write), and every read is still charged against the transaction's limits.
 
+use crate::intercept::{Intercept, Intercepted};
 use ferrovex_model::limits::{MAX_BYTES_READ, MAX_DOCUMENT_BYTES};
 use ferrovex_model::{obj, Value};
-use ferrovex_runtime::store::engine::{
-    CommitRecord, EngineResult, KeyRange, Scan, Space, StorageEngine,
-};
+use ferrovex_runtime::store::engine::{EngineResult, Space, StorageEngine};
 use ferrovex_runtime::store::rocks::RocksEngine;
-use ferrovex_runtime::store::{Order, Patch, Store, StoreError, Timestamp};
+use ferrovex_runtime::store::{Patch, Store, StoreError, Timestamp};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The RocksDB engine, counting the documents asked for by id.
-struct Counting {
-    inner: RocksEngine,
-    document_gets: Arc<AtomicUsize>,
-}
+/// Counts the documents asked for by id.
+struct CountDocumentGets(Arc<AtomicUsize>);
 
-impl StorageEngine for Counting {
-    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
+impl Intercept for CountDocumentGets {
+    fn get(
+        &self,
+        inner: &dyn StorageEngine,
+        space: Space,
+        key: &[u8],
+        ts: Timestamp,
+    ) -> EngineResult<Option<Vec<u8>>> {
         if space == Space::Documents {
-            self.document_gets.fetch_add(1, Ordering::SeqCst);
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.get(space, key, ts)
-    }
-    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
-        self.inner.scan(space, range, ts, order)
-    }
-    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
-        self.inner.write(commits)
-    }
-    fn latest_ts(&self) -> Timestamp {
-        self.inner.latest_ts()
-    }
-    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
-        self.inner.log_after(after, limit)
-    }
-    fn discard_before(&self, horizon: Timestamp) {
-        self.inner.discard_before(horizon)
-    }
-    fn compact(&self) -> EngineResult<()> {
-        self.inner.compact()
+        inner.get(space, key, ts)
     }
 }
 
 fn counting_store() -> (Store, Arc<AtomicUsize>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let document_gets = Arc::new(AtomicUsize::new(0));
-    let engine = Counting {
+    let engine = Intercepted {
         inner: RocksEngine::open(&dir.path().join("data")).unwrap(),
-        document_gets: document_gets.clone(),
+        intercept: CountDocumentGets(document_gets.clone()),
     };
     (
         Store::with_engine(Box::new(engine)).unwrap(),

@@ -4,10 +4,9 @@
 //! settles it: a group that landed is published and announced, one that did not is
 //! forgotten, and commits go on; in both cases nothing acknowledged is lost.
 
+use crate::intercept::{Intercept, Intercepted};
 use ferrovex_model::{obj, DocumentId, Value};
-use ferrovex_runtime::store::engine::{
-    CommitRecord, EngineError, EngineResult, KeyRange, Scan, Space, StorageEngine,
-};
+use ferrovex_runtime::store::engine::{CommitRecord, EngineError, EngineResult, StorageEngine};
 use ferrovex_runtime::store::rocks::RocksEngine;
 use ferrovex_runtime::store::{Order, Store, StoreError, Timestamp};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -18,59 +17,38 @@ const NORMAL: u8 = 0;
 const FAIL_BEFORE: u8 = 1;
 const FAIL_AFTER: u8 = 2;
 
+/// Fails the next write as `next` says, then writes normally; knows what is durable (the
+/// newest commit on disk), as the PostgreSQL engine does.
 struct Flaky {
-    inner: RocksEngine,
     next: Arc<AtomicU8>,
 }
 
-impl StorageEngine for Flaky {
-    fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
-        self.inner.get(space, key, ts)
-    }
-    fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
-        self.inner.scan(space, range, ts, order)
-    }
-    fn write(&self, commits: &[CommitRecord]) -> EngineResult<()> {
+impl Intercept for Flaky {
+    fn write(&self, inner: &dyn StorageEngine, commits: &[CommitRecord]) -> EngineResult<()> {
         match self.next.swap(NORMAL, Ordering::SeqCst) {
             FAIL_BEFORE => Err(EngineError(
                 "the connection dropped before the write".into(),
             )),
             FAIL_AFTER => {
-                self.inner.write(commits)?;
+                inner.write(commits)?;
                 Err(EngineError(
                     "the connection dropped before the answer".into(),
                 ))
             }
-            _ => self.inner.write(commits),
+            _ => inner.write(commits),
         }
     }
-    fn latest_ts(&self) -> Timestamp {
-        self.inner.latest_ts()
-    }
-    fn log_after(&self, after: Timestamp, limit: usize) -> EngineResult<Vec<CommitRecord>> {
-        self.inner.log_after(after, limit)
-    }
-    fn discard_before(&self, horizon: Timestamp) {
-        self.inner.discard_before(horizon)
-    }
-    fn compact(&self) -> EngineResult<()> {
-        self.inner.compact()
-    }
-    fn reads_locally(&self) -> bool {
-        self.inner.reads_locally()
-    }
-    /// The newest commit on disk, which this engine knows.
-    fn durable_ts(&self) -> EngineResult<Timestamp> {
-        Ok(self.inner.latest_ts())
+    fn durable_ts(&self, inner: &dyn StorageEngine) -> EngineResult<Timestamp> {
+        Ok(inner.latest_ts())
     }
 }
 
 fn flaky_store() -> (Store, Arc<AtomicU8>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let next = Arc::new(AtomicU8::new(NORMAL));
-    let engine = Flaky {
+    let engine = Intercepted {
         inner: RocksEngine::open(&dir.path().join("data")).unwrap(),
-        next: next.clone(),
+        intercept: Flaky { next: next.clone() },
     };
     (Store::with_engine(Box::new(engine)).unwrap(), next, dir)
 }
