@@ -17,7 +17,6 @@ use super::read_set::ReadSet;
 use super::{Published, Shared};
 use ferrovex_model::limits::*;
 use ferrovex_model::{DocumentId, Object, Value};
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -106,7 +105,13 @@ pub struct Transaction {
     /// server's CPU in `bench --only bank-transfer` with two of four asks repeats. Every read
     /// is still charged and recorded; scans fetch without it.
     point_reads: HashMap<DocumentId, Option<Vec<u8>>>,
+    /// The bytes of the documents in `point_reads`.
+    point_reads_bytes: usize,
 }
+
+/// Bytes of committed documents one transaction keeps in `point_reads`: four of the largest
+/// documents, more than a read-modify-write touches; past it, reads go to the engine.
+const POINT_READS_KEPT_BYTES: usize = 4 * ferrovex_model::limits::MAX_DOCUMENT_BYTES;
 
 impl Transaction {
     pub(crate) fn new(shared: Arc<Shared>, read_only: bool) -> Self {
@@ -140,6 +145,7 @@ impl Transaction {
             overran: false,
             undo: None,
             point_reads: HashMap::new(),
+            point_reads_bytes: 0,
         }
     }
 
@@ -427,20 +433,35 @@ impl Transaction {
         }
     }
 
-    /// [`Transaction::read_committed`] for a read by id, through `point_reads`.
+    /// [`Transaction::read_committed`] for a read by id, kept in `point_reads` by a
+    /// transaction that may write (the one that reads, then patches) while they hold at most
+    /// `POINT_READS_KEPT_BYTES`; a query reads through.
     fn read_committed_by_id(
         &mut self,
         id: &DocumentId,
     ) -> Result<Option<StoredDocument>, StoreError> {
-        let stored = match self.point_reads.entry(*id) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(unknown) => unknown.insert(self.shared.engine.get(
-                Space::Documents,
-                id.as_bytes(),
-                self.begin_ts,
-            )?),
-        };
-        let Some(bytes) = stored else {
+        if self.read_only {
+            return self.read_committed(id);
+        }
+        if !self.point_reads.contains_key(id) {
+            let stored = self
+                .shared
+                .engine
+                .get(Space::Documents, id.as_bytes(), self.begin_ts)?;
+            let size = stored.as_ref().map_or(0, Vec::len);
+            if self.point_reads_bytes + size > POINT_READS_KEPT_BYTES {
+                return match stored {
+                    Some(bytes) => {
+                        self.count_read(bytes.len())?;
+                        Ok(Some(StoredDocument::decode(&bytes)?))
+                    }
+                    None => Ok(None),
+                };
+            }
+            self.point_reads_bytes += size;
+            self.point_reads.insert(*id, stored);
+        }
+        let Some(bytes) = &self.point_reads[id] else {
             return Ok(None);
         };
         let doc = StoredDocument::decode(bytes)?;

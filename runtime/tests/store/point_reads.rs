@@ -110,3 +110,36 @@ fn rereading_a_document_is_still_charged_against_the_read_limit() {
     }
     assert_eq!(document_gets.load(Ordering::SeqCst) - before, 1);
 }
+
+/// What a transaction keeps is bounded: past four of the largest documents, a read goes to
+/// the engine each time. A query keeps nothing (it does not read, then write).
+#[test]
+fn what_a_transaction_keeps_is_bounded_and_queries_keep_nothing() {
+    let (store, document_gets, _dir) = counting_store();
+    let body = "x".repeat(MAX_DOCUMENT_BYTES - 1024);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let mut tx = store.begin();
+        ids.push(
+            tx.insert("pages", obj! { "body" => body.as_str() })
+                .unwrap(),
+        );
+        store.commit(tx).unwrap();
+    }
+
+    let before = document_gets.load(Ordering::SeqCst);
+    let mut tx = store.begin();
+    for _ in 0..2 {
+        for id in &ids {
+            tx.get(*id).unwrap().unwrap();
+        }
+    }
+    // Four kept; the fifth fetched on each read.
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 6);
+
+    let before = document_gets.load(Ordering::SeqCst);
+    let mut query = store.begin_read_only();
+    query.get(ids[0]).unwrap().unwrap();
+    query.get(ids[0]).unwrap().unwrap();
+    assert_eq!(document_gets.load(Ordering::SeqCst) - before, 2);
+}
