@@ -81,8 +81,8 @@ struct HalfOpen {
 }
 
 /// Intervals per space, at the index of its code: the committer asks `contains` of every
-/// key each newer commit wrote, so the space is found without hashing (a hash map here was
-/// 3.7% of the server's samples in `bench --only chat-send`).
+/// key each newer commit wrote, so the space is found without hashing (`contains` was 3.7%
+/// of the server's samples in `bench --only chat-send` with a hash map here, 1.7% without).
 type BySpace = [Vec<HalfOpen>; ALL_SPACES.len()];
 
 #[derive(Clone, Debug, Default)]

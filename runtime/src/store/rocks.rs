@@ -426,15 +426,11 @@ impl StorageEngine for RocksEngine {
                     }
                     None => stored.push(0),
                 }
+                let cf = self.cf(write.space);
                 if write.space == Space::Receipts {
-                    let cf = self.cf(write.space);
                     batch.put_cf(cf, &write.key, receipt_value(commit.ts, &stored));
                 } else {
-                    batch.put_cf(
-                        self.cf(write.space),
-                        versioned(&write.key, commit.ts),
-                        &stored,
-                    );
+                    batch.put_cf(cf, versioned(&write.key, commit.ts), &stored);
                 }
             }
         }
@@ -740,17 +736,28 @@ impl Iterator for VersionedScan<'_> {
 mod tests {
     use super::*;
 
-    fn put(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: Option<&[u8]>) {
+    /// Commits one write of `key` in `space` at `ts`.
+    fn write_one(
+        engine: &RocksEngine,
+        space: Space,
+        ts: Timestamp,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) {
         engine
             .write(&[CommitRecord {
                 ts,
                 writes: vec![Write {
-                    space: Space::Documents,
+                    space,
                     key: key.to_vec(),
                     value: value.map(<[u8]>::to_vec),
                 }],
             }])
             .unwrap();
+    }
+
+    fn put(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: Option<&[u8]>) {
+        write_one(engine, Space::Documents, ts, key, value);
     }
 
     fn stored_versions(engine: &RocksEngine, key: &[u8]) -> Vec<Timestamp> {
@@ -848,16 +855,7 @@ mod tests {
     }
 
     fn put_receipt(engine: &RocksEngine, ts: Timestamp, key: &[u8], value: &[u8]) {
-        engine
-            .write(&[CommitRecord {
-                ts,
-                writes: vec![Write {
-                    space: Space::Receipts,
-                    key: key.to_vec(),
-                    value: Some(value.to_vec()),
-                }],
-            }])
-            .unwrap();
+        write_one(engine, Space::Receipts, ts, key, Some(value));
     }
 
     fn receipts_scanned(engine: &RocksEngine, ts: Timestamp) -> Vec<(Vec<u8>, Vec<u8>)> {

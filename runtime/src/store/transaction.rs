@@ -101,9 +101,9 @@ pub struct Transaction {
     undo: Option<BTreeMap<DocumentId, Option<DocumentWrite>>>,
     /// The committed documents this transaction read by id, as stored at its begin timestamp
     /// (which nothing changes under it), so a read-modify-write (a `get`, then a `patch` of
-    /// the same document) asks the engine once: each ask was a RocksDB iterator, 12% of the
-    /// server's CPU in `bench --only bank-transfer` with two of four asks repeats. Every read
-    /// is still charged and recorded; scans fetch without it.
+    /// the same document) asks the engine once: each ask was a RocksDB iterator, 11.6% of the
+    /// server's samples in `bench --only bank-transfer` with two of four asks repeats. Every
+    /// read is still charged and recorded; queries and scans read through.
     point_reads: HashMap<DocumentId, Option<Vec<u8>>>,
     /// The bytes of the documents in `point_reads`.
     point_reads_bytes: usize,
@@ -443,25 +443,24 @@ impl Transaction {
         if self.read_only {
             return self.read_committed(id);
         }
-        if !self.point_reads.contains_key(id) {
-            let stored = self
+        let fetched;
+        let stored = if self.point_reads.contains_key(id) {
+            &self.point_reads[id]
+        } else {
+            let got = self
                 .shared
                 .engine
                 .get(Space::Documents, id.as_bytes(), self.begin_ts)?;
-            let size = stored.as_ref().map_or(0, Vec::len);
-            if self.point_reads_bytes + size > POINT_READS_KEPT_BYTES {
-                return match stored {
-                    Some(bytes) => {
-                        self.count_read(bytes.len())?;
-                        Ok(Some(StoredDocument::decode(&bytes)?))
-                    }
-                    None => Ok(None),
-                };
+            let size = got.as_ref().map_or(0, Vec::len);
+            if self.point_reads_bytes + size <= POINT_READS_KEPT_BYTES {
+                self.point_reads_bytes += size;
+                self.point_reads.entry(*id).or_insert(got)
+            } else {
+                fetched = got;
+                &fetched
             }
-            self.point_reads_bytes += size;
-            self.point_reads.insert(*id, stored);
-        }
-        let Some(bytes) = &self.point_reads[id] else {
+        };
+        let Some(bytes) = stored else {
             return Ok(None);
         };
         let doc = StoredDocument::decode(bytes)?;
