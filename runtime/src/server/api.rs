@@ -325,14 +325,7 @@ async fn blocking(work: impl FnOnce() -> HttpResponse + Send + 'static) -> HttpR
     let ran = tokio::task::block_in_place(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
     });
-    ran.unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        host_error(reason)
-    })
+    ran.unwrap_or_else(|panic| host_error(crate::panic_message(&*panic).to_owned()))
 }
 
 /// The host turns guest panics into errors; a panic that reaches here is a bug in the host
