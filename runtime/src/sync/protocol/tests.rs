@@ -89,6 +89,8 @@ fn client_messages_parse_as_the_official_clients_write_them() {
     for (text, expected) in cases {
         let parsed = parse_client_message(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(parsed, expected, "{text}");
+        // Read straight into its shape or through a tree, the frame is the same message.
+        assert_eq!(parse_as_tree(&text).unwrap(), expected, "{text}");
         // What a Rust client writes parses back to the same message.
         let written = expected.to_json().to_string();
         assert_eq!(
@@ -97,6 +99,23 @@ fn client_messages_parse_as_the_official_clients_write_them() {
             "{written}"
         );
     }
+}
+
+/// A key given twice: serde's direct read refuses it, and the frame is read as a tree, where
+/// the last one counts, as before the direct read.
+#[test]
+fn a_repeated_key_counts_once_the_last() {
+    let text =
+        r#"{"type":"Mutation","requestId":1,"udfPath":"chat:send","requestId":2,"args":[{}]}"#;
+    assert!(serde_json::from_str::<Raw>(text).is_err());
+    assert_eq!(
+        parse_client_message(text).unwrap(),
+        ClientMessage::Mutation {
+            request_id: 2,
+            udf_path: "chat:send".into(),
+            args: Args(serde_json::json!([{}])),
+        }
+    );
 }
 
 #[test]
@@ -354,6 +373,17 @@ fn a_prepared_modification_writes_the_same_frame() {
             body: failed.prepare(),
         },
     ];
+    // Through serde, a prepared modification is read back: the same object.
+    for (modification, plain) in prepared.iter().zip([&updated, &failed]) {
+        let written = |modification| {
+            serde_json::to_value(wire::Modification {
+                modification,
+                with_id: true,
+            })
+            .unwrap()
+        };
+        assert_eq!(written(modification), written(plain));
+    }
     let plain = frame(vec![updated, failed]);
     assert_eq!(frame(prepared), plain);
     assert_eq!(
