@@ -81,6 +81,17 @@ impl Row {
         self
     }
 
+    /// Adds the clients' CPU time per call to the note: they share the cores with the
+    /// server, so what they take bounds the rate whatever the server costs.
+    pub fn clients_cpu_per_call(mut self, cpu_seconds: f64, calls: usize) -> Row {
+        if calls > 0 {
+            let per_call = cpu_seconds * 1e6 / calls as f64;
+            self.note
+                .push_str(&format!("; the clients' CPU {per_call:.0} us per call"));
+        }
+        self
+    }
+
     pub fn note(mut self, note: impl Into<String>) -> Row {
         self.note = note.into();
         self

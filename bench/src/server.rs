@@ -257,6 +257,11 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
+/// The CPU time this process (the benchmark's clients, all threads) has used so far.
+pub fn clients_cpu_seconds() -> Option<f64> {
+    cpu_seconds_of(std::process::id())
+}
+
 /// A baseline server built beside this binary (`src/bin/broadcast.rs` for the fan-out
 /// scenario, `src/bin/http_floor.rs` for the calls) in a child process, killed when dropped.
 pub struct BaselineServer {

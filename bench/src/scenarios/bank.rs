@@ -10,7 +10,7 @@
 use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
 use crate::http::{int, Http, Metrics};
 use crate::report::Row;
-use crate::server::RuntimeServer;
+use crate::server::{clients_cpu_seconds, RuntimeServer};
 use crate::ws::closed_loop;
 use crate::{pick_pair, run_for, Skew};
 use ferrovex_model::{obj, DocumentId, Value};
@@ -110,6 +110,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         let before = metrics(&server)?;
         let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
         let cpu_before = server.cpu_seconds();
+        let clients_before = clients_cpu_seconds();
         let result = ctx.clients.block_on(closed_loop(
             server.addr,
             CLIENTS,
@@ -125,6 +126,9 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         let cpu = server
             .cpu_seconds()
             .zip(cpu_before)
+            .map(|(after, before)| after - before);
+        let clients_cpu = clients_cpu_seconds()
+            .zip(clients_before)
             .map(|(after, before)| after - before);
         let after = metrics(&server)?;
         let retries = after.conflict_retries - before.conflict_retries;
@@ -144,6 +148,9 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         ));
         if let Some(cpu) = cpu {
             row = row.cpu_per_call(cpu, result.answered);
+        }
+        if let Some(cpu) = clients_cpu {
+            row = row.clients_cpu_per_call(cpu, result.answered);
         }
         if engine.is_empty() {
             for baseline in [
