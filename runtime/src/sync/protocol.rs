@@ -789,20 +789,14 @@ mod wire {
     pub(super) enum Message<'a> {
         MutationResponse {
             request_id: u64,
-            success: bool,
-            result: CallResult<'a>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error_data: Option<Encoded<'a>>,
+            #[serde(flatten)]
+            answer: Answer<'a>,
             ts: Option<Ts>,
-            log_lines: LogLines<'a>,
         },
         ActionResponse {
             request_id: u64,
-            success: bool,
-            result: CallResult<'a>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error_data: Option<Encoded<'a>>,
-            log_lines: LogLines<'a>,
+            #[serde(flatten)]
+            answer: Answer<'a>,
         },
         AuthError {
             error: &'a str,
@@ -824,32 +818,19 @@ mod wire {
                     request_id,
                     outcome,
                     log_lines,
-                } => {
-                    let (success, result, error_data) =
-                        call_result(outcome.as_ref().map(|(value, _)| value));
-                    Message::MutationResponse {
-                        request_id: *request_id,
-                        success,
-                        result,
-                        error_data,
-                        ts: outcome.as_ref().ok().map(|(_, ts)| Ts(*ts)),
-                        log_lines: LogLines(log_lines),
-                    }
-                }
+                } => Message::MutationResponse {
+                    request_id: *request_id,
+                    answer: Answer::of(outcome.as_ref().map(|(value, _)| value), log_lines),
+                    ts: outcome.as_ref().ok().map(|(_, ts)| Ts(*ts)),
+                },
                 ServerMessage::ActionResponse {
                     request_id,
                     outcome,
                     log_lines,
-                } => {
-                    let (success, result, error_data) = call_result(outcome.as_ref());
-                    Message::ActionResponse {
-                        request_id: *request_id,
-                        success,
-                        result,
-                        error_data,
-                        log_lines: LogLines(log_lines),
-                    }
-                }
+                } => Message::ActionResponse {
+                    request_id: *request_id,
+                    answer: Answer::of(outcome.as_ref(), log_lines),
+                },
                 ServerMessage::AuthError {
                     error,
                     base_version,
@@ -865,18 +846,34 @@ mod wire {
         }
     }
 
-    /// A call's answer: `success`, then `result` (the value, or the error's message), and
-    /// `errorData` when the error carries data.
-    fn call_result<'a>(
-        outcome: Result<&'a Value, &'a FunctionError>,
-    ) -> (bool, CallResult<'a>, Option<Encoded<'a>>) {
-        match outcome {
-            Ok(value) => (true, CallResult::Value(Encoded(value)), None),
-            Err(error) => (
-                false,
-                CallResult::Message(&error.message),
-                error.data.as_ref().map(Encoded),
-            ),
+    /// A call's answer: `success`, then `result` (the value, or the error's message),
+    /// `errorData` when the error carries data, and the lines the call logged.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Answer<'a> {
+        success: bool,
+        result: CallResult<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_data: Option<Encoded<'a>>,
+        log_lines: LogLines<'a>,
+    }
+
+    impl<'a> Answer<'a> {
+        fn of(outcome: Result<&'a Value, &'a FunctionError>, log_lines: &'a [String]) -> Self {
+            let (success, result, error_data) = match outcome {
+                Ok(value) => (true, CallResult::Value(Encoded(value)), None),
+                Err(error) => (
+                    false,
+                    CallResult::Message(&error.message),
+                    error.data.as_ref().map(Encoded),
+                ),
+            };
+            Answer {
+                success,
+                result,
+                error_data,
+                log_lines: LogLines(log_lines),
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! One WebSocket connection's task: reads frames, runs mutations (each attempt inline or on
-//! the blocking pool, as the store decides), and writes what [`SessionCore`] answers. The protocol's rules live in the core; this task adds
-//! the socket, the order of events, pings, back-pressure and shutdown.
+//! the blocking pool, as the store decides), and writes what [`SessionCore`] answers. The
+//! protocol's rules live in the core; this task adds the socket, the order of events, pings,
+//! back-pressure and shutdown.
 //!
 //! Everything a connection writes goes through this one task, so frames leave in a known
 //! order: a `MutationResponse` is always followed by a transition at or after its commit
