@@ -502,12 +502,10 @@ pub fn canonical_udf_path(path: &str) -> Result<String, String> {
 }
 
 /// A function's log lines as clients read them: `"[LOG] text"` (the official clients print
-/// lines by their level tag and complain about any other shape).
-pub fn wire_log_lines(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|line| format!("{LOG_TAG}{line}"))
-        .collect()
+/// lines by their level tag and complain about any other shape), serialized as they are
+/// walked.
+pub fn wire_log_lines(lines: &[String]) -> wire::LogLines<'_> {
+    wire::LogLines(lines)
 }
 
 const LOG_TAG: &str = "[LOG] ";
@@ -779,7 +777,7 @@ fn json_text(value: &impl serde::Serialize) -> String {
 /// written in the order declared.
 mod wire {
     use super::{FunctionError, Json, QueryModification, ServerMessage, StateVersion, LOG_TAG};
-    use ferrovex_model::json::Encoded;
+    use ferrovex_model::json::{encode_u64, Encoded};
     use ferrovex_model::Value;
     use serde::ser::SerializeMap;
     use serde::{Serialize, Serializer};
@@ -884,15 +882,12 @@ mod wire {
         Message(&'a str),
     }
 
-    /// A timestamp: base64 of its 8 little-endian bytes.
+    /// A timestamp in its wire form ([`encode_u64`]).
     pub(super) struct Ts(pub super::Ts);
 
     impl Serialize for Ts {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&base64::display::Base64Display::new(
-                &self.0.to_le_bytes(),
-                &base64::engine::general_purpose::STANDARD,
-            ))
+            s.serialize_str(&encode_u64(self.0))
         }
     }
 
@@ -915,7 +910,7 @@ mod wire {
     }
 
     /// A function's log lines as clients read them (see [`super::wire_log_lines`]).
-    pub(super) struct LogLines<'a>(pub &'a [String]);
+    pub struct LogLines<'a>(pub &'a [String]);
 
     impl Serialize for LogLines<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
