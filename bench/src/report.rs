@@ -6,6 +6,13 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// Seconds of CPU the server and the clients spent over a measured stretch
+/// (`server::CpuMeter`); `None` where /proc could not be read.
+pub struct CpuSpent {
+    pub server: Option<f64>,
+    pub clients: Option<f64>,
+}
+
 /// One measured case of a scenario.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
@@ -81,11 +88,13 @@ impl Row {
         self
     }
 
-    /// Adds the clients' CPU time per call to the note: they share the cores with the
-    /// server, so what they take bounds the rate whatever the server costs.
-    pub fn clients_cpu_per_call(mut self, cpu_seconds: f64, calls: usize) -> Row {
-        if calls > 0 {
-            let per_call = cpu_seconds * 1e6 / calls as f64;
+    /// The server's CPU per call, and the clients' added to the note (`CpuMeter`).
+    pub fn cpu_spent(mut self, spent: &CpuSpent, calls: usize) -> Row {
+        if let Some(cpu) = spent.server {
+            self = self.cpu_per_call(cpu, calls);
+        }
+        if let Some(cpu) = spent.clients.filter(|_| calls > 0) {
+            let per_call = cpu * 1e6 / calls as f64;
             self.note
                 .push_str(&format!("; the clients' CPU {per_call:.0} us per call"));
         }

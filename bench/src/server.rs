@@ -1,6 +1,7 @@
 //! The `runtime` binary (`cli/`), run as `runtime serve APP --port 0 --data DIR` in a child
 //! process on loopback, exactly as a user starts it.
 
+use crate::report::CpuSpent;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -257,9 +258,32 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
-/// The CPU time this process (the benchmark's clients, all threads) has used so far.
-pub fn clients_cpu_seconds() -> Option<f64> {
-    cpu_seconds_of(std::process::id())
+/// The CPU time a server and this process (the benchmark's clients, all threads) spend from
+/// `start` on: the clients share the cores with the server, so what they take bounds the
+/// rate whatever the server costs.
+pub struct CpuMeter {
+    server_pid: u32,
+    server: Option<f64>,
+    clients: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(server: &RuntimeServer) -> CpuMeter {
+        CpuMeter {
+            server_pid: server.pid(),
+            server: server.cpu_seconds(),
+            clients: cpu_seconds_of(std::process::id()),
+        }
+    }
+
+    /// What each side spent since `start`.
+    pub fn spent(&self) -> CpuSpent {
+        let since = |now: Option<f64>, then: Option<f64>| now.zip(then).map(|(n, t)| n - t);
+        CpuSpent {
+            server: since(cpu_seconds_of(self.server_pid), self.server),
+            clients: since(cpu_seconds_of(std::process::id()), self.clients),
+        }
+    }
 }
 
 /// A baseline server built beside this binary (`src/bin/broadcast.rs` for the fan-out

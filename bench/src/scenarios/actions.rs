@@ -8,6 +8,7 @@
 use super::{Context, JOBS_APP};
 use crate::http::Http;
 use crate::report::Row;
+use crate::server::CpuMeter;
 use crate::ws::{closed_loop_of, Kind};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,7 +32,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     drop(http);
 
     let served_before = target.served();
-    let cpu_before = server.cpu_seconds();
+    let cpu = CpuMeter::start(&server);
     let result = ctx.clients.block_on(closed_loop_of(
         Kind::Action,
         server.addr,
@@ -39,14 +40,11 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         ctx.duration(),
         move |_, _| ("outside:fetch_once", json!({ "url": url })),
     ));
-    let cpu = server
-        .cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let spent = cpu.spent();
     let served = target.served() - served_before;
     server.stop()?;
     target.stop();
-    let mut row = Row::new(
+    let row = Row::new(
         "actions",
         format!("{ACTION_CLIENTS} clients, outside:fetch_once (1 fetch)"),
     )
@@ -57,10 +55,12 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         result.answered,
         result.failed()
     ));
-    if let Some(cpu) = cpu {
-        row = row.cpu_per_call(cpu, result.answered);
-    }
-    ctx.push(row);
+    // Server CPU only: this process also serves the actions' fetches, so its CPU is not the
+    // clients' alone.
+    ctx.push(match spent.server {
+        Some(cpu) => row.cpu_per_call(cpu, result.answered),
+        None => row,
+    });
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 use super::{postgres, rocks, Context, ACCOUNTS, CLIENTS};
 use crate::http::{int, Http, Metrics};
 use crate::report::Row;
-use crate::server::{clients_cpu_seconds, RuntimeServer};
+use crate::server::{CpuMeter, RuntimeServer};
 use crate::ws::closed_loop;
 use crate::{pick_pair, run_for, Skew};
 use ferrovex_model::{obj, DocumentId, Value};
@@ -109,8 +109,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
     for skew in SKEWS {
         let before = metrics(&server)?;
         let (ids, zipf) = (ids.clone(), skew.sampler(ACCOUNTS));
-        let cpu_before = server.cpu_seconds();
-        let clients_before = clients_cpu_seconds();
+        let cpu = CpuMeter::start(&server);
         let result = ctx.clients.block_on(closed_loop(
             server.addr,
             CLIENTS,
@@ -123,13 +122,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
                 )
             },
         ));
-        let cpu = server
-            .cpu_seconds()
-            .zip(cpu_before)
-            .map(|(after, before)| after - before);
-        let clients_cpu = clients_cpu_seconds()
-            .zip(clients_before)
-            .map(|(after, before)| after - before);
+        let spent = cpu.spent();
         let after = metrics(&server)?;
         let retries = after.conflict_retries - before.conflict_retries;
         let serial = after.serial_runs - before.serial_runs;
@@ -146,12 +139,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
             retries as f64 / result.answered.max(1) as f64,
             result.failed()
         ));
-        if let Some(cpu) = cpu {
-            row = row.cpu_per_call(cpu, result.answered);
-        }
-        if let Some(cpu) = clients_cpu {
-            row = row.clients_cpu_per_call(cpu, result.answered);
-        }
+        row = row.cpu_spent(&spent, result.answered);
         if engine.is_empty() {
             for baseline in [
                 ctx.find("baseline", &postgres::case(skew)),

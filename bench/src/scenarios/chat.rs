@@ -5,7 +5,7 @@
 
 use super::{postgres, rocks, Context, BODY_BYTES, CLIENTS};
 use crate::report::Row;
-use crate::server::{clients_cpu_seconds, RuntimeServer};
+use crate::server::{CpuMeter, RuntimeServer};
 use crate::ws::closed_loop;
 use crate::Rng;
 use serde_json::{json, Value as Json};
@@ -59,20 +59,13 @@ pub fn message(client: usize, rng: &mut Rng) -> (&'static str, Json) {
 /// The closed loop against `server`, then stops it: the row, without baselines.
 fn measure(ctx: &Context, server: RuntimeServer, case: String) -> Result<Row, String> {
     let duration = ctx.duration();
-    let cpu_before = server.cpu_seconds();
-    let clients_before = clients_cpu_seconds();
+    let cpu = CpuMeter::start(&server);
     let result = ctx
         .clients
         .block_on(closed_loop(server.addr, CLIENTS, duration, message));
-    let cpu = server
-        .cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
-    let clients_cpu = clients_cpu_seconds()
-        .zip(clients_before)
-        .map(|(after, before)| after - before);
+    let spent = cpu.spent();
     server.stop()?;
-    let mut row = Row::new("chat-send", case)
+    let row = Row::new("chat-send", case)
         .throughput(result.per_second())
         .latency(result.latency.clone())
         .note(format!(
@@ -80,11 +73,5 @@ fn measure(ctx: &Context, server: RuntimeServer, case: String) -> Result<Row, St
             result.answered,
             result.failed()
         ));
-    if let Some(cpu) = cpu {
-        row = row.cpu_per_call(cpu, result.answered);
-    }
-    if let Some(cpu) = clients_cpu {
-        row = row.clients_cpu_per_call(cpu, result.answered);
-    }
-    Ok(row)
+    Ok(row.cpu_spent(&spent, result.answered))
 }

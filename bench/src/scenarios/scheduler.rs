@@ -9,6 +9,7 @@
 use super::{Context, JOBS_APP};
 use crate::http::Http;
 use crate::report::Row;
+use crate::server::CpuMeter;
 use crate::stats::{ms, percentile, Latency};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +40,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
     let spacing_ms = 1e3 / RATE as f64;
     let server = ctx.serve(JOBS_APP, "scheduler")?;
     let mut http = Http::connect(server.addr).map_err(|e| e.to_string())?;
-    let cpu_before = server.cpu_seconds();
+    let cpu = CpuMeter::start(&server);
     // Half a second for the first call to land before the first batch must be in.
     let start_ms = now_ms() + AHEAD_MS + 500.0;
     let mut late_batches = 0;
@@ -78,10 +79,7 @@ pub fn run(ctx: &mut Context) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let cpu = server
-        .cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let cpu = cpu.spent().server;
 
     // In commit order, which is due order (the jobs run one at a time, earliest first): the
     // `i`-th lag is that of the job due at `start_ms + i * spacing_ms`.
