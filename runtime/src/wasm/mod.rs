@@ -231,6 +231,15 @@ impl WasmHost {
             .unwrap_or(0)
     }
 
+    /// Bytes the idle memory slots keep mapped for the next call, each at most
+    /// `KEEP_RESIDENT_BYTES`: what resetting a slot clears on every call.
+    pub fn idle_memory_bytes_resident(&self) -> usize {
+        self.engine
+            .pooling_allocator_metrics()
+            .map(|m| m.unused_memory_bytes_resident())
+            .unwrap_or(0)
+    }
+
     /// Compiles (or loads from the cache) and checks a module, asks it to describe its
     /// functions and schema, and declares the schema's indexes in `store`.
     pub fn deploy(&self, store: &Store, wasm: &[u8]) -> Result<DeployedModule, DeployError> {

@@ -324,3 +324,30 @@ fn a_mutation_that_never_returns_inline_times_out_at_the_call_limit() {
         );
     }
 }
+
+/// Resetting a memory slot clears every page it keeps, on every call in it: a large call
+/// must not leave its pages behind for all the small calls after it to clear.
+#[test]
+fn a_large_call_leaves_no_pages_behind_for_the_calls_after_it() {
+    let app = App::with_host("runtime/tests/guests/hostile", test_host(2));
+    app.query("hostile:ok", args("{}")).unwrap();
+    let small = app.host.idle_memory_bytes_resident();
+    assert!(small > 0, "a call's slot keeps its pages for the next call");
+
+    // 768 KiB of the heap the initial memory holds: a call that grows memory gets its slot
+    // mapped afresh, one that does not leaves every page it wrote present.
+    let filled = app
+        .query(
+            "hostile:fill_heap",
+            args(r#"{"kib": {"$integer": "AAMAAAAAAAA="}}"#),
+        )
+        .unwrap();
+    assert_eq!(filled.value, Value::from(768i64 * 1024));
+    app.query("hostile:ok", args("{}")).unwrap();
+    let after = app.host.idle_memory_bytes_resident();
+    assert!(
+        after < 512 << 10,
+        "after a call that wrote 768 KiB, the idle slots keep {after} bytes (a small \
+         call's slot kept {small}): every call in them clears all of it"
+    );
+}

@@ -355,3 +355,10 @@ fn foreign_cursor(ctx: &QueryCtx) -> Result<String> {
 fn big_string(_ctx: &QueryCtx, mib: i64) -> Result<String> {
     Ok("s".repeat(mib as usize * 1024 * 1024))
 }
+
+/// Writes `kib` KiB of heap and sums it: a call that touches much of its memory.
+#[query]
+fn fill_heap(_ctx: &QueryCtx, kib: i64) -> Result<i64> {
+    let filled = black_box(vec![1u8; kib as usize * 1024]);
+    Ok(filled.iter().map(|b| i64::from(*b)).sum())
+}
