@@ -142,6 +142,17 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// The value of `key` as of `ts`: the newest version at or before `ts`, unless deleted.
     fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>>;
 
+    /// [`StorageEngine::get`] of each of `keys`, answers in the same order. An engine may
+    /// answer them all with one cursor: RocksDB makes an iterator for every `get`.
+    fn get_many(
+        &self,
+        space: Space,
+        keys: &[&[u8]],
+        ts: Timestamp,
+    ) -> EngineResult<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|key| self.get(space, key, ts)).collect()
+    }
+
     /// Live entries of `range` as of `ts`, in `order`. Lazy: it reads only what is consumed.
     fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_>;
 

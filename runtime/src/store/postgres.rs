@@ -1053,6 +1053,53 @@ impl StorageEngine for PgEngine {
         .and_then(|value| self.may_read().map(|()| value))
     }
 
+    /// One statement for all the keys, not a round trip for each.
+    fn get_many(
+        &self,
+        space: Space,
+        keys: &[&[u8]],
+        ts: Timestamp,
+    ) -> EngineResult<Vec<Option<Vec<u8>>>> {
+        if keys.len() < 2 {
+            return keys.iter().map(|key| self.get(space, key, ts)).collect();
+        }
+        self.may_read()?;
+        let pool = self.pool.clone();
+        let owned: Vec<Vec<u8>> = keys.iter().map(|key| key.to_vec()).collect();
+        let count = keys.len();
+        self.run(async move {
+            let client = pool.get().await.map_err(pool_err("reading"))?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT found.value FROM unnest($2::bytea[]) WITH ORDINALITY AS asked(key, n)
+                     LEFT JOIN LATERAL (
+                         SELECT value FROM ferrovex_versions
+                         WHERE space = $1 AND key = asked.key AND ts <= $3
+                         ORDER BY ts DESC LIMIT 1
+                     ) AS found ON true
+                     ORDER BY asked.n",
+                )
+                .await
+                .map_err(err("reading"))?;
+            let rows = client
+                .query(&statement, &[&space_code(space), &owned, &ts_sql(ts)])
+                .await
+                .map_err(err("reading"))?;
+            if rows.len() != count {
+                return Err(EngineError(format!(
+                    "reading {count} keys at once returned {} rows",
+                    rows.len()
+                )));
+            }
+            Ok(rows
+                .iter()
+                .map(|row| row.get::<_, Option<Vec<u8>>>(0))
+                .collect())
+        })
+        // Again after: a pause during the read may have outlasted what kept its versions.
+        .and_then(|values| self.may_read().map(|()| values))
+    }
+
     fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
         Box::new(PgScan {
             engine: self,

@@ -387,6 +387,38 @@ impl StorageEngine for RocksEngine {
         }
     }
 
+    /// One iterator seeks every key in turn: making and dropping an iterator was about a
+    /// third of what a versioned `get` cost (`chat:get_messages`, 50 documents, profiled).
+    fn get_many(
+        &self,
+        space: Space,
+        keys: &[&[u8]],
+        ts: Timestamp,
+    ) -> EngineResult<Vec<Option<Vec<u8>>>> {
+        if space == Space::Receipts || keys.len() < 2 {
+            return keys.iter().map(|key| self.get(space, key, ts)).collect();
+        }
+        // No upper bound: each seek lands on the key's newest version at or before `ts`,
+        // or past the key, which `is_version_of` tells apart.
+        let mut iter = self.db.raw_iterator_cf(self.cf(space));
+        let mut stored_key = Vec::new();
+        keys.iter()
+            .map(|key| {
+                stored_key.clear();
+                stored_key.extend_from_slice(key);
+                stored_key.extend_from_slice(&(!ts).to_be_bytes());
+                iter.seek(&stored_key);
+                iter.status().map_err(err)?;
+                match (iter.key(), iter.value()) {
+                    (Some(stored), Some(value)) if is_version_of(stored, key) => {
+                        unwrap_value(value)
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .collect()
+    }
+
     fn scan(&self, space: Space, range: &KeyRange, ts: Timestamp, order: Order) -> Scan<'_> {
         if space == Space::Receipts {
             return self.scan_receipts(range, ts, order);
@@ -805,6 +837,43 @@ mod tests {
         assert_eq!(stored_versions(&engine, b"hot"), vec![100]);
         assert_eq!(stored_versions(&engine, b"gone"), vec![102]);
         assert_eq!(engine.get(Space::Documents, b"gone", 200).unwrap(), None);
+    }
+
+    /// `get_many` answers what `get` answers for each key, whatever the order of the keys,
+    /// repeated or absent ones included, at every snapshot.
+    #[test]
+    fn get_many_reads_each_key_as_get_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(&dir.path().join("db")).unwrap();
+        put(&engine, 10, b"a", Some(b"a10"));
+        put(&engine, 20, b"a", Some(b"a20"));
+        put(&engine, 30, b"a", None);
+        put(&engine, 15, b"ab", Some(b"ab15"));
+        put(&engine, 20, b"b", Some(b"b20"));
+        put(&engine, 25, b"c", Some(b"c25"));
+        let keys: [&[u8]; 6] = [b"c", b"a", b"missing", b"ab", b"b", b"a"];
+        for ts in [0, 5, 10, 15, 19, 20, 25, 29, 30, 99] {
+            let one_by_one: Vec<_> = keys
+                .iter()
+                .map(|key| engine.get(Space::Documents, key, ts).unwrap())
+                .collect();
+            let many = engine.get_many(Space::Documents, &keys, ts).unwrap();
+            assert_eq!(many, one_by_one, "at {ts}");
+        }
+        let at_20 = engine.get_many(Space::Documents, &keys, 20).unwrap();
+        let expected: [Option<&[u8]>; 6] = [
+            None,
+            Some(b"a20"),
+            None,
+            Some(b"ab15"),
+            Some(b"b20"),
+            Some(b"a20"),
+        ];
+        assert_eq!(at_20, expected.map(|v| v.map(<[u8]>::to_vec)));
+        let at_30 = engine
+            .get_many(Space::Documents, &[b"a", b"c"], 30)
+            .unwrap();
+        assert_eq!(at_30, vec![None, Some(b"c25".to_vec())]);
     }
 
     /// The newest commit's timestamp outlives a restart, and the log is no longer written:

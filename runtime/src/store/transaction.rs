@@ -113,6 +113,11 @@ pub struct Transaction {
 /// documents, more than a read-modify-write touches; past it, reads go to the engine.
 const POINT_READS_KEPT_BYTES: usize = 4 * ferrovex_model::limits::MAX_DOCUMENT_BYTES;
 
+/// Documents a scan fetches from the engine at once (`StorageEngine::get_many`) before
+/// charging them to the read limits: a scan past `MAX_BYTES_READ` holds at most this many
+/// of the largest documents more than reading one at a time would.
+const FETCH_BATCH: usize = 16;
+
 impl Transaction {
     pub(crate) fn new(shared: Arc<Shared>, read_only: bool) -> Self {
         let published = shared.begin_snapshot();
@@ -828,11 +833,19 @@ impl Transaction {
         for bytes in own_reads {
             self.count_read(bytes)?;
         }
-        for (position, id) in fetched {
-            let doc = self.read_committed(&id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("index entry for {id} has no document"))
-            })?;
-            documents[position] = Document::from_stored(id, doc);
+        for batch in fetched.chunks(FETCH_BATCH) {
+            let keys: Vec<&[u8]> = batch.iter().map(|(_, id)| &id.as_bytes()[..]).collect();
+            let found = self
+                .shared
+                .engine
+                .get_many(Space::Documents, &keys, self.begin_ts)?;
+            for (&(position, id), bytes) in batch.iter().zip(found) {
+                let bytes = bytes.ok_or_else(|| {
+                    StoreError::Corrupt(format!("index entry for {id} has no document"))
+                })?;
+                self.count_read(bytes.len())?;
+                documents[position] = Document::from_stored(id, StoredDocument::decode(&bytes)?);
+            }
         }
 
         let consumed = match (&last_key, is_done) {
