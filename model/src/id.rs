@@ -9,6 +9,17 @@ use std::fmt;
 pub const ID_BYTES: usize = 20;
 const TEXT_LEN: usize = 36;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Each byte's value in `ALPHABET`, or `NOT_A_DIGIT`.
+const DIGIT: [u8; 256] = {
+    let mut table = [NOT_A_DIGIT; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_A_DIGIT: u8 = 0xff;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DocumentId([u8; ID_BYTES]);
@@ -57,23 +68,25 @@ impl DocumentId {
         if text.len() != TEXT_LEN {
             return Err(fail("an id is 36 characters"));
         }
-        let mut bits: u128 = 0;
+        let mut bits: u32 = 0;
         let mut nbits = 0;
-        let mut raw = Vec::with_capacity(ID_BYTES + 2);
+        let mut raw = [0u8; ID_BYTES + 2];
+        let mut filled = 0;
         for c in text.bytes() {
-            let v = ALPHABET
-                .iter()
-                .position(|&a| a == c)
-                .ok_or_else(|| fail("an id uses only 0-9 and lowercase base32 letters"))?;
-            bits = (bits << 5) | v as u128;
+            let v = DIGIT[c as usize];
+            if v == NOT_A_DIGIT {
+                return Err(fail("an id uses only 0-9 and lowercase base32 letters"));
+            }
+            bits = (bits << 5) | v as u32;
             nbits += 5;
             if nbits >= 8 {
                 nbits -= 8;
-                raw.push((bits >> nbits) as u8);
+                raw[filled] = (bits >> nbits) as u8;
+                filled += 1;
                 bits &= (1 << nbits) - 1;
             }
         }
-        if bits != 0 || raw.len() != ID_BYTES + 2 {
+        if bits != 0 || filled != ID_BYTES + 2 {
             return Err(fail("an id's padding bits must be zero"));
         }
         let (body, sum) = raw.split_at(ID_BYTES);
@@ -95,10 +108,13 @@ fn checksum(bytes: &[u8]) -> [u8; 2] {
 }
 
 impl fmt::Display for DocumentId {
+    /// Without allocating: ids are written for every document a query returns.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = self.0.to_vec();
-        raw.extend_from_slice(&checksum(&self.0));
-        let mut text = String::with_capacity(TEXT_LEN);
+        let mut raw = [0u8; ID_BYTES + 2];
+        raw[..ID_BYTES].copy_from_slice(&self.0);
+        raw[ID_BYTES..].copy_from_slice(&checksum(&self.0));
+        let mut text = [0u8; TEXT_LEN];
+        let mut written = 0;
         let mut bits: u32 = 0;
         let mut nbits = 0;
         for byte in raw {
@@ -106,14 +122,17 @@ impl fmt::Display for DocumentId {
             nbits += 8;
             while nbits >= 5 {
                 nbits -= 5;
-                text.push(ALPHABET[((bits >> nbits) & 31) as usize] as char);
+                text[written] = ALPHABET[((bits >> nbits) & 31) as usize];
+                written += 1;
             }
             bits &= (1 << nbits) - 1;
         }
         if nbits > 0 {
-            text.push(ALPHABET[((bits << (5 - nbits)) & 31) as usize] as char);
+            text[written] = ALPHABET[((bits << (5 - nbits)) & 31) as usize];
+            written += 1;
         }
-        f.write_str(&text)
+        debug_assert_eq!(written, TEXT_LEN);
+        f.write_str(std::str::from_utf8(&text).expect("the alphabet is ASCII"))
     }
 }
 
@@ -131,7 +150,8 @@ mod tests {
     fn round_trips_and_rejects_corruption() {
         let id = DocumentId::new(7, *b"0123456789abcdef");
         let text = id.to_string();
-        assert_eq!(text.len(), 36);
+        // The text form is stored by apps and sent to clients: it never changes.
+        assert_eq!(text, "000001sg64s36d1n6rvkgeb1c9hp8sb6dqrg");
         assert_eq!(DocumentId::parse(&text).unwrap(), id);
         assert_eq!(DocumentId::parse(&text).unwrap().table_number(), 7);
         let mut corrupted = text.clone().into_bytes();
@@ -140,5 +160,11 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
         assert!(DocumentId::parse("short").is_err());
         assert!(DocumentId::parse(&"U".repeat(36)).is_err());
+        for table in [0, 1, u32::MAX] {
+            for unique in [[0u8; 16], [0xff; 16], *b"\x01\x80\x7f\xfe0123456789ab"] {
+                let id = DocumentId::new(table, unique);
+                assert_eq!(DocumentId::parse(&id.to_string()), Ok(id), "{id:?}");
+            }
+        }
     }
 }
