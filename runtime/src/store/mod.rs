@@ -326,8 +326,8 @@ pub struct MutationStats {
     pub committed: AtomicU64,
     pub conflict_retries: AtomicU64,
     pub serial_runs: AtomicU64,
-    /// Attempts run inline that ran long and were made again on the blocking pool
-    /// (`Store::run_mutation_async`).
+    /// Attempts and queries run inline that ran long and were made again on the blocking pool
+    /// (`Store::run_mutation_async`, `Store::begin_inline_read`).
     pub inline_overruns: AtomicU64,
 }
 
@@ -567,6 +567,34 @@ impl Store {
     /// A read-only transaction at the latest commit: every write is refused.
     pub fn begin_read_only(&self) -> Transaction {
         Transaction::new(self.shared.clone(), true)
+    }
+
+    /// A read-only snapshot for a query that an async worker runs itself, as a mutation's
+    /// first attempt is run (`run_mutation_async`): whoever runs code in it stops when it runs
+    /// long ([`Transaction::runs_inline`]) and reports with [`Store::inline_read_ended`].
+    /// `None` over an engine whose reads wait on the network, and for a function whose recent
+    /// inline runs ran long: run that query where it may block.
+    pub fn begin_inline_read(&self, function: &str) -> Option<Transaction> {
+        let record = RecentOutcomes::record_of(function);
+        if !self.shared.engine.reads_locally() || self.overruns.skip(record) {
+            return None;
+        }
+        let mut tx = self.begin_read_only();
+        tx.set_inline();
+        Some(tx)
+    }
+
+    /// How a query's inline run (`begin_inline_read`) ended: an overrun is counted, and
+    /// enough of them start the function's next queries off the async workers.
+    pub fn inline_read_ended(&self, function: &str, overran: bool) {
+        self.overruns
+            .record(RecentOutcomes::record_of(function), overran);
+        if overran {
+            self.shared
+                .stats
+                .inline_overruns
+                .fetch_add(1, AtomicOrdering::Relaxed);
+        }
     }
 
     fn request(mut tx: Transaction) -> CommitRequest {

@@ -388,10 +388,36 @@ impl WasmHost {
         options: CallOptions,
     ) -> QueryRun {
         let started = ExecutionClock::start();
-        let run = self.run_query_unlogged(store, module, path, args, tx, options);
+        let (run, _) = self.run_query_unlogged(store, module, path, args, tx, options);
         let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
         self.record_execution(started, path, "query", lines);
         run
+    }
+
+    /// Runs a query on the caller's async worker, on a snapshot of the latest commit, as a
+    /// mutation's first attempt runs (`HostConfig::inline_ticks`): no hand-off to a thread
+    /// that may block. `None` when the query ran longer and was stopped, or was not started
+    /// (`Store::begin_inline_read`): the caller then runs it with `run_query` where it may
+    /// block, and nothing of the stopped run is kept or recorded.
+    pub fn try_run_query_inline(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+    ) -> Option<Result<QueryOutcome, CallFailure>> {
+        self.config.inline_deadline_ticks()?;
+        let tx = store.begin_inline_read(path)?;
+        let started = ExecutionClock::start();
+        let (run, overran) = self.run_query_unlogged(store, module, path, args, tx, options);
+        store.inline_read_ended(path, overran);
+        if overran {
+            return None;
+        }
+        let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
+        self.record_execution(started, path, "query", lines);
+        Some(run.outcome)
     }
 
     /// Records one execution for `runtime logs`: how it ended and the lines it logged.
@@ -418,6 +444,7 @@ impl WasmHost {
             .record(started.finish(path, kind, error, log_lines.to_vec()));
     }
 
+    /// A query's run, and whether it ran inline and was stopped for running long.
     fn run_query_unlogged(
         &self,
         store: &Arc<Store>,
@@ -426,7 +453,7 @@ impl WasmHost {
         args: &Value,
         tx: Transaction,
         options: CallOptions,
-    ) -> QueryRun {
+    ) -> (QueryRun, bool) {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
             error,
@@ -437,11 +464,12 @@ impl WasmHost {
             match self.prepare(module, path, FunctionKind::Query, args, &options.caller) {
                 Ok(prepared) => prepared,
                 Err(e) => {
-                    return QueryRun {
+                    let run = QueryRun {
                         outcome: Err(fail(e, vec![])),
                         ts,
                         read_set: ReadSet::default(),
-                    }
+                    };
+                    return (run, false);
                 }
             };
         let state = self.call_state(store, module, Entry::Query, tx, path, &args_bytes, options);
@@ -455,6 +483,7 @@ impl WasmHost {
             state,
             Invocation::Call(&function.call_export, args_bytes),
         );
+        let overran = tx.as_ref().is_some_and(|tx| tx.overran());
         let read_set = tx.map(|tx| tx.read_set().clone()).unwrap_or_default();
         let outcome = outcome
             .and_then(|v| check_result(function, v))
@@ -466,11 +495,12 @@ impl WasmHost {
                 read_set: read_set.clone(),
                 page_ends,
             });
-        QueryRun {
+        let run = QueryRun {
             outcome,
             ts,
             read_set,
-        }
+        };
+        (run, overran)
     }
 
     /// Runs a mutation through `Store::run_mutation`: retried on conflict, committed only if

@@ -351,3 +351,40 @@ fn a_large_call_leaves_no_pages_behind_for_the_calls_after_it() {
          call's slot kept {small}): every call in them clears all of it"
     );
 }
+
+/// A query run on an async worker is stopped after a tick or so and reported as not run, for
+/// the caller to run where it may block; a short one answers there.
+#[test]
+fn a_query_run_inline_is_stopped_when_it_runs_long() {
+    use std::sync::atomic::Ordering;
+    for (inline_ticks, overruns) in [(Some(1), 1), (None, 0)] {
+        let host = ferrovex_runtime::wasm::WasmHost::new(ferrovex_runtime::wasm::HostConfig {
+            inline_ticks,
+            ..crate::test_config()
+        })
+        .unwrap();
+        let app = App::with_host("runtime/tests/guests/hostile", host);
+        let case = format!("inline_ticks {inline_ticks:?}");
+        let inline = |path: &str| {
+            app.host.try_run_query_inline(
+                &app.store,
+                &app.module,
+                path,
+                &args("{}"),
+                ferrovex_runtime::wasm::CallOptions::default(),
+            )
+        };
+        assert!(inline("hostile:spin").is_none(), "{case}: spin answered");
+        assert_eq!(
+            app.store.stats().inline_overruns.load(Ordering::Relaxed),
+            overruns,
+            "{case}: inline runs stopped"
+        );
+        let short = inline("hostile:ok");
+        match inline_ticks {
+            Some(_) => assert_eq!(short.unwrap().unwrap().value, Value::from("ok")),
+            None => assert!(short.is_none(), "{case}: nothing runs inline"),
+        }
+        assert_eq!(app.host.live_instances(), 0, "{case}: a pool slot leaked");
+    }
+}
