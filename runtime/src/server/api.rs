@@ -20,11 +20,13 @@ use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
 use ferrovex_model::abi::FunctionKind;
 use ferrovex_model::json::{encode_u64, to_json};
 use ferrovex_model::Value;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value as Json};
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,7 +118,52 @@ pub async fn call(
     if let Some(answered) = query_inline(&app, &module, endpoint, &call, &caller) {
         return answered;
     }
+    // Boxed: the mutation's future is kilobytes, which every call's future would carry.
+    if let Some(answered) = Box::pin(mutation_async(&app, &module, endpoint, &call, &caller)).await
+    {
+        return answered;
+    }
     blocking(move || answer(&app, &module, endpoint, call, None, &caller)).await
+}
+
+/// A mutation's answer, its first attempt run on this async worker and its commit awaited
+/// (`WasmHost::run_mutation_async`), as a WebSocket session runs one; `None` for anything
+/// but a mutation with readable arguments, which `blocking` answers.
+async fn mutation_async(
+    app: &Served,
+    module: &Arc<DeployedModule>,
+    endpoint: Endpoint,
+    call: &CallRequest,
+    caller: &Caller,
+) -> Option<HttpResponse> {
+    let is_mutation = module
+        .callable(&call.path, caller)
+        .is_some_and(|f| f.description.kind == FunctionKind::Mutation);
+    if !is_mutation || !matches!(endpoint, Endpoint::Mutation | Endpoint::Any) {
+        return None;
+    }
+    let args = call.args.as_ref().ok()?.clone();
+    let options = CallOptions {
+        caller: caller.clone(),
+        ..CallOptions::default()
+    };
+    let running = app.host.run_mutation_async(
+        &app.store,
+        module.clone(),
+        call.path.clone(),
+        args,
+        options,
+        None,
+    );
+    let outcome = match AssertUnwindSafe(running).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => return Some(host_error(crate::panic_message(&*panic).to_owned())),
+    };
+    let outcome = outcome.map(|o| Success {
+        value: o.value,
+        log_lines: o.log_lines,
+    });
+    Some(respond(outcome, call.format))
 }
 
 /// A query's answer when it ran on this async worker within a tick or so
@@ -142,9 +189,14 @@ fn query_inline(
         caller: caller.clone(),
         ..CallOptions::default()
     };
-    let outcome = app
-        .host
-        .try_run_query_inline(&app.store, module, &call.path, args, options)?;
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        app.host
+            .try_run_query_inline(&app.store, module, &call.path, args, options)
+    }));
+    let outcome = match ran {
+        Ok(outcome) => outcome?,
+        Err(panic) => return Some(host_error(crate::panic_message(&*panic).to_owned())),
+    };
     let outcome = outcome.map(|o| Success {
         value: o.value,
         log_lines: o.log_lines,

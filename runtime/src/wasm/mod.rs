@@ -597,6 +597,21 @@ impl WasmHost {
         options: CallOptions,
         receipt_key: Vec<u8>,
     ) -> Result<MutationOutcome, CallFailure> {
+        self.run_mutation_async(store, module, path, args, options, Some(receipt_key))
+            .await
+    }
+
+    /// [`WasmHost::run_mutation`] for a caller on an async runtime (an HTTP request), run as
+    /// [`WasmHost::run_mutation_once_async`] runs, with a receipt when `receipt_key` is given.
+    pub async fn run_mutation_async(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        module: Arc<DeployedModule>,
+        path: String,
+        args: Value,
+        options: CallOptions,
+        receipt_key: Option<Vec<u8>>,
+    ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
         // What the attempts log, kept by whichever thread runs the last one.
         let logs = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -605,7 +620,10 @@ impl WasmHost {
                 (self.clone(), store.clone(), path.clone(), logs.clone());
             let mut args_bytes = None;
             move |tx: &mut Transaction| {
-                let with = CommitWith::Receipt(&receipt_key);
+                let with = match &receipt_key {
+                    Some(key) => CommitWith::Receipt(key),
+                    None => CommitWith::Nothing,
+                };
                 let (function, args_bytes) = match &args_bytes {
                     Some(bytes) => (module.function(&path).expect("prepared before"), bytes),
                     None => {
