@@ -136,23 +136,13 @@ async fn mutation_async(
     call: &CallRequest,
     caller: &Caller,
 ) -> Option<HttpResponse> {
-    let is_mutation = module
-        .callable(&call.path, caller)
-        .is_some_and(|f| f.description.kind == FunctionKind::Mutation);
-    if !is_mutation || !matches!(endpoint, Endpoint::Mutation | Endpoint::Any) {
-        return None;
-    }
-    let args = call.args.as_ref().ok()?.clone();
-    let options = CallOptions {
-        caller: caller.clone(),
-        ..CallOptions::default()
-    };
+    let args = args_for(module, endpoint, call, caller, FunctionKind::Mutation)?.clone();
     let running = app.host.run_mutation_async(
         &app.store,
         module.clone(),
         call.path.clone(),
         args,
-        options,
+        options_for(caller),
         None,
     );
     let outcome = match AssertUnwindSafe(running).catch_unwind().await {
@@ -178,20 +168,10 @@ fn query_inline(
     call: &CallRequest,
     caller: &Caller,
 ) -> Option<HttpResponse> {
-    let is_query = module
-        .callable(&call.path, caller)
-        .is_some_and(|f| f.description.kind == FunctionKind::Query);
-    if !is_query || !matches!(endpoint, Endpoint::Query | Endpoint::Any) {
-        return None;
-    }
-    let args = call.args.as_ref().ok()?;
-    let options = CallOptions {
-        caller: caller.clone(),
-        ..CallOptions::default()
-    };
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let args = args_for(module, endpoint, call, caller, FunctionKind::Query)?;
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
         app.host
-            .try_run_query_inline(&app.store, module, &call.path, args, options)
+            .try_run_query_inline(&app.store, module, &call.path, args, options_for(caller))
     }));
     let outcome = match ran {
         Ok(outcome) => outcome?,
@@ -202,6 +182,34 @@ fn query_inline(
         log_lines: o.log_lines,
     });
     Some(respond(outcome, call.format))
+}
+
+/// The arguments of `call` when it names a function of `kind` that `caller` may call, at an
+/// endpoint that runs that kind, and they could be read; `None` otherwise (`run` answers it).
+fn args_for<'c>(
+    module: &DeployedModule,
+    endpoint: Endpoint,
+    call: &'c CallRequest,
+    caller: &Caller,
+    kind: FunctionKind,
+) -> Option<&'c Value> {
+    let endpoint_runs_it = match kind {
+        FunctionKind::Query => matches!(endpoint, Endpoint::Query | Endpoint::Any),
+        FunctionKind::Mutation => matches!(endpoint, Endpoint::Mutation | Endpoint::Any),
+        FunctionKind::Action | FunctionKind::HttpAction => false,
+    };
+    let function = module.callable(&call.path, caller)?;
+    (endpoint_runs_it && function.description.kind == kind)
+        .then(|| call.args.as_ref().ok())
+        .flatten()
+}
+
+/// The options a call of `caller` runs with.
+fn options_for(caller: &Caller) -> CallOptions {
+    CallOptions {
+        caller: caller.clone(),
+        ..CallOptions::default()
+    }
 }
 
 /// An action's call: it waits for a running slot, then runs off the query/mutation path.
@@ -548,10 +556,7 @@ fn run(
             }))
         }
     };
-    let options = CallOptions {
-        caller: caller.clone(),
-        ..CallOptions::default()
-    };
+    let options = options_for(caller);
     match kind {
         FunctionKind::Query => {
             let tx = tx.unwrap_or_else(|| app.store.begin_read_only());

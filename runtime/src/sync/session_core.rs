@@ -238,13 +238,13 @@ impl MutationRun {
             let receipt = receipt_key(&key, self.mutation.request_id);
             engine
                 .host
-                .run_mutation_once_async(
+                .run_mutation_async(
                     &engine.store,
                     engine.module(),
                     path,
                     args,
                     self.options(),
-                    receipt,
+                    Some(receipt),
                 )
                 .await
                 .map_err(|failure| (function_error(&failure), failure.log_lines))

@@ -581,28 +581,14 @@ impl WasmHost {
         self.record_mutation(started, path, answer)
     }
 
-    /// [`WasmHost::run_mutation_once`] for a caller on an async runtime (a WebSocket
-    /// session): the same rules and outcome, with the first attempt run inline on the caller's
-    /// worker (stopped after `HostConfig::inline_ticks` and made again on the blocking pool if
-    /// it runs long), the others on the pool, and every commit awaited rather than blocked on
-    /// (see `Store::run_mutation_async`). The arguments are checked and encoded in the first
-    /// attempt, not before it, so a function whose attempts start on the pool has none of it
-    /// done on the worker.
-    pub async fn run_mutation_once_async(
-        self: &Arc<Self>,
-        store: &Arc<Store>,
-        module: Arc<DeployedModule>,
-        path: String,
-        args: Value,
-        options: CallOptions,
-        receipt_key: Vec<u8>,
-    ) -> Result<MutationOutcome, CallFailure> {
-        self.run_mutation_async(store, module, path, args, options, Some(receipt_key))
-            .await
-    }
-
-    /// [`WasmHost::run_mutation`] for a caller on an async runtime (an HTTP request), run as
-    /// [`WasmHost::run_mutation_once_async`] runs, with a receipt when `receipt_key` is given.
+    /// [`WasmHost::run_mutation_with`] for a caller on an async runtime (a WebSocket session,
+    /// an HTTP request): the same rules and outcome, at most once per `receipt_key` when one
+    /// is given (as [`WasmHost::run_mutation_once`]), with the first attempt run inline on
+    /// the caller's worker (stopped after `HostConfig::inline_ticks` and made again on the
+    /// blocking pool if it runs long), the others on the pool, and every commit awaited rather
+    /// than blocked on (see `Store::run_mutation_async`). The arguments are checked and
+    /// encoded in the first attempt, not before it, so a function whose attempts start on the
+    /// pool has none of it done on the worker.
     pub async fn run_mutation_async(
         self: &Arc<Self>,
         store: &Arc<Store>,

@@ -322,13 +322,13 @@ fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
     let calls = 40u64;
     for i in 0..calls {
         let sent = runtime
-            .block_on(host.run_mutation_once_async(
+            .block_on(host.run_mutation_async(
                 &app.store,
                 module.clone(),
                 "chat:send_message".to_owned(),
                 args(&format!(r#"{{"user": "ada", "body": "message {i}"}}"#)),
                 CallOptions::default(),
-                format!("session-1/{i}").into_bytes(),
+                Some(format!("session-1/{i}").into_bytes()),
             ))
             .unwrap_or_else(|e| panic!("message {i}: {e}"));
         assert_eq!(

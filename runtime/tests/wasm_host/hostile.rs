@@ -291,13 +291,13 @@ fn a_mutation_that_never_returns_inline_times_out_at_the_call_limit() {
             .unwrap();
         let ts_before = app.store.latest_ts();
         let failure = runtime
-            .block_on(host.run_mutation_once_async(
+            .block_on(host.run_mutation_async(
                 &app.store,
                 std::sync::Arc::new(app.module.clone()),
                 "hostile:spin_after_write".to_owned(),
                 args("{}"),
                 ferrovex_runtime::wasm::CallOptions::default(),
-                b"session-1/1".to_vec(),
+                Some(b"session-1/1".to_vec()),
             ))
             .expect_err("it never returns");
         let case = format!("inline_ticks {inline_ticks:?}");
