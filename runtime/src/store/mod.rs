@@ -575,8 +575,7 @@ impl Store {
     /// `None` over an engine whose reads wait on the network, and for a function whose recent
     /// inline runs ran long: run that query where it may block.
     pub fn begin_inline_read(&self, function: &str) -> Option<Transaction> {
-        let record = RecentOutcomes::record_of(function);
-        if !self.shared.engine.reads_locally() || self.overruns.skip(record) {
+        if !self.may_run_inline(RecentOutcomes::record_of(function)) {
             return None;
         }
         let mut tx = self.begin_read_only();
@@ -584,11 +583,21 @@ impl Store {
         Some(tx)
     }
 
-    /// How a query's inline run (`begin_inline_read`) ended: an overrun is counted, and
-    /// enough of them start the function's next queries off the async workers.
+    /// How a query's inline run (`begin_inline_read`) ended.
     pub fn inline_read_ended(&self, function: &str, overran: bool) {
-        self.overruns
-            .record(RecentOutcomes::record_of(function), overran);
+        self.inline_run_ended(RecentOutcomes::record_of(function), overran);
+    }
+
+    /// Whether code of the function behind `record` may run inline on an async worker: not
+    /// over an engine whose reads wait on the network (a PostgreSQL engine's reads), however
+    /// short the code, nor while its recent inline runs ran long (`LONG_OVERRUNS`).
+    fn may_run_inline(&self, record: usize) -> bool {
+        self.shared.engine.reads_locally() && !self.overruns.skip(record)
+    }
+
+    /// Records how an inline run of the function behind `record` ended, counting an overrun.
+    fn inline_run_ended(&self, record: usize, overran: bool) {
+        self.overruns.record(record, overran);
         if overran {
             self.shared
                 .stats
@@ -770,10 +779,7 @@ impl Store {
         B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
     {
         let record = RecentOutcomes::record_of(function);
-        // An attempt waiting on the network (a PostgreSQL engine's reads) must not hold a
-        // worker, however short its guest code.
-        let mut inline =
-            inline && self.shared.engine.reads_locally() && !self.overruns.skip(record);
+        let mut inline = inline && self.may_run_inline(record);
         let mut attempt = 0;
         if !self.shared.is_leader() || !self.starts_serially(Some(record)) {
             loop {
@@ -789,12 +795,8 @@ impl Store {
                     let mut tx = self.begin();
                     tx.set_inline();
                     let value = body(&mut tx);
-                    self.overruns.record(record, tx.overran());
+                    self.inline_run_ended(record, tx.overran());
                     if tx.overran() {
-                        self.shared
-                            .stats
-                            .inline_overruns
-                            .fetch_add(1, AtomicOrdering::Relaxed);
                         continue;
                     }
                     (tx, value)
