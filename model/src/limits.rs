@@ -94,6 +94,10 @@ pub const MAX_MEASURED_FUNCTIONS: usize = 1_024;
 /// Bytes of documents (in the binary form) one page of the dashboard's grid reads: a page of
 /// large documents ends sooner, with a cursor, rather than answer tens of megabytes.
 pub const MAX_DASHBOARD_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of documents the store keeps in memory as the newest versions of what it wrote lately
+/// (`runtime/src/store/newest.rs`), so that reads by id skip the engine; past it, entries are
+/// dropped and those reads go to the engine again.
+pub const NEWEST_VERSIONS_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of one commit a follower sends the leader (`/api/cluster/commit`): a transaction's
 /// writes, the documents they replace (read first), its read set (at most one point per
 /// document read and one interval per range) and its receipt's outcome, with room for keys.

@@ -6,7 +6,7 @@
 use super::catalog::{
     check_name, index_id_of_key, index_key, table_catalog_key, Catalog, TableInfo, TableNumber,
 };
-use super::engine::{CommitRecord, EngineError, Space, StorageEngine, Timestamp, Write};
+use super::engine::{CommitRecord, EngineError, Space, Timestamp, Write};
 use super::error::StoreError;
 use super::read_set::NormalizedReadSet;
 use super::transaction::{DocumentWrite, Receipt};
@@ -352,18 +352,28 @@ impl CommitterState {
         self.failed = Some(error.0.clone());
     }
 
-    /// Writes `records` durably. On failure the outcome is unknown (the write may be on disk
-    /// all the same) and this state runs ahead of the disk, so every later commit is refused
-    /// until [`CommitterState::recover`] learns from the engine which it is.
+    /// Writes `records` durably and records their documents as the newest versions (before
+    /// the caller publishes them, see `newest`). On failure the outcome is unknown (the write
+    /// may be on disk all the same) and this state runs ahead of the disk, so every later
+    /// commit is refused until [`CommitterState::recover`] learns from the engine which it
+    /// is; the newest versions are forgotten, as `recover` may publish the group without them.
     pub fn write_durably(
         &mut self,
-        engine: &dyn StorageEngine,
+        shared: &Shared,
         records: &[CommitRecord],
     ) -> Result<(), EngineError> {
-        engine.write(records).inspect_err(|e| {
-            tracing::error!(error = %e, "durable write failed; commits are refused until the store says what it holds");
-            self.fail(e);
-        })
+        match shared.engine.write(records) {
+            Ok(()) => {
+                shared.newest.record(records);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "durable write failed; commits are refused until the store says what it holds");
+                shared.newest.clear();
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     /// After a failed write: asks the engine which commit is the newest durable one, and
@@ -455,7 +465,7 @@ pub(crate) fn commit_group(
     if records.is_empty() {
         return outcomes;
     }
-    if let Err(e) = state.write_durably(shared.engine.as_ref(), &records) {
+    if let Err(e) = state.write_durably(shared, &records) {
         return outcomes
             .into_iter()
             .map(|o| o.and_then(|_| Err(failed_error(&e.0))))

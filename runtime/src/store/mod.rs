@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 mod follower;
 pub mod index_range;
+pub(crate) mod newest;
 pub mod postgres;
 pub mod read_set;
 mod recent;
@@ -77,6 +78,8 @@ pub(crate) struct Published {
 
 pub(crate) struct Shared {
     pub engine: Box<dyn StorageEngine>,
+    /// The newest versions of the documents written lately, which reads by id take first.
+    pub newest: newest::NewestVersions,
     published: RwLock<Arc<Published>>,
     pub state: Mutex<CommitterState>,
     next_table_number: AtomicU32,
@@ -427,6 +430,7 @@ impl Store {
         }
         let catalog = Arc::new(catalog);
         let shared = Arc::new(Shared {
+            newest: newest::NewestVersions::new(),
             next_table_number: AtomicU32::new(catalog.max_table_number() + 1),
             next_index_id: AtomicU32::new(catalog.max_index_id() + 1),
             published: RwLock::new(Arc::new(Published {
@@ -1079,7 +1083,7 @@ impl Store {
             tables: Arc::default(),
         };
         state.remember(committed.clone());
-        state.write_durably(self.shared.engine.as_ref(), &[CommitRecord { ts, writes }])?;
+        state.write_durably(&self.shared, &[CommitRecord { ts, writes }])?;
         self.shared.publish(state.published());
         self.shared.notify(&[committed]);
         self.shared.engine.discard_before(self.shared.gc_horizon());

@@ -104,9 +104,27 @@ pub struct Transaction {
     /// the same document) asks the engine once: each ask was a RocksDB iterator, 11.6% of the
     /// server's samples in `bench --only bank-transfer` with two of four asks repeats. Every
     /// read is still charged and recorded; queries and scans read through.
-    point_reads: HashMap<DocumentId, Option<Vec<u8>>>,
+    point_reads: HashMap<DocumentId, Option<Committed>>,
     /// The bytes of the documents in `point_reads`.
     point_reads_bytes: usize,
+}
+
+/// A committed document's stored bytes: read from the engine, or shared with the newest
+/// versions the store keeps in memory (`Shared::newest`).
+enum Committed {
+    Read(Vec<u8>),
+    Newest(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Committed {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Committed::Read(bytes) => bytes,
+            Committed::Newest(bytes) => bytes,
+        }
+    }
 }
 
 /// Bytes of committed documents one transaction keeps in `point_reads`: four of the largest
@@ -423,13 +441,22 @@ impl Transaction {
         )
     }
 
-    /// Reads the committed version of a document at the begin timestamp.
-    fn read_committed(&mut self, id: &DocumentId) -> Result<Option<StoredDocument>, StoreError> {
-        match self
+    /// The stored bytes of a document's committed version at the begin timestamp: the
+    /// newest version kept in memory when this snapshot sees it, else the engine's.
+    fn committed(&self, id: &DocumentId) -> Result<Option<Committed>, StoreError> {
+        if let Some(newest) = self.shared.newest.get(id, self.begin_ts) {
+            return Ok(newest.map(Committed::Newest));
+        }
+        let read = self
             .shared
             .engine
-            .get(Space::Documents, id.as_bytes(), self.begin_ts)?
-        {
+            .get(Space::Documents, id.as_bytes(), self.begin_ts)?;
+        Ok(read.map(Committed::Read))
+    }
+
+    /// Reads the committed version of a document at the begin timestamp.
+    fn read_committed(&mut self, id: &DocumentId) -> Result<Option<StoredDocument>, StoreError> {
+        match self.committed(id)? {
             Some(bytes) => {
                 self.count_read(bytes.len())?;
                 Ok(Some(StoredDocument::decode(&bytes)?))
@@ -452,11 +479,8 @@ impl Transaction {
         let stored = if self.point_reads.contains_key(id) {
             &self.point_reads[id]
         } else {
-            let got = self
-                .shared
-                .engine
-                .get(Space::Documents, id.as_bytes(), self.begin_ts)?;
-            let size = got.as_ref().map_or(0, Vec::len);
+            let got = self.committed(id)?;
+            let size = got.as_ref().map_or(0, |bytes| bytes.len());
             if self.point_reads_bytes + size <= POINT_READS_KEPT_BYTES {
                 self.point_reads_bytes += size;
                 self.point_reads.entry(*id).or_insert(got)
@@ -834,12 +858,33 @@ impl Transaction {
             self.count_read(bytes)?;
         }
         for batch in fetched.chunks(FETCH_BATCH) {
-            let keys: Vec<&[u8]> = batch.iter().map(|(_, id)| &id.as_bytes()[..]).collect();
-            let found = self
-                .shared
-                .engine
-                .get_many(Space::Documents, &keys, self.begin_ts)?;
-            for (&(position, id), bytes) in batch.iter().zip(found) {
+            // The newest versions kept in memory first (a feed's recent documents), the
+            // rest from the engine at once.
+            let mut found: Vec<Option<Option<Committed>>> = batch
+                .iter()
+                .map(|(_, id)| {
+                    let newest = self.shared.newest.get(id, self.begin_ts);
+                    newest.map(|stored| stored.map(Committed::Newest))
+                })
+                .collect();
+            let missing: Vec<&[u8]> = batch
+                .iter()
+                .zip(&found)
+                .filter(|(_, known)| known.is_none())
+                .map(|((_, id), _)| &id.as_bytes()[..])
+                .collect();
+            if !missing.is_empty() {
+                let mut read = self
+                    .shared
+                    .engine
+                    .get_many(Space::Documents, &missing, self.begin_ts)?
+                    .into_iter();
+                for known in found.iter_mut().filter(|known| known.is_none()) {
+                    let bytes = read.next().expect("get_many answers every key");
+                    *known = Some(bytes.map(Committed::Read));
+                }
+            }
+            for (&(position, id), bytes) in batch.iter().zip(found.into_iter().flatten()) {
                 let bytes = bytes.ok_or_else(|| {
                     StoreError::Corrupt(format!("index entry for {id} has no document"))
                 })?;

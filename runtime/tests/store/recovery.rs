@@ -142,3 +142,24 @@ fn an_index_defined_after_a_failed_write_sees_the_settled_state() {
         .unwrap();
     assert_eq!(found.len(), 2);
 }
+
+/// The newest version of a document kept in memory is forgotten when a write fails: the
+/// version that landed with it is published by the next commit, and reads by id see it.
+#[test]
+fn a_failed_write_that_landed_replaces_the_version_reads_by_id_see() {
+    let (store, next, _dir) = flaky_store();
+    let id = insert(&store, 1).unwrap();
+    let read =
+        |store: &Store| store.begin_read_only().get(id).unwrap().unwrap().fields["n"].clone();
+    assert_eq!(read(&store), Value::from(1i64));
+    next.store(FAIL_AFTER, Ordering::SeqCst);
+    store
+        .run_mutation(|tx| {
+            let mut patch = ferrovex_runtime::store::Patch::new();
+            patch.insert("n".into(), Some(Value::from(2i64)));
+            tx.patch(id, patch)
+        })
+        .unwrap_err();
+    insert(&store, 3).unwrap();
+    assert_eq!(read(&store), Value::from(2i64));
+}
