@@ -74,9 +74,28 @@ fn err(e: impl std::fmt::Display) -> EngineError {
 
 fn versioned(key: &[u8], ts: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 8);
+    versioned_into(&mut out, key, ts);
+    out
+}
+
+/// Appends the stored form of `key` at `ts`: the key, then the timestamp inverted, so that a
+/// key's newer versions sort before its older ones.
+fn versioned_into(out: &mut Vec<u8>, key: &[u8], ts: Timestamp) {
     out.extend_from_slice(key);
     out.extend_from_slice(&(!ts).to_be_bytes());
-    out
+}
+
+/// What a seek to `key`'s stored form at the reader's timestamp found: the value of the
+/// version it landed on, or none when it landed past the key.
+fn version_found(
+    iter: &rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+    key: &[u8],
+) -> EngineResult<Option<Vec<u8>>> {
+    iter.status().map_err(err)?;
+    match (iter.key(), iter.value()) {
+        (Some(stored), Some(value)) if is_version_of(stored, key) => unwrap_value(value),
+        _ => Ok(None),
+    }
 }
 
 /// Splits a stored key into the logical key and its commit timestamp.
@@ -380,11 +399,7 @@ impl StorageEngine for RocksEngine {
         options.set_iterate_upper_bound(versioned(key, 0));
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(space), options);
         iter.seek(versioned(key, ts));
-        iter.status().map_err(err)?;
-        match (iter.key(), iter.value()) {
-            (Some(stored), Some(value)) if is_version_of(stored, key) => unwrap_value(value),
-            _ => Ok(None),
-        }
+        version_found(&iter, key)
     }
 
     /// One iterator seeks every key in turn: making and dropping an iterator was 9 of the 20
@@ -405,16 +420,9 @@ impl StorageEngine for RocksEngine {
         keys.iter()
             .map(|key| {
                 stored_key.clear();
-                stored_key.extend_from_slice(key);
-                stored_key.extend_from_slice(&(!ts).to_be_bytes());
+                versioned_into(&mut stored_key, key, ts);
                 iter.seek(&stored_key);
-                iter.status().map_err(err)?;
-                match (iter.key(), iter.value()) {
-                    (Some(stored), Some(value)) if is_version_of(stored, key) => {
-                        unwrap_value(value)
-                    }
-                    _ => Ok(None),
-                }
+                version_found(&iter, key)
             })
             .collect()
     }
