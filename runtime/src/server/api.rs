@@ -281,6 +281,9 @@ pub async fn query_by_get(
         Ok(call) => call,
         Err(bad) => return bad.response(),
     };
+    if let Some(answered) = query_inline(&app, &module, Endpoint::Query, &call, &caller) {
+        return answered;
+    }
     blocking(move || answer(&app, &module, Endpoint::Query, call, None, &caller)).await
 }
 
