@@ -112,17 +112,18 @@ impl NewestVersions {
         if added > self.shard_budget {
             return;
         }
-        if shard.bytes + added > self.shard_budget {
-            // Half the entries go, every other one in the map's order: whichever go, the
-            // ones left are still the newest versions of their documents.
-            let mut keep = false;
+        while shard.bytes + added > self.shard_budget {
+            // Half the entries go (the first of every two in the map's order, so one alone
+            // goes too): whichever go, the ones left are still the newest versions of their
+            // documents.
+            let mut goes = false;
             let mut freed = 0;
             shard.entries.retain(|_, entry| {
-                keep = !keep;
-                if !keep {
+                goes = !goes;
+                if goes {
                     freed += cost(&entry.stored);
                 }
-                keep
+                !goes
             });
             shard.bytes -= freed;
         }
@@ -244,6 +245,24 @@ mod tests {
                 assert_eq!(found, Some(value.to_vec()));
             }
         }
+    }
+
+    /// One large entry makes room for another: a shard never holds more than its share.
+    #[test]
+    fn a_shard_holding_one_large_entry_drops_it_for_the_next() {
+        let newest = NewestVersions::with_budget(SHARDS * 1024);
+        let value = [3u8; 600];
+        let same_shard = |n: u8| {
+            let mut bytes = [0u8; ID_BYTES];
+            bytes[3] = 1;
+            bytes[18] = n;
+            DocumentId::from_bytes(&bytes).expect("20 bytes")
+        };
+        newest.record(&[commit(10, &[(same_shard(1), Some(&value))])]);
+        newest.record(&[commit(11, &[(same_shard(2), Some(&value))])]);
+        assert!(newest.bytes() <= 1024, "{} bytes kept", newest.bytes());
+        assert_eq!(read(&newest, same_shard(1), 20), None);
+        assert_eq!(read(&newest, same_shard(2), 20), Some(Some(value.to_vec())));
     }
 
     #[test]
