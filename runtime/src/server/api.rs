@@ -109,18 +109,16 @@ pub async fn call(
         Ok(call) => call,
         Err(response) => return response,
     };
-    let is_action = module
-        .callable(&call.path, &caller)
-        .is_some_and(|f| f.description.kind == FunctionKind::Action);
-    if is_action && matches!(endpoint, Endpoint::Action | Endpoint::Any) {
+    let kind = kind_of(&module, &call, &caller);
+    if kind == Some(FunctionKind::Action) && matches!(endpoint, Endpoint::Action | Endpoint::Any) {
         return run_action(&app, module, call, caller).await;
     }
-    if let Some(answered) = query_inline(&app, &module, endpoint, &call, &caller) {
+    if let Some(answered) = query_inline(&app, &module, endpoint, kind, &call, &caller) {
         return answered;
     }
     // Boxed: the mutation's future is kilobytes, which every call's future would carry.
-    if let Some(answered) = Box::pin(mutation_async(&app, &module, endpoint, &call, &caller)).await
-    {
+    let mutation = mutation_async(&app, &module, endpoint, kind, &call, &caller);
+    if let Some(answered) = Box::pin(mutation).await {
         return answered;
     }
     blocking(move || answer(&app, &module, endpoint, call, None, &caller)).await
@@ -133,10 +131,11 @@ async fn mutation_async(
     app: &Served,
     module: &Arc<DeployedModule>,
     endpoint: Endpoint,
+    kind: Option<FunctionKind>,
     call: &CallRequest,
     caller: &Caller,
 ) -> Option<HttpResponse> {
-    let args = args_for(module, endpoint, call, caller, FunctionKind::Mutation)?.clone();
+    let args = args_for(endpoint, kind, call, FunctionKind::Mutation)?.clone();
     let running = app.host.run_mutation_async(
         &app.store,
         module.clone(),
@@ -165,10 +164,11 @@ fn query_inline(
     app: &Served,
     module: &DeployedModule,
     endpoint: Endpoint,
+    kind: Option<FunctionKind>,
     call: &CallRequest,
     caller: &Caller,
 ) -> Option<HttpResponse> {
-    let args = args_for(module, endpoint, call, caller, FunctionKind::Query)?;
+    let args = args_for(endpoint, kind, call, FunctionKind::Query)?;
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
         app.host
             .try_run_query_inline(&app.store, module, &call.path, args, options_for(caller))
@@ -184,22 +184,28 @@ fn query_inline(
     Some(respond(outcome, call.format))
 }
 
-/// The arguments of `call` when it names a function of `kind` that `caller` may call, at an
-/// endpoint that runs that kind, and they could be read; `None` otherwise (`run` answers it).
-fn args_for<'c>(
-    module: &DeployedModule,
+/// The kind of the function `call` names, if `caller` may call it.
+fn kind_of(module: &DeployedModule, call: &CallRequest, caller: &Caller) -> Option<FunctionKind> {
+    module
+        .callable(&call.path, caller)
+        .map(|f| f.description.kind)
+}
+
+/// The arguments of `call` when the function it names (of `kind`, `None` when the caller may
+/// not call it) is a `wanted` one, at an endpoint that runs that kind, and they could be
+/// read; `None` otherwise (`answer` answers it).
+fn args_for(
     endpoint: Endpoint,
-    call: &'c CallRequest,
-    caller: &Caller,
-    kind: FunctionKind,
-) -> Option<&'c Value> {
-    let endpoint_runs_it = match kind {
+    kind: Option<FunctionKind>,
+    call: &CallRequest,
+    wanted: FunctionKind,
+) -> Option<&Value> {
+    let endpoint_runs_it = match wanted {
         FunctionKind::Query => matches!(endpoint, Endpoint::Query | Endpoint::Any),
         FunctionKind::Mutation => matches!(endpoint, Endpoint::Mutation | Endpoint::Any),
         FunctionKind::Action | FunctionKind::HttpAction => false,
     };
-    let function = module.callable(&call.path, caller)?;
-    (endpoint_runs_it && function.description.kind == kind)
+    (endpoint_runs_it && kind == Some(wanted))
         .then(|| call.args.as_ref().ok())
         .flatten()
 }
@@ -281,7 +287,8 @@ pub async fn query_by_get(
         Ok(call) => call,
         Err(bad) => return bad.response(),
     };
-    if let Some(answered) = query_inline(&app, &module, Endpoint::Query, &call, &caller) {
+    let kind = kind_of(&module, &call, &caller);
+    if let Some(answered) = query_inline(&app, &module, Endpoint::Query, kind, &call, &caller) {
         return answered;
     }
     blocking(move || answer(&app, &module, Endpoint::Query, call, None, &caller)).await
