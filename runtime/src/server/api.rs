@@ -16,7 +16,10 @@ use super::Served;
 use crate::caller::Caller;
 use crate::store::{Snapshot, StoreError};
 use crate::sync::protocol::wire_log_lines;
-use crate::wasm::{CallError, CallFailure, CallOptions, DeployedModule};
+use crate::wasm::{
+    ActionOutcome, CallError, CallFailure, CallOptions, DeployedModule, MutationOutcome,
+    QueryOutcome,
+};
 use ferrovex_model::abi::FunctionKind;
 use ferrovex_model::json::{encode_u64, to_json};
 use ferrovex_model::Value;
@@ -67,6 +70,18 @@ struct Success {
     value: Value,
     log_lines: Vec<String>,
 }
+
+/// Every kind's outcome answers with its value and log lines.
+macro_rules! success_from {
+    ($($outcome:ty),*) => {$(
+        impl From<$outcome> for Success {
+            fn from(o: $outcome) -> Self {
+                Success { value: o.value, log_lines: o.log_lines }
+            }
+        }
+    )*};
+}
+success_from!(QueryOutcome, MutationOutcome, ActionOutcome);
 
 /// Snapshots handed out by `/api/query_ts`, newest last.
 #[derive(Default)]
@@ -144,15 +159,8 @@ async fn mutation_async(
         options_for(caller),
         None,
     );
-    let outcome = match AssertUnwindSafe(running).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(panic) => return Some(host_error(crate::panic_message(&*panic).to_owned())),
-    };
-    let outcome = outcome.map(|o| Success {
-        value: o.value,
-        log_lines: o.log_lines,
-    });
-    Some(respond(outcome, call.format))
+    let ran = AssertUnwindSafe(running).catch_unwind().await;
+    Some(respond_ran(ran, call.format))
 }
 
 /// A query's answer when it ran on this async worker within a tick or so
@@ -173,15 +181,19 @@ fn query_inline(
         app.host
             .try_run_query_inline(&app.store, module, &call.path, args, options_for(caller))
     }));
-    let outcome = match ran {
-        Ok(outcome) => outcome?,
-        Err(panic) => return Some(host_error(crate::panic_message(&*panic).to_owned())),
-    };
-    let outcome = outcome.map(|o| Success {
-        value: o.value,
-        log_lines: o.log_lines,
-    });
-    Some(respond(outcome, call.format))
+    Some(respond_ran(ran.transpose()?, call.format))
+}
+
+/// The answer to a call run on the async worker: its outcome, or the host's error if the
+/// host panicked running it (the worker goes on serving).
+fn respond_ran<O: Into<Success>>(
+    ran: std::thread::Result<Result<O, CallFailure>>,
+    format: ValueFormat,
+) -> HttpResponse {
+    match ran {
+        Ok(outcome) => respond(outcome.map(Into::into), format),
+        Err(panic) => host_error(crate::panic_message(&*panic).to_owned()),
+    }
 }
 
 /// The kind of the function `call` names, if `caller` may call it.
@@ -240,10 +252,7 @@ async fn run_action(
         .actions
         .run(module, FunctionKind::Action, &call.path, args, caller)
         .await
-        .map(|o| Success {
-            value: o.value,
-            log_lines: o.log_lines,
-        });
+        .map(Success::from);
     respond(outcome, call.format)
 }
 
@@ -573,18 +582,12 @@ fn run(
             app.host
                 .run_query_in(&app.store, module, &call.path, args, tx, options)
                 .outcome
-                .map(|o| Success {
-                    value: o.value,
-                    log_lines: o.log_lines,
-                })
+                .map(Success::from)
         }
         FunctionKind::Mutation => app
             .host
             .run_mutation(&app.store, module, &call.path, args, options)
-            .map(|o| Success {
-                value: o.value,
-                log_lines: o.log_lines,
-            }),
+            .map(Success::from),
         // `call` sends actions to `run_action`; what is left here is of another kind.
         FunctionKind::Action | FunctionKind::HttpAction => Err(failure(CallError::WrongKind {
             expected: endpoint.name(),

@@ -444,14 +444,21 @@ impl Transaction {
     /// The stored bytes of a document's committed version at the begin timestamp: the
     /// newest version kept in memory when this snapshot sees it, else the engine's.
     fn committed(&self, id: &DocumentId) -> Result<Option<Committed>, StoreError> {
-        if let Some(newest) = self.shared.newest.get(id, self.begin_ts) {
-            return Ok(newest.map(Committed::Newest));
+        if let Some(kept) = self.kept(id) {
+            return Ok(kept);
         }
         let read = self
             .shared
             .engine
             .get(Space::Documents, id.as_bytes(), self.begin_ts)?;
         Ok(read.map(Committed::Read))
+    }
+
+    /// The newest version of a document kept in memory, if this snapshot sees it (`Some(None)`
+    /// when it is a deletion); `None`: ask the engine.
+    fn kept(&self, id: &DocumentId) -> Option<Option<Committed>> {
+        let newest = self.shared.newest.get(id, self.begin_ts)?;
+        Some(newest.map(Committed::Newest))
     }
 
     /// Reads the committed version of a document at the begin timestamp.
@@ -860,13 +867,8 @@ impl Transaction {
         for batch in fetched.chunks(FETCH_BATCH) {
             // The newest versions kept in memory first (a feed's recent documents), the
             // rest from the engine at once.
-            let mut found: Vec<Option<Option<Committed>>> = batch
-                .iter()
-                .map(|(_, id)| {
-                    let newest = self.shared.newest.get(id, self.begin_ts);
-                    newest.map(|stored| stored.map(Committed::Newest))
-                })
-                .collect();
+            let mut found: Vec<Option<Option<Committed>>> =
+                batch.iter().map(|(_, id)| self.kept(id)).collect();
             let missing: Vec<&[u8]> = batch
                 .iter()
                 .zip(&found)

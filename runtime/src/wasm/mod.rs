@@ -387,11 +387,8 @@ impl WasmHost {
         tx: Transaction,
         options: CallOptions,
     ) -> QueryRun {
-        let started = ExecutionClock::start();
-        let (run, _) = self.run_query_unlogged(store, module, path, args, tx, options);
-        let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
-        self.record_execution(started, path, "query", lines);
-        run
+        self.run_query_logged(store, module, path, args, tx, options)
+            .0
     }
 
     /// Runs a query on the caller's async worker, on a snapshot of the latest commit, as a
@@ -409,15 +406,29 @@ impl WasmHost {
     ) -> Option<Result<QueryOutcome, CallFailure>> {
         self.config.inline_deadline_ticks()?;
         let tx = store.begin_inline_read(path)?;
+        let (run, overran) = self.run_query_logged(store, module, path, args, tx, options);
+        store.inline_read_ended(path, overran);
+        (!overran).then_some(run.outcome)
+    }
+
+    /// A query's run, recorded for `runtime logs` unless it ran inline and was stopped for
+    /// running long (it runs again, and that run is recorded); and whether it was stopped.
+    fn run_query_logged(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        tx: Transaction,
+        options: CallOptions,
+    ) -> (QueryRun, bool) {
         let started = ExecutionClock::start();
         let (run, overran) = self.run_query_unlogged(store, module, path, args, tx, options);
-        store.inline_read_ended(path, overran);
-        if overran {
-            return None;
+        if !overran {
+            let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
+            self.record_execution(started, path, "query", lines);
         }
-        let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
-        self.record_execution(started, path, "query", lines);
-        Some(run.outcome)
+        (run, overran)
     }
 
     /// Records one execution for `runtime logs`: how it ended and the lines it logged.
