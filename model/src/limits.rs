@@ -98,6 +98,13 @@ pub const MAX_DASHBOARD_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// (`runtime/src/store/newest.rs`), so that reads by id skip the engine; past it, entries are
 /// dropped and those reads go to the engine again.
 pub const NEWEST_VERSIONS_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of each idle wasm memory slot kept mapped for the next call and reset in place; a
+/// call's pages past it go back to the kernel (`runtime/src/wasm/engine.rs` says why 256 KiB).
+pub const SLOT_KEEP_RESIDENT_BYTES: usize = 256 * 1024;
+/// Calls of the wasm host from one to the next whose memory is given back to the kernel whole
+/// when it ends, which empties its slot of the pages it kept for earlier calls: how long the
+/// pages one large call left in a slot can make every later call there clear them.
+pub const SLOT_RELEASE_EVERY_CALLS: u64 = 64;
 /// Bytes of one commit a follower sends the leader (`/api/cluster/commit`): a transaction's
 /// writes, the documents they replace (read first), its read set (at most one point per
 /// document read and one interval per range) and its receipt's outcome, with room for keys.

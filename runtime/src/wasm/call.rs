@@ -7,8 +7,9 @@ use super::state::{CallState, Entry};
 use super::{DeployedModule, WasmHost};
 use crate::store::Transaction;
 use ferrovex_model::abi::output;
-use ferrovex_model::limits::MAX_ERROR_MESSAGE_BYTES;
+use ferrovex_model::limits::{MAX_ERROR_MESSAGE_BYTES, SLOT_RELEASE_EVERY_CALLS};
 use ferrovex_model::Value;
+use std::sync::atomic::Ordering;
 use wasmtime::{ModuleExport, Trap};
 
 /// What one execution produced; the transaction comes back so a mutation can commit it.
@@ -55,6 +56,10 @@ impl WasmHost {
                 .deadline_ticks(self.time_limit(store.data().entry))
         }));
         let result = self.run_instance(&mut store, module, export, args);
+        let count = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if count.is_multiple_of(SLOT_RELEASE_EVERY_CALLS) {
+            release_pages(&store);
+        }
         let mut state = store.into_data();
         let outcome = match result {
             Ok(()) => outcome_of(&mut state),
@@ -144,6 +149,35 @@ impl WasmHost {
             },
         }
     }
+}
+
+/// Gives every page of a finished call's linear memory back to the kernel, before the pool
+/// resets its slot: the reset then finds nothing to clear, and the slot keeps no page for the
+/// next call. Without it, pages one large call wrote stay in the slot and count as dirty at
+/// every later reset there (see `SLOT_KEEP_RESIDENT_BYTES` in `engine.rs`): done for one
+/// call in `SLOT_RELEASE_EVERY_CALLS`, this bounds how long. Costs that call one `madvise`
+/// (a TLB shootdown) and the next call in the slot the page faults of what it touches.
+fn release_pages(store: &wasmtime::Store<CallState>) {
+    let Some(memory) = store.data().memory else {
+        return;
+    };
+    let (base, len) = (memory.data_ptr(store), memory.data_size(store));
+    if len == 0 {
+        return;
+    }
+    // SAFETY: `base..base + len` is this store's linear memory, which nothing uses any more:
+    // the call has returned, and wasm memories are not shared (threads are off). On Linux
+    // the pool maps a slot privately, its initial image copy-on-write from the module's
+    // image and the rest anonymous, so `MADV_DONTNEED` brings every page back to what a
+    // fresh instance would see, the contents the pool's own reset restores (elsewhere the
+    // pool maps the slot afresh at its reset, whatever the pages hold). It changes no
+    // mapping or protection, and `base` is page-aligned (a slot starts on a page).
+    let status = unsafe { libc::madvise(base.cast(), len, libc::MADV_DONTNEED) };
+    // On failure nothing changed, and the pool's reset restores the slot as always.
+    debug_assert_eq!(
+        status, 0,
+        "madvise(MADV_DONTNEED) of a finished call's memory"
+    );
 }
 
 /// Moves the output out of the finished call's state (a result can be large: no copy).

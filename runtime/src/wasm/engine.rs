@@ -1,5 +1,6 @@
 //! The one wasmtime `Engine` and its configuration, and the epoch ticker behind the time limit.
 
+use ferrovex_model::limits::SLOT_KEEP_RESIDENT_BYTES;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,30 +108,34 @@ pub(crate) fn build_engine(config: &HostConfig) -> wasmtime::Result<Engine> {
         .max_tables_per_module(1)
         .max_memory_size(config.memory_limit)
         // Resetting a slot by memset rather than by returning its pages to the kernel saves
-        // the page faults a fresh call would take on its stack and heap; with PAGEMAP_SCAN
-        // (Linux 6.7+) only pages present and private are reset (see `KEEP_RESIDENT_BYTES`).
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        // the page faults a fresh call would take on its stack and heap. Page for page,
+        // faulting costs more than clearing: a call writing 64 KiB of heap took 45 µs with 4
+        // MiB kept, 57 with 64 KiB, 86 with 16 KiB. With PAGEMAP_SCAN (Linux 6.7+) only pages
+        // present and private are reset.
+        //
+        // But without userfaultfd write protection every page present and private counts as
+        // written, so a page a call touched stays "dirty" for every later call in its slot,
+        // until the slot holds `SLOT_KEEP_RESIDENT_BYTES`. From then on the scan stops once it
+        // has found that many, and everything past it goes back to the kernel with `madvise`
+        // on every call in the slot, whatever the call touched: a system call, a TLB
+        // shootdown on the other core, and page faults in the next call. With 64 KiB kept,
+        // bank transfers (24 KiB each) ran in full slots: 0.15-0.43 `madvise` and 0.4-1.1 TLB
+        // flushes per transfer (`perf stat -e syscalls:sys_enter_madvise,tlb:tlb_flush` on
+        // the server, bank uniform phase), `madvise` 5.2% of the server's samples. Two things
+        // keep slots from filling: 256 KiB kept, so that the slots of ordinary calls do not,
+        // and one call in `SLOT_RELEASE_EVERY_CALLS` emptying its slot (`call.rs`), so that
+        // one large call fills its slot only for a while. With both, 0.02 `madvise` per
+        // transfer (that one call in 64) and about a quarter less server CPU per transfer
+        // (BENCHMARKS.md). The price is what a full slot clears on every call until it is
+        // emptied, at most 256 KiB: with 4 MiB, one `bank:seed` of 10,000 accounts left 940
+        // KiB in its slot, and clearing it on every transfer there was 6.2% of the server's
+        // CPU.
+        .linear_memory_keep_resident(SLOT_KEEP_RESIDENT_BYTES)
         .table_keep_resident(64 * 1024)
         .pagemap_scan(Enabled::Auto);
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c)
 }
-
-/// Bytes of each idle memory slot kept mapped between calls and reset by `memset`; the rest
-/// of what a call touched is returned to the kernel.
-///
-/// PAGEMAP_SCAN finds the pages to reset, but without userfaultfd write protection every
-/// page present and private counts as written: a page a call touched stays "dirty" for
-/// every later call in its slot. With 4 MiB kept, one large call (`bank:seed`, 10,000
-/// accounts) left 940 KiB present in its slot, and every following transfer there cleared
-/// it: `memset` was 6.2% of bank-transfer's server CPU, 0.8% with 64 KiB (`perf record`,
-/// bank uniform phase). A small call leaves 16 KiB (`hostile:ok` in the tests: the top of the
-/// stack, the data segment, a little heap); past 64 KiB a slot's pages go back to the
-/// kernel, and the next call faults in only what it touches. Timed in a loop of 20,000
-/// `hostile:ok` queries after one that wrote 768 KiB: 32 µs a call with 4 MiB kept, 15 with
-/// 64 KiB, 8 before any large call. Faulting costs more than clearing, page for page: a
-/// call writing 64 KiB of heap took 45 µs with 4 MiB kept, 57 with 64 KiB, 86 with 16 KiB.
-const KEEP_RESIDENT_BYTES: usize = 64 * 1024;
 
 /// Advances the engine's epoch every tick until dropped.
 pub(crate) struct EpochTicker {

@@ -62,6 +62,8 @@ pub struct WasmHost {
     config: HostConfig,
     /// Every execution, for `runtime logs`.
     pub executions: ExecutionLog,
+    /// Calls begun, for giving one in `SLOT_RELEASE_EVERY_CALLS` its pages back (`call.rs`).
+    calls: std::sync::atomic::AtomicU64,
     _ticker: EpochTicker,
 }
 
@@ -215,6 +217,7 @@ impl WasmHost {
             linker,
             config,
             executions: ExecutionLog::default(),
+            calls: Default::default(),
             _ticker: ticker,
         })
     }
@@ -232,7 +235,7 @@ impl WasmHost {
     }
 
     /// Bytes the idle memory slots keep mapped for the next call, each at most
-    /// `KEEP_RESIDENT_BYTES`: what resetting a slot clears on every call.
+    /// `SLOT_KEEP_RESIDENT_BYTES`: what resetting a slot clears on every call.
     pub fn idle_memory_bytes_resident(&self) -> usize {
         self.engine
             .pooling_allocator_metrics()
