@@ -140,6 +140,9 @@ impl SyncEngine {
                 () = self.refresh_wanted.notified() => {}
                 _ = stop.wait_for(|stopping| *stopping) => return,
             }
+            if self.round_without_queries().await {
+                continue;
+            }
             let engine = self.clone();
             // Queries run wasm: keep them off the reactor.
             if let Err(e) = tokio::task::spawn_blocking(move || engine.refresh()).await {
@@ -196,6 +199,23 @@ impl SyncEngine {
                 }
             }
         }
+    }
+
+    /// The round [`SyncEngine::refresh`] would make, made here when it would run no query and
+    /// prepare no transition: no connection waits for one, no query is new or re-keyed, and
+    /// the commits since the last round invalidate no subscription. It then only moves the
+    /// results held to the latest commit, and needs no hand-off to the blocking pool, which
+    /// cost a thread wake-up per commit group (`bench --only chat-send`, where nothing is
+    /// subscribed). Returns whether that was the whole round; if not, what it marked stale
+    /// is re-run by the full round.
+    async fn round_without_queries(&self) -> bool {
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        if !state.waiting.is_empty() || state.subscriptions.has_stale() {
+            return false;
+        }
+        let latest = self.store.latest_ts();
+        self.advance_in_place(state, latest)
     }
 
     /// Moves the results held to the latest commit if no query has to run for it (see

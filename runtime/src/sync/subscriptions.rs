@@ -220,6 +220,11 @@ impl Subscriptions {
         self.entries.get(&id)?.result.clone()
     }
 
+    /// Whether some query has to run at the next refresh: new, re-keyed, or invalidated.
+    pub fn has_stale(&self) -> bool {
+        !self.stale.is_empty()
+    }
+
     /// Marks stale every query that read a key these commits wrote; returns how many.
     pub fn invalidate(&mut self, commits: &[CommittedKeys]) -> usize {
         let keys = commits
@@ -388,7 +393,7 @@ pub fn advance_without_queries(
     store: &Store,
     held: Timestamp,
 ) -> Option<Timestamp> {
-    if !subscriptions.stale.is_empty() {
+    if subscriptions.has_stale() {
         return None;
     }
     let ts = store.latest_ts();
