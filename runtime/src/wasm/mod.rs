@@ -426,48 +426,6 @@ impl WasmHost {
         options: CallOptions,
     ) -> (QueryRun, bool) {
         let started = ExecutionClock::start();
-        let (run, overran) = self.run_query_unlogged(store, module, path, args, tx, options);
-        if !overran {
-            let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
-            self.record_execution(started, path, "query", lines);
-        }
-        (run, overran)
-    }
-
-    /// Records one execution for `runtime logs`: how it ended and the lines it logged.
-    fn record_execution(
-        &self,
-        started: ExecutionClock,
-        path: &str,
-        kind: &'static str,
-        outcome: Result<&[String], &CallFailure>,
-    ) {
-        let (error, log_lines) = match outcome {
-            Ok(log_lines) => (None, log_lines),
-            // Whatever the failure, the log keeps a bounded message.
-            Err(failure) => (
-                Some(error::cut_text(
-                    failure.to_string(),
-                    ferrovex_model::limits::MAX_ERROR_MESSAGE_BYTES,
-                    "MAX_ERROR_MESSAGE_BYTES",
-                )),
-                failure.log_lines.as_slice(),
-            ),
-        };
-        self.executions
-            .record(started.finish(path, kind, error, log_lines.to_vec()));
-    }
-
-    /// A query's run, and whether it ran inline and was stopped for running long.
-    fn run_query_unlogged(
-        &self,
-        store: &Arc<Store>,
-        module: &DeployedModule,
-        path: &str,
-        args: &Value,
-        tx: Transaction,
-        options: CallOptions,
-    ) -> (QueryRun, bool) {
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
             error,
@@ -483,6 +441,7 @@ impl WasmHost {
                         ts,
                         read_set: ReadSet::default(),
                     };
+                    self.record_query(started, path, &run);
                     return (run, false);
                 }
             };
@@ -514,7 +473,40 @@ impl WasmHost {
             ts,
             read_set,
         };
+        if !overran {
+            self.record_query(started, path, &run);
+        }
         (run, overran)
+    }
+
+    /// Records a query's run for `runtime logs`.
+    fn record_query(&self, started: ExecutionClock, path: &str, run: &QueryRun) {
+        let lines = run.outcome.as_ref().map(|o| o.log_lines.as_slice());
+        self.record_execution(started, path, "query", lines);
+    }
+
+    /// Records one execution for `runtime logs`: how it ended and the lines it logged.
+    fn record_execution(
+        &self,
+        started: ExecutionClock,
+        path: &str,
+        kind: &'static str,
+        outcome: Result<&[String], &CallFailure>,
+    ) {
+        let (error, log_lines) = match outcome {
+            Ok(log_lines) => (None, log_lines),
+            // Whatever the failure, the log keeps a bounded message.
+            Err(failure) => (
+                Some(error::cut_text(
+                    failure.to_string(),
+                    ferrovex_model::limits::MAX_ERROR_MESSAGE_BYTES,
+                    "MAX_ERROR_MESSAGE_BYTES",
+                )),
+                failure.log_lines.as_slice(),
+            ),
+        };
+        self.executions
+            .record(started.finish(path, kind, error, log_lines.to_vec()));
     }
 
     /// Runs a mutation through `Store::run_mutation`: retried on conflict, committed only if
