@@ -18,7 +18,6 @@
 //! promoted one starts from nothing.
 
 use super::engine::{CommitRecord, Space, Timestamp};
-use ferrovex_model::id::ID_BYTES;
 use ferrovex_model::limits::NEWEST_VERSIONS_BYTES;
 use ferrovex_model::DocumentId;
 use parking_lot::Mutex;
@@ -67,10 +66,7 @@ impl NewestVersions {
     }
 
     fn shard(&self, id: &DocumentId) -> &Mutex<Shard> {
-        // After the table's number (4 bytes), an id is bytes its transaction drew at random.
-        let bytes = id.as_bytes();
-        let random = u64::from_le_bytes(bytes[4..12].try_into().expect("8 of 20 bytes"));
-        &self.shards[(random % SHARDS as u64) as usize]
+        &self.shards[(id.random_tail() % SHARDS as u64) as usize]
     }
 
     /// What a reader at `at` reads of `id` if the newest version is known and visible to it:
@@ -146,12 +142,11 @@ impl NewestVersions {
     }
 }
 
-const _: () = assert!(ID_BYTES >= 12, "shards are chosen by id bytes 4..12");
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::engine::Write;
+    use ferrovex_model::id::ID_BYTES;
 
     fn id(n: u8) -> DocumentId {
         let mut bytes = [0u8; ID_BYTES];
@@ -223,7 +218,7 @@ mod tests {
         let budget = SHARDS * 4096;
         let newest = NewestVersions::with_budget(budget);
         let value = [1u8; 100];
-        // Ids differing only past byte 12 share a shard.
+        // Ids with the same byte 12 share a shard (`random_tail` modulo 64 is its low bits).
         let ids: Vec<DocumentId> = (0..200u8)
             .map(|n| {
                 let mut bytes = [0u8; ID_BYTES];
@@ -263,6 +258,26 @@ mod tests {
         assert!(newest.bytes() <= 1024, "{} bytes kept", newest.bytes());
         assert_eq!(read(&newest, same_shard(1), 20), None);
         assert_eq!(read(&newest, same_shard(2), 20), Some(Some(value.to_vec())));
+    }
+
+    /// The inserts of one millisecond share their ids' first 10 bytes: a shard chosen by
+    /// those would take them all, and its budget would keep few of them.
+    #[test]
+    fn ids_generated_in_one_millisecond_spread_over_every_shard() {
+        let newest = NewestVersions::new();
+        let mut state = 7u64;
+        let mut used = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut random = [0u8; 10];
+            random[..8].copy_from_slice(&state.to_le_bytes());
+            random[8..].copy_from_slice(&state.to_be_bytes()[..2]);
+            let id = DocumentId::generated(1, 1_700_000_000_000, random);
+            used.insert(newest.shard(&id) as *const Mutex<Shard>);
+        }
+        assert_eq!(used.len(), SHARDS);
     }
 
     #[test]

@@ -550,10 +550,10 @@ impl Transaction {
         self.ensure_writable("insert", table)?;
         let size = validate_fields(table, &fields)?;
         let info = self.table_for_write(table)?;
-        let mut unique = [0u8; 16];
-        unique[..8].copy_from_slice(&self.next_random().to_le_bytes());
-        unique[8..].copy_from_slice(&self.next_random().to_le_bytes());
-        let id = DocumentId::new(info.number, unique);
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&self.next_random().to_le_bytes());
+        random[8..].copy_from_slice(&self.next_random().to_le_bytes()[..2]);
+        let id = DocumentId::generated(info.number, self.now_ms.max(0.0) as u64, random);
         // A point read of the new id: two transactions that drew the same id conflict.
         self.reads.add(
             Space::Indexes,

@@ -135,6 +135,33 @@ fn creation_times_strictly_increase_within_a_table(engine: Engine) {
 }
 
 engine_test! {
+fn new_ids_sort_after_the_older_ids_of_their_table(engine: Engine) {
+    // The store writes a table's new documents and their `by_id` entries at the end of the
+    // key order, where an insert is cheapest, rather than anywhere in it.
+    let (store, _dir) = engine.temp_store();
+    let mut ids = Vec::new();
+    for i in 0..20i64 {
+        let mut tx = store.begin();
+        tx.set_now_ms(1_700_000_000_000.0 + i as f64);
+        ids.push(tx.insert("events", obj! { "i" => i }).unwrap());
+        store.commit(tx).unwrap();
+    }
+    for pair in ids.windows(2) {
+        assert!(pair[0].as_bytes() < pair[1].as_bytes(), "{pair:?}");
+    }
+    let docs = store
+        .begin()
+        .query("events", BY_ID, &IndexRange::all(), Order::Asc, 100)
+        .unwrap();
+    let order: Vec<i64> = docs
+        .iter()
+        .map(|d| d.fields["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+}
+}
+
+engine_test! {
 fn user_indexes_support_prefix_ranges_order_and_pagination(engine: Engine) {
     let (store, _dir) = engine.temp_store();
     store
