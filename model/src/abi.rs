@@ -606,6 +606,74 @@ impl Type {
         self.check_at(value, &mut path)
     }
 
+    /// [`Type::check`] of an object given by its fields, where they lie: a document's fields
+    /// are checked without being copied into a `Value` first.
+    pub fn check_object(&self, fields: &Object) -> Result<(), TypeError> {
+        let mut path = String::from("$");
+        self.check_object_at(fields, &mut path)
+    }
+
+    fn check_object_at(&self, fields: &Object, path: &mut String) -> Result<(), TypeError> {
+        match self {
+            Type::Any => Ok(()),
+            Type::Optional(inner) => inner.check_object_at(fields, path),
+            // Every value of `any` passes: a large record skips the walk.
+            Type::Record(item) if matches!(**item, Type::Any) => Ok(()),
+            Type::Record(item) => {
+                for (k, v) in fields {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    item.check_at(v, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            Type::Object(declared) => {
+                if let Some(extra) = fields.keys().find(|k| !declared.contains_key(*k)) {
+                    return Err(TypeError {
+                        path: path.clone(),
+                        message: format!(
+                            "unexpected field {extra:?}; the declared fields are {}",
+                            self.describe()
+                        ),
+                    });
+                }
+                for (k, t) in declared {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    match (fields.get(k), t) {
+                        (None, Type::Optional(_) | Type::Any) => {}
+                        (None, t) => {
+                            return Err(TypeError {
+                                path: path.clone(),
+                                message: format!("missing required field of type {}", t.describe()),
+                            })
+                        }
+                        (Some(v), t) => t.check_at(v, path)?,
+                    }
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            Type::Union(options) => {
+                if options.iter().any(|t| t.check_object(fields).is_ok()) {
+                    Ok(())
+                } else {
+                    Err(TypeError {
+                        path: path.clone(),
+                        message: format!("expected {}, got object", self.describe()),
+                    })
+                }
+            }
+            _ => Err(TypeError {
+                path: path.clone(),
+                message: format!("expected {}, got object", self.describe()),
+            }),
+        }
+    }
+
     fn check_at(&self, value: &Value, path: &mut String) -> Result<(), TypeError> {
         let mismatch = |path: &String| TypeError {
             path: path.clone(),
@@ -636,43 +704,8 @@ impl Type {
                 }
                 Ok(())
             }
-            (Type::Record(item), Value::Object(fields)) => {
-                for (k, v) in fields {
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(k);
-                    item.check_at(v, path)?;
-                    path.truncate(len);
-                }
-                Ok(())
-            }
-            (Type::Object(declared), Value::Object(fields)) => {
-                if let Some(extra) = fields.keys().find(|k| !declared.contains_key(*k)) {
-                    return Err(TypeError {
-                        path: path.clone(),
-                        message: format!(
-                            "unexpected field {extra:?}; the declared fields are {}",
-                            self.describe()
-                        ),
-                    });
-                }
-                for (k, t) in declared {
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(k);
-                    match (fields.get(k), t) {
-                        (None, Type::Optional(_) | Type::Any) => {}
-                        (None, t) => {
-                            return Err(TypeError {
-                                path: path.clone(),
-                                message: format!("missing required field of type {}", t.describe()),
-                            })
-                        }
-                        (Some(v), t) => t.check_at(v, path)?,
-                    }
-                    path.truncate(len);
-                }
-                Ok(())
+            (Type::Record(_) | Type::Object(_), Value::Object(fields)) => {
+                self.check_object_at(fields, path)
             }
             (Type::Union(options), _) => {
                 if options.iter().any(|t| t.check(value).is_ok()) {
@@ -808,7 +841,7 @@ impl AppSchema {
         };
         declared
             .document
-            .check(&Value::Object(fields.clone()))
+            .check_object(fields)
             .map_err(|e| format!("document for table {table:?} does not match its schema: {e}"))
     }
 
@@ -1273,5 +1306,42 @@ mod tests {
             .unwrap_err()
             .message
             .contains("unexpected field \"x\""));
+    }
+
+    /// A document's fields are checked where they lie (`check_object`): every answer, error
+    /// path and message included, is the one `check` gives the same object as a value.
+    #[test]
+    fn checking_fields_in_place_answers_as_checking_the_object() {
+        let doc = Type::object([
+            ("user", Type::String),
+            ("n", Type::Optional(Box::new(Type::Int64))),
+        ]);
+        let types = [
+            doc.clone(),
+            Type::Any,
+            Type::Optional(Box::new(doc.clone())),
+            Type::Record(Box::new(Type::Any)),
+            Type::Record(Box::new(Type::Int64)),
+            Type::Union(vec![Type::String, doc.clone()]),
+            Type::Union(vec![Type::String, Type::Int64]),
+            Type::String,
+        ];
+        let objects = [
+            crate::obj! { "user" => "ada" },
+            crate::obj! { "user" => "ada", "n" => 2i64 },
+            crate::obj! { "user" => 1i64 },
+            crate::obj! { "n" => 2i64 },
+            crate::obj! { "user" => "ada", "extra" => true },
+            crate::Object::new(),
+        ];
+        let mut failures = 0;
+        for t in &types {
+            for fields in &objects {
+                let whole = t.check(&Value::Object(fields.clone()));
+                assert_eq!(t.check_object(fields), whole, "{t:?} on {fields:?}");
+                failures += whole.is_err() as usize;
+            }
+        }
+        assert!(failures > 10, "the table checks failures too: {failures}");
     }
 }

@@ -642,12 +642,12 @@ impl Transaction {
         self.count_write(size, true)
     }
 
-    fn write_existing(
+    fn write_existing<E: From<StoreError>>(
         &mut self,
         id: DocumentId,
         operation: &'static str,
-        change: impl FnOnce(StoredDocument) -> Result<Option<StoredDocument>, StoreError>,
-    ) -> Result<(), StoreError> {
+        change: impl FnOnce(&TableInfo, StoredDocument) -> Result<Option<StoredDocument>, E>,
+    ) -> Result<(), E> {
         let (table, current) = self.current(id)?;
         self.ensure_writable(operation, &table.name)?;
         let current = current.ok_or_else(|| StoreError::NotFound {
@@ -659,7 +659,7 @@ impl Transaction {
             Some(previous) => (previous.old.clone(), false),
             None => (Some(current.clone()), true),
         };
-        let new = change(current)?;
+        let new = change(&table, current)?;
         let size = match &new {
             Some(doc) => validate_fields(&table.name, &doc.fields)?,
             None => 0,
@@ -672,25 +672,37 @@ impl Transaction {
                 new,
             },
         );
-        self.count_write(size, first_write)
+        Ok(self.count_write(size, first_write)?)
     }
 
     /// Shallow merge: each `Some` sets a top-level field, each `None` removes it.
     pub fn patch(&mut self, id: DocumentId, patch: Patch) -> Result<(), StoreError> {
-        self.write_existing(id, "patch", |mut doc| {
+        self.patch_checked(id, patch, |_, _| Ok(()))
+    }
+
+    /// [`Transaction::patch`] that first passes the merged fields to `check` (an app's
+    /// schema), and writes nothing if it fails: the document is read and merged once.
+    pub fn patch_checked<E: From<StoreError>>(
+        &mut self,
+        id: DocumentId,
+        patch: Patch,
+        check: impl FnOnce(&str, &Object) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.write_existing(id, "patch", |table, mut doc| {
             for (field, value) in patch {
                 match value {
                     Some(v) => doc.fields.insert(field, v),
                     None => doc.fields.remove(&field),
                 };
             }
+            check(&table.name, &doc.fields)?;
             Ok(Some(doc))
         })
     }
 
     /// Replaces every user field, keeping `_id` and `_creationTime`.
     pub fn replace(&mut self, id: DocumentId, fields: Object) -> Result<(), StoreError> {
-        self.write_existing(id, "replace", |doc| {
+        self.write_existing(id, "replace", |_, doc| {
             Ok(Some(StoredDocument {
                 creation_time: doc.creation_time,
                 fields,
@@ -699,7 +711,7 @@ impl Transaction {
     }
 
     pub fn delete(&mut self, id: DocumentId) -> Result<(), StoreError> {
-        self.write_existing(id, "delete", |_| Ok(None))
+        self.write_existing(id, "delete", |_, _| Ok(None))
     }
 
     /// Reads up to `limit` documents of `range` over `index` of `table`, in `order`,

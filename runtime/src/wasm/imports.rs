@@ -479,23 +479,16 @@ fn db_patch(
         None | Some(Value::Null) => vec![],
         Some(_) => return Err(malformed(import, "\"remove\" must be an array".into()).into()),
     };
-    if !state.schema.tables.is_empty() {
-        if let Some(table) = table_of(state, &id) {
-            if state.schema.table(&table).is_some() {
-                if let Some(current) = tx(state).get(id)? {
-                    let mut merged = current.fields;
-                    merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    for name in &remove {
-                        merged.remove(name);
-                    }
-                    check_schema(state, &table, &merged)?;
-                }
-            }
-        }
-    }
     let mut patch: crate::store::Patch = set.into_iter().map(|(k, v)| (k, Some(v))).collect();
     patch.extend(remove.into_iter().map(|k| (k, None)));
-    tx(state).patch(id, patch)?;
+    // The schema sees the merged document inside the patch, which reads it once.
+    let schema = state.schema.clone();
+    tx(state).patch_checked(id, patch, |table, merged| match schema.table(table) {
+        Some(_) => schema
+            .check_document(table, merged)
+            .map_err(|message| DbFailure::Expected(status::INVALID, message)),
+        None => Ok(()),
+    })?;
     Ok(Value::Null)
 }
 
