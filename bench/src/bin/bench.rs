@@ -2,7 +2,7 @@
 //! baselines beside them, one table, a JSON file and SVG plots.
 //!
 //! ```sh
-//! cargo test --release --workspace --no-run && target/release/bench [--quick] [--only SCENARIO,...] [--out DIR]
+//! cargo test --release --workspace --no-run && target/release/bench [--quick] [--seconds N] [--only SCENARIO,...] [--out DIR]
 //! ```
 //!
 //! Scenarios: baseline (RocksDB alone), chat-send, bank-transfer (with the PostgreSQL
@@ -12,7 +12,9 @@
 //! mutations at 1,000 per second), actions (actions that each fetch from loopback), dashboard
 //! (the Data page's requests on a table of 10^6 documents), nodes (fan-out and chat-send on
 //! three nodes over one PostgreSQL database against one server, when PostgreSQL is installed).
-//! `--quick` runs shorter and smaller (about 45 s once built). Results go to `DIR` (default
+//! `--quick` runs shorter and smaller (about 45 s once built). `--seconds N` runs each throughput
+//! case for N seconds instead of 5 (2 with `--quick`): what settles only after a while, such as
+//! RocksDB's write-ahead log files being written over, shows in longer runs. Results go to `DIR` (default
 //! `target/bench`): `results.json`, `table.txt`, `latency-load.svg`, `latency-calls.svg`,
 //! `fanout.svg`, `scale.svg`, and each server's log in `logs/`. `BENCH_DIR` chooses where the
 //! stores go (default: inside `DIR`).
@@ -26,13 +28,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 struct Args {
     quick: bool,
+    seconds: Option<u64>,
     only: Vec<String>,
     out: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [--quick] [--only SCENARIO,...] [--out DIR]\nscenarios: {}",
+        "usage: bench [--quick] [--seconds N] [--only SCENARIO,...] [--out DIR]\nscenarios: {}",
         scenarios::ALL.join(", ")
     );
     std::process::exit(2)
@@ -41,6 +44,7 @@ fn usage() -> ! {
 fn parse() -> Args {
     let mut args = Args {
         quick: false,
+        seconds: None,
         only: Vec::new(),
         out: workspace_root().join("target/bench"),
     };
@@ -48,6 +52,16 @@ fn parse() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
+            "--seconds" => {
+                let given = it.next().unwrap_or_else(|| usage());
+                match given.parse::<u64>() {
+                    Ok(n) if (1..=3600).contains(&n) => args.seconds = Some(n),
+                    _ => {
+                        eprintln!("--seconds takes a whole number from 1 to 3600, got {given:?}");
+                        usage()
+                    }
+                }
+            }
             "--only" => {
                 let list = it.next().unwrap_or_else(|| usage());
                 for s in list.split(',').filter(|s| !s.is_empty()) {
@@ -125,6 +139,7 @@ fn main() {
     let started = Instant::now();
     let mut ctx = Context {
         quick: args.quick,
+        seconds: args.seconds,
         runtime,
         data: data.path().to_owned(),
         logs: args.out.join("logs"),

@@ -46,6 +46,8 @@ pub const BODY_BYTES: usize = 48;
 /// runtime, and the rows measured so far (later scenarios compare with earlier rows).
 pub struct Context {
     pub quick: bool,
+    /// How long each throughput case runs, when not the default (`bench --seconds N`).
+    pub seconds: Option<u64>,
     pub runtime: PathBuf,
     /// A fresh folder for stores; removed at the end.
     pub data: PathBuf,
@@ -59,7 +61,7 @@ pub struct Context {
 impl Context {
     /// How long each throughput case runs.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs(if self.quick { 2 } else { 5 })
+        Duration::from_secs(self.seconds.unwrap_or(if self.quick { 2 } else { 5 }))
     }
 
     pub fn app(&self, app: &str) -> PathBuf {
