@@ -66,7 +66,12 @@ fn synced_writes(
 
 pub fn run(ctx: &mut Context) -> Result<(), String> {
     let dir = ctx.store_dir("rocksdb-alone");
-    let db = rocksdb::DB::open_default(&dir).map_err(|e| e.to_string())?;
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    // The store's write-ahead log setting, so that the limit is measured with the same disk
+    // writes per sync.
+    options.set_recycle_log_file_num(ferrovex_runtime::store::rocks::WAL_FILES_RECYCLED);
+    let db = rocksdb::DB::open(&options, &dir).map_err(|e| e.to_string())?;
     let duration = ctx.duration();
     let key = |rng: &mut Rng| rng.next_u64().to_be_bytes();
     let chat_message = |rng: &mut Rng| {
