@@ -73,6 +73,9 @@ pub struct RocksEngine {
     path: PathBuf,
     /// Whether dropping writes the memtables out (see `Drop`); `close_without_flush` clears it.
     flush_at_close: bool,
+    /// The default read options, made once: every mutation looks its receipt up, and
+    /// `get_pinned_cf` would allocate and free a set per lookup.
+    point_read: ReadOptions,
 }
 
 fn err(e: impl std::fmt::Display) -> EngineError {
@@ -264,6 +267,7 @@ impl RocksEngine {
             horizon,
             path: path.to_owned(),
             flush_at_close: true,
+            point_read: ReadOptions::default(),
         })
     }
 }
@@ -394,7 +398,11 @@ impl RocksEngine {
 impl StorageEngine for RocksEngine {
     fn get(&self, space: Space, key: &[u8], ts: Timestamp) -> EngineResult<Option<Vec<u8>>> {
         if space == Space::Receipts {
-            let Some(stored) = self.db.get_pinned_cf(self.cf(space), key).map_err(err)? else {
+            let found = self
+                .db
+                .get_pinned_cf_opt(self.cf(space), key, &self.point_read)
+                .map_err(err)?;
+            let Some(stored) = found else {
                 return Ok(None);
             };
             // Written once: a receipt committed after `ts` had no earlier version.

@@ -498,6 +498,10 @@ pub fn canonical_udf_path(path: &str) -> Result<String, String> {
             shown()
         ));
     }
+    // Already canonical (what clients send): copied as it is.
+    if path.len() == module.len() + 1 + function.len() {
+        return Ok(path.to_owned());
+    }
     Ok(format!("{module}:{function}"))
 }
 
