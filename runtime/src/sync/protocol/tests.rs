@@ -118,6 +118,52 @@ fn a_repeated_key_counts_once_the_last() {
     );
 }
 
+/// A mutation frame read straight into its fields (`MutationFrame`) gives what reading it
+/// as a tree gives, whatever its keys' order; what that read refuses, or reads as another
+/// message, goes the longer way.
+#[test]
+fn a_mutation_read_straight_reads_as_through_a_tree() {
+    let frames = [
+        (
+            r#"{"type":"Mutation","requestId":7,"udfPath":"chat:send","args":[{"n":1}]}"#,
+            true,
+        ),
+        (
+            r#"{"args":[{}],"requestId":7,"type":"Mutation","udfPath":"chat:send"}"#,
+            true,
+        ),
+        (
+            r#"{"type":"Mutation","requestId":7,"udfPath":"chat:send","args":{},"extra":1}"#,
+            true,
+        ),
+        (
+            r#"{"type":"Action","requestId":7,"udfPath":"a:b","args":[{}]}"#,
+            false,
+        ),
+        (
+            r#"{"type":"Mutation","requestId":7,"udfPath":"a:b","args":[{}],"type":"Action"}"#,
+            false,
+        ),
+        (
+            r#"{"type":"Mutation","requestId":-1,"udfPath":"a:b","args":[{}]}"#,
+            false,
+        ),
+        (r#"{"type":"Mutation","udfPath":"a:b","args":[{}]}"#, false),
+    ];
+    for (text, direct) in frames {
+        assert_eq!(
+            serde_json::from_str::<MutationFrame>(text).is_ok(),
+            direct,
+            "{text}"
+        );
+        assert_eq!(
+            parse_client_message(text).map_err(|e| e.0),
+            parse_as_tree(text).map_err(|e| e.0),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn arguments_are_one_object_or_an_array_holding_one() {
     let good = [
