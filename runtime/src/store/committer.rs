@@ -8,7 +8,7 @@ use super::catalog::{
 };
 use super::engine::{CommitRecord, EngineError, Space, Timestamp, Write};
 use super::error::StoreError;
-use super::read_set::NormalizedReadSet;
+use super::read_set::{key_bits, NormalizedReadSet};
 use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
 use ferrovex_model::limits::MAX_TABLES;
@@ -67,7 +67,8 @@ pub struct CommittedKeys {
 pub(crate) struct CommitterState {
     pub last_ts: Timestamp,
     pub catalog: Arc<Catalog>,
-    recent: VecDeque<CommittedKeys>,
+    /// Each with the `key_bits` of its keys OR-ed.
+    recent: VecDeque<(CommittedKeys, u128)>,
     /// Commits at or before this timestamp are no longer in `recent`.
     horizon: Timestamp,
     last_creation_time: HashMap<TableNumber, f64>,
@@ -126,8 +127,15 @@ impl CommitterState {
             return Err(StoreError::Conflict { table, attempts: 1 });
         }
         self.check_tables(request)?;
-        let first_newer = self.recent.partition_point(|c| c.ts <= request.begin_ts);
-        for commit in self.recent.range(first_newer..) {
+        let first_newer = self
+            .recent
+            .partition_point(|(c, _)| c.ts <= request.begin_ts);
+        for (commit, written) in self.recent.range(first_newer..) {
+            // Most commits share no key with a mutation that read by id: the filter says so
+            // without comparing keys (`contains` per key was 2.3% of chat-send's samples).
+            if !request.reads.may_meet(*written) {
+                continue;
+            }
             for (space, key) in commit.keys.iter() {
                 if request.reads.contains(*space, key) {
                     return Err(StoreError::Conflict {
@@ -341,9 +349,13 @@ impl CommitterState {
     }
 
     pub fn remember(&mut self, committed: CommittedKeys) {
-        self.recent.push_back(committed);
+        let written = committed
+            .keys
+            .iter()
+            .fold(0, |bits, (space, key)| bits | key_bits(*space, key));
+        self.recent.push_back((committed, written));
         while self.recent.len() > MAX_RECENT_COMMITS {
-            let dropped = self.recent.pop_front().expect("non-empty");
+            let (dropped, _) = self.recent.pop_front().expect("non-empty");
             self.horizon = dropped.ts;
         }
     }
@@ -395,8 +407,8 @@ impl CommitterState {
             let landed: Vec<CommittedKeys> = self
                 .recent
                 .iter()
-                .filter(|c| c.ts > published.ts)
-                .cloned()
+                .filter(|(c, _)| c.ts > published.ts)
+                .map(|(c, _)| c.clone())
                 .collect();
             shared.publish(self.published());
             shared.notify(&landed);
@@ -404,7 +416,7 @@ impl CommitterState {
             self.last_ts = published.ts;
             self.catalog = published.catalog.clone();
             self.last_creation_time = (*published.last_creation_time).clone();
-            while self.recent.back().is_some_and(|c| c.ts > published.ts) {
+            while self.recent.back().is_some_and(|(c, _)| c.ts > published.ts) {
                 self.recent.pop_back();
             }
         } else {
