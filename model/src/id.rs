@@ -51,8 +51,9 @@ impl DocumentId {
     /// A new document's id: the table's number, the insert's time in milliseconds (48 bits,
     /// big-endian), then 80 random bits. A table's new documents sort after its older ones, so
     /// the store writes them and their `by_id` entries at the end of its key order, where an
-    /// insert costs least: with ids random throughout, RocksDB's memtable insert was 10.5-13.1%
-    /// of the server's samples in `bench --only chat-send`, 5.7-7.0% with these (BENCHMARKS.md).
+    /// insert costs least: with ids random throughout, RocksDB's memtable insert was 9.7-15.2%
+    /// of the server's samples in `bench --only chat-send` (median 10.6%), 5.7-10.5% with
+    /// these (median 7.9%; BENCHMARKS.md).
     pub fn generated(table_number: u32, ms: u64, random: [u8; 10]) -> Self {
         let mut unique = [0u8; 16];
         unique[..6].copy_from_slice(&ms.min((1 << 48) - 1).to_be_bytes()[2..]);

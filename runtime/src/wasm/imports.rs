@@ -5,10 +5,10 @@
 use super::error::Violation;
 use super::state::{CallState, Entry};
 use crate::store::{Document, IndexRange, Order, StoreError};
-use ferrovex_model::abi::FunctionKind;
 use ferrovex_model::abi::{
     import, output, status, IMPORT_MODULE, MAX_LOG_LINES, MAX_LOG_LINE_BYTES,
 };
+use ferrovex_model::abi::{AppSchema, FunctionKind};
 use ferrovex_model::json::bad_field_name;
 use ferrovex_model::limits::{
     MAX_ARGS_OR_RESULT_BYTES, MAX_DOCUMENTS_READ, MAX_IMPORT_REQUEST_BYTES,
@@ -423,9 +423,8 @@ fn table_of(state: &CallState, id: &DocumentId) -> Option<String> {
 }
 
 /// Checks user fields against the table's declared type, if the schema declares the table.
-fn check_schema(state: &CallState, table: &str, fields: &Object) -> Result<(), DbFailure> {
-    state
-        .schema
+fn check_schema(schema: &AppSchema, table: &str, fields: &Object) -> Result<(), DbFailure> {
+    schema
         .check_document(table, fields)
         .map_err(|message| DbFailure::Expected(status::INVALID, message))
 }
@@ -451,7 +450,7 @@ fn db_insert(
     let table = string_field(&request, import, "table")?.to_owned();
     not_system(&table)?;
     let fields = object_field(&mut request, import, "fields")?;
-    check_schema(state, &table, &fields)?;
+    check_schema(&state.schema, &table, &fields)?;
     let id = tx(state).insert(&table, fields)?;
     Ok(Value::String(id.to_string()))
 }
@@ -483,11 +482,8 @@ fn db_patch(
     patch.extend(remove.into_iter().map(|k| (k, None)));
     // The schema sees the merged document inside the patch, which reads it once.
     let schema = state.schema.clone();
-    tx(state).patch_checked(id, patch, |table, merged| match schema.table(table) {
-        Some(_) => schema
-            .check_document(table, merged)
-            .map_err(|message| DbFailure::Expected(status::INVALID, message)),
-        None => Ok(()),
+    tx(state).patch_checked(id, patch, |table, merged| {
+        check_schema(&schema, table, merged)
     })?;
     Ok(Value::Null)
 }
@@ -507,7 +503,7 @@ fn db_replace(
         .then(|| table_of(state, &id))
         .flatten()
     {
-        check_schema(state, &table, &fields)?;
+        check_schema(&state.schema, &table, &fields)?;
     }
     tx(state).replace(id, fields)?;
     Ok(Value::Null)

@@ -62,7 +62,7 @@ pub struct WasmHost {
     config: HostConfig,
     /// Every execution, for `runtime logs`.
     pub executions: ExecutionLog,
-    /// Calls begun, for giving one in `SLOT_RELEASE_EVERY_CALLS` its pages back (`call.rs`).
+    /// Calls run, for giving one in `SLOT_RELEASE_EVERY_CALLS` its pages back (`call.rs`).
     calls: std::sync::atomic::AtomicU64,
     _ticker: EpochTicker,
 }
