@@ -489,7 +489,7 @@ pub(crate) fn commit_group(
     outcomes
 }
 
-fn failed_error(reason: &str) -> StoreError {
+pub(crate) fn failed_error(reason: &str) -> StoreError {
     StoreError::Engine(EngineError(format!(
         "an earlier durable write failed ({reason}); no commit is taken until the store can say what it holds (the PostgreSQL engine asks again at each commit; after a RocksDB failure, restart the server)"
     )))

@@ -769,8 +769,9 @@ impl Store {
     /// it was committed and a mutation has no other effects. A function whose recent inline
     /// attempts ran long starts on the pool (`LONG_OVERRUNS`). Nothing runs inline over an
     /// engine whose reads wait on the network (`StorageEngine::reads_locally`). On a follower
-    /// (whose commits go to the leader over the network) and in the serial lane, the attempt
-    /// runs blocking on the pool, as in `run_mutation`.
+    /// (whose commits go to the leader over the network), the attempt runs blocking on the
+    /// pool, as in `run_mutation`; in the serial lane it is queued for the lane's drain task
+    /// (`serial`), and awaited.
     pub async fn run_mutation_async<T, E, B>(
         self: &Arc<Self>,
         function: &str,
@@ -826,8 +827,37 @@ impl Store {
                 }
             }
         }
-        let store = self.clone();
-        on_blocking_pool(move || store.run_serially(&mut body, attempt + 1)).await
+        self.run_serially_async(body, attempt + 1).await
+    }
+
+    /// The last attempt of an async caller: queued for the serial lane's drain task (started
+    /// here when none runs), awaited without holding a thread.
+    async fn run_serially_async<T, E, B>(
+        self: &Arc<Self>,
+        body: B,
+        attempts: u32,
+    ) -> Result<Committed<T>, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        B: FnMut(&mut Transaction) -> Result<T, E> + Send + 'static,
+    {
+        self.shared
+            .stats
+            .serial_runs
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        let _occupied = self.serial.occupy();
+        let (answer, start) = self.serial.submit(body, attempts);
+        if start {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.serial.drain(&store.shared));
+        }
+        match answer.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // The drain task ended without running it: the runtime is shutting down.
+            Err(_) => Err(StoreError::Corrupt("the serial group was abandoned".into()).into()),
+        }
     }
 
     /// What follows a leader's optimistic attempt whose commit ended in `committed`: the
