@@ -152,6 +152,31 @@ where
     }
 }
 
+/// Whatever ends the drain task, the lane must not be left waiting for it. A body's panic is
+/// caught and handed to its caller; a panic outside the bodies (a bug in the commit path)
+/// would otherwise end the task with the queue marked as drained and, if it led a group,
+/// that group open with no leader: every later mutation in the lane would wait forever. On
+/// such a panic the queued mutations and the group it led are dropped, so their callers get
+/// an error, and the next mutation starts a drain task again.
+struct DrainEnds<'a> {
+    lane: &'a SerialLane,
+    /// Whether the task leads the open group.
+    leading: bool,
+}
+
+impl Drop for DrainEnds<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if self.leading {
+                self.lane.open.lock().take();
+            }
+            let mut queue = self.lane.queued.lock();
+            queue.jobs.clear();
+            queue.draining = false;
+        }
+    }
+}
+
 /// How one member's body ended on the shared transaction. Returned once per member and
 /// taken apart at once, so the size of `Commit` costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
@@ -255,8 +280,12 @@ impl SerialLane {
     /// it leads, or in the open group of a blocking leader, which then commits them. Blocks;
     /// run on the blocking pool, never on a thread that others wait on.
     pub fn drain(&self, shared: &Arc<Shared>) {
+        let mut ends = DrainEnds {
+            lane: self,
+            leading: false,
+        };
         loop {
-            if self.queued.lock().jobs.is_empty() {
+            {
                 let mut queue = self.queued.lock();
                 if queue.jobs.is_empty() {
                     queue.draining = false;
@@ -282,9 +311,11 @@ impl SerialLane {
                 tx: Transaction::new(shared.clone(), false),
                 members: Vec::new(),
             });
+            ends.leading = true;
             // Bodies queued while the group runs join it, up to its size.
             while self.run_queued(group) > 0 {}
             self.seal_and_commit(shared, open, state);
+            ends.leading = false;
         }
     }
 
@@ -546,6 +577,58 @@ mod tests {
             member_request(&mut tx, &fourth, begin_ts, None).is_none(),
             "a member that wrote nothing commits nothing"
         );
+    }
+
+    /// A queued mutation whose run panics outside its body, as a bug in the commit path would.
+    struct Broken;
+
+    impl Job for Broken {
+        fn run(
+            self: Box<Self>,
+            _: &mut Transaction,
+            _: Timestamp,
+        ) -> Option<(CommitRequest, Reply)> {
+            panic!("a bug outside the body")
+        }
+        fn refuse(self: Box<Self>, _: StoreError) {}
+    }
+
+    /// A panic in the drain task outside the bodies does not leave the lane stuck: the group
+    /// it led is gone, the mutations queued behind it get an error, and the next one starts
+    /// a drain task that runs it.
+    #[test]
+    fn a_drain_task_that_panics_leaves_the_lane_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lane = &store.serial;
+        let count = |lane: &SerialLane| {
+            lane.submit(
+                |tx: &mut Transaction| -> Result<usize, StoreError> {
+                    tx.insert("t", obj! { "n" => 1i64 })?;
+                    Ok(1)
+                },
+                1,
+            )
+        };
+        let (first, start) = count(lane);
+        assert!(start);
+        lane.queued.lock().jobs.push(Box::new(Broken));
+        let (behind, start) = count(lane);
+        assert!(!start);
+
+        let panicked = catch_unwind(AssertUnwindSafe(|| lane.drain(&store.shared)));
+        assert!(panicked.is_err(), "the drain task panicked");
+        assert!(lane.open.lock().is_none(), "no group is left open");
+        assert!(
+            first.blocking_recv().is_err(),
+            "the group the task led is dropped, unanswered"
+        );
+        assert!(behind.blocking_recv().is_err(), "the queue is dropped");
+
+        let (next, start) = count(lane);
+        assert!(start, "the next mutation starts a drain task again");
+        lane.drain(&store.shared);
+        assert_eq!(next.blocking_recv().unwrap().unwrap().unwrap().value, 1);
     }
 
     /// Queued mutations run on the drain task's thread, one after another on one shared
