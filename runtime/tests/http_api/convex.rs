@@ -120,7 +120,7 @@ async fn a_query_batch_is_bounded_in_bytes_in_all() {
         batch["results"][2]["value"].as_str().unwrap().len(),
         8 * 1024 * 1024
     );
-    let five = vec![eight_mib; 5].join(", ");
+    let five = [eight_mib; 5].join(", ");
     let (status, refused) = server
         .post("/api/query_batch", &format!(r#"{{"queries": [{five}]}}"#))
         .await;

@@ -289,7 +289,7 @@ fn modules_built_with_the_sdk_declare_its_abi_and_version() {
         let declared = ferrovex_runtime::wasm::declared_versions(&wasm)
             .unwrap_or_else(|| panic!("{guest} has no version section"))
             .unwrap_or_else(|e| panic!("{guest}: {e}"));
-        assert_eq!(declared, [this.clone()], "{guest}");
+        assert_eq!(declared, std::slice::from_ref(&this), "{guest}");
     }
 }
 

@@ -202,7 +202,7 @@ pub async fn crons(app: Arc<Served>, module: Arc<DeployedModule>) -> HttpRespons
 
 /// `90000` → `1m 30s`, `2000` → `2s`, `1500` → `1500ms`.
 fn describe_interval(ms: u64) -> String {
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut seconds = ms / 1000;
