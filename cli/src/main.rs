@@ -119,10 +119,10 @@ enum Command {
 /// jemalloc, not glibc's `malloc`: every call allocates and frees many small blocks and a
 /// few over 1 KiB (wasmtime's store, 1,488 bytes, and instance). glibc serves those past
 /// its per-thread cache (1,032 bytes at most), and first merges the small chunks freed
-/// since (`malloc_consolidate`). The allocator's own functions were 14.4%
-/// of the server's CPU samples in `bench --only chat-send` and 16.9% in bank transfers
-/// (uniform) with glibc, 4.9% and 4.0% with jemalloc; alternating rounds and the rest of the
-/// figures are in BENCHMARKS.md. mimalloc did not show the gain.
+/// since (`malloc_consolidate`). The allocator's own functions were 14.4% of the server's
+/// CPU samples in `bench --only chat-send` and 16.9% in bank transfers (uniform) with glibc,
+/// 4.9% and 4.0% with jemalloc; BENCHMARKS.md has the rounds. mimalloc, tried earlier, did
+/// not show a gain in its end-to-end rounds.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
