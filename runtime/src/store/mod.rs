@@ -856,7 +856,7 @@ impl Store {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             // The drain task ended without running it: the runtime is shutting down.
-            Err(_) => Err(StoreError::Corrupt("the serial group was abandoned".into()).into()),
+            Err(_) => Err(serial::abandoned().into()),
         }
     }
 

@@ -90,6 +90,12 @@ trait Job: Send {
     fn refuse(self: Box<Self>, error: StoreError);
 }
 
+/// What a member gets when its group ends without answering it: the leader or drain task
+/// that held it panicked outside the bodies, or the runtime is shutting down.
+pub(crate) fn abandoned() -> StoreError {
+    StoreError::Corrupt("the serial group was abandoned".into())
+}
+
 /// What an async caller gets: its outcome, or the panic of its body, to resume there.
 pub(crate) type Outcome<T, E> = Result<Result<Committed<T>, E>, Box<dyn Any + Send>>;
 /// What an async caller awaits.
@@ -239,18 +245,6 @@ impl SerialLane {
         self.occupied.load(Ordering::Acquire) > 0
     }
 
-    /// Runs `body` in the lane on this thread, leading a group or joining the open one.
-    /// Blocks until its group is durable.
-    pub fn run<T, E: From<StoreError>>(
-        &self,
-        shared: &Arc<Shared>,
-        body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
-        attempts: u32,
-    ) -> Result<Committed<T>, E> {
-        let _occupied = Occupied::new(&self.occupied);
-        self.run_in_group(shared, body, attempts)
-    }
-
     /// Queues `body` for the drain task; what to await, and whether the caller must start
     /// the drain task (`drain`), none running.
     pub fn submit<B, T, E>(&self, body: B, attempts: u32) -> (Answer<T, E>, bool)
@@ -337,12 +331,15 @@ impl SerialLane {
         ran
     }
 
-    fn run_in_group<T, E: From<StoreError>>(
+    /// Runs `body` in the lane on this thread, leading a group or joining the open one.
+    /// Blocks until its group is durable.
+    pub fn run<T, E: From<StoreError>>(
         &self,
         shared: &Arc<Shared>,
         body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
         attempts: u32,
     ) -> Result<Committed<T>, E> {
+        let _occupied = Occupied::new(&self.occupied);
         self.joining.fetch_add(1, Ordering::AcqRel);
         let mut open = self.open.lock();
         self.joining.fetch_sub(1, Ordering::AcqRel);
@@ -402,9 +399,7 @@ impl SerialLane {
                     .members
                     .push((request, Some(reply)));
                 drop(open);
-                answer.recv().unwrap_or_else(|_| {
-                    Err(StoreError::Corrupt("the serial group was abandoned".into()))
-                })
+                answer.recv().unwrap_or_else(|_| Err(abandoned()))
             }
         };
         Ok(Committed {
