@@ -73,15 +73,19 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
                 encode_into(item, out);
             }
         }
-        Value::Object(fields) => {
-            out.push(OBJECT);
-            write_varint(out, fields.len() as u64);
-            for (key, item) in fields {
-                write_varint(out, key.len() as u64);
-                out.extend_from_slice(key.as_bytes());
-                encode_into(item, out);
-            }
-        }
+        Value::Object(fields) => encode_object_into(fields, out),
+    }
+}
+
+/// Appends the encoding of an object of `fields`: what [`encode_into`] writes for
+/// `Value::Object(fields)`, without building (cloning into) the value.
+pub fn encode_object_into(fields: &Object, out: &mut Vec<u8>) {
+    out.push(OBJECT);
+    write_varint(out, fields.len() as u64);
+    for (key, item) in fields {
+        write_varint(out, key.len() as u64);
+        out.extend_from_slice(key.as_bytes());
+        encode_into(item, out);
     }
 }
 
@@ -96,22 +100,17 @@ pub fn encode(value: &Value) -> Vec<u8> {
 /// The exact length `encode` produces, computed without allocating; this is a value's size
 /// for every byte limit.
 pub fn encoded_len(value: &Value) -> usize {
-    1 + match value {
-        Value::Null | Value::Boolean(_) => 0,
-        Value::Int64(i) => varint_len(((*i << 1) ^ (*i >> 63)) as u64),
-        Value::Float64(_) => 8,
-        Value::String(s) => varint_len(s.len() as u64) + s.len(),
-        Value::Bytes(b) => varint_len(b.len() as u64) + b.len(),
+    // Each arm counts the tag byte.
+    match value {
+        Value::Null | Value::Boolean(_) => 1,
+        Value::Int64(i) => 1 + varint_len(((*i << 1) ^ (*i >> 63)) as u64),
+        Value::Float64(_) => 1 + 8,
+        Value::String(s) => 1 + varint_len(s.len() as u64) + s.len(),
+        Value::Bytes(b) => 1 + varint_len(b.len() as u64) + b.len(),
         Value::Array(items) => {
-            varint_len(items.len() as u64) + items.iter().map(encoded_len).sum::<usize>()
+            1 + varint_len(items.len() as u64) + items.iter().map(encoded_len).sum::<usize>()
         }
-        Value::Object(fields) => {
-            varint_len(fields.len() as u64)
-                + fields
-                    .iter()
-                    .map(|(k, v)| varint_len(k.len() as u64) + k.len() + encoded_len(v))
-                    .sum::<usize>()
-        }
+        Value::Object(fields) => object_encoded_len(fields),
     }
 }
 

@@ -56,7 +56,14 @@ proptest! {
     fn binary_round_trips(v in any_value()) {
         let bytes = binary::encode(&v);
         prop_assert_eq!(bytes.len(), binary::encoded_len(&v));
-        prop_assert_eq!(binary::decode(&bytes).unwrap(), v);
+        prop_assert_eq!(binary::decode(&bytes).unwrap(), v.clone());
+        // A stored document's fields are encoded and measured without building the value.
+        if let Value::Object(fields) = &v {
+            let mut direct = Vec::new();
+            binary::encode_object_into(fields, &mut direct);
+            prop_assert_eq!(&direct, &bytes);
+            prop_assert_eq!(binary::object_encoded_len(fields), bytes.len());
+        }
     }
 
     #[test]

@@ -21,10 +21,9 @@ impl StoredDocument {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let value = Value::Object(self.fields.clone());
-        let mut out = Vec::with_capacity(8 + binary::encoded_len(&value));
+        let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(&self.creation_time.to_le_bytes());
-        binary::encode_into(&value, &mut out);
+        binary::encode_object_into(&self.fields, &mut out);
         out
     }
 
@@ -116,7 +115,7 @@ pub fn validate_fields(table: &str, fields: &Object) -> Result<usize, StoreError
             given: depth,
         });
     }
-    let size = 8 + binary::encoded_len(&Value::Object(fields.clone()));
+    let size = 8 + binary::object_encoded_len(fields);
     if size > MAX_DOCUMENT_BYTES {
         return Err(StoreError::LimitExceeded {
             limit: "MAX_DOCUMENT_BYTES",
