@@ -94,6 +94,15 @@ pub const MAX_MEASURED_FUNCTIONS: usize = 1_024;
 /// Bytes of documents (in the binary form) one page of the dashboard's grid reads: a page of
 /// large documents ends sooner, with a cursor, rather than answer tens of megabytes.
 pub const MAX_DASHBOARD_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Commits the committer keeps the written keys of, to validate transactions against: one
+/// that began before the oldest of them cannot be checked and is treated as conflicting
+/// (and retried).
+pub const MAX_RECENT_COMMITS: usize = 50_000;
+/// Transactions folded into one synced write.
+pub const MAX_COMMIT_GROUP: usize = 1024;
+/// Mutations in one group of the serial lane, so that a steady stream of arrivals cannot
+/// postpone its commit.
+pub const MAX_SERIAL_GROUP: usize = 256;
 /// Bytes of documents the store keeps in memory as the newest versions of what it wrote lately
 /// (`runtime/src/store/newest.rs`), so that reads by id skip the engine; past it, entries are
 /// dropped and those reads go to the engine again.

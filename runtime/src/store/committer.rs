@@ -12,16 +12,11 @@ use super::read_set::{key_bits, NormalizedReadSet};
 use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
 use ferrovex_model::limits::MAX_TABLES;
+use ferrovex_model::limits::{MAX_COMMIT_GROUP, MAX_RECENT_COMMITS};
 use ferrovex_model::DocumentId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-
-/// How many recent commits are kept for validation. A transaction that began before the
-/// oldest of them cannot be checked and is treated as conflicting (and retried).
-const MAX_RECENT_COMMITS: usize = 50_000;
-/// Most transactions folded into one synced write.
-const MAX_GROUP: usize = 1024;
 
 pub(crate) struct CommitRequest {
     pub begin_ts: Timestamp,
@@ -62,6 +57,39 @@ pub struct CommittedKeys {
     /// (inserts less deletes; 0 when it only changed documents), in table-number order: what
     /// keeps the dashboard's counts exact without a scan per commit.
     pub tables: Arc<Vec<(TableNumber, i64)>>,
+}
+
+/// The position of the first of `recent` committed after `ts`: the commits a transaction
+/// that began at `ts` must be checked against. Sought from the back, where a transaction's
+/// snapshot almost always is (it began a few groups ago), in steps that double, then by
+/// bisection within the last step: a few loads of recently written entries. Bisecting all of
+/// `recent` (up to `MAX_RECENT_COMMITS`, megabytes) began with loads from its cold middle: 0.78%
+/// of the server's samples in `bench --only chat-send` (BENCHMARKS.md).
+fn first_after(recent: &VecDeque<(CommittedKeys, u128)>, ts: Timestamp) -> usize {
+    let newer = |at: usize| recent[at].0.ts > ts;
+    // Everything from `high` on is newer; find `low` with everything before it not.
+    let mut high = recent.len();
+    let mut step = 1;
+    let mut low = loop {
+        let probe = high.saturating_sub(step);
+        if probe == high {
+            break high;
+        }
+        if !newer(probe) {
+            break probe + 1;
+        }
+        high = probe;
+        step *= 2;
+    };
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if newer(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    low
 }
 
 pub(crate) struct CommitterState {
@@ -127,9 +155,7 @@ impl CommitterState {
             return Err(StoreError::Conflict { table, attempts: 1 });
         }
         self.check_tables(request)?;
-        let first_newer = self
-            .recent
-            .partition_point(|(c, _)| c.ts <= request.begin_ts);
+        let first_newer = first_after(&self.recent, request.begin_ts);
         for (commit, written) in self.recent.range(first_newer..) {
             // Most commits share no key with a mutation that read by id: the filter says so
             // without comparing keys (`contains` per key was 2.3% of chat-send's samples).
@@ -495,12 +521,12 @@ pub(crate) fn failed_error(reason: &str) -> StoreError {
     )))
 }
 
-/// The committer thread: takes whatever requests are waiting, up to `MAX_GROUP`, and commits
+/// The committer thread: takes whatever requests are waiting, up to `MAX_COMMIT_GROUP`, and commits
 /// them as one group. Requests that arrive during a sync form the next group.
 pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)>) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        while group.len() < MAX_COMMIT_GROUP {
             match requests.try_recv() {
                 Ok(next) => group.push(next),
                 Err(_) => break,
@@ -538,6 +564,33 @@ mod tests {
             writes: BTreeMap::new(),
             new_tables: tables.into_iter().map(Arc::new).collect(),
             receipt: None,
+        }
+    }
+
+    /// The commits after a timestamp are found from the back as a bisection of the whole
+    /// would find them: for every timestamp around, before and after those kept, over
+    /// windows of every length up to 70 (gaps between timestamps included).
+    #[test]
+    fn the_commits_after_a_timestamp_are_found_from_the_back() {
+        for len in 0..70u64 {
+            let recent: VecDeque<(CommittedKeys, u128)> = (0..len)
+                .map(|n| {
+                    let committed = CommittedKeys {
+                        ts: 10 + 3 * n,
+                        keys: Arc::default(),
+                        tables: Arc::default(),
+                    };
+                    (committed, 0)
+                })
+                .collect();
+            for ts in 0..20 + 3 * len {
+                let expected = recent.partition_point(|(c, _)| c.ts <= ts);
+                assert_eq!(
+                    first_after(&recent, ts),
+                    expected,
+                    "{len} commits, after {ts}"
+                );
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use super::committer::{self, CommitRequest};
 use super::error::StoreError;
 use super::transaction::{Receipt, Savepoint, Transaction};
 use super::{Committed, Shared, Timestamp};
+use ferrovex_model::limits::MAX_SERIAL_GROUP;
 use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -29,9 +30,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-
-/// Most mutations in one group, so a steady stream of arrivals cannot postpone its commit.
-const MAX_GROUP_MEMBERS: usize = 256;
 
 /// Of the last 64 optimistic commits of a function, how many conflicted for its mutations to
 /// start in the serial lane instead of trying optimistically first (`Store::contention`).
@@ -315,7 +313,7 @@ impl SerialLane {
 
     /// Runs queued mutations in `group` while it has room; how many ran.
     fn run_queued(&self, group: &mut Group) -> usize {
-        let room = MAX_GROUP_MEMBERS.saturating_sub(group.members.len());
+        let room = MAX_SERIAL_GROUP.saturating_sub(group.members.len());
         let jobs: Vec<_> = {
             let mut queue = self.queued.lock();
             let take = room.min(queue.jobs.len());
@@ -420,7 +418,7 @@ impl SerialLane {
         while self.joining.load(Ordering::Acquire) > 0
             && open
                 .as_ref()
-                .is_some_and(|g| g.members.len() < MAX_GROUP_MEMBERS)
+                .is_some_and(|g| g.members.len() < MAX_SERIAL_GROUP)
         {
             parking_lot::MutexGuard::unlocked_fair(&mut open, std::thread::yield_now);
         }
