@@ -11,8 +11,7 @@ use super::error::StoreError;
 use super::read_set::{key_bits, NormalizedReadSet};
 use super::transaction::{DocumentWrite, Receipt};
 use super::{Published, Shared};
-use ferrovex_model::limits::MAX_TABLES;
-use ferrovex_model::limits::{MAX_COMMIT_GROUP, MAX_RECENT_COMMITS};
+use ferrovex_model::limits::{MAX_COMMIT_GROUP, MAX_RECENT_COMMITS, MAX_TABLES};
 use ferrovex_model::DocumentId;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -62,9 +61,9 @@ pub struct CommittedKeys {
 /// The position of the first of `recent` committed after `ts`: the commits a transaction
 /// that began at `ts` must be checked against. Sought from the back, where a transaction's
 /// snapshot almost always is (it began a few groups ago), in steps that double, then by
-/// bisection within the last step: a few loads of recently written entries. Bisecting all of
-/// `recent` (up to `MAX_RECENT_COMMITS`, megabytes) began with loads from its cold middle: 0.78%
-/// of the server's samples in `bench --only chat-send` (BENCHMARKS.md).
+/// bisection within the last step: a few loads of recently written entries. Bisecting all
+/// of `recent` (up to `MAX_RECENT_COMMITS`, megabytes) began with loads from its cold
+/// middle: 0.53-0.78% of the server's samples in `bench --only chat-send` (BENCHMARKS.md).
 fn first_after(recent: &VecDeque<(CommittedKeys, u128)>, ts: Timestamp) -> usize {
     let newer = |at: usize| recent[at].0.ts > ts;
     // Everything from `high` on is newer; find `low` with everything before it not.
@@ -521,8 +520,8 @@ pub(crate) fn failed_error(reason: &str) -> StoreError {
     )))
 }
 
-/// The committer thread: takes whatever requests are waiting, up to `MAX_COMMIT_GROUP`, and commits
-/// them as one group. Requests that arrive during a sync form the next group.
+/// The committer thread: takes whatever requests are waiting, up to `MAX_COMMIT_GROUP`, and
+/// commits them as one group. Requests that arrive during a sync form the next group.
 pub(crate) fn run(shared: Arc<Shared>, requests: Receiver<(CommitRequest, Reply)>) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];

@@ -54,8 +54,10 @@ impl Slots {
         self.find(request_id).ok().map(|at| &self.0[at].1)
     }
 
-    /// Puts `slot` for `request_id`; a new request past [`MAX_REMEMBERED_PER_SESSION`]
-    /// makes the oldest go first, so that the buffer never grows past the bound.
+    /// Puts `slot` for `request_id`. Past [`MAX_REMEMBERED_PER_SESSION`] a new request makes
+    /// the oldest go first, so that the buffer never grows past the bound, and one older than
+    /// all those kept is not kept: its receipt, looked up in its own transaction, still makes
+    /// it run once (the module's doc).
     fn put(&mut self, request_id: u64, slot: Slot) {
         match self.find(request_id) {
             Ok(at) => self.0[at].1 = slot,
