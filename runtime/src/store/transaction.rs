@@ -232,6 +232,16 @@ impl Transaction {
         Ok(Some((value, committed)))
     }
 
+    /// Reads the absence of a receipt under `key` without looking it up: for a request no
+    /// run of which can have committed before this transaction began (`wasm::Once`). The
+    /// key is in the read set as [`Transaction::receipt`] puts it there, so a run committed
+    /// since this transaction began conflicts with its commit, and the attempt after that
+    /// looks the receipt up.
+    pub fn receipt_absent(&mut self, key: &[u8]) {
+        self.reads
+            .add(Space::Receipts, KeyRange::point(key.to_vec()));
+    }
+
     /// Records `outcome` under `key` in the receipts space, in this transaction's own commit
     /// (if it commits writes), stamped with its commit timestamp: see
     /// [`Transaction::receipt`]. A later call replaces an earlier one.

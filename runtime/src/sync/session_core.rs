@@ -37,7 +37,7 @@ use super::protocol::{
 };
 use super::subscriptions::invalid_arguments;
 use crate::auth::{Access, Caller, Identity};
-use crate::wasm::{CallError, CallFailure, CallOptions};
+use crate::wasm::{CallError, CallFailure, CallOptions, Once};
 use ferrovex_model::identity::{claim_value, UserIdentity};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,6 +53,9 @@ struct PendingMutation {
     args: Args,
     /// Who the connection was signed in as when the mutation arrived.
     caller: Caller,
+    /// Whether a run of this request can have committed before it arrived: see
+    /// [`SessionCore::maybe_ran`].
+    maybe_ran: bool,
 }
 
 /// What the socket task does with a frame's answer, besides the mutations and transitions
@@ -221,7 +224,7 @@ impl MutationRun {
                         &path,
                         &args,
                         self.options(),
-                        &receipt_key(&key, self.mutation.request_id),
+                        &self.once(&key),
                     )
                     .map_err(|failure| (function_error(&failure), failure.log_lines))
             })
@@ -235,7 +238,7 @@ impl MutationRun {
         let engine = &self.engine;
         let run = async {
             let (path, args) = self.target()?;
-            let receipt = receipt_key(&key, self.mutation.request_id);
+            let once = self.once(&key);
             engine
                 .host
                 .run_mutation_async(
@@ -244,7 +247,7 @@ impl MutationRun {
                     path,
                     args,
                     self.options(),
-                    Some(receipt),
+                    Some(once),
                 )
                 .await
                 .map_err(|failure| (function_error(&failure), failure.log_lines))
@@ -253,6 +256,14 @@ impl MutationRun {
             .mutations
             .run_once_async(&key, self.mutation.request_id, run)
             .await
+    }
+
+    /// The receipt that makes it run at most once.
+    fn once(&self, log_key: &str) -> Once {
+        Once {
+            key: receipt_key(log_key, self.mutation.request_id),
+            maybe_ran: self.mutation.maybe_ran,
+        }
     }
 
     /// Whom the outcome is remembered for: an outcome is found again only by the caller it
@@ -291,6 +302,10 @@ pub struct SessionCore {
     outbox: Arc<Outbox>,
     /// The client's `sessionId`, once it has sent `Connect`.
     session_id: Option<String>,
+    /// Whether `Connect` said this is its session's first socket (`connectionCount` 0).
+    first_socket: bool,
+    /// The highest request id of a mutation on this connection.
+    newest_request: Option<u64>,
     queued: VecDeque<PendingMutation>,
     /// A mutation was taken by `next_mutation` and is not answered yet.
     running: bool,
@@ -308,6 +323,8 @@ impl SessionCore {
             engine,
             outbox: Arc::new(Outbox::default()),
             session_id: None,
+            first_socket: false,
+            newest_request: None,
             queued: VecDeque::new(),
             running: false,
             caller: Caller::default(),
@@ -361,6 +378,23 @@ impl SessionCore {
         }
     }
 
+    /// Whether a run of the mutation `request_id`, just read, can have committed before: not
+    /// when the request is new to its session (docs/PROTOCOL.md section 3, guarantee 6). A client counts
+    /// its sockets in `Connect`, so on the first (`connectionCount` 0) nothing of the
+    /// session was sent before, and a client numbers its requests upward, so a request id
+    /// above every earlier one on the socket was not sent on it either. Such a request's
+    /// first attempt skips looking up its receipt (`wasm::Once`). A client that breaks
+    /// either rule risks only its own requests running twice; a session id is the secret of
+    /// its client, and a receipt's key holds the caller too.
+    fn maybe_ran(&mut self, request_id: u64) -> bool {
+        let maybe = request_maybe_ran(self.first_socket, self.newest_request, request_id);
+        self.newest_request = Some(
+            self.newest_request
+                .map_or(request_id, |n| n.max(request_id)),
+        );
+        maybe
+    }
+
     /// Mutations read and not yet taken by `next_mutation`.
     pub fn queued_mutations(&self) -> usize {
         self.queued.len()
@@ -380,6 +414,7 @@ impl SessionCore {
             }
             ClientMessage::Connect {
                 session_id,
+                connection_count,
                 max_observed_timestamp,
                 ..
             } => {
@@ -394,6 +429,7 @@ impl SessionCore {
                     .connections
                     .insert(self.id, ConnectionState::new(self.id, self.outbox.clone()));
                 self.session_id = Some(session_id);
+                self.first_socket = connection_count == 0;
             }
             _ if self.session_id.is_none() => {
                 return Err(format!(
@@ -434,11 +470,13 @@ impl SessionCore {
                 udf_path,
                 args,
             } => {
+                let maybe_ran = self.maybe_ran(request_id);
                 self.queued.push_back(PendingMutation {
                     request_id,
                     udf_path,
                     args,
                     caller: self.caller.clone(),
+                    maybe_ran,
                 });
             }
             ClientMessage::Action {
@@ -645,6 +683,12 @@ fn oversized_frame(given: usize) -> String {
     )
 }
 
+/// [`SessionCore::maybe_ran`]'s rule: on a session's first socket, a request id above every
+/// earlier one there (`newest_on_socket`) was never sent; anything else may have been.
+fn request_maybe_ran(first_socket: bool, newest_on_socket: Option<u64>, request_id: u64) -> bool {
+    !first_socket || newest_on_socket.is_some_and(|newest| request_id <= newest)
+}
+
 /// Where the outcome of `(session_id, request_id)` is recorded: the session id's length,
 /// the session id, the request id (length-prefixed, so no key is a prefix of another).
 fn receipt_key(session_id: &str, request_id: u64) -> Vec<u8> {
@@ -684,5 +728,34 @@ fn message_type(message: &ClientMessage) -> &'static str {
         ClientMessage::Action { .. } => "Action",
         ClientMessage::Authenticate { .. } => "Authenticate",
         ClientMessage::Event { .. } => "Event",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_maybe_ran;
+
+    /// Only a request new to its session skips looking up its receipt: one on a later
+    /// socket, or one whose id is not above every earlier id on the socket, is looked up.
+    #[test]
+    fn a_request_may_have_run_unless_new_to_its_session() {
+        let cases = [
+            // (first socket, newest id on the socket, request id, may have run)
+            (true, None, 0, false),
+            (true, None, 7, false),
+            (true, Some(3), 4, false),
+            (true, Some(3), 3, true),
+            (true, Some(3), 2, true),
+            (false, None, 0, true),
+            (false, Some(3), 4, true),
+            (false, Some(3), 1, true),
+        ];
+        for (first_socket, newest, request_id, expected) in cases {
+            assert_eq!(
+                request_maybe_ran(first_socket, newest, request_id),
+                expected,
+                "first socket {first_socket}, newest {newest:?}, request {request_id}"
+            );
+        }
     }
 }

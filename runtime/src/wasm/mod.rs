@@ -194,12 +194,50 @@ pub trait ActionServices: Send + Sync {
     fn env_var(&self, name: &str) -> Option<String>;
 }
 
+/// What makes a mutation run at most once: the key its commit records the outcome under,
+/// and whether a run under that key can have committed before the request arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Once {
+    pub key: Vec<u8>,
+    /// `false` only when no run under `key` can have committed yet: a request its client
+    /// has not sent before (a new request id on the first socket of its session,
+    /// docs/PROTOCOL.md section 3, guarantee 6). The first attempt of such a request reads the receipt's
+    /// absence without looking it up (`Transaction::receipt_absent`); the lookup, a RocksDB
+    /// point read of a key that is almost never there, was 2.9-3.5% of the server's
+    /// samples in `bench --only chat-send` and `bank-transfer` (BENCHMARKS.md).
+    pub maybe_ran: bool,
+}
+
+impl Once {
+    /// A key that may have a receipt already: every attempt looks it up.
+    pub fn maybe_ran(key: Vec<u8>) -> Once {
+        Once {
+            key,
+            maybe_ran: true,
+        }
+    }
+
+    /// What the `attempt`th attempt (from 0) commits with. Only the first may skip the
+    /// lookup: an attempt that conflicted may have met a commit of this very receipt.
+    fn attempt(&self, attempt: u32) -> CommitWith<'_> {
+        CommitWith::Receipt {
+            key: &self.key,
+            look: self.maybe_ran || attempt > 0,
+        }
+    }
+}
+
 /// What a mutation's commit carries besides the mutation's own writes.
 #[derive(Clone, Copy, Debug)]
 pub enum CommitWith<'a> {
     Nothing,
-    /// Its outcome under this receipt key (exactly once per key).
-    Receipt(&'a [u8]),
+    /// Its outcome under this receipt key (exactly once per key). `look`: whether an
+    /// earlier run's receipt is looked for, or its absence read without looking (see
+    /// [`Once::maybe_ran`]).
+    Receipt {
+        key: &'a [u8],
+        look: bool,
+    },
     /// The scheduled job it runs: it runs and commits only while the job is pending, and the
     /// same commit marks the job a success, so a job's mutation commits exactly once.
     Job(DocumentId),
@@ -537,20 +575,15 @@ impl WasmHost {
         path: &str,
         args: &Value,
         options: CallOptions,
-        receipt_key: &[u8],
+        once: &Once,
     ) -> Result<MutationOutcome, CallFailure> {
         // The receipt is looked for once, in the mutation's own transaction (see
-        // `run_mutation_unlogged`), not also in a read-only one before it: that second
-        // lookup (a RocksDB iterator made, sought and dropped) was 6% of the server's CPU
-        // in `bench --only chat-send`, for the rare re-sent request it answers.
-        self.run_mutation_with(
-            store,
-            module,
-            path,
-            args,
-            options,
-            CommitWith::Receipt(receipt_key),
-        )
+        // `attempt_mutation`), not also in a read-only one before it: that second lookup (a
+        // RocksDB iterator made, sought and dropped) was 6% of the server's CPU in `bench
+        // --only chat-send`, for the rare re-sent request it answers.
+        self.run_attempts(store, module, path, args, options, |attempt| {
+            once.attempt(attempt)
+        })
     }
 
     /// Runs a mutation whose commit also carries `with` (see [`CommitWith`]).
@@ -563,12 +596,28 @@ impl WasmHost {
         options: CallOptions,
         with: CommitWith,
     ) -> Result<MutationOutcome, CallFailure> {
+        self.run_attempts(store, module, path, args, options, |_| with)
+    }
+
+    /// Runs a mutation whose `attempt`th attempt (from 0) commits with `with(attempt)`.
+    fn run_attempts<'w>(
+        &self,
+        store: &Arc<Store>,
+        module: &DeployedModule,
+        path: &str,
+        args: &Value,
+        options: CallOptions,
+        with: impl Fn(u32) -> CommitWith<'w>,
+    ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
-        let answer = match self.prepare_mutation(store, module, path, args, &options, &with) {
+        let answer = match self.prepare_mutation(store, module, path, args, &options, &with(0)) {
             Err(answer) => answer,
             Ok((function, args_bytes)) => {
                 let mut logs = Vec::new();
+                let mut attempt = 0;
                 let committed = store.run_mutation_of(Some(path), |tx| {
+                    let with = with(attempt);
+                    attempt += 1;
                     self.attempt_mutation(
                         store,
                         module,
@@ -588,8 +637,8 @@ impl WasmHost {
     }
 
     /// [`WasmHost::run_mutation_with`] for a caller on an async runtime (a WebSocket session,
-    /// an HTTP request): the same rules and outcome, at most once per `receipt_key` when one
-    /// is given (as [`WasmHost::run_mutation_once`]), with the first attempt run inline on
+    /// an HTTP request): the same rules and outcome, at most once per `once` when one is
+    /// given (as [`WasmHost::run_mutation_once`]), with the first attempt run inline on
     /// the caller's worker (stopped after `HostConfig::inline_ticks` and made again on the
     /// blocking pool if it runs long), the others on the pool, and every commit awaited rather
     /// than blocked on (see `Store::run_mutation_async`). The arguments are checked and
@@ -602,7 +651,7 @@ impl WasmHost {
         path: String,
         args: Value,
         options: CallOptions,
-        receipt_key: Option<Vec<u8>>,
+        once: Option<Once>,
     ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
         // What the attempts log, kept by whichever thread runs the last one.
@@ -611,11 +660,13 @@ impl WasmHost {
             let (host, store, path, logs) =
                 (self.clone(), store.clone(), path.clone(), logs.clone());
             let mut args_bytes = None;
+            let mut attempts = 0;
             move |tx: &mut Transaction| {
-                let with = match &receipt_key {
-                    Some(key) => CommitWith::Receipt(key),
+                let with = match &once {
+                    Some(once) => once.attempt(attempts),
                     None => CommitWith::Nothing,
                 };
+                attempts += 1;
                 let (function, args_bytes) = match &args_bytes {
                     Some(bytes) => (module.function(&path).expect("prepared before"), bytes),
                     None => {
@@ -683,7 +734,7 @@ impl WasmHost {
             Ok(prepared) => return Ok(prepared),
             Err(error) => error,
         };
-        if let CommitWith::Receipt(key) = with {
+        if let CommitWith::Receipt { key, look: true } = with {
             match store.begin_read_only().receipt(key) {
                 Ok(Some((outcome, ts))) => return Err(from_receipt(path, &outcome, ts)),
                 Ok(None) => {}
@@ -711,13 +762,17 @@ impl WasmHost {
         // What an earlier attempt logged is not this one's, even if this one fails before
         // its call (an attempt thrown away, or one that conflicted).
         logs.clear();
-        if let CommitWith::Receipt(key) = with {
+        match *with {
             // Read in the transaction: a commit of the same receipt made since its begin
             // (the same request run on another node) conflicts with this one, and the retry
             // finds the receipt.
-            if let Some((outcome, ts)) = tx.receipt(key)? {
-                return Err(MutationAbort::Done(outcome, ts));
+            CommitWith::Receipt { key, look: true } => {
+                if let Some((outcome, ts)) = tx.receipt(key)? {
+                    return Err(MutationAbort::Done(outcome, ts));
+                }
             }
+            CommitWith::Receipt { key, look: false } => tx.receipt_absent(key),
+            CommitWith::Nothing | CommitWith::Job(_) => {}
         }
         if let CommitWith::Job(id) = with {
             // Read in the transaction: a cancel (or another run) committed since its begin
@@ -756,7 +811,9 @@ impl WasmHost {
             .map_err(MutationAbort::Call)?;
         match with {
             CommitWith::Nothing => {}
-            CommitWith::Receipt(key) => tx.set_receipt(key.to_vec(), encode_receipt(&value, logs)),
+            CommitWith::Receipt { key, .. } => {
+                tx.set_receipt(key.to_vec(), encode_receipt(&value, logs))
+            }
             CommitWith::Job(id) => {
                 let now = tx.now_ms();
                 jobs::set_state(tx, *id, &jobs::JobState::Success, Some(now))?;

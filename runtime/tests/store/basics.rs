@@ -359,6 +359,34 @@ fn failed_transactions_leave_nothing_behind(engine: Engine) {
 }
 
 engine_test! {
+fn a_receipt_taken_as_absent_still_conflicts_with_its_commit(engine: Engine) {
+    // A receipt's absence read without a lookup (`receipt_absent`, for a request never sent
+    // before) is in the read set as a looked-up one is: a commit of the same receipt since
+    // the transaction began conflicts with it, and the retry's lookup finds its outcome.
+    let (store, _dir) = engine.temp_store();
+    let key = b"session-3/1".to_vec();
+    let mut unlooked = store.begin();
+    unlooked.receipt_absent(&key);
+    unlooked
+        .insert("messages", obj! { "user" => "x", "body" => "second" })
+        .unwrap();
+    unlooked.set_receipt(key.clone(), b"second".to_vec());
+    let mut looked = store.begin();
+    assert!(looked.receipt(&key).unwrap().is_none());
+    looked
+        .insert("messages", obj! { "user" => "x", "body" => "first" })
+        .unwrap();
+    looked.set_receipt(key.clone(), b"first".to_vec());
+    store.commit(looked).unwrap();
+    let refused = store.commit(unlooked).unwrap_err();
+    assert!(refused.is_conflict(), "{refused}");
+    let mut retry = store.begin();
+    let (outcome, _) = retry.receipt(&key).unwrap().expect("the retry's lookup finds it");
+    assert_eq!(outcome, b"first");
+}
+}
+
+engine_test! {
 fn the_commit_log_can_be_tailed_in_order_where_another_process_can_follow(engine: Engine) {
     let (store, _dir) = engine.temp_store();
     let mut stamps = Vec::new();

@@ -3,7 +3,7 @@
 
 use crate::{args, App};
 use ferrovex_model::Value;
-use ferrovex_runtime::wasm::{CallError, CallOptions};
+use ferrovex_runtime::wasm::{CallError, CallOptions, Once};
 
 fn bodies(value: &Value) -> Vec<String> {
     let Value::Array(docs) = value else {
@@ -328,7 +328,7 @@ fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
                 "chat:send_message".to_owned(),
                 args(&format!(r#"{{"user": "ada", "body": "message {i}"}}"#)),
                 CallOptions::default(),
-                Some(format!("session-1/{i}").into_bytes()),
+                Some(Once::maybe_ran(format!("session-1/{i}").into_bytes())),
             ))
             .unwrap_or_else(|e| panic!("message {i}: {e}"));
         assert_eq!(
@@ -375,6 +375,38 @@ fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
     );
 }
 
+/// A request its client has not sent before (`Once::maybe_ran` false: the sync layer says so
+/// of a new request id on a session's first socket) skips the lookup of its receipt: even a
+/// receipt under its key does not answer it, while the same key marked as maybe run is
+/// answered by the receipt, and then by the one the unlooked run recorded.
+#[test]
+fn a_request_new_to_its_session_is_not_looked_up() {
+    let app = App::new("examples/chat");
+    let run = |maybe_ran: bool| {
+        app.host
+            .run_mutation_once(
+                &app.store,
+                &app.module,
+                "chat:send_message",
+                &args(r#"{"user": "ada", "body": "once"}"#),
+                CallOptions::default(),
+                &Once {
+                    key: b"session-2/1".to_vec(),
+                    maybe_ran,
+                },
+            )
+            .unwrap()
+    };
+    let first = run(true);
+    assert_eq!(run(true).ts, first.ts, "answered by the receipt");
+    let unlooked = run(false);
+    assert!(
+        unlooked.ts > first.ts,
+        "ran and committed again: the receipt was not looked up"
+    );
+    assert_eq!(run(true).ts, unlooked.ts, "its commit recorded its outcome");
+}
+
 #[test]
 fn a_receipt_answers_a_repeated_mutation_without_running_it() {
     let app = App::new("examples/chat");
@@ -385,7 +417,7 @@ fn a_receipt_answers_a_repeated_mutation_without_running_it() {
             path,
             &args(r#"{"user": "ada", "body": "once"}"#),
             CallOptions::default(),
-            key,
+            &Once::maybe_ran(key.to_vec()),
         )
     };
     let executions = || {
