@@ -379,13 +379,13 @@ impl SessionCore {
     }
 
     /// Whether a run of the mutation `request_id`, just read, can have committed before: not
-    /// when the request is new to its session (docs/PROTOCOL.md section 3, guarantee 6). A client counts
-    /// its sockets in `Connect`, so on the first (`connectionCount` 0) nothing of the
-    /// session was sent before, and a client numbers its requests upward, so a request id
-    /// above every earlier one on the socket was not sent on it either. Such a request's
-    /// first attempt skips looking up its receipt (`wasm::Once`). A client that breaks
-    /// either rule risks only its own requests running twice; a session id is the secret of
-    /// its client, and a receipt's key holds the caller too.
+    /// when the request is new to its session (docs/PROTOCOL.md section 3, guarantee 6). A
+    /// client counts its sockets in `Connect`, so on the first (`connectionCount` 0) nothing
+    /// of the session was sent before, and a client numbers its requests upward, so a
+    /// request id above every earlier one on the socket was not sent on it either. Such a
+    /// request's first attempt skips looking up its receipt (`wasm::Once`). A client that
+    /// breaks either rule risks only its own requests running twice: a session id is the
+    /// secret of its client, and a receipt's key holds the caller too.
     fn maybe_ran(&mut self, request_id: u64) -> bool {
         let maybe = request_maybe_ran(self.first_socket, self.newest_request, request_id);
         self.newest_request = Some(

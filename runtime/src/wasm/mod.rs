@@ -201,22 +201,14 @@ pub struct Once {
     pub key: Vec<u8>,
     /// `false` only when no run under `key` can have committed yet: a request its client
     /// has not sent before (a new request id on the first socket of its session,
-    /// docs/PROTOCOL.md section 3, guarantee 6). The first attempt of such a request reads the receipt's
-    /// absence without looking it up (`Transaction::receipt_absent`); the lookup, a RocksDB
-    /// point read of a key that is almost never there, was 2.9-3.5% of the server's
-    /// samples in `bench --only chat-send` and `bank-transfer` (BENCHMARKS.md).
+    /// docs/PROTOCOL.md section 3, guarantee 6). The first attempt of such a request reads
+    /// the receipt's absence without looking it up (`Transaction::receipt_absent`); the
+    /// lookup, a RocksDB point read of a key that is almost never there, was 2.9-3.6% of
+    /// the server's samples in `bench --only chat-send` and `bank-transfer` (BENCHMARKS.md).
     pub maybe_ran: bool,
 }
 
 impl Once {
-    /// A key that may have a receipt already: every attempt looks it up.
-    pub fn maybe_ran(key: Vec<u8>) -> Once {
-        Once {
-            key,
-            maybe_ran: true,
-        }
-    }
-
     /// What the `attempt`th attempt (from 0) commits with. Only the first may skip the
     /// lookup: an attempt that conflicted may have met a commit of this very receipt.
     fn attempt(&self, attempt: u32) -> CommitWith<'_> {

@@ -328,7 +328,10 @@ fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
                 "chat:send_message".to_owned(),
                 args(&format!(r#"{{"user": "ada", "body": "message {i}"}}"#)),
                 CallOptions::default(),
-                Some(Once::maybe_ran(format!("session-1/{i}").into_bytes())),
+                Some(Once {
+                    key: format!("session-1/{i}").into_bytes(),
+                    maybe_ran: true,
+                }),
             ))
             .unwrap_or_else(|e| panic!("message {i}: {e}"));
         assert_eq!(
@@ -417,7 +420,10 @@ fn a_receipt_answers_a_repeated_mutation_without_running_it() {
             path,
             &args(r#"{"user": "ada", "body": "once"}"#),
             CallOptions::default(),
-            &Once::maybe_ran(key.to_vec()),
+            &Once {
+                key: key.to_vec(),
+                maybe_ran: true,
+            },
         )
     };
     let executions = || {

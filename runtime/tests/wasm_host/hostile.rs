@@ -298,9 +298,10 @@ fn a_mutation_that_never_returns_inline_times_out_at_the_call_limit() {
                 "hostile:spin_after_write".to_owned(),
                 args("{}"),
                 ferrovex_runtime::wasm::CallOptions::default(),
-                Some(ferrovex_runtime::wasm::Once::maybe_ran(
-                    b"session-1/1".to_vec(),
-                )),
+                Some(ferrovex_runtime::wasm::Once {
+                    key: b"session-1/1".to_vec(),
+                    maybe_ran: true,
+                }),
             ))
             .expect_err("it never returns");
         let case = format!("inline_ticks {inline_ticks:?}");
