@@ -135,6 +135,7 @@ impl Http {
             conflict_retries: count("conflictRetries")?,
             serial_runs: count("serialRuns")?,
             inline_overruns: count("inlineOverruns")?,
+            inline_network_reads: count("inlineNetworkReads")?,
         })
     }
 }
@@ -146,6 +147,9 @@ pub struct Metrics {
     pub serial_runs: u64,
     /// Attempts run inline that ran long and were made again on the blocking pool.
     pub inline_overruns: u64,
+    /// Attempts run inline that came to a read waiting on the network (PostgreSQL) and were
+    /// made again on the blocking pool.
+    pub inline_network_reads: u64,
 }
 
 /// An int64 argument in the wire form (docs/PROTOCOL.md section 1).

@@ -127,6 +127,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         let retries = after.conflict_retries - before.conflict_retries;
         let serial = after.serial_runs - before.serial_runs;
         let overruns = after.inline_overruns - before.inline_overruns;
+        let network_reads = after.inline_network_reads - before.inline_network_reads;
         let mut row = Row::new(
             "bank-transfer",
             format!("{CLIENTS} clients, bank:transfer, {}{engine}", skew.name()),
@@ -134,7 +135,7 @@ fn transfers(ctx: &mut Context, server: RuntimeServer, engine: &str) -> Result<V
         .throughput(result.per_second())
         .latency(result.latency.clone())
         .note(format!(
-            "{} transfers, {retries} conflict retries ({:.3}/transfer), {serial} serial-lane runs, {overruns} inline attempts run long, {}",
+            "{} transfers, {retries} conflict retries ({:.3}/transfer), {serial} serial-lane runs, {overruns} inline attempts run long, {network_reads} stopped at a read over the network, {}",
             result.answered,
             retries as f64 / result.answered.max(1) as f64,
             result.failed()

@@ -215,6 +215,7 @@ async fn route(
                     "conflictRetries": count(&stats.conflict_retries),
                     "serialRuns": count(&stats.serial_runs),
                     "inlineOverruns": count(&stats.inline_overruns),
+                    "inlineNetworkReads": count(&stats.inline_network_reads),
                 }),
             )
         }

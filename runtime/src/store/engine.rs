@@ -187,8 +187,10 @@ pub trait StorageEngine: Send + Sync + 'static {
     }
 
     /// Whether `get` and `scan` read from this machine (its memory and disk) rather than
-    /// waiting on the network: only then may a mutation's attempt run inline on an async
-    /// worker (`Store::run_mutation_async`), which must not wait on a round trip.
+    /// waiting on the network: only then may an attempt run inline on an async worker
+    /// (`Store::run_mutation_async`) read the engine. Otherwise it stops at its first read
+    /// and is made again on the blocking pool (`Transaction::engine_read`): a worker must
+    /// not wait on a round trip.
     fn reads_locally(&self) -> bool {
         true
     }

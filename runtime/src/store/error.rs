@@ -80,6 +80,9 @@ pub enum StoreError {
     #[error("invalid _creationTime for table {table:?}: it must be a finite number of milliseconds, got {given}")]
     InvalidCreationTime { table: String, given: f64 },
 
+    #[error("an attempt run on an async worker came to a read that waits on the network; it is made again on the blocking pool")]
+    InlineNetworkRead,
+
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 

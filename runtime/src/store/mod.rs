@@ -30,7 +30,7 @@ pub use document::Document;
 pub use engine::{Order, StorageEngine, Timestamp};
 pub use error::StoreError;
 pub use index_range::IndexRange;
-pub use transaction::{Page, Patch, Transaction, Usage};
+pub use transaction::{Page, Patch, Stop, Transaction, Usage};
 
 use catalog::{check_name, index_key, Catalog, IndexInfo, TableNumber};
 pub use commit_wire::CommitReply;
@@ -332,6 +332,9 @@ pub struct MutationStats {
     /// Attempts and queries run inline that ran long and were made again on the blocking pool
     /// (`Store::run_mutation_async`, `Store::begin_inline_read`).
     pub inline_overruns: AtomicU64,
+    /// Attempts and queries run inline that came to a read waiting on the network, and were
+    /// made again on the blocking pool (`Stop::NetworkRead`).
+    pub inline_network_reads: AtomicU64,
 }
 
 /// The result of a committed mutation.
@@ -575,9 +578,9 @@ impl Store {
 
     /// A read-only snapshot for a query that an async worker runs itself, as a mutation's
     /// first attempt is run (`run_mutation_async`): whoever runs code in it stops when it runs
-    /// long ([`Transaction::runs_inline`]) and reports with [`Store::inline_read_ended`].
-    /// `None` over an engine whose reads wait on the network, and for a function whose recent
-    /// inline runs ran long: run that query where it may block.
+    /// long ([`Transaction::runs_inline`]), or at a read that would wait on the network, and
+    /// reports with [`Store::inline_read_ended`]. `None` for a function whose recent inline
+    /// runs were stopped: run that query where it may block.
     pub fn begin_inline_read(&self, function: &str) -> Option<Transaction> {
         if !self.may_run_inline(RecentOutcomes::record_of(function)) {
             return None;
@@ -587,27 +590,28 @@ impl Store {
         Some(tx)
     }
 
-    /// How a query's inline run (`begin_inline_read`) ended.
-    pub fn inline_read_ended(&self, function: &str, overran: bool) {
-        self.inline_run_ended(RecentOutcomes::record_of(function), overran);
+    /// How a query's inline run (`begin_inline_read`) ended: stopped, or not.
+    pub fn inline_read_ended(&self, function: &str, stopped: Option<Stop>) {
+        self.inline_run_ended(RecentOutcomes::record_of(function), stopped);
     }
 
     /// Whether code of the function behind `record` may run inline on an async worker: not
-    /// over an engine whose reads wait on the network (a PostgreSQL engine's reads), however
-    /// short the code, nor while its recent inline runs ran long (`LONG_OVERRUNS`).
+    /// while its recent inline runs were stopped (`LONG_OVERRUNS`), for running long or at a
+    /// read that would wait on the network (over PostgreSQL, a function that reads what
+    /// memory does not hold).
     fn may_run_inline(&self, record: usize) -> bool {
-        self.shared.engine.reads_locally() && !self.overruns.skip(record)
+        !self.overruns.skip(record)
     }
 
-    /// Records how an inline run of the function behind `record` ended, counting an overrun.
-    fn inline_run_ended(&self, record: usize, overran: bool) {
-        self.overruns.record(record, overran);
-        if overran {
-            self.shared
-                .stats
-                .inline_overruns
-                .fetch_add(1, AtomicOrdering::Relaxed);
-        }
+    /// Records how an inline run of the function behind `record` ended, counting a stop.
+    fn inline_run_ended(&self, record: usize, stopped: Option<Stop>) {
+        self.overruns.record(record, stopped.is_some());
+        let counter = match stopped {
+            None => return,
+            Some(Stop::RanLong) => &self.shared.stats.inline_overruns,
+            Some(Stop::NetworkRead) => &self.shared.stats.inline_network_reads,
+        };
+        counter.fetch_add(1, AtomicOrdering::Relaxed);
     }
 
     fn request(mut tx: Transaction) -> CommitRequest {
@@ -767,8 +771,9 @@ impl Store {
     /// and say so (`Transaction::mark_overran`) when the attempt runs long; the attempt is
     /// then thrown away and made again on the blocking pool, which is safe because nothing of
     /// it was committed and a mutation has no other effects. A function whose recent inline
-    /// attempts ran long starts on the pool (`LONG_OVERRUNS`). Nothing runs inline over an
-    /// engine whose reads wait on the network (`StorageEngine::reads_locally`). On a follower
+    /// attempts ran long starts on the pool (`LONG_OVERRUNS`). Over an engine whose reads wait
+    /// on the network (`StorageEngine::reads_locally`), an inline attempt stops the same way
+    /// at its first read that memory does not answer (`Stop::NetworkRead`). On a follower
     /// (whose commits go to the leader over the network), the attempt runs blocking on the
     /// pool, as in `run_mutation`; in the serial lane it is queued for the lane's drain task
     /// (`serial`), and awaited.
@@ -800,8 +805,8 @@ impl Store {
                     let mut tx = self.begin();
                     tx.set_inline();
                     let value = body(&mut tx);
-                    self.inline_run_ended(record, tx.overran());
-                    if tx.overran() {
+                    self.inline_run_ended(record, tx.stopped());
+                    if tx.stopped().is_some() {
                         continue;
                     }
                     (tx, value)

@@ -71,6 +71,16 @@ pub struct Page {
     pub split_cursor: Option<Vec<u8>>,
 }
 
+/// Why an inline attempt (`Store::run_mutation_async`, an HTTP query run on an async
+/// worker) was stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Its code ran past its bound (`HostConfig::inline_ticks`).
+    RanLong,
+    /// It came to a read that would wait on the network (`Transaction::engine_read`).
+    NetworkRead,
+}
+
 /// A patch: `Some(value)` sets a field, `None` removes it.
 pub type Patch = BTreeMap<String, Option<Value>>;
 
@@ -94,8 +104,8 @@ pub struct Transaction {
     /// Whether this attempt runs inline on an async worker, which it must not hold long (set
     /// by `Store::run_mutation_async`).
     inline: bool,
-    /// Set by what ran an inline attempt when it stopped it for running long.
-    overran: bool,
+    /// Why this inline attempt was stopped before its end, if it was.
+    stopped: Option<Stop>,
     /// From the last savepoint on: each document written since, with what the overlay held
     /// for it before (`None`: nothing). `None` when there is no savepoint.
     undo: Option<BTreeMap<DocumentId, Option<DocumentWrite>>>,
@@ -165,7 +175,7 @@ impl Transaction {
             last_creation_time: HashMap::new(),
             committed_creation_time: published.last_creation_time.clone(),
             inline: false,
-            overran: false,
+            stopped: None,
             undo: None,
             point_reads: HashMap::new(),
             point_reads_bytes: 0,
@@ -214,6 +224,7 @@ impl Transaction {
     pub fn receipt(&mut self, key: &[u8]) -> Result<Option<(Vec<u8>, Timestamp)>, StoreError> {
         self.reads
             .add(Space::Receipts, KeyRange::point(key.to_vec()));
+        self.engine_read()?;
         let Some(mut value) = self
             .shared
             .engine
@@ -260,16 +271,32 @@ impl Transaction {
         self.inline = true;
     }
 
-    /// Whether this inline attempt was stopped for running long (`mark_overran`).
-    pub(crate) fn overran(&self) -> bool {
-        self.overran
+    /// Why this inline attempt was stopped before its end, if it was: the store throws it
+    /// away and makes it again on the blocking pool.
+    pub(crate) fn stopped(&self) -> Option<Stop> {
+        self.stopped
     }
 
     /// Says that this inline attempt was stopped for running long: the store throws it away
     /// and makes it again on the blocking pool, with no time bound but the call's own.
     pub fn mark_overran(&mut self) {
         debug_assert!(self.inline, "only an inline attempt can overrun");
-        self.overran = true;
+        self.stopped = Some(Stop::RanLong);
+    }
+
+    /// Before a read of the engine: an inline attempt must not wait on the network, so over
+    /// an engine whose reads do (`StorageEngine::reads_locally`, PostgreSQL) it stops at its
+    /// first read that memory cannot answer, and is made again on the blocking pool. One that
+    /// reads nothing there (a chat message's insert, a transfer between accounts written
+    /// lately) runs to its end inline, with no hand-off to the pool and back: over
+    /// PostgreSQL, chat-send's server samples were 17% `finish_task_switch` with every
+    /// attempt on the pool (BENCHMARKS.md).
+    fn engine_read(&mut self) -> Result<(), StoreError> {
+        if self.inline && !self.shared.engine.reads_locally() {
+            self.stopped = Some(Stop::NetworkRead);
+            return Err(StoreError::InlineNetworkRead);
+        }
+        Ok(())
     }
 
     pub fn has_writes(&self) -> bool {
@@ -453,10 +480,11 @@ impl Transaction {
 
     /// The stored bytes of a document's committed version at the begin timestamp: the
     /// newest version kept in memory when this snapshot sees it, else the engine's.
-    fn committed(&self, id: &DocumentId) -> Result<Option<Committed>, StoreError> {
+    fn committed(&mut self, id: &DocumentId) -> Result<Option<Committed>, StoreError> {
         if let Some(kept) = self.kept(id) {
             return Ok(kept);
         }
+        self.engine_read()?;
         let read = self
             .shared
             .engine
@@ -820,6 +848,7 @@ impl Transaction {
         }
         let mut pending = pending.into_iter().peekable();
 
+        self.engine_read()?;
         let shared = self.shared.clone();
         let mut stored = shared
             .engine

@@ -39,7 +39,7 @@ use crate::caller::Caller;
 use crate::fetch::{FetchError, FetchRequest, FetchResponse};
 use crate::jobs;
 use crate::store::read_set::ReadSet;
-use crate::store::{Store, StoreError, Timestamp, Transaction};
+use crate::store::{Stop, Store, StoreError, Timestamp, Transaction};
 use call::{Execution, Invocation};
 use engine::EpochTicker;
 use ferrovex_model::abi::{
@@ -426,9 +426,10 @@ impl WasmHost {
 
     /// Runs a query on the caller's async worker, on a snapshot of the latest commit, as a
     /// mutation's first attempt runs (`HostConfig::inline_ticks`): no hand-off to a thread
-    /// that may block. `None` when the query ran longer and was stopped, or was not started
-    /// (`Store::begin_inline_read`): the caller then runs it with `run_query` where it may
-    /// block, and nothing of the stopped run is kept or recorded.
+    /// that may block. `None` when the query was stopped (it ran longer, or came to a read
+    /// that waits on the network), or was not started (`Store::begin_inline_read`): the
+    /// caller then runs it with `run_query` where it may block, and nothing of the stopped
+    /// run is kept or recorded.
     pub fn try_run_query_inline(
         &self,
         store: &Arc<Store>,
@@ -439,13 +440,13 @@ impl WasmHost {
     ) -> Option<Result<QueryOutcome, CallFailure>> {
         self.config.inline_deadline_ticks()?;
         let tx = store.begin_inline_read(path)?;
-        let (run, overran) = self.run_query_logged(store, module, path, args, tx, options);
-        store.inline_read_ended(path, overran);
-        (!overran).then_some(run.outcome)
+        let (run, stopped) = self.run_query_logged(store, module, path, args, tx, options);
+        store.inline_read_ended(path, stopped);
+        stopped.is_none().then_some(run.outcome)
     }
 
-    /// A query's run, recorded for `runtime logs` unless it ran inline and was stopped for
-    /// running long (it runs again, and that run is recorded); and whether it was stopped.
+    /// A query's run, recorded for `runtime logs` unless it ran inline and was stopped (it
+    /// runs again, and that run is recorded); and why it was stopped, if it was.
     fn run_query_logged(
         &self,
         store: &Arc<Store>,
@@ -454,7 +455,7 @@ impl WasmHost {
         args: &Value,
         tx: Transaction,
         options: CallOptions,
-    ) -> (QueryRun, bool) {
+    ) -> (QueryRun, Option<Stop>) {
         let started = ExecutionClock::start();
         let fail = |error: CallError, log_lines: Vec<String>| CallFailure {
             path: path.to_owned(),
@@ -472,7 +473,7 @@ impl WasmHost {
                         read_set: ReadSet::default(),
                     };
                     self.record_query(started, path, &run);
-                    return (run, false);
+                    return (run, None);
                 }
             };
         let state = self.call_state(store, module, Entry::Query, tx, path, &args_bytes, options);
@@ -486,7 +487,7 @@ impl WasmHost {
             state,
             Invocation::Call(&function.call_export, args_bytes),
         );
-        let overran = tx.as_ref().is_some_and(|tx| tx.overran());
+        let stopped = tx.as_ref().and_then(|tx| tx.stopped());
         let read_set = tx.map(|tx| tx.read_set().clone()).unwrap_or_default();
         let outcome = outcome
             .and_then(|v| check_result(function, v))
@@ -503,10 +504,10 @@ impl WasmHost {
             ts,
             read_set,
         };
-        if !overran {
+        if stopped.is_none() {
             self.record_query(started, path, &run);
         }
-        (run, overran)
+        (run, stopped)
     }
 
     /// Records a query's run for `runtime logs`.
@@ -652,13 +653,14 @@ impl WasmHost {
             let (host, store, path, logs) =
                 (self.clone(), store.clone(), path.clone(), logs.clone());
             let mut args_bytes = None;
+            // Attempts that went to a commit: one stopped inline (`Stop`) committed nothing,
+            // so it cannot have met a commit of its receipt.
             let mut attempts = 0;
             move |tx: &mut Transaction| {
                 let with = match &once {
                     Some(once) => once.attempt(attempts),
                     None => CommitWith::Nothing,
                 };
-                attempts += 1;
                 let (function, args_bytes) = match &args_bytes {
                     Some(bytes) => (module.function(&path).expect("prepared before"), bytes),
                     None => {
@@ -668,7 +670,7 @@ impl WasmHost {
                         (function, &*args_bytes.insert(bytes))
                     }
                 };
-                host.attempt_mutation(
+                let attempted = host.attempt_mutation(
                     &store,
                     &module,
                     function,
@@ -678,7 +680,11 @@ impl WasmHost {
                     &with,
                     tx,
                     &mut logs.lock(),
-                )
+                );
+                if tx.stopped().is_none() {
+                    attempts += 1;
+                }
+                attempted
             }
         };
         let inline = self.config.inline_deadline_ticks().is_some();

@@ -378,6 +378,79 @@ fn a_mutation_that_runs_long_inline_is_made_again_on_the_pool() {
     );
 }
 
+/// Over PostgreSQL, a mutation's first attempt runs on the async worker until it comes to a
+/// read that memory cannot answer (or runs past its tick), and is then stopped and made again
+/// on the blocking pool. The stopped attempt committed nothing, so for a request new to its
+/// session the attempt that follows still skips its receipt's lookup: a receipt under its key
+/// does not answer it.
+#[test]
+fn an_attempt_stopped_inline_is_made_again_without_its_receipt_lookup() {
+    use ferrovex_runtime::store::Store;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let url = crate::pg_cluster::Cluster::shared().database();
+    let wasm = crate::guest_wasm("examples/bank");
+    let host = Arc::new(crate::test_host(8));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = || {
+        let store = Arc::new(Store::open_postgres(&url).unwrap());
+        let module = Arc::new(host.deploy(&store, &wasm).unwrap());
+        (store, module)
+    };
+    let transfer = |store: &Arc<Store>, module: &Arc<_>, ids: &Value, maybe_ran: bool| {
+        let (from, to) = match ids {
+            Value::Array(ids) => (ids[0].clone(), ids[1].clone()),
+            other => panic!("bank:seed returned {other:?}"),
+        };
+        let mut call = ferrovex_model::Object::new();
+        call.insert("from".into(), from);
+        call.insert("to".into(), to);
+        call.insert("amount".into(), Value::Int64(1));
+        runtime
+            .block_on(host.run_mutation_async(
+                store,
+                Arc::clone(module),
+                "bank:transfer".to_owned(),
+                Value::Object(call),
+                CallOptions::default(),
+                Some(Once {
+                    key: b"session-5/1".to_vec(),
+                    maybe_ran,
+                }),
+            ))
+            .unwrap()
+    };
+    let (ids, first) = {
+        let (store, module) = open();
+        let seeded = host
+            .run_mutation(
+                &store,
+                &module,
+                "bank:seed",
+                &args(r#"{"count": {"$integer": "AgAAAAAAAAA="}, "balance": {"$integer": "CgAAAAAAAAA="}}"#),
+                CallOptions::default(),
+            )
+            .unwrap();
+        let first = transfer(&store, &module, &seeded.value, true);
+        (seeded.value, first)
+    };
+    // Reopened: the accounts are no longer in memory, so reading them waits on PostgreSQL.
+    let (store, module) = open();
+    let again = transfer(&store, &module, &ids, false);
+    assert!(
+        again.ts > first.ts,
+        "ran and committed again: the receipt was not looked up after the stop"
+    );
+    let stats = store.stats();
+    let stops = stats.inline_network_reads.load(Ordering::Relaxed)
+        + stats.inline_overruns.load(Ordering::Relaxed);
+    assert_eq!(stops, 1, "the inline attempt was stopped once");
+}
+
 /// A request its client has not sent before (`Once::maybe_ran` false: the sync layer says so
 /// of a new request id on a session's first socket) skips the lookup of its receipt: even a
 /// receipt under its key does not answer it, while the same key marked as maybe run is

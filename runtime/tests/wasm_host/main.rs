@@ -11,6 +11,8 @@ mod examples;
 #[path = "../common/guests.rs"]
 mod guests;
 mod hostile;
+#[path = "../common/pg_cluster.rs"]
+mod pg_cluster;
 mod subscriptions;
 
 use ferrovex_model::Value;
