@@ -632,9 +632,9 @@ impl WasmHost {
     /// [`WasmHost::run_mutation_with`] for a caller on an async runtime (a WebSocket session,
     /// an HTTP request): the same rules and outcome, at most once per `once` when one is
     /// given (as [`WasmHost::run_mutation_once`]), with the first attempt run inline on
-    /// the caller's worker (stopped after `HostConfig::inline_ticks` and made again on the
-    /// blocking pool if it runs long), the others on the pool, and every commit awaited rather
-    /// than blocked on (see `Store::run_mutation_async`). The arguments are checked and
+    /// the caller's worker (stopped and made again on the blocking pool if it runs past
+    /// `HostConfig::inline_ticks` or comes to a read over the network), the others on the
+    /// pool, and every commit awaited rather than blocked on (see `Store::run_mutation_async`). The arguments are checked and
     /// encoded in the first attempt, not before it, so a function whose attempts start on the
     /// pool has none of it done on the worker.
     pub async fn run_mutation_async(
