@@ -721,6 +721,7 @@ impl Store {
                 attempt += 1;
                 let follower = !self.shared.is_leader();
                 let mut tx = self.begin();
+                tx.set_earlier_attempts(attempt - 1);
                 let value = body(&mut tx)?;
                 let writes = tx.has_writes();
                 let committed = self.commit(tx);
@@ -804,6 +805,7 @@ impl Store {
                     inline = false;
                     let mut tx = self.begin();
                     tx.set_inline();
+                    tx.set_earlier_attempts(attempt);
                     let value = body(&mut tx);
                     self.inline_run_ended(record, tx.stopped());
                     if tx.stopped().is_some() {
@@ -813,6 +815,7 @@ impl Store {
                 } else {
                     let (returned, tx, value) = on_blocking_pool(move || {
                         let mut tx = store.begin();
+                        tx.set_earlier_attempts(attempt);
                         let value = body(&mut tx);
                         (body, tx, value)
                     })

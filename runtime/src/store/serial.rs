@@ -121,7 +121,7 @@ where
             attempts,
             answer,
         } = *self;
-        match run_member(tx, begin_ts, &mut body) {
+        match run_member(tx, begin_ts, attempts, &mut body) {
             Ran::Commit(value, request) => {
                 let reply: Reply = Box::new(move |outcome| {
                     let outcome = outcome
@@ -197,10 +197,12 @@ enum Ran<T, E> {
 fn run_member<T, E>(
     tx: &mut Transaction,
     begin_ts: Timestamp,
+    attempts: u32,
     body: &mut dyn FnMut(&mut Transaction) -> Result<T, E>,
 ) -> Ran<T, E> {
     let savepoint = tx.savepoint();
-    tx.start_next_mutation();
+    // `attempts` counts this one.
+    tx.start_next_mutation(attempts - 1);
     match catch_unwind(AssertUnwindSafe(|| body(tx))) {
         Ok(Ok(value)) => {
             let receipt = tx.receipt.take();
@@ -357,7 +359,7 @@ impl SerialLane {
         }
         let group = open.as_mut().expect("a group is open");
         let begin_ts = group.tx.begin_ts;
-        let (value, request) = match run_member(&mut group.tx, begin_ts, body) {
+        let (value, request) = match run_member(&mut group.tx, begin_ts, attempts, body) {
             Ran::Commit(value, request) => (value, request),
             Ran::Done(result) => {
                 if let Some(state) = state_guard {

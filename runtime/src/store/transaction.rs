@@ -106,6 +106,9 @@ pub struct Transaction {
     inline: bool,
     /// Why this inline attempt was stopped before its end, if it was.
     stopped: Option<Stop>,
+    /// Attempts of the same mutation before this one that went to a commit (set by the
+    /// store's drivers; see `earlier_attempts`).
+    earlier_attempts: u32,
     /// From the last savepoint on: each document written since, with what the overlay held
     /// for it before (`None`: nothing). `None` when there is no savepoint.
     undo: Option<BTreeMap<DocumentId, Option<DocumentWrite>>>,
@@ -176,6 +179,7 @@ impl Transaction {
             committed_creation_time: published.last_creation_time.clone(),
             inline: false,
             stopped: None,
+            earlier_attempts: 0,
             undo: None,
             point_reads: HashMap::new(),
             point_reads_bytes: 0,
@@ -271,6 +275,20 @@ impl Transaction {
         self.inline = true;
     }
 
+    /// How many attempts of the same mutation before this one went to a commit, and so
+    /// conflicted (or it would not be made again). An attempt stopped inline (`Stop`) is not
+    /// one: it committed nothing. Only the first of a request never sent before may take
+    /// its receipt as absent (`receipt_absent`): a later one may have conflicted with a
+    /// commit of that very receipt.
+    pub fn earlier_attempts(&self) -> u32 {
+        self.earlier_attempts
+    }
+
+    /// Says how many attempts before this one went to a commit (the store's drivers).
+    pub(crate) fn set_earlier_attempts(&mut self, attempts: u32) {
+        self.earlier_attempts = attempts;
+    }
+
     /// Why this inline attempt was stopped before its end, if it was: the store throws it
     /// away and makes it again on the blocking pool.
     pub(crate) fn stopped(&self) -> Option<Stop> {
@@ -347,11 +365,12 @@ impl Transaction {
         }
     }
 
-    /// Starts the next mutation of a serial group on this shared transaction: limits count
-    /// per mutation.
-    pub(crate) fn start_next_mutation(&mut self) {
+    /// Starts the next mutation of a serial group on this shared transaction, after
+    /// `earlier_attempts` of it that went to a commit: limits count per mutation.
+    pub(crate) fn start_next_mutation(&mut self, earlier_attempts: u32) {
         self.usage = Usage::default();
         self.receipt = None;
+        self.earlier_attempts = earlier_attempts;
     }
 
     fn next_random(&mut self) -> u64 {

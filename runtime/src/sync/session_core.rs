@@ -388,10 +388,7 @@ impl SessionCore {
     /// secret of its client, and a receipt's key holds the caller too.
     fn maybe_ran(&mut self, request_id: u64) -> bool {
         let maybe = request_maybe_ran(self.first_socket, self.newest_request, request_id);
-        self.newest_request = Some(
-            self.newest_request
-                .map_or(request_id, |n| n.max(request_id)),
-        );
+        self.newest_request = self.newest_request.max(Some(request_id));
         maybe
     }
 

@@ -209,12 +209,10 @@ pub struct Once {
 }
 
 impl Once {
-    /// What the `attempt`th attempt (from 0) commits with. Only the first may skip the
-    /// lookup: an attempt that conflicted may have met a commit of this very receipt.
-    fn attempt(&self, attempt: u32) -> CommitWith<'_> {
+    fn commit_with(&self) -> CommitWith<'_> {
         CommitWith::Receipt {
             key: &self.key,
-            look: self.maybe_ran || attempt > 0,
+            maybe_ran: self.maybe_ran,
         }
     }
 }
@@ -223,12 +221,12 @@ impl Once {
 #[derive(Clone, Copy, Debug)]
 pub enum CommitWith<'a> {
     Nothing,
-    /// Its outcome under this receipt key (exactly once per key). `look`: whether an
-    /// earlier run's receipt is looked for, or its absence read without looking (see
-    /// [`Once::maybe_ran`]).
+    /// Its outcome under this receipt key (exactly once per key). Without `maybe_ran`, the
+    /// first attempt reads the receipt's absence without looking it up (see
+    /// [`Once::maybe_ran`]); every later attempt looks (`Transaction::earlier_attempts`).
     Receipt {
         key: &'a [u8],
-        look: bool,
+        maybe_ran: bool,
     },
     /// The scheduled job it runs: it runs and commits only while the job is pending, and the
     /// same commit marks the job a success, so a job's mutation commits exactly once.
@@ -574,9 +572,7 @@ impl WasmHost {
         // `attempt_mutation`), not also in a read-only one before it: that second lookup (a
         // RocksDB iterator made, sought and dropped) was 6% of the server's CPU in `bench
         // --only chat-send`, for the rare re-sent request it answers.
-        self.run_attempts(store, module, path, args, options, |attempt| {
-            once.attempt(attempt)
-        })
+        self.run_mutation_with(store, module, path, args, options, once.commit_with())
     }
 
     /// Runs a mutation whose commit also carries `with` (see [`CommitWith`]).
@@ -589,28 +585,12 @@ impl WasmHost {
         options: CallOptions,
         with: CommitWith,
     ) -> Result<MutationOutcome, CallFailure> {
-        self.run_attempts(store, module, path, args, options, |_| with)
-    }
-
-    /// Runs a mutation whose `attempt`th attempt (from 0) commits with `with(attempt)`.
-    fn run_attempts<'w>(
-        &self,
-        store: &Arc<Store>,
-        module: &DeployedModule,
-        path: &str,
-        args: &Value,
-        options: CallOptions,
-        with: impl Fn(u32) -> CommitWith<'w>,
-    ) -> Result<MutationOutcome, CallFailure> {
         let started = ExecutionClock::start();
-        let answer = match self.prepare_mutation(store, module, path, args, &options, &with(0)) {
+        let answer = match self.prepare_mutation(store, module, path, args, &options, &with) {
             Err(answer) => answer,
             Ok((function, args_bytes)) => {
                 let mut logs = Vec::new();
-                let mut attempt = 0;
                 let committed = store.run_mutation_of(Some(path), |tx| {
-                    let with = with(attempt);
-                    attempt += 1;
                     self.attempt_mutation(
                         store,
                         module,
@@ -634,9 +614,10 @@ impl WasmHost {
     /// given (as [`WasmHost::run_mutation_once`]), with the first attempt run inline on
     /// the caller's worker (stopped and made again on the blocking pool if it runs past
     /// `HostConfig::inline_ticks` or comes to a read over the network), the others on the
-    /// pool, and every commit awaited rather than blocked on (see `Store::run_mutation_async`). The arguments are checked and
-    /// encoded in the first attempt, not before it, so a function whose attempts start on the
-    /// pool has none of it done on the worker.
+    /// pool, and every commit awaited rather than blocked on (see
+    /// `Store::run_mutation_async`). The arguments are checked and encoded in the first
+    /// attempt, not before it, so a function whose attempts start on the pool has none of it
+    /// done on the worker.
     pub async fn run_mutation_async(
         self: &Arc<Self>,
         store: &Arc<Store>,
@@ -653,14 +634,8 @@ impl WasmHost {
             let (host, store, path, logs) =
                 (self.clone(), store.clone(), path.clone(), logs.clone());
             let mut args_bytes = None;
-            // Attempts that went to a commit: one stopped inline (`Stop`) committed nothing,
-            // so it cannot have met a commit of its receipt.
-            let mut attempts = 0;
             move |tx: &mut Transaction| {
-                let with = match &once {
-                    Some(once) => once.attempt(attempts),
-                    None => CommitWith::Nothing,
-                };
+                let with = once.as_ref().map_or(CommitWith::Nothing, Once::commit_with);
                 let (function, args_bytes) = match &args_bytes {
                     Some(bytes) => (module.function(&path).expect("prepared before"), bytes),
                     None => {
@@ -670,7 +645,7 @@ impl WasmHost {
                         (function, &*args_bytes.insert(bytes))
                     }
                 };
-                let attempted = host.attempt_mutation(
+                host.attempt_mutation(
                     &store,
                     &module,
                     function,
@@ -680,11 +655,7 @@ impl WasmHost {
                     &with,
                     tx,
                     &mut logs.lock(),
-                );
-                if tx.stopped().is_none() {
-                    attempts += 1;
-                }
-                attempted
+                )
             }
         };
         let inline = self.config.inline_deadline_ticks().is_some();
@@ -732,7 +703,11 @@ impl WasmHost {
             Ok(prepared) => return Ok(prepared),
             Err(error) => error,
         };
-        if let CommitWith::Receipt { key, look: true } = with {
+        if let CommitWith::Receipt {
+            key,
+            maybe_ran: true,
+        } = with
+        {
             match store.begin_read_only().receipt(key) {
                 Ok(Some((outcome, ts))) => return Err(from_receipt(path, &outcome, ts)),
                 Ok(None) => {}
@@ -760,17 +735,17 @@ impl WasmHost {
         // What an earlier attempt logged is not this one's, even if this one fails before
         // its call (an attempt thrown away, or one that conflicted).
         logs.clear();
-        match *with {
+        if let CommitWith::Receipt { key, maybe_ran } = *with {
             // Read in the transaction: a commit of the same receipt made since its begin
             // (the same request run on another node) conflicts with this one, and the retry
             // finds the receipt.
-            CommitWith::Receipt { key, look: true } => {
+            if maybe_ran || tx.earlier_attempts() > 0 {
                 if let Some((outcome, ts)) = tx.receipt(key)? {
                     return Err(MutationAbort::Done(outcome, ts));
                 }
+            } else {
+                tx.receipt_absent(key);
             }
-            CommitWith::Receipt { key, look: false } => tx.receipt_absent(key),
-            CommitWith::Nothing | CommitWith::Job(_) => {}
         }
         if let CommitWith::Job(id) = with {
             // Read in the transaction: a cancel (or another run) committed since its begin

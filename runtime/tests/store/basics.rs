@@ -387,6 +387,32 @@ fn a_receipt_taken_as_absent_still_conflicts_with_its_commit(engine: Engine) {
 }
 
 engine_test! {
+fn an_attempt_is_told_how_many_before_it_went_to_a_commit(engine: Engine) {
+    // After a conflict, the next attempt knows it is not the first (a request never sent
+    // before then looks up its receipt: it may have met a commit of it).
+    let (store, _dir) = engine.temp_store();
+    let mut tx = store.begin();
+    let id = tx.insert("accounts", obj! { "n" => 0i64 }).unwrap();
+    store.commit(tx).unwrap();
+    let mut earlier = Vec::new();
+    store
+        .run_mutation_of(None, |tx| -> Result<(), StoreError> {
+            earlier.push(tx.earlier_attempts());
+            let n = tx.get(id)?.unwrap().fields["n"].as_i64().unwrap();
+            if earlier.len() == 1 {
+                // Another transaction changes what this attempt read: it conflicts.
+                let mut other = store.begin();
+                other.patch(id, Patch::from([("n".into(), Some(Value::from(10i64)))]))?;
+                store.commit(other)?;
+            }
+            tx.patch(id, Patch::from([("n".into(), Some(Value::from(n + 1)))]))
+        })
+        .unwrap();
+    assert_eq!(earlier, [0, 1]);
+}
+}
+
+engine_test! {
 fn the_commit_log_can_be_tailed_in_order_where_another_process_can_follow(engine: Engine) {
     let (store, _dir) = engine.temp_store();
     let mut stamps = Vec::new();

@@ -226,8 +226,9 @@ fn conflicting_transfers_are_serializable_and_conserve_the_total(engine: Engine)
 }
 }
 
-/// What each attempt of a mutation saw: whether it ran inline, and how its read went.
-type Seen = Arc<std::sync::Mutex<Vec<(bool, Result<(), String>)>>>;
+/// What each attempt of a mutation saw: whether it ran inline, how many attempts before it
+/// went to a commit, and how its read went.
+type Seen = Arc<std::sync::Mutex<Vec<(bool, u32, Result<(), String>)>>>;
 
 engine_test! {
 fn inline_attempts_over_the_network(engine: Engine) {
@@ -249,14 +250,16 @@ fn inline_attempts_over_the_network(engine: Engine) {
         .enable_all()
         .build()
         .unwrap();
-    let run = |read: bool| -> Vec<(bool, Result<(), String>)> {
+    let run = |read: bool| -> Vec<(bool, u32, Result<(), String>)> {
         let seen: Seen = Arc::default();
         let body = {
             let seen = seen.clone();
             move |tx: &mut Transaction| -> Result<(), StoreError> {
                 let outcome = if read { tx.get(id).map(|_| ()) } else { Ok(()) };
                 let shown = outcome.as_ref().map(|_| ()).map_err(|e| e.to_string());
-                seen.lock().unwrap().push((tx.runs_inline(), shown));
+                seen.lock()
+                    .unwrap()
+                    .push((tx.runs_inline(), tx.earlier_attempts(), shown));
                 outcome?;
                 tx.insert("log", obj! { "read" => read })?;
                 Ok(())
@@ -270,22 +273,24 @@ fn inline_attempts_over_the_network(engine: Engine) {
     };
     let network_reads = || store.stats().inline_network_reads.load(Ordering::Relaxed);
 
-    assert_eq!(run(false), [(true, Ok(()))], "nothing read: one attempt, inline");
+    assert_eq!(run(false), [(true, 0, Ok(()))], "nothing read: one attempt, inline");
     let attempts = run(true);
     match engine {
         crate::Engine::Rocks => {
-            assert_eq!(attempts, [(true, Ok(()))]);
+            assert_eq!(attempts, [(true, 0, Ok(()))]);
             assert_eq!(network_reads(), 0);
         }
         crate::Engine::Postgres => {
             assert_eq!(attempts.len(), 2, "{attempts:?}");
-            let (inline, stopped) = &attempts[0];
+            let (inline, earlier, stopped) = &attempts[0];
             assert!(*inline);
+            assert_eq!(*earlier, 0);
             assert!(
                 stopped.as_ref().unwrap_err().contains("waits on the network"),
                 "{stopped:?}"
             );
-            assert_eq!(attempts[1], (false, Ok(())), "made again on the pool");
+            // The stopped attempt committed nothing, so it is not an earlier one.
+            assert_eq!(attempts[1], (false, 0, Ok(())), "made again on the pool");
             assert_eq!(network_reads(), 1);
         }
     }
